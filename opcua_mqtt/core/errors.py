@@ -1,0 +1,26 @@
+"""The exception types of the core: one for malformed input, one for values we cannot encode."""
+
+from __future__ import annotations
+
+
+class DecodeError(ValueError):
+    """Malformed OPC UA JSON or PubSub message.
+
+    ``path`` names the member that was wrong (a JSON-pointer-like path such as
+    ``Messages/0/Payload/Temp/Value``) so that a subscriber's log points at the culprit.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        where = path if path else "(top level)"
+        super().__init__(f"{where}: {reason}")
+
+    def within(self, parent: str | int) -> DecodeError:
+        """Return the same error with ``parent`` prefixed to its path."""
+        path = f"{parent}/{self.path}" if self.path else str(parent)
+        return DecodeError(path, self.reason)
+
+
+class EncodeError(ValueError):
+    """A value that cannot be written in the requested form (e.g. 300 declared as a Byte)."""
