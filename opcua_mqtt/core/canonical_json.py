@@ -1,0 +1,190 @@
+"""RFC 8785 JSON Canonicalization Scheme (JCS) for Python JSON values.
+
+``canonicalize(value)`` returns the one byte sequence RFC 8785 assigns to a JSON value, so that a
+signature over it survives any re-serialisation (member order, whitespace, escapes, number
+spelling) between publisher and subscriber.
+
+Accepted input (nothing else, not even subclasses' custom serialisations):
+
+========================  ========================================================
+Python                    JSON
+========================  ========================================================
+``dict`` with str keys     object; members sorted by the UTF-16 code units of names
+``list``, ``tuple``        array
+``str``                    string (must be valid Unicode: no lone surrogates)
+``int`` (not bool)         number; ``|i| <= 2**53`` or ``ValueError``
+``float``                  number per ECMAScript ``Number.prototype.toString``;
+                           NaN and ±Infinity raise ``ValueError``
+``True``/``False``/None    ``true``/``false``/``null``
+========================  ========================================================
+
+Any other type raises ``TypeError`` naming the offending path. OPC UA JSON (Part 6 §5.4) writes
+Int64/UInt64 as strings and NaN/Infinity as strings, so neither limit is reached by a correct
+encoder; both exist so that precision can never be lost silently.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+__all__ = ["MAX_SAFE_INTEGER_MAGNITUDE", "canonicalize"]
+
+#: Largest integer magnitude accepted. Every integer up to 2**53 is an exact IEEE 754 double.
+MAX_SAFE_INTEGER_MAGNITUDE = 2**53
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# RFC 8785 §3.2.2.2: the only escapes are \" \\ \b \t \n \f \r and \u00xx (lowercase hex) for
+# the remaining control characters U+0000..U+001F. Everything else is written as itself.
+_ESCAPES: dict[int, str] = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES.update(
+    {
+        ord("\b"): "\\b",
+        ord("\t"): "\\t",
+        ord("\n"): "\\n",
+        ord("\f"): "\\f",
+        ord("\r"): "\\r",
+        ord('"'): '\\"',
+        ord("\\"): "\\\\",
+    }
+)
+
+
+def canonicalize(value: Any) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 serialisation of ``value``.
+
+    Raises ``TypeError`` for a non-JSON type or a non-string object key, and ``ValueError`` for
+    NaN/Infinity, an integer beyond ±2**53, or a string that is not valid Unicode (lone
+    surrogate). The error message names the path of the offending value (``$/Fields/0/Name``).
+    """
+    parts: list[str] = []
+    _write(value, parts, "$")
+    text = "".join(parts)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # pragma: no cover - strings are checked while writing
+        raise ValueError(f"canonical JSON: not valid Unicode: {exc}") from exc
+
+
+def _write(value: Any, out: list[str], path: str) -> None:
+    # Order matters: bool is a subclass of int.
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_string(value, path))
+    elif isinstance(value, int):
+        out.append(_integer(value, path))
+    elif isinstance(value, float):
+        out.append(_number(float(value), path))
+    elif isinstance(value, dict):
+        _object(value, out, path)
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _write(item, out, f"{path}/{index}")
+        out.append("]")
+    else:
+        raise TypeError(
+            f"canonical JSON: {path}: {type(value).__name__} is not a JSON type "
+            "(dict, list, tuple, str, int, float, bool or None)"
+        )
+
+
+def _object(value: dict[Any, Any], out: list[str], path: str) -> None:
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"canonical JSON: {path}: object key {key!r} is {type(key).__name__}, not str"
+            )
+    # Sorting by UTF-16BE bytes is sorting by UTF-16 code units (RFC 8785 §3.2.3). Lone
+    # surrogates would make encode() fail: report them as invalid strings.
+    try:
+        items = sorted(value.items(), key=lambda item: item[0].encode("utf-16-be"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"canonical JSON: {path}: object key is not valid Unicode (lone surrogate)"
+        ) from exc
+    out.append("{")
+    for index, (key, item) in enumerate(items):
+        if index:
+            out.append(",")
+        out.append(_string(key, path))
+        out.append(":")
+        _write(item, out, f"{path}/{key}")
+    out.append("}")
+
+
+def _string(value: str, path: str) -> str:
+    surrogate = _SURROGATE.search(value)
+    if surrogate is not None:
+        raise ValueError(
+            f"canonical JSON: {path}: string contains a lone surrogate "
+            f"U+{ord(surrogate.group()):04X} (not valid Unicode)"
+        )
+    return '"' + value.translate(_ESCAPES) + '"'
+
+
+def _integer(value: int, path: str) -> str:
+    value = int(value)  # int subclasses (IntEnum, ...) serialise as their numeric value
+    if abs(value) > MAX_SAFE_INTEGER_MAGNITUDE:
+        raise ValueError(
+            f"canonical JSON: {path}: integer {value} exceeds ±2**53 and cannot be represented "
+            "exactly as a JSON number (encode 64-bit integers as strings)"
+        )
+    # Exact as a double, and below 1e21, so ECMAScript prints the plain decimal digits.
+    return str(value)
+
+
+def _number(value: float, path: str) -> str:
+    """ECMAScript Number::toString for a finite double (ECMA-262 6.1.6.1.20, RFC 8785 §3.2.2.3)."""
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(
+            f"canonical JSON: {path}: {value!r} is not a JSON number "
+            '(OPC UA encodes it as the string "NaN", "Infinity" or "-Infinity")'
+        )
+    if value == 0.0:
+        return "0"  # also -0.0
+    if value < 0:
+        return "-" + _number(-value, path)
+    digits, n = _shortest_digits(value)
+    k = len(digits)
+    # value == 0.d1d2...dk × 10**n with d1 != 0 and dk != 0, k as small as possible.
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * (-n) + digits
+    exponent = n - 1
+    sign = "+" if exponent >= 0 else "-"
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{mantissa}e{sign}{abs(exponent)}"
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """Return (digits, n) with ``value == 0.<digits> × 10**n`` for the shortest round-trip digits.
+
+    Python's ``repr(float)`` produces the shortest digit string that round-trips (David Gay's
+    algorithm), which is the digit string ECMAScript requires; when two shortest strings exist
+    both pick the one closest to the exact value. Only the layout differs, so parse it.
+    """
+    text = repr(value)  # e.g. "123.45", "1e+21", "1.5e-07", "5e-324"
+    mantissa, _, exp_text = text.partition("e")
+    exponent = int(exp_text) if exp_text else 0
+    whole, _, fraction = mantissa.partition(".")
+    raw = whole + fraction
+    stripped = raw.lstrip("0")
+    leading_zeros = len(raw) - len(stripped)
+    digits = stripped.rstrip("0")
+    # value == int(raw) × 10**(exponent - len(fraction)); the first significant digit sits at
+    # position len(whole) - leading_zeros relative to the decimal point.
+    n = len(whole) - leading_zeros + exponent
+    return digits, n

@@ -1,0 +1,856 @@
+"""Message-level signatures for PubSub JSON messages (an opcua-mqtt extension).
+
+OPC 10000-14 defines no message security for the JSON mapping. We add one optional member,
+``"JwsSignature"`` (:data:`SIGNATURE_MEMBER`), holding a JWS (RFC 7515) in compact serialisation
+with a detached payload (RFC 7515 Appendix F): ``<protected>..<signature>``. The payload is the
+RFC 8785 canonical form (JCS) of the message *without* that member, so the signature survives any
+re-serialisation, and a plain Part 14 subscriber that ignores unknown members reads the message
+unchanged. The module is message-type agnostic (ua-metadata, ua-status, ua-connection, ...).
+
+Protected header (serialised with JCS, though verifiers must not depend on that):
+
+``alg``       ``ES256`` (ECDSA P-256/SHA-256, raw r||s), ``EdDSA`` (Ed25519) or ``RS256``
+              (RSASSA-PKCS1-v1_5/SHA-256, key >= 2048 bits); ``Ed25519`` (RFC 9864) is accepted
+              and may be chosen explicitly
+``typ``       :data:`JWS_TYPE`
+``x5c``       signer certificate first, then its issuers (standard base64 DER)
+``x5t#S256``  base64url SHA-256 of the signer certificate's DER
+``kid``       same value as ``x5t#S256``
+``iat``       integer Unix seconds, given by the caller
+
+Signing input is the ordinary JWS one, ``BASE64URL(protected) || '.' || BASE64URL(JCS(message))``
+(``b64`` stays true), so every JOSE library can verify it once the payload is re-attached.
+
+Verification (:func:`verify_message`) never raises for bad input: it returns a
+:class:`VerificationResult` whose :class:`VerifyFailure` says which check failed. Certificate
+checks are implemented explicitly rather than with ``cryptography.x509.verification``, whose
+single ``VerificationError`` does not tell the failures apart and whose web-PKI profile (EKU,
+SAN, AKI requirements) rejects typical OPC UA / private-CA certificates.
+
+No I/O and no clock reads: callers pass ``issued_at`` and ``at``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from cryptography.x509.oid import ExtensionOID
+
+from .canonical_json import canonicalize
+
+__all__ = [
+    "ALGORITHMS",
+    "JWS_TYPE",
+    "MAX_CHAIN_LENGTH",
+    "SIGNATURE_MEMBER",
+    "Signer",
+    "SigningKey",
+    "TrustStore",
+    "VerificationResult",
+    "VerifyFailure",
+    "detached_payload",
+    "sign_message",
+    "thumbprint_s256",
+    "verify_message",
+]
+
+#: Top-level member that carries the signature. Part 14 subscribers ignore unknown members.
+SIGNATURE_MEMBER = "JwsSignature"
+
+#: ``typ`` header value: a JWS over the JCS form of an opcua-mqtt PubSub JSON message.
+JWS_TYPE = "opcua-mqtt+jws"
+
+#: Accepted ``alg`` values. ``Ed25519`` is the RFC 9864 fully-specified name of ``EdDSA``/Ed25519.
+ALGORITHMS = frozenset({"ES256", "EdDSA", "Ed25519", "RS256"})
+
+#: Longest accepted certificate path, signer and trust anchor included.
+MAX_CHAIN_LENGTH = 8
+
+_MIN_RSA_BITS = 2048
+_P256_BYTES = 32
+_MAX_PATH_SEARCH_STEPS = 256
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+#: Private keys a :class:`Signer` accepts.
+SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+
+# Extensions whose criticality we honour: the ones checked below, plus ones that never restrict
+# the use of a key for signing. A certificate with any other critical extension (name or policy
+# constraints, ...) is refused, as RFC 5280 §4.2 requires of a verifier that does not process it.
+_UNDERSTOOD_EXTENSIONS = frozenset(
+    {
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.ISSUER_ALTERNATIVE_NAME,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    }
+)
+
+# Exceptions cryptography raises for certificates it can parse but not fully interpret.
+_CERT_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension)
+
+
+class VerifyFailure(Enum):
+    """Why :func:`verify_message` refused a message. Each check has its own value."""
+
+    #: The message has no ``JwsSignature`` member.
+    MISSING_SIGNATURE = "missing-signature"
+    #: The message itself is not a JSON object that RFC 8785 can canonicalise
+    #: (NaN, integer beyond ±2**53, lone surrogate, non-JSON type).
+    MALFORMED_MESSAGE = "malformed-message"
+    #: The member is not a detached compact JWS of our profile: bad structure or base64url,
+    #: header not a JSON object, missing/ill-typed ``typ``/``iat``/``x5c``, ``crit`` present,
+    #: undecodable certificate, ``x5t#S256`` not matching the signer certificate.
+    MALFORMED_SIGNATURE = "malformed-signature"
+    #: ``alg`` is not one of :data:`ALGORITHMS` (this includes ``none`` and HMAC).
+    UNSUPPORTED_ALGORITHM = "unsupported-algorithm"
+    #: ``alg`` does not fit the signer certificate's key (type, curve, RSA size).
+    ALG_KEY_MISMATCH = "alg-key-mismatch"
+    #: The signature does not verify over the header and the canonical message.
+    BAD_SIGNATURE = "bad-signature"
+    #: No path from the signer certificate (via ``x5c``) to a trust anchor, and the signer
+    #: certificate is not pinned.
+    UNTRUSTED_CHAIN = "untrusted-chain"
+    #: A certificate of the path is not valid yet at the verification time.
+    CERT_NOT_YET_VALID = "cert-not-yet-valid"
+    #: A certificate of the path has expired at the verification time.
+    CERT_EXPIRED = "cert-expired"
+    #: A certificate's extensions forbid this use: the signer lacks keyUsage digitalSignature
+    #: (a missing keyUsage extension counts as lacking it), an issuer lacks basicConstraints
+    #: CA=true or keyUsage keyCertSign, a pathLenConstraint is exceeded, or a certificate has a
+    #: critical extension we do not process.
+    KEY_USAGE = "key-usage"
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """Outcome of :func:`verify_message`.
+
+    ``signer_subject`` (RFC 4514), ``thumbprint`` (x5t#S256) and ``issued_at`` (from ``iat``) are
+    filled in as soon as they could be read, also for most failures, for logging.
+    """
+
+    ok: bool
+    reason: VerifyFailure | None
+    detail: str
+    signer_subject: str | None = None
+    thumbprint: str | None = None
+    issued_at: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class _Failure(Exception):
+    def __init__(self, reason: VerifyFailure, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------------------------
+# encoding helpers
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(segment: str, what: str) -> bytes:
+    """Strict base64url without padding; rejects non-canonical trailing bits."""
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, f"{what} is not base64url")
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - excluded by the regex
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, f"{what} is not base64url") from exc
+    if _b64url(data) != segment:
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, f"{what} is not canonical base64url")
+    return data
+
+
+def thumbprint_s256(certificate: x509.Certificate) -> str:
+    """``x5t#S256`` of a certificate: base64url SHA-256 of its DER encoding."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return _b64url(hashlib.sha256(der).digest())
+
+
+def _spki(key: CertificatePublicKeyTypes) -> bytes:
+    data: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return data
+
+
+def _alg_fits_key(alg: str, key: object) -> str | None:
+    """Return None if ``alg`` may be used with ``key`` (public or private), else the reason."""
+    if alg == "ES256":
+        if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+            if isinstance(key.curve, ec.SECP256R1):
+                return None
+            return f"ES256 needs a P-256 key, not {key.curve.name}"
+        return f"ES256 needs an EC P-256 key, not {_key_name(key)}"
+    if alg in ("EdDSA", "Ed25519"):
+        if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+            return None
+        return f"{alg} needs an Ed25519 key, not {_key_name(key)}"
+    if alg == "RS256":
+        if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+            if key.key_size >= _MIN_RSA_BITS:
+                return None
+            return f"RS256 needs an RSA key of at least {_MIN_RSA_BITS} bits, not {key.key_size}"
+        return f"RS256 needs an RSA key, not {_key_name(key)}"
+    return f"unsupported algorithm {alg!r}"
+
+
+def _key_name(key: object) -> str:
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        return f"EC {key.curve.name}"
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return "Ed25519"
+    return type(key).__name__
+
+
+def _default_alg(key: SigningKey) -> str:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "ES256"
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    return "RS256"
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime")
+
+
+# --------------------------------------------------------------------------------------------
+# signing
+
+
+@dataclass(frozen=True, eq=False)
+class Signer:
+    """A private key with its certificate chain (signer certificate first).
+
+    ``alg`` defaults from the key type: EC P-256 -> ES256, Ed25519 -> EdDSA, RSA -> RS256. The
+    constructor checks that the key matches ``chain[0]`` and fits ``alg``; it does not check the
+    certificates' validity or key usage (the verifier does).
+    """
+
+    private_key: SigningKey
+    chain: Sequence[x509.Certificate]
+    alg: str | None = None
+    _x5c: tuple[str, ...] = field(init=False, repr=False)
+    _thumbprint: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        key = self.private_key
+        if not isinstance(
+            key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+        ):
+            raise TypeError(f"unsupported private key type {type(key).__name__}")
+        chain = tuple(self.chain)
+        if not chain or not all(isinstance(c, x509.Certificate) for c in chain):
+            raise ValueError("chain must hold at least the signer certificate")
+        if len(chain) > MAX_CHAIN_LENGTH:
+            raise ValueError(f"chain longer than {MAX_CHAIN_LENGTH} certificates")
+        if _spki(chain[0].public_key()) != _spki(key.public_key()):
+            raise ValueError("the first certificate of the chain does not hold the signing key")
+        alg = self.alg if self.alg is not None else _default_alg(key)
+        if alg not in ALGORITHMS:
+            raise ValueError(f"unsupported algorithm {alg!r}; use one of {sorted(ALGORITHMS)}")
+        mismatch = _alg_fits_key(alg, key)
+        if mismatch is not None:
+            raise ValueError(mismatch)
+        object.__setattr__(self, "chain", chain)
+        object.__setattr__(self, "alg", alg)
+        object.__setattr__(
+            self,
+            "_x5c",
+            tuple(
+                base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
+                for c in chain
+            ),
+        )
+        object.__setattr__(self, "_thumbprint", thumbprint_s256(chain[0]))
+
+    @property
+    def algorithm(self) -> str:
+        """The JWS ``alg`` in use (``alg`` after defaulting)."""
+        assert self.alg is not None  # set in __post_init__
+        return self.alg
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The signer certificate (``chain[0]``)."""
+        return self.chain[0]
+
+    @property
+    def thumbprint(self) -> str:
+        """``x5t#S256`` (and ``kid``) of the signer certificate."""
+        return self._thumbprint
+
+    @classmethod
+    def from_pem(
+        cls,
+        key_pem: bytes,
+        chain_pem: bytes,
+        password: bytes | None = None,
+        *,
+        alg: str | None = None,
+    ) -> Signer:
+        """Load a PEM private key and a PEM bundle holding its certificate and issuers.
+
+        The certificate matching the key is moved to the front; the others keep their order.
+        Raises ``ValueError``/``TypeError`` for unreadable PEM, a wrong password, an unsupported
+        key type, or a bundle without the key's certificate.
+        """
+        key = serialization.load_pem_private_key(key_pem, password=password)
+        if not isinstance(
+            key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+        ):
+            raise TypeError(f"unsupported private key type {type(key).__name__}")
+        certificates = x509.load_pem_x509_certificates(chain_pem)
+        wanted = _spki(key.public_key())
+        for index, certificate in enumerate(certificates):
+            if _spki(certificate.public_key()) == wanted:
+                rest = certificates[:index] + certificates[index + 1 :]
+                return cls(key, (certificate, *rest), alg)
+        raise ValueError("no certificate in the chain holds the public key of the private key")
+
+    def header(self, issued_at: datetime) -> dict[str, Any]:
+        """The protected header this signer writes for ``issued_at``."""
+        _require_aware(issued_at, "issued_at")
+        return {
+            "alg": self.algorithm,
+            "typ": JWS_TYPE,
+            "kid": self._thumbprint,
+            "x5t#S256": self._thumbprint,
+            "x5c": list(self._x5c),
+            "iat": int(issued_at.timestamp() // 1),
+        }
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The JWS signature value (raw r||s for ES256) of ``data``."""
+        key = self.private_key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+            return r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(data)
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def detached_payload(message: Mapping[str, Any]) -> bytes:
+    """The signed payload: JCS of ``message`` without :data:`SIGNATURE_MEMBER`.
+
+    Raises ``TypeError``/``ValueError`` if the rest is not canonicalisable JSON.
+    """
+    return canonicalize({k: v for k, v in message.items() if k != SIGNATURE_MEMBER})
+
+
+def sign_message(message: dict[str, Any], signer: Signer, *, issued_at: datetime) -> dict[str, Any]:
+    """Return a new dict: ``message`` plus :data:`SIGNATURE_MEMBER` as its last member.
+
+    ``message`` must already be a JSON value (strings, numbers, lists, dicts; no datetime or
+    bytes objects) exactly as it will be serialised. Raises ``ValueError`` if it is already
+    signed or not canonicalisable, ``TypeError`` for non-JSON values, and ``ValueError`` for a
+    naive ``issued_at``.
+    """
+    if not isinstance(message, dict):
+        raise TypeError(f"message must be a dict, not {type(message).__name__}")
+    if SIGNATURE_MEMBER in message:
+        raise ValueError(f"message already has a {SIGNATURE_MEMBER!r} member")
+    payload = canonicalize(message)
+    protected = _b64url(canonicalize(signer.header(issued_at)))
+    signing_input = f"{protected}.{_b64url(payload)}".encode("ascii")
+    signature = _b64url(signer.sign_bytes(signing_input))
+    signed = dict(message)
+    signed[SIGNATURE_MEMBER] = f"{protected}..{signature}"
+    return signed
+
+
+# --------------------------------------------------------------------------------------------
+# trust
+
+
+@dataclass(frozen=True, eq=False)
+class TrustStore:
+    """What a verifier trusts.
+
+    ``anchors``: CA certificates; a signer certificate chaining up to one of them (through the
+    message's ``x5c``) is trusted. ``pinned``: signer certificates trusted as they are, matched
+    by exact DER equality. A signer certificate equal to an anchor is trusted directly, too.
+    Validity periods and key usage are checked for every certificate either way.
+    """
+
+    anchors: Sequence[x509.Certificate] = ()
+    pinned: Sequence[x509.Certificate] = ()
+    _direct: frozenset[bytes] = field(init=False, repr=False)
+    _anchor_ders: frozenset[bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        anchors = tuple(self.anchors)
+        pinned = tuple(self.pinned)
+        for certificate in (*anchors, *pinned):
+            if not isinstance(certificate, x509.Certificate):
+                raise TypeError(f"not an x509.Certificate: {type(certificate).__name__}")
+        if not anchors and not pinned:
+            raise ValueError("a trust store needs at least one CA or pinned certificate")
+        object.__setattr__(self, "anchors", anchors)
+        object.__setattr__(self, "pinned", pinned)
+        anchor_ders = frozenset(_der(c) for c in anchors)
+        object.__setattr__(self, "_anchor_ders", anchor_ders)
+        object.__setattr__(self, "_direct", anchor_ders | {_der(c) for c in pinned})
+
+    @classmethod
+    def from_certificates(cls, certificates: Iterable[x509.Certificate]) -> TrustStore:
+        """Sort certificates into anchors (basicConstraints CA=true) and pinned (the rest)."""
+        anchors: list[x509.Certificate] = []
+        pinned: list[x509.Certificate] = []
+        for certificate in certificates:
+            (anchors if _is_ca(certificate) else pinned).append(certificate)
+        return cls(anchors=tuple(anchors), pinned=tuple(pinned))
+
+    @classmethod
+    def from_pem(cls, bundle: bytes) -> TrustStore:
+        """Load a PEM bundle, sorted as in :meth:`from_certificates`.
+
+        Raises ``ValueError`` if the bundle holds no certificate.
+        """
+        return cls.from_certificates(x509.load_pem_x509_certificates(bundle))
+
+    def trusts_directly(self, certificate: x509.Certificate) -> bool:
+        return _der(certificate) in self._direct
+
+    def is_anchor(self, certificate: x509.Certificate) -> bool:
+        return _der(certificate) in self._anchor_ders
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.value.ca
+
+
+# --------------------------------------------------------------------------------------------
+# verification
+
+
+def verify_message(
+    message: Mapping[str, Any], trust: TrustStore, *, at: datetime
+) -> VerificationResult:
+    """Verify the :data:`SIGNATURE_MEMBER` of ``message`` against ``trust`` at time ``at``.
+
+    Checks, in this order (the first failure is reported): the member is present; it is a
+    detached compact JWS of our profile; ``alg`` is supported and fits the signer key; the
+    message without the member canonicalises; the signature verifies over header and canonical
+    message; the signer certificate is pinned or chains (issuer name and signature, each link)
+    to an anchor; every certificate of that path is valid at ``at``; key usage and basic
+    constraints allow the path.
+
+    Never raises for any ``message`` content; raises ``ValueError`` only for a naive ``at``.
+    """
+    _require_aware(at, "at")
+    state = _State()
+    try:
+        _verify(message, trust, at, state)
+    except _Failure as failure:
+        return VerificationResult(
+            ok=False,
+            reason=failure.reason,
+            detail=failure.detail,
+            signer_subject=state.subject,
+            thumbprint=state.thumbprint,
+            issued_at=state.issued_at,
+        )
+    except RecursionError:
+        return VerificationResult(
+            ok=False,
+            reason=VerifyFailure.MALFORMED_MESSAGE,
+            detail="message nested too deeply",
+            signer_subject=state.subject,
+            thumbprint=state.thumbprint,
+            issued_at=state.issued_at,
+        )
+    return VerificationResult(
+        ok=True,
+        reason=None,
+        detail=f"signed by {state.subject} ({state.alg}), {state.path_detail}",
+        signer_subject=state.subject,
+        thumbprint=state.thumbprint,
+        issued_at=state.issued_at,
+    )
+
+
+@dataclass
+class _State:
+    subject: str | None = None
+    thumbprint: str | None = None
+    issued_at: datetime | None = None
+    alg: str | None = None
+    path_detail: str = ""
+
+
+def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: _State) -> None:
+    if not isinstance(message, Mapping):
+        raise _Failure(
+            VerifyFailure.MALFORMED_MESSAGE,
+            f"message is {type(message).__name__}, not a JSON object",
+        )
+    if SIGNATURE_MEMBER not in message:
+        raise _Failure(VerifyFailure.MISSING_SIGNATURE, f"no {SIGNATURE_MEMBER!r} member")
+    token = message[SIGNATURE_MEMBER]
+    if not isinstance(token, str):
+        raise _Failure(
+            VerifyFailure.MALFORMED_SIGNATURE,
+            f"{SIGNATURE_MEMBER!r} is {type(token).__name__}, not a string",
+        )
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise _Failure(
+            VerifyFailure.MALFORMED_SIGNATURE, "not a compact JWS (three dot-separated parts)"
+        )
+    protected, attached, signature_b64 = parts
+    if attached:
+        raise _Failure(
+            VerifyFailure.MALFORMED_SIGNATURE, "payload must be detached (RFC 7515 Appendix F)"
+        )
+    header = _decode_header(protected)
+    alg = _header_alg(header)
+    state.alg = alg
+    _check_header_profile(header, state)
+    chain = _header_chain(header)
+    signer_cert = chain[0]
+    state.thumbprint = thumbprint_s256(signer_cert)
+    try:
+        state.subject = signer_cert.subject.rfc4514_string()
+    except _CERT_ERRORS:
+        state.subject = "(unreadable subject)"
+    x5t = header.get("x5t#S256")
+    if x5t is not None and x5t != state.thumbprint:
+        raise _Failure(
+            VerifyFailure.MALFORMED_SIGNATURE,
+            "x5t#S256 does not match the first x5c certificate",
+        )
+    try:
+        public_key = signer_cert.public_key()
+    except _CERT_ERRORS as exc:
+        raise _Failure(
+            VerifyFailure.ALG_KEY_MISMATCH, f"signer certificate key unusable: {exc}"
+        ) from exc
+    mismatch = _alg_fits_key(alg, public_key)
+    if mismatch is not None:
+        raise _Failure(VerifyFailure.ALG_KEY_MISMATCH, mismatch)
+    signature = _b64url_decode(signature_b64, "signature")
+    try:
+        payload = detached_payload(message)
+    except (TypeError, ValueError) as exc:
+        raise _Failure(VerifyFailure.MALFORMED_MESSAGE, str(exc)) from exc
+    signing_input = f"{protected}.{_b64url(payload)}".encode("ascii")
+    if not _signature_ok(alg, public_key, signing_input, signature):
+        raise _Failure(
+            VerifyFailure.BAD_SIGNATURE,
+            "signature does not match the message (changed after signing?)",
+        )
+    state.path_detail = _check_trust(chain, trust, at)
+
+
+def _decode_header(protected: str) -> dict[str, Any]:
+    raw = _b64url_decode(protected, "protected header")
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _Failure(
+            VerifyFailure.MALFORMED_SIGNATURE, f"protected header is not JSON: {exc}"
+        ) from exc
+    if not isinstance(header, dict):
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, "protected header is not a JSON object")
+    return header
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate header parameter {key!r}")
+        result[key] = value
+    return result
+
+
+def _header_alg(header: Mapping[str, Any]) -> str:
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, "header has no string 'alg'")
+    if alg not in ALGORITHMS:
+        raise _Failure(
+            VerifyFailure.UNSUPPORTED_ALGORITHM,
+            f"alg {alg!r} not accepted; accepted: {', '.join(sorted(ALGORITHMS))}",
+        )
+    return alg
+
+
+def _check_header_profile(header: Mapping[str, Any], state: _State) -> None:
+    if "crit" in header:
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, "'crit' header extensions not supported")
+    if header.get("b64", True) is not True:
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, "unencoded payload (b64) not supported")
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() != JWS_TYPE:
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, f"typ is {typ!r}, expected {JWS_TYPE!r}")
+    iat = header.get("iat")
+    if not isinstance(iat, int) or isinstance(iat, bool):
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, "header has no integer 'iat'")
+    try:
+        state.issued_at = datetime.fromtimestamp(iat, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, f"iat {iat} out of range") from exc
+
+
+def _header_chain(header: Mapping[str, Any]) -> list[x509.Certificate]:
+    x5c = header.get("x5c")
+    if not isinstance(x5c, list) or not x5c:
+        raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, "header has no non-empty 'x5c' list")
+    if len(x5c) > MAX_CHAIN_LENGTH:
+        raise _Failure(
+            VerifyFailure.MALFORMED_SIGNATURE,
+            f"x5c holds more than {MAX_CHAIN_LENGTH} certificates",
+        )
+    chain: list[x509.Certificate] = []
+    for index, entry in enumerate(x5c):
+        if not isinstance(entry, str):
+            raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, f"x5c[{index}] is not a string")
+        try:
+            der = base64.b64decode(entry, validate=True)
+            certificate = x509.load_der_x509_certificate(der)
+            _ = certificate.extensions  # parse now: malformed extensions are a header problem
+        except (binascii.Error, *_CERT_ERRORS) as exc:
+            raise _Failure(
+                VerifyFailure.MALFORMED_SIGNATURE, f"x5c[{index}] is not a DER certificate: {exc}"
+            ) from exc
+        chain.append(certificate)
+    return chain
+
+
+def _signature_ok(alg: str, key: CertificatePublicKeyTypes, data: bytes, signature: bytes) -> bool:
+    try:
+        if alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey):
+            if len(signature) != 2 * _P256_BYTES:
+                return False
+            r = int.from_bytes(signature[:_P256_BYTES], "big")
+            s = int.from_bytes(signature[_P256_BYTES:], "big")
+            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+            return True
+        if alg in ("EdDSA", "Ed25519") and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
+            return True
+        if alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            return True
+    except (InvalidSignature, ValueError):
+        return False
+    return False  # pragma: no cover - _alg_fits_key ran first
+
+
+def _check_trust(chain: list[x509.Certificate], trust: TrustStore, at: datetime) -> str:
+    """Return a description of the accepted path, or raise the most relevant failure."""
+    signer = chain[0]
+    if trust.trusts_directly(signer):
+        _check_path([signer], at)
+        return "pinned signer certificate"
+    paths = _candidate_paths(signer, chain[1:], trust)
+    if not paths:
+        raise _Failure(
+            VerifyFailure.UNTRUSTED_CHAIN,
+            f"no path from {_subject(signer)} to a trusted CA "
+            f"(issuer {_issuer(signer)}) and the certificate is not pinned",
+        )
+    first_failure: _Failure | None = None
+    for path in paths:
+        try:
+            _check_path(path, at)
+        except _Failure as failure:
+            first_failure = first_failure or failure
+            continue
+        return "chain " + " -> ".join(_subject(c) for c in path) + " (anchor)"
+    assert first_failure is not None
+    raise first_failure
+
+
+def _candidate_paths(
+    signer: x509.Certificate, pool: list[x509.Certificate], trust: TrustStore
+) -> list[list[x509.Certificate]]:
+    """All paths signer -> ... -> anchor whose links have matching names and signatures.
+
+    Intermediates come from ``pool`` (the rest of x5c, in any order); the path ends at the first
+    certificate that is an anchor. Work is bounded by :data:`MAX_CHAIN_LENGTH` and a step budget.
+    """
+    candidates: dict[bytes, x509.Certificate] = {}
+    for certificate in (*trust.anchors, *pool):
+        candidates.setdefault(_der(certificate), certificate)
+    link_cache: dict[tuple[bytes, bytes], bool] = {}
+    paths: list[list[x509.Certificate]] = []
+    steps = 0
+
+    def issued_by(child: x509.Certificate, child_der: bytes, issuer_der: bytes) -> bool:
+        key = (child_der, issuer_der)
+        if key not in link_cache:
+            issuer = candidates[issuer_der]
+            try:
+                ok = child.issuer == issuer.subject
+                if ok:
+                    child.verify_directly_issued_by(issuer)
+            except (InvalidSignature, *_CERT_ERRORS):
+                ok = False
+            link_cache[key] = ok
+        return link_cache[key]
+
+    def extend(path: list[x509.Certificate], ders: list[bytes]) -> None:
+        nonlocal steps
+        steps += 1
+        if steps > _MAX_PATH_SEARCH_STEPS:
+            return
+        if len(path) > 1 and trust.is_anchor(path[-1]):
+            paths.append(list(path))
+            return
+        if len(path) >= MAX_CHAIN_LENGTH:
+            return
+        child, child_der = path[-1], ders[-1]
+        for issuer_der, issuer in candidates.items():
+            if issuer_der in ders or not issued_by(child, child_der, issuer_der):
+                continue
+            path.append(issuer)
+            ders.append(issuer_der)
+            extend(path, ders)
+            path.pop()
+            ders.pop()
+
+    extend([signer], [_der(signer)])
+    return paths
+
+
+def _check_path(path: list[x509.Certificate], at: datetime) -> None:
+    """Validity of every certificate, then extensions (path[0] signer, path[-1] anchor)."""
+    for certificate in path:
+        if at < certificate.not_valid_before_utc:
+            raise _Failure(
+                VerifyFailure.CERT_NOT_YET_VALID,
+                f"{_subject(certificate)} is valid from "
+                f"{certificate.not_valid_before_utc.isoformat()}, checked at {at.isoformat()}",
+            )
+        if at > certificate.not_valid_after_utc:
+            raise _Failure(
+                VerifyFailure.CERT_EXPIRED,
+                f"{_subject(certificate)} expired "
+                f"{certificate.not_valid_after_utc.isoformat()}, checked at {at.isoformat()}",
+            )
+    for certificate in path:
+        _check_critical_extensions(certificate)
+    _check_signer_usage(path[0])
+    for depth, issuer in enumerate(path[1:], start=1):
+        _check_issuer(issuer, intermediates_below=depth - 1)
+
+
+def _extension(certificate: x509.Certificate, kind: type[Any]) -> Any:
+    try:
+        return certificate.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+    except _CERT_ERRORS as exc:
+        raise _Failure(
+            VerifyFailure.KEY_USAGE, f"{_subject(certificate)}: unreadable extensions: {exc}"
+        ) from exc
+
+
+def _check_critical_extensions(certificate: x509.Certificate) -> None:
+    try:
+        extensions = list(certificate.extensions)
+    except _CERT_ERRORS as exc:
+        raise _Failure(
+            VerifyFailure.KEY_USAGE, f"{_subject(certificate)}: unreadable extensions: {exc}"
+        ) from exc
+    for extension in extensions:
+        if extension.critical and extension.oid not in _UNDERSTOOD_EXTENSIONS:
+            name = getattr(extension.oid, "_name", extension.oid.dotted_string)
+            raise _Failure(
+                VerifyFailure.KEY_USAGE,
+                f"{_subject(certificate)} has critical extension {name} that is not processed",
+            )
+
+
+def _check_signer_usage(certificate: x509.Certificate) -> None:
+    usage = _extension(certificate, x509.KeyUsage)
+    if usage is None:
+        raise _Failure(
+            VerifyFailure.KEY_USAGE,
+            f"signer {_subject(certificate)} has no keyUsage extension (digitalSignature required)",
+        )
+    if not usage.digital_signature:
+        raise _Failure(
+            VerifyFailure.KEY_USAGE,
+            f"signer {_subject(certificate)} keyUsage lacks digitalSignature",
+        )
+
+
+def _check_issuer(certificate: x509.Certificate, *, intermediates_below: int) -> None:
+    constraints = _extension(certificate, x509.BasicConstraints)
+    if constraints is None or not constraints.ca:
+        raise _Failure(
+            VerifyFailure.KEY_USAGE,
+            f"issuer {_subject(certificate)} is not a CA (basicConstraints CA=true required)",
+        )
+    if constraints.path_length is not None and intermediates_below > constraints.path_length:
+        raise _Failure(
+            VerifyFailure.KEY_USAGE,
+            f"issuer {_subject(certificate)} allows {constraints.path_length} intermediate CAs "
+            f"below it, the path has {intermediates_below}",
+        )
+    usage = _extension(certificate, x509.KeyUsage)
+    if usage is not None and not usage.key_cert_sign:
+        raise _Failure(
+            VerifyFailure.KEY_USAGE,
+            f"issuer {_subject(certificate)} keyUsage lacks keyCertSign",
+        )
+
+
+def _subject(certificate: x509.Certificate) -> str:
+    try:
+        return certificate.subject.rfc4514_string() or "(empty subject)"
+    except _CERT_ERRORS:
+        return "(unreadable subject)"
+
+
+def _issuer(certificate: x509.Certificate) -> str:
+    try:
+        return certificate.issuer.rfc4514_string() or "(empty issuer)"
+    except _CERT_ERRORS:
+        return "(unreadable issuer)"
