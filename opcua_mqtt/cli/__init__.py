@@ -1,0 +1,25 @@
+"""The ``opcua-mqtt`` command line: one module per command, registered on the group below."""
+
+from __future__ import annotations
+
+import click
+
+from opcua_mqtt import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="opcua-mqtt")
+def main() -> None:
+    """Bridge OPC UA servers to MQTT with standard OPC UA PubSub JSON (OPC 10000-14).
+
+    Metadata messages are signed so subscribers can prove who described the data.
+    """
+
+
+def _register() -> None:
+    """Import the command modules; each adds its command to ``main``. One line per command."""
+    from opcua_mqtt.cli import demo  # noqa: F401
+    # (new command modules: add one import line here)
+
+
+_register()
