@@ -27,9 +27,11 @@ def mosquitto_executable() -> str:
 
 
 def _run_broker(
-    executable: str, pki: Pki, workdir: Path, *, mutual_tls: bool
+    executable: str, pki: Pki, workdir: Path, *, mutual_tls: bool, extra: tuple[str, ...] = ()
 ) -> Iterator[MosquittoBroker]:
-    broker = MosquittoBroker(executable=executable, pki=pki, workdir=workdir, mutual_tls=mutual_tls)
+    broker = MosquittoBroker(
+        executable=executable, pki=pki, workdir=workdir, mutual_tls=mutual_tls, extra_config=extra
+    )
     broker.start()
     try:
         yield broker
@@ -44,6 +46,21 @@ def _run_broker(
 def mosquitto_tls(mosquitto_executable: str, pki: Pki, tmp_path: Path) -> Iterator[MosquittoBroker]:
     """Mosquitto with server-authenticated TLS on a free loopback port; anonymous clients OK."""
     yield from _run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-tls", mutual_tls=False)
+
+
+@pytest.fixture
+def mosquitto_persistent(
+    mosquitto_executable: str, pki: Pki, tmp_path: Path
+) -> Iterator[MosquittoBroker]:
+    """TLS Mosquitto that keeps sessions and queued QoS 1 messages across a restart, as a
+    production broker does; for tests where the broker goes away and comes back."""
+    workdir = tmp_path / "mosquitto-persistent"
+    extra = (
+        "persistence true",
+        f"persistence_location {workdir}/",
+        "max_queued_messages 100000",
+    )
+    yield from _run_broker(mosquitto_executable, pki, workdir, mutual_tls=False, extra=extra)
 
 
 @pytest.fixture

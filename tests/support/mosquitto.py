@@ -77,8 +77,10 @@ class MosquittoBroker:
         mutual_tls: bool,
         host: str = LOOPBACK,
         port: int | None = None,
+        extra_config: tuple[str, ...] = (),
     ) -> None:
         self.executable = executable
+        self.extra_config = extra_config
         self.pki = pki
         self.workdir = workdir
         self.mutual_tls = mutual_tls
@@ -163,7 +165,11 @@ class MosquittoBroker:
             lines.append("user root")
         lines += [
             "per_listener_settings false",
-            "persistence false",
+            *(
+                []
+                if any(x.startswith("persistence") for x in self.extra_config)
+                else ["persistence false"]
+            ),
             f"log_dest file {self.log_path}",
             "log_type all",
             "connection_messages true",
@@ -179,6 +185,7 @@ class MosquittoBroker:
             lines += ["use_identity_as_username true", "allow_anonymous false"]
         else:
             lines += ["allow_anonymous true"]
+        lines += list(self.extra_config)
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> None:
