@@ -365,9 +365,14 @@ class JsonCodec:
                 return {} if self._verbose else None
             known = ua.extension_objects_by_typeid.get(obj.TypeId)
             if known is not None:
+                from asyncua.common.utils import Buffer
                 from asyncua.ua.ua_binary import struct_from_binary
 
-                return self.encode_extension_object(struct_from_binary(known, obj.Body))
+                try:
+                    decoded = struct_from_binary(known, Buffer(obj.Body))
+                except (ValueError, struct.error, ua.UaError) as e:
+                    raise EncodeError(f"cannot decode the binary body of {obj.TypeId}: {e}") from e
+                return self.encode_extension_object(decoded)
             if self.encoding is FieldEncoding.NON_REVERSIBLE:
                 return _enc_bytes(obj.Body)
             if self._is105:
@@ -392,13 +397,16 @@ class JsonCodec:
         """Encode the members of a structure (Part 6 §5.4.6) without any type envelope."""
         out: dict[str, Any] = {}
         cls: type = type(obj)
+        # Verbose and NonReversible write null members as null and defaults as they are (§5.4.6
+        # Table 44; the 1.05.02 table names the columns Reversible / Non-Reversible).
+        keep = self._verbose or self.encoding is FieldEncoding.NON_REVERSIBLE
         for f, hint in _struct_fields(cls):
             value = getattr(obj, f.name)
-            if not self._verbose and _is_default_value(value):
+            if not keep and _is_default_value(value):
                 continue
             enc = self._encode_member(value, hint)
-            if enc is None or (not self._verbose and _is_default_json(enc)):
-                if self._verbose:
+            if enc is None or (not keep and _is_default_json(enc)):
+                if keep:
                     out[f.name] = enc
                 continue
             out[f.name] = enc
@@ -703,8 +711,12 @@ class JsonCodec:
         cls = cls or structure_class(type_id)
         if cls is None:
             return UnknownStructure(type_id, fields)
+        try:
+            members = _struct_fields(cls)
+        except _UnusableStructure:
+            return UnknownStructure(type_id, fields)  # keep the members as they came
         kwargs: dict[str, Any] = {}
-        for f, hint in _struct_fields(cls):
+        for f, hint in members:
             if f.name in fields and fields[f.name] is not None:
                 try:
                     kwargs[f.name] = self._decode_member(fields[f.name], hint, ctx)
@@ -973,9 +985,12 @@ class _nested:
 
 def status_symbol(code: int) -> str | None:
     """The symbolic name of a StatusCode, ignoring InfoBits (Part 6 §5.4.2.12)."""
-    name: str = status_codes.get_name_and_doc(code & 0xFFFF0000)[0]
-    if name.startswith("Unknown") or not name:
+    # Not get_name_and_doc: for an unknown code it answers the bare severity ("Bad"), which is
+    # the literal of another code; §5.4.2.12 omits the Symbol of an unknown code instead.
+    entry = status_codes.code_to_name_doc.get(code & 0xFFFF0000)
+    if entry is None or not entry[0]:
         return None
+    name: str = entry[0]
     return name
 
 
@@ -1238,7 +1253,10 @@ def encode_datetime(v: datetime) -> str:
     if not isinstance(v, datetime):
         raise EncodeError(f"DateTime needs a datetime, got {type(v).__name__}")
     # asyncua's naive datetimes are UTC
-    v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    try:
+        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    except OverflowError:  # an offset pushed it past year 1 or 9999: out of range either way
+        return JSON_DATETIME_MIN if v.year < 5000 else JSON_DATETIME_MAX
     if v <= DATETIME_MIN:
         return JSON_DATETIME_MIN
     if v >= DATETIME_MAX:
@@ -1390,10 +1408,19 @@ def _by_data_type() -> dict[ua.NodeId, type]:
     return _BY_DATA_TYPE
 
 
+class _UnusableStructure(EncodeError):
+    """A registered asyncua structure class whose member types cannot be resolved."""
+
+
 @lru_cache(maxsize=512)
 def _struct_fields(cls: type) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
     """The encodable fields of an asyncua structure with their resolved type hints."""
-    hints = typing.get_type_hints(cls, {"ua": ua, **vars(ua)})
+    try:
+        hints = typing.get_type_hints(cls, {"ua": ua, **vars(ua)})
+    except (NameError, AttributeError, TypeError) as e:
+        # asyncua 2.1 registers classes whose hints name missing types (i=24338 refers to
+        # ua.PortableNodeId): such a structure can be neither encoded nor decoded member-wise.
+        raise _UnusableStructure(f"cannot resolve the members of {cls.__name__}: {e}") from None
     return tuple(
         (f, hints[f.name])
         for f in dataclasses.fields(cls)
@@ -1446,10 +1473,14 @@ def _is_default_value(value: Any) -> bool:
     return False
 
 
+# Part 6 Table 1: the built-in types besides the integers that are not nullable.
+_NON_NULLABLE_OTHERS: Final = frozenset({VT.Boolean, VT.Float, VT.Double, VT.StatusCode})
+
+
 def _member_default(hint: Any) -> Any:
     """The built-in default of a non-nullable member type, or ``_MISSING`` to keep asyncua's."""
     kind, inner = _classify(hint)
-    if kind == "builtin" and inner in _DEFAULTS and inner not in _NULLABLE:
+    if kind == "builtin" and (inner in _INT_RANGES or inner in _NON_NULLABLE_OTHERS):
         return _DEFAULTS[inner]()
     if kind == "enum":
         try:
