@@ -1,0 +1,221 @@
+"""The OPC UA side of the bridge: monitored items in subscriptions, notifications as batches.
+
+Measured pitfalls of asyncua 2.1 this module is shaped by (see shared/DESIGN.md):
+
+* the handler style starts one asyncio task per notification (about 10 µs each) and the
+  iterator style drops the oldest entries past 1,000: neither fits a gateway. A Subscription
+  subclass hands each Publish response's DataChangeNotification to the sink in one synchronous
+  call, so nothing is queued or dropped between asyncua and the writer groups;
+* the server turns a requested queue size of 0 into 10,000: the configured size is always sent;
+* monitored items are created in batches within the server's MaxMonitoredItemsPerCall.
+
+Reconnects are asyncua's (``auto_reconnect=True``): its supervisor re-creates the subscriptions
+registered with the client, keeping client handles, so our routing survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.common.subscription import Subscription
+from asyncua.observer import Observer, SubscriptionEvent
+
+from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_ITEMS_PER_CALL = 1000
+
+# (key, DataValue) pairs from one Publish response, in the order the server sent them.
+Sink = Callable[[list[tuple[Hashable, ua.DataValue]]], None]
+
+
+@dataclass(frozen=True)
+class MonitoredField:
+    """One node to monitor; ``key`` is how its values are routed back (e.g. writer, field)."""
+
+    key: Hashable
+    node_id: str  # 1.05 string form, namespace URI (``nsu=``) preferred
+    sampling_interval_ms: float
+    queue_size: int = 10
+    deadband_type: str = "none"  # none | absolute | percent
+    deadband_value: float = 0.0
+
+
+class _BatchSubscription(Subscription):  # type: ignore[misc]
+    """A Subscription that delivers each DataChangeNotification as one list."""
+
+    def __init__(self, *args: Any, sink: Sink, routes: dict[int, Hashable], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._sink = sink
+        self._routes = routes
+
+    async def publish_callback(self, publish_result: ua.PublishResult) -> None:
+        self.last_publish_at = time.monotonic()
+        message = publish_result.NotificationMessage
+        if message.NotificationData is None:
+            return
+        self.last_sequence_number = int(message.SequenceNumber)
+        for notification in message.NotificationData:
+            if isinstance(notification, ua.DataChangeNotification):
+                batch = []
+                for item in notification.MonitoredItems:
+                    key = self._routes.get(item.ClientHandle)
+                    if key is not None:
+                        batch.append((key, item.Value))
+                if batch:
+                    self._sink(batch)
+            elif isinstance(notification, ua.StatusChangeNotification):
+                _log.warning(
+                    "OPC UA subscription %s status: %s",
+                    self.subscription_id,
+                    ua.StatusCode(notification.Status).name,
+                )
+
+
+class _StateObserver(Observer):  # type: ignore[misc]
+    def __init__(self, on_state: Callable[[str], None]) -> None:
+        self._on_state = on_state
+
+    def on_state_change(self, state: Any) -> None:
+        self._on_state(str(getattr(state, "value", state)))
+
+    def on_subscription_event(self, subscription_id: int | None, event: SubscriptionEvent) -> None:
+        if event is not SubscriptionEvent.CREATED:
+            _log.info("OPC UA subscription %s %s", subscription_id, getattr(event, "value", event))
+
+    def on_request(self, request_type: str, duration: float, error: BaseException | None) -> None:
+        return None
+
+    def on_notification(self, subscription_id: int | None, event_count: int) -> None:
+        return None
+
+
+class SubscriptionSource:
+    """Monitors fields on one connected client and feeds their values to ``sink`` in batches."""
+
+    def __init__(
+        self,
+        client: Client,
+        sink: Sink,
+        *,
+        on_state: Callable[[str], None] | None = None,
+        max_notifications_per_publish: int = 10_000,
+    ) -> None:
+        self.client = client
+        self._sink = sink
+        self._subscriptions: list[_BatchSubscription] = []
+        self._routes: dict[int, Hashable] = {}
+        self._next_handle = 1
+        self._max_notifications = max_notifications_per_publish
+        self._codec: JsonCodec | None = None
+        if on_state is not None:
+            client.uaclient.observer = _StateObserver(on_state)
+
+    async def _namespace_codec(self) -> JsonCodec:
+        if self._codec is None:
+            namespaces = await self.client.get_namespace_array()
+            self._codec = JsonCodec(namespaces=NamespaceTable(namespaces))
+        return self._codec
+
+    async def _items_per_call(self) -> int:
+        try:
+            node = self.client.get_node(
+                ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
+            )
+            value = await node.read_value()
+        except ua.UaError:
+            return DEFAULT_ITEMS_PER_CALL
+        return int(value) if value else DEFAULT_ITEMS_PER_CALL
+
+    async def monitor(
+        self, publishing_interval_ms: float, fields: Sequence[MonitoredField]
+    ) -> dict[Hashable, ua.StatusCode]:
+        """Create one subscription for ``fields``; return the fields the server refused."""
+        codec = await self._namespace_codec()
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=publishing_interval_ms,
+            RequestedLifetimeCount=max(30, int(60_000 / max(publishing_interval_ms, 1)) * 3),
+            RequestedMaxKeepAliveCount=max(3, int(10_000 / max(publishing_interval_ms, 1))),
+            MaxNotificationsPerPublish=self._max_notifications,
+            PublishingEnabled=True,
+            Priority=0,
+        )
+        sub = _BatchSubscription(
+            self.client.uaclient.session, params, sink=self._sink, routes=self._routes
+        )
+        sub.set_overflow_disconnect_handler(self.client.uaclient.notify_transport_lost)
+        await sub.init()
+        # Registered with the client so asyncua's reconnect supervisor re-creates it.
+        self.client._subscriptions.append(sub)
+        self._subscriptions.append(sub)
+
+        refused: dict[Hashable, ua.StatusCode] = {}
+        requests: list[ua.MonitoredItemCreateRequest] = []
+        keys: list[Hashable] = []
+        for f in fields:
+            try:
+                node_id = codec.decode_node_id(f.node_id)
+            except DecodeError as e:
+                refused[f.key] = ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)
+                _log.error("field %s: node id %r: %s", f.key, f.node_id, e)
+                continue
+            if node_id.NamespaceIndex == 0 and f.node_id.startswith("nsu="):
+                # The server does not know the namespace URI: the node cannot exist there.
+                refused[f.key] = ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
+                continue
+            requests.append(self._request(f, node_id))
+            keys.append(f.key)
+        per_call = await self._items_per_call()
+        for start in range(0, len(requests), per_call):
+            chunk = requests[start : start + per_call]
+            results = await sub.create_monitored_items(chunk)
+            for key, result in zip(keys[start : start + per_call], results, strict=True):
+                if isinstance(result, ua.StatusCode):
+                    refused[key] = result
+        for key, status in refused.items():
+            _log.warning("OPC UA refused to monitor %s: %s", key, status.name)
+        return refused
+
+    def _request(self, f: MonitoredField, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:
+        handle = self._next_handle
+        self._next_handle += 1
+        self._routes[handle] = f.key
+        params = ua.MonitoringParameters(
+            ClientHandle=handle,
+            SamplingInterval=f.sampling_interval_ms,
+            QueueSize=max(1, f.queue_size),  # 0 would become 10,000 on an asyncua server
+            DiscardOldest=True,
+        )
+        if f.deadband_type != "none":
+            params.Filter = ua.DataChangeFilter(
+                Trigger=ua.DataChangeTrigger.StatusValue,
+                DeadbandType=(
+                    ua.DeadbandType.Absolute
+                    if f.deadband_type == "absolute"
+                    else ua.DeadbandType.Percent
+                ),
+                DeadbandValue=f.deadband_value,
+            )
+        return ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value),
+            MonitoringMode=ua.MonitoringMode.Reporting,
+            RequestedParameters=params,
+        )
+
+    async def close(self) -> None:
+        """Delete the subscriptions on the server (a killed client would leave them behind)."""
+        for sub in self._subscriptions:
+            try:
+                await sub.delete()
+            except (ua.UaError, OSError, TimeoutError) as e:
+                _log.info("could not delete subscription %s: %s", sub.subscription_id, e)
+            if sub in self.client._subscriptions:
+                self.client._subscriptions.remove(sub)
+        self._subscriptions.clear()

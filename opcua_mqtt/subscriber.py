@@ -1,0 +1,260 @@
+"""The subscriber API: decoded, metadata-matched, signature-checked DataSets from an MQTT broker.
+
+    async with Subscriber(MqttOptions(host="broker", port=8883, tls=TlsOptions(ca="ca.pem")),
+                          trust=TrustStore.from_pem(open("ca.pem", "rb").read())) as sub:
+        async for ds in sub:
+            print(ds.dataset_writer_name, ds.verification.state, ds.fields["Temperature"].value)
+
+Data is matched to metadata by PublisherId, DataSetWriterId and MetaDataVersion (Part 14
+§7.2.5.5.2). Metadata is never trusted silently: each DataSet carries the verification result of
+the metadata that describes it, ``missing`` when none with that version was seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import ua
+
+from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession
+from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.json_encoding import JsonCodec
+from opcua_mqtt.core.messages import (
+    ConnectionMessage,
+    MetaDataMessage,
+    NetworkMessage,
+    StatusMessage,
+    decode_message,
+    loads,
+    metadata_field_types,
+)
+from opcua_mqtt.core.signing import SIGNATURE_MEMBER, TrustStore, verify_message
+from opcua_mqtt.core.topics import TopicTree
+
+_log = logging.getLogger(__name__)
+
+
+class TrustState(enum.StrEnum):
+    VERIFIED = "verified"  # signed, and the signature checks out against the trust store
+    UNVERIFIED = "unverified"  # signed, but the check failed (reason in ``detail``)
+    UNSIGNED = "unsigned"  # the metadata carries no signature
+    NO_TRUST = "no-trust"  # signed, but the subscriber was given nothing to check it against
+    MISSING = "missing"  # no metadata with this version has been seen
+
+
+@dataclass(frozen=True)
+class Verification:
+    state: TrustState
+    detail: str = ""
+    signer: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TrustState.VERIFIED
+
+
+@dataclass(frozen=True)
+class FieldValue:
+    name: str
+    value: Any
+    variant_type: ua.VariantType
+    status: ua.StatusCode
+    source_timestamp: datetime | None
+    server_timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class ReceivedDataSet:
+    """One DataSetMessage as a subscriber wants it: named, typed fields and who vouches for them."""
+
+    topic: str
+    publisher_id: str | None
+    writer_group: str | None
+    dataset_writer_id: int | None
+    dataset_writer_name: str | None
+    sequence_number: int | None
+    message_type: str
+    timestamp: datetime | None
+    metadata_version: tuple[int, int] | None
+    fields: dict[str, FieldValue]
+    metadata: ua.DataSetMetaDataType | None
+    verification: Verification
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class _KnownMetaData:
+    message: MetaDataMessage
+    verification: Verification
+    field_types: dict[str, ua.VariantType]
+
+    @property
+    def version(self) -> tuple[int, int]:
+        v = self.message.metadata.ConfigurationVersion
+        return (int(v.MajorVersion), int(v.MinorVersion)) if v is not None else (0, 0)
+
+
+class Subscriber:
+    """Subscribe to the Part 14 topic tree and yield :class:`ReceivedDataSet` objects.
+
+    ``topic_filter`` defaults to everything under the tree's prefix. Status and connection
+    messages are kept in :attr:`statuses` / :attr:`connections`, keyed by PublisherId.
+    """
+
+    def __init__(
+        self,
+        mqtt: MqttOptions,
+        *,
+        trust: TrustStore | None = None,
+        topics: TopicTree | None = None,
+        topic_filter: str | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.topics = topics or TopicTree()
+        self.topic_filter = topic_filter or f"{self.topics.prefix}/{self.topics.encoding}/#"
+        self.trust = trust
+        self.statuses: dict[str, StatusMessage] = {}
+        self.connections: dict[str, ConnectionMessage] = {}
+        self.dropped = 0
+        self.decode_errors = 0
+        self._metadata: dict[tuple[str | None, int], _KnownMetaData] = {}
+        self._queue: asyncio.Queue[ReceivedDataSet] = asyncio.Queue(maxsize=queue_size)
+        self._codec = JsonCodec()
+        self._session = MqttSession(mqtt)
+        self._session.subscribe(self.topic_filter, self._on_message)
+        # Metadata arrives retained on its own topic; subscribe to it even under a narrow filter.
+        meta_filter = f"{self.topics.prefix}/{self.topics.encoding}/metadata/#"
+        if meta_filter != self.topic_filter:
+            self._session.subscribe(meta_filter, self._on_message)
+
+    async def __aenter__(self) -> Subscriber:
+        await self._session.start(wait=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._session.stop(drain_s=0)
+
+    def __aiter__(self) -> AsyncIterator[ReceivedDataSet]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ReceivedDataSet]:
+        while True:
+            yield await self._queue.get()
+
+    def metadata(self) -> Mapping[tuple[str | None, int], _KnownMetaData]:
+        return self._metadata
+
+    # ------------------------------------------------------------------ message handling
+
+    def handle(self, topic: str, payload: bytes) -> list[ReceivedDataSet]:
+        """Decode one MQTT message; return the DataSets it carries (none for metadata/status).
+
+        Public so that programs with their own MQTT client can use the matching and checking.
+        """
+        try:
+            raw = loads(payload)
+            message = decode_message(raw, codec=self._codec, field_types=self._field_types)
+        except DecodeError as e:
+            self.decode_errors += 1
+            _log.warning("undecodable message on %s: %s", topic, e)
+            return []
+        if isinstance(message, MetaDataMessage):
+            self._remember_metadata(message, raw)
+            return []
+        if isinstance(message, StatusMessage):
+            self.statuses[message.publisher_id] = message
+            return []
+        if isinstance(message, ConnectionMessage):
+            self.connections[message.publisher_id] = message
+            return []
+        assert isinstance(message, NetworkMessage)
+        return [self._dataset(topic, message, m) for m in message.messages]
+
+    def _on_message(self, topic: str, payload: bytes, _props: dict[str, Any]) -> None:
+        for ds in self.handle(topic, payload):
+            if self._queue.full():
+                self._queue.get_nowait()
+                self.dropped += 1
+            self._queue.put_nowait(ds)
+
+    def _remember_metadata(self, message: MetaDataMessage, raw: Mapping[str, Any]) -> None:
+        if SIGNATURE_MEMBER not in raw:
+            verification = Verification(TrustState.UNSIGNED, "the metadata carries no signature")
+        elif self.trust is None:
+            verification = Verification(TrustState.NO_TRUST, "no trusted CA given (--trust)")
+        else:
+            result = verify_message(raw, self.trust, at=datetime.now(UTC))
+            state = TrustState.VERIFIED if result.ok else TrustState.UNVERIFIED
+            reason = "" if result.ok or result.reason is None else f"{result.reason.value}: "
+            verification = Verification(state, reason + result.detail, result.signer_subject)
+        key = (message.publisher_id, message.dataset_writer_id)
+        self._metadata[key] = _KnownMetaData(
+            message, verification, metadata_field_types(message.metadata)
+        )
+        log = _log.info if verification.ok else _log.warning
+        log(
+            "metadata %s/%s v%d.%d: %s %s",
+            message.publisher_id,
+            message.dataset_writer_name or message.dataset_writer_id,
+            *self._metadata[key].version,
+            verification.state.value,
+            verification.detail,
+        )
+
+    def _field_types(
+        self, publisher: str | None, writer_id: int | None
+    ) -> Mapping[str, ua.VariantType] | None:
+        if writer_id is None:
+            return None
+        known = self._metadata.get((publisher, writer_id))
+        return known.field_types if known else None
+
+    def _dataset(self, topic: str, nm: NetworkMessage, m: Any) -> ReceivedDataSet:
+        version = None
+        if m.metadata_version is not None:
+            version = (int(m.metadata_version.MajorVersion), int(m.metadata_version.MinorVersion))
+        known = None
+        if m.dataset_writer_id is not None:
+            known = self._metadata.get((m.publisher_id, m.dataset_writer_id))
+        if known is None:
+            verification = Verification(TrustState.MISSING, "no metadata seen for this writer")
+        elif version is not None and version != known.version:
+            verification = Verification(
+                TrustState.MISSING,
+                f"data has MetaDataVersion {version[0]}.{version[1]}, "
+                f"latest metadata is {known.version[0]}.{known.version[1]}",
+            )
+        else:
+            verification = known.verification
+        fields = {
+            name: FieldValue(
+                name=name,
+                value=dv.Value.Value if dv.Value is not None else None,
+                variant_type=dv.Value.VariantType if dv.Value is not None else ua.VariantType.Null,
+                status=dv.StatusCode or ua.StatusCode(0),
+                source_timestamp=dv.SourceTimestamp,
+                server_timestamp=dv.ServerTimestamp,
+            )
+            for name, dv in (m.payload or {}).items()
+        }
+        return ReceivedDataSet(
+            topic=topic,
+            publisher_id=m.publisher_id,
+            writer_group=m.writer_group_name,
+            dataset_writer_id=m.dataset_writer_id,
+            dataset_writer_name=m.dataset_writer_name
+            or (known.message.dataset_writer_name if known else None),
+            sequence_number=m.sequence_number,
+            message_type=m.message_type.value,
+            timestamp=m.timestamp,
+            metadata_version=version,
+            fields=fields,
+            metadata=known.message.metadata if known else None,
+            verification=verification,
+        )
