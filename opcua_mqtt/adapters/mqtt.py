@@ -12,8 +12,10 @@ Why a wrapper around gmqtt, in a few measured facts (gmqtt 0.8.0, Mosquitto 2.0.
   ``connect()``; so one ``Client`` lives as long as the publisher, and messages published while
   the broker is away wait in a bounded spool here (oldest data dropped first, counted and logged).
 
-Retained state (metadata, status, connection) is not queued: the latest payload per topic is
-kept and (re)sent after every connect, so a subscriber always finds the current state.
+Retained state (metadata, status, connection) travels in the same FIFO as data, so a new
+metadata message is on the wire before the data it describes; the latest payload per retained
+topic is also kept and re-sent first after every reconnect (a broker may have lost it). Retained
+messages are never dropped from the spool.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class MqttSession:
         self._lost = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._ever_connected = False
         will_message = None
         if will is not None:
             will_message = gmqtt.Message(will.topic, will.payload, qos=will.qos, retain=will.retain)
@@ -190,22 +193,25 @@ class MqttSession:
         """Queue a message. Retained ones replace the previous state of their topic."""
         if msg.retain:
             self._retained[msg.topic] = msg
-            self._retained_dirty.add(msg.topic)
-        else:
-            self._spool.append(msg)
-            self._spool_bytes += len(msg.payload)
-            self._enforce_spool_limit()
+        self._spool.append(msg)
+        self._spool_bytes += len(msg.payload)
+        self._enforce_spool_limit()
         self._wakeup.set()
 
     def _enforce_spool_limit(self) -> None:
         o = self.options
         dropped = 0
+        kept: list[Outgoing] = []
         while self._spool and (
-            len(self._spool) > o.spool_messages or self._spool_bytes > o.spool_bytes
+            len(self._spool) + len(kept) > o.spool_messages or self._spool_bytes > o.spool_bytes
         ):
             old = self._spool.popleft()
+            if old.retain:
+                kept.append(old)  # state, not history: never dropped
+                continue
             self._spool_bytes -= len(old.payload)
             dropped += 1
+        self._spool.extendleft(reversed(kept))
         if dropped:
             if self.stats.dropped == 0 or (self.stats.dropped + dropped) // 1000 > (
                 self.stats.dropped // 1000
@@ -255,9 +261,9 @@ class MqttSession:
         sent = False
         window = self._window()
         while self._client.is_connected and not self._write_buffer_full():
-            if self._retained_dirty:
-                topic = next(iter(self._retained_dirty))
-                msg = self._retained[topic]
+            replay = bool(self._retained_dirty)  # retained state re-sent after a reconnect
+            if replay:
+                msg = self._retained[next(iter(self._retained_dirty))]
             elif self._spool:
                 msg = self._spool[0]
             else:
@@ -271,7 +277,7 @@ class MqttSession:
             except (OverflowError, ConnectionError, OSError) as e:
                 _log.debug("publish deferred: %s", e)
                 break
-            if msg.retain:
+            if replay:
                 self._retained_dirty.discard(msg.topic)
             else:
                 self._spool.popleft()
@@ -352,7 +358,9 @@ class MqttSession:
         _log.info("MQTT connected to %s:%d", self.options.host, self.options.port)
         for topic_filter, (qos, _handler) in self._subscriptions.items():
             self._client.subscribe(topic_filter, qos=qos)
-        self._retained_dirty.update(self._retained)
+        if self._ever_connected:  # the broker may have lost retained state while we were away
+            self._retained_dirty.update(self._retained)
+        self._ever_connected = True
         self._set_connected(True)
         self._wakeup.set()
 
