@@ -75,7 +75,7 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
                 _log.warning(
                     "OPC UA subscription %s status: %s",
                     self.subscription_id,
-                    ua.StatusCode(notification.Status).name,
+                    notification.Status.name,
                 )
 
 

@@ -1,0 +1,507 @@
+"""The bridge: OPC UA subscriptions in, signed standard PubSub JSON out.
+
+Wiring only; the format lives in the core, the protocols in the adapters. One event loop:
+notifications update the writer states synchronously, one task per writer group ticks on its
+publishing interval and hands encoded messages to the MQTT session's spool, which never blocks.
+
+Order on the wire per writer: its signed ua-metadata (retained) before its first data message,
+and again before the first data message of every new ConfigurationVersion; ua-status
+Operational (retained) once the subscriptions exist; the MQTT last will turns it into Error if the
+process dies, a clean stop publishes Disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Hashable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from asyncua import Client, ua
+
+from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
+from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
+from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.messages import (
+    ConnectionMessage,
+    DataSetMessage,
+    DataSetMessageType,
+    JsonMessageSettings,
+    MetaDataMessage,
+    NetworkMessage,
+    StatusMessage,
+    dumps,
+    encode_connection_message,
+    encode_metadata_message,
+    encode_network_message,
+    encode_status_message,
+)
+from opcua_mqtt.core.metadata import DataSetField, build_metadata
+from opcua_mqtt.core.signing import Signer, sign_message
+from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
+
+_log = logging.getLogger(__name__)
+
+TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-json"
+_UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # BaseDataType fields take any type
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    name: str
+    node_id: str
+    builtin_type: int
+    data_type: str  # NodeId string, resolved against the server's namespaces at start
+    dataset_field_id: uuid.UUID
+    value_rank: int = -1
+    array_dimensions: tuple[int, ...] = ()
+    sampling_interval_ms: float = 500
+    queue_size: int = 10
+    deadband_type: str = "none"
+    deadband_value: float = 0.0
+
+
+@dataclass(frozen=True)
+class WriterPlan:
+    name: str
+    dataset_writer_id: int
+    fields: tuple[FieldPlan, ...]
+    key_frame_count: int = 10
+    keep_alive_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    name: str
+    writers: tuple[WriterPlan, ...]
+    publishing_interval_ms: float = 1000
+    qos: int = 1
+    settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
+    bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
+
+
+@dataclass(frozen=True)
+class BridgePlan:
+    publisher_id: str
+    groups: tuple[GroupPlan, ...]
+    topics: TopicTree = field(default_factory=TopicTree)
+
+
+@dataclass
+class BridgeStats:
+    messages: dict[str, int] = field(default_factory=dict)  # per writer group
+    bytes: dict[str, int] = field(default_factory=dict)
+    value_changes: int = 0
+    metadata_published: int = 0
+    opcua_state: str = "disconnected"
+
+
+@dataclass
+class _Writer:
+    plan: WriterPlan
+    group: GroupPlan
+    state: WriterState
+    fields: list[DataSetField]
+    version_published: tuple[int, int] | None = None
+
+
+OpcUaConnector = Callable[[], AbstractAsyncContextManager[Client]]
+
+
+class Bridge:
+    """Runs one bridge until ``stop`` is set; see the module docstring for the message order."""
+
+    def __init__(
+        self,
+        plan: BridgePlan,
+        mqtt: MqttOptions,
+        connect_opcua: OpcUaConnector,
+        *,
+        signer: Signer | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.plan = plan
+        self.stats = BridgeStats()
+        self._connect_opcua = connect_opcua
+        self._signer = signer
+        self._clock = clock
+        self._writers: dict[tuple[int, int], _Writer] = {}
+        self._namespaces: list[str] = []
+        self._rechecks: set[tuple[int, int, str]] = set()
+        self._recheck_tasks: set[asyncio.Task[None]] = set()
+        self._client: Client | None = None
+        topics = plan.topics
+        self._status_topic = topics.status(plan.publisher_id)
+        will = Outgoing(self._status_topic, self._status(ua.PubSubState.Error), qos=1, retain=True)
+        self.mqtt = MqttSession(mqtt, will=will)
+        self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
+        if signer is None:
+            _log.warning("no metadata signing key configured: ua-metadata will be unsigned")
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.mqtt.start()
+        self._publish_state(ua.PubSubState.PreOperational)
+        self._publish_connection()
+        try:
+            while not stop.is_set():
+                try:
+                    await self._run_connected(stop)
+                except (OSError, TimeoutError, ua.UaError) as e:
+                    _log.error("OPC UA session failed: %s; retrying in 5 s", e)
+                    self._publish_state(ua.PubSubState.Error)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 5)
+        finally:
+            for task in self._recheck_tasks:
+                task.cancel()
+            await self.mqtt.stop(
+                [Outgoing(self._status_topic, self._status(ua.PubSubState.Disabled), 1, True)]
+            )
+            _log.info("bridge stopped")
+
+    async def _run_connected(self, stop: asyncio.Event) -> None:
+        async with self._connect_opcua() as client:
+            self._namespaces = list(await client.get_namespace_array())
+            source = SubscriptionSource(client, self._on_values, on_state=self._on_opcua_state)
+            self._build_writers()
+            for gi, group in enumerate(self.plan.groups):
+                monitored = [
+                    MonitoredField(
+                        key=(gi, wi, f.name),
+                        node_id=f.node_id,
+                        sampling_interval_ms=f.sampling_interval_ms,
+                        queue_size=f.queue_size,
+                        deadband_type=f.deadband_type,
+                        deadband_value=f.deadband_value,
+                    )
+                    for wi, w in enumerate(group.writers)
+                    for f in w.fields
+                ]
+                refused = await source.monitor(group.publishing_interval_ms, monitored)
+                now = self._clock()
+                for key, status in refused.items():
+                    assert isinstance(key, tuple)
+                    g, w, name = key
+                    self._writers[(g, w)].state.update(
+                        name, ua.DataValue(StatusCode=status, ServerTimestamp=now)
+                    )
+            for writer in self._writers.values():
+                self._publish_metadata(writer)
+            self._publish_state(ua.PubSubState.Operational)
+            self.ready.set()
+            _log.info(
+                "bridge operational: %d writer groups, %d writers, %d fields",
+                len(self.plan.groups),
+                len(self._writers),
+                sum(len(w.fields) for w in self._writers.values()),
+            )
+            tickers = [
+                asyncio.create_task(self._tick_group(gi), name=f"group-{g.name}")
+                for gi, g in enumerate(self.plan.groups)
+            ]
+            self._client = client
+            try:
+                await stop.wait()
+            finally:
+                for task in tickers:
+                    task.cancel()
+                for task in tickers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await source.close()
+
+    # ------------------------------------------------------------------------ writers
+
+    def _build_writers(self) -> None:
+        if self._writers:
+            return  # a reconnect keeps states, sequence numbers and versions
+        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
+        now = self._clock()
+        for gi, group in enumerate(self.plan.groups):
+            for wi, wp in enumerate(group.writers):
+                fields = [
+                    DataSetField(self._spec(codec, f), f.node_id, f.dataset_field_id)
+                    for f in wp.fields
+                ]
+                state = WriterState(
+                    [f.spec for f in fields],
+                    key_frame_count=wp.key_frame_count,
+                    keep_alive_time=timedelta(milliseconds=wp.keep_alive_ms),
+                    now=now,
+                )
+                self._writers[(gi, wi)] = _Writer(wp, group, state, fields)
+
+    @staticmethod
+    def _spec(codec: JsonCodec, f: FieldPlan) -> FieldSpec:
+        try:
+            data_type = codec.decode_node_id(f.data_type)
+        except DecodeError:
+            data_type = ua.NodeId(f.builtin_type)
+        return FieldSpec(
+            f.name,
+            f.builtin_type,
+            data_type,
+            f.value_rank,
+            f.array_dimensions if f.value_rank > 0 else (),
+        )
+
+    def _on_values(self, batch: list[tuple[Hashable, ua.DataValue]]) -> None:
+        """Called by the OPC UA source once per Publish response, synchronously."""
+        self.stats.value_changes += len(batch)
+        for key, dv in batch:
+            assert isinstance(key, tuple)
+            gi, wi, name = key
+            writer = self._writers.get((gi, wi))
+            if writer is None:
+                continue
+            writer.state.update(name, dv)
+            self._check_type(gi, wi, writer, name, dv)
+
+    def _check_type(self, gi: int, wi: int, writer: _Writer, name: str, dv: ua.DataValue) -> None:
+        """A value of another built-in type than the metadata says: the node's DataType may have
+        changed on the server; read it again and bump the ConfigurationVersion if so."""
+        variant = dv.Value
+        if variant is None or variant.VariantType == ua.VariantType.Null:
+            return
+        spec = next(s for s in writer.state.fields if s.name == name)
+        if spec.builtin_type in _UNTYPED or int(variant.VariantType) == spec.builtin_type:
+            return
+        key = (gi, wi, name)
+        if key in self._rechecks:
+            return
+        self._rechecks.add(key)
+        task = asyncio.create_task(self._recheck(writer, name, key))
+        self._recheck_tasks.add(task)
+        task.add_done_callback(self._recheck_tasks.discard)
+
+    async def _recheck(self, writer: _Writer, name: str, key: tuple[int, int, str]) -> None:
+        try:
+            fieldp = next(f for f in writer.fields if f.spec.name == name)
+            assert self._client is not None
+            codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
+            node = self._client.get_node(codec.decode_node_id(fieldp.node_id))
+            data_type = await node.read_data_type()
+            value_rank = await node.read_value_rank()
+            builtin = await _builtin_type(self._client, data_type)
+            new_spec = replace(
+                fieldp.spec,
+                builtin_type=builtin,
+                data_type=data_type,
+                value_rank=value_rank,
+                array_dimensions=() if value_rank <= 0 else fieldp.spec.array_dimensions,
+            )
+            if new_spec == fieldp.spec:
+                return
+            writer.fields = [
+                DataSetField(new_spec, f.node_id, f.dataset_field_id) if f is fieldp else f
+                for f in writer.fields
+            ]
+            version = writer.state.reconfigure([f.spec for f in writer.fields], self._clock())
+            _log.warning(
+                "field %s/%s changed type on the server to %s: ConfigurationVersion %d.%d",
+                writer.plan.name,
+                name,
+                ua.VariantType(builtin).name,
+                version.major,
+                version.minor,
+            )
+            self._publish_metadata(writer)
+        except (ua.UaError, OSError, TimeoutError, ValueError) as e:
+            _log.error("could not re-read the data type of %s/%s: %s", writer.plan.name, name, e)
+        finally:
+            self._rechecks.discard(key)
+
+    # ------------------------------------------------------------------------ publishing
+
+    async def _tick_group(self, gi: int) -> None:
+        group = self.plan.groups[gi]
+        loop = asyncio.get_running_loop()
+        interval = group.publishing_interval_ms / 1000
+        codec = JsonCodec(group.settings.field_encoding, NamespaceTable(self._namespaces))
+        writers = [(wi, self._writers[(gi, wi)]) for wi in range(len(group.writers))]
+        due = loop.time()
+        while True:
+            due += interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if loop.time() - due > interval:
+                due = loop.time()  # fell behind (e.g. a long GC): do not burst to catch up
+            now = self._clock()
+            dsms = []
+            for _wi, writer in writers:
+                frame = writer.state.tick(now)
+                if frame is None:
+                    continue
+                if writer.version_published != (
+                    frame.metadata_version.major,
+                    frame.metadata_version.minor,
+                ):
+                    self._publish_metadata(writer)
+                dsms.append((writer, self._dataset_message(writer, frame)))
+            if not dsms:
+                continue
+            if group.bundle_writers:
+                self._send(
+                    group,
+                    codec,
+                    [m for _, m in dsms],
+                    self.plan.topics.data(self.plan.publisher_id, group.name),
+                )
+            else:
+                for writer, m in dsms:
+                    self._send(
+                        group,
+                        codec,
+                        [m],
+                        self.plan.topics.data(self.plan.publisher_id, group.name, writer.plan.name),
+                    )
+
+    def _dataset_message(self, writer: _Writer, frame: Frame) -> DataSetMessage:
+        v = frame.metadata_version
+        return DataSetMessage(
+            dataset_writer_id=writer.plan.dataset_writer_id,
+            dataset_writer_name=writer.plan.name,
+            publisher_id=self.plan.publisher_id,
+            writer_group_name=writer.group.name,
+            sequence_number=frame.sequence_number,
+            metadata_version=ua.ConfigurationVersionDataType(v.major, v.minor),
+            timestamp=frame.timestamp,
+            message_type=DataSetMessageType(frame.kind.value),
+            payload=dict(frame.fields) if frame.kind.value != "ua-keepalive" else None,
+        )
+
+    def _send(
+        self, group: GroupPlan, codec: JsonCodec, messages: list[DataSetMessage], topic: str
+    ) -> None:
+        nm = NetworkMessage(
+            messages=messages,
+            publisher_id=self.plan.publisher_id,
+            writer_group_name=group.name,
+        )
+        payload = dumps(encode_network_message(nm, group.settings, codec))
+        self.mqtt.publish(Outgoing(topic, payload, qos=group.qos))
+        self.stats.messages[group.name] = self.stats.messages.get(group.name, 0) + 1
+        self.stats.bytes[group.name] = self.stats.bytes.get(group.name, 0) + len(payload)
+
+    def _publish_metadata(self, writer: _Writer) -> None:
+        version = writer.state.version
+        metadata = build_metadata(writer.plan.name, writer.fields, version, self._namespaces)
+        msg = encode_metadata_message(
+            MetaDataMessage(
+                publisher_id=self.plan.publisher_id,
+                dataset_writer_id=writer.plan.dataset_writer_id,
+                metadata=metadata,
+                writer_group_name=writer.group.name,
+                dataset_writer_name=writer.plan.name,
+                timestamp=self._clock(),
+            ),
+            JsonCodec(namespaces=NamespaceTable(self._namespaces)),
+        )
+        if self._signer is not None:
+            msg = sign_message(msg, self._signer, issued_at=self._clock())
+        topic = self.plan.topics.metadata(
+            self.plan.publisher_id, writer.group.name, writer.plan.name
+        )
+        self.mqtt.publish(Outgoing(topic, dumps(msg), qos=1, retain=True))
+        writer.version_published = (version.major, version.minor)
+        self.stats.metadata_published += 1
+
+    def _status(self, state: ua.PubSubState) -> bytes:
+        return dumps(encode_status_message(StatusMessage(self.plan.publisher_id, state)))
+
+    def _publish_state(self, state: ua.PubSubState) -> None:
+        self.mqtt.publish(Outgoing(self._status_topic, self._status(state), qos=1, retain=True))
+        _log.info("publisher state %s", state.name)
+
+    def _publish_connection(self) -> None:
+        plan = self.plan
+        o = self.mqtt.options
+        connection = ua.PubSubConnectionDataType(
+            Name=plan.publisher_id,
+            Enabled=True,
+            PublisherId=ua.Variant(plan.publisher_id, ua.VariantType.String),
+            TransportProfileUri=TRANSPORT_PROFILE,
+            Address=ua.NetworkAddressUrlDataType(
+                Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
+            ),
+            WriterGroups=[_writer_group(plan, g) for g in plan.groups],
+        )
+        msg = encode_connection_message(
+            ConnectionMessage(plan.publisher_id, connection, self._clock())
+        )
+        topic = plan.topics.connection(plan.publisher_id)
+        self.mqtt.publish(Outgoing(topic, dumps(msg), qos=1, retain=True))
+
+    def _on_opcua_state(self, state: str) -> None:
+        if state != self.stats.opcua_state:
+            _log.info("OPC UA connection %s -> %s", self.stats.opcua_state, state)
+            self.stats.opcua_state = state
+
+
+def _writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
+    s = g.settings
+    return ua.WriterGroupDataType(
+        Name=g.name,
+        Enabled=True,
+        PublishingInterval=g.publishing_interval_ms,
+        MessageSettings=ua.JsonWriterGroupMessageDataType(
+            NetworkMessageContentMask=int(s.network_mask)
+        ),
+        TransportSettings=ua.BrokerWriterGroupTransportDataType(
+            QueueName=plan.topics.data(plan.publisher_id, g.name),
+            RequestedDeliveryGuarantee=(
+                ua.BrokerTransportQualityOfService.AtLeastOnce
+                if g.qos == 1
+                else ua.BrokerTransportQualityOfService.ExactlyOnce
+                if g.qos == 2
+                else ua.BrokerTransportQualityOfService.AtMostOnce
+            ),
+        ),
+        DataSetWriters=[
+            ua.DataSetWriterDataType(
+                Name=w.name,
+                Enabled=True,
+                DataSetWriterId=w.dataset_writer_id,
+                DataSetFieldContentMask=int(s.field_mask),
+                KeyFrameCount=w.key_frame_count,
+                DataSetName=w.name,
+                MessageSettings=ua.JsonDataSetWriterMessageDataType(
+                    DataSetMessageContentMask=int(s.dataset_mask)
+                ),
+                TransportSettings=ua.BrokerDataSetWriterTransportDataType(
+                    QueueName=plan.topics.data(plan.publisher_id, g.name, w.name),
+                    MetaDataQueueName=plan.topics.metadata(plan.publisher_id, g.name, w.name),
+                ),
+            )
+            for w in g.writers
+        ],
+    )
+
+
+async def _builtin_type(client: Client, data_type: ua.NodeId) -> int:
+    """The built-in type behind a DataType: itself for ns=0 ids 1..25, else its supertypes'."""
+    seen = 0
+    current = data_type
+    while seen < 32:
+        if current.NamespaceIndex == 0 and isinstance(current.Identifier, int):
+            if 1 <= current.Identifier <= 25:
+                return int(current.Identifier)
+            if current.Identifier == 29:  # Enumeration
+                return int(ua.VariantType.Int32)
+            if current.Identifier == 22:  # Structure
+                return int(ua.VariantType.ExtensionObject)
+        parents = await client.get_node(current).get_references(
+            refs=ua.ObjectIds.HasSubtype, direction=ua.BrowseDirection.Inverse
+        )
+        if not parents:
+            break
+        current = parents[0].NodeId
+        seen += 1
+    return int(ua.VariantType.Variant)

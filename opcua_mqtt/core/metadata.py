@@ -1,0 +1,63 @@
+"""DataSetMetaData (Part 14 §6.2.3.2) built from the writer's field specifications."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asyncua import ua
+
+from opcua_mqtt.core.writer_state import ConfigurationVersion, FieldSpec
+
+
+@dataclass(frozen=True)
+class DataSetField:
+    """A field as the bridge publishes it: its shape, where it comes from, its stable id."""
+
+    spec: FieldSpec
+    node_id: str
+    dataset_field_id: uuid.UUID
+
+
+def build_metadata(
+    name: str,
+    fields: Sequence[DataSetField],
+    version: ConfigurationVersion,
+    namespaces: Sequence[str],
+    *,
+    description: str | None = None,
+    dataset_class_id: uuid.UUID | None = None,
+) -> ua.DataSetMetaDataType:
+    """The DataSetMetaDataType a subscriber needs to read the writer's DataSetMessages.
+
+    ``namespaces`` is the table the DataType NodeIds index into; it travels in the metadata so
+    that a subscriber can resolve them (§6.2.3.2.3, DataTypeSchemaHeader.Namespaces).
+    """
+    return ua.DataSetMetaDataType(
+        Namespaces=list(namespaces),
+        Name=name,
+        Description=ua.LocalizedText(description) if description else ua.LocalizedText(),
+        Fields=[
+            ua.FieldMetaData(
+                Name=f.spec.name,
+                Description=(
+                    ua.LocalizedText(f.spec.description)
+                    if f.spec.description
+                    else ua.LocalizedText()
+                ),
+                BuiltInType=f.spec.builtin_type,
+                DataType=f.spec.data_type,
+                ValueRank=f.spec.value_rank,
+                ArrayDimensions=list(f.spec.array_dimensions),
+                DataSetFieldId=f.dataset_field_id,
+                Properties=[
+                    ua.KeyValuePair(ua.QualifiedName(str(k)), ua.Variant(v))
+                    for k, v in f.spec.properties
+                ],
+            )
+            for f in fields
+        ],
+        DataSetClassId=dataset_class_id or uuid.UUID(int=0),
+        ConfigurationVersion=ua.ConfigurationVersionDataType(version.major, version.minor),
+    )
