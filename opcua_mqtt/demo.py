@@ -30,6 +30,7 @@ from opcua_mqtt.core.messages import (
     loads,
     metadata_field_types,
 )
+from opcua_mqtt.core.metadata import DataSetField, build_metadata
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
 from opcua_mqtt.core.topics import TopicTree
 from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
@@ -52,22 +53,16 @@ FIELDS = [
 
 
 def _metadata(state: WriterState) -> ua.DataSetMetaDataType:
-    version = state.version
-    return ua.DataSetMetaDataType(
-        Namespaces=NAMESPACES,
-        Name=WRITER,
-        Description=ua.LocalizedText("Filler of demo line 1", "en"),
-        Fields=[
-            ua.FieldMetaData(
-                Name=f.name,
-                BuiltInType=f.builtin_type,
-                DataType=f.data_type,
-                ValueRank=f.value_rank,
-                DataSetFieldId=uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACES[1]}#{f.name}"),
-            )
-            for f in FIELDS
-        ],
-        ConfigurationVersion=ua.ConfigurationVersionDataType(version.major, version.minor),
+    fields = [
+        DataSetField(
+            f,
+            f"nsu={NAMESPACES[1]};s={f.name}",
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACES[1]}#{f.name}"),
+        )
+        for f in FIELDS
+    ]
+    return build_metadata(
+        WRITER, fields, state.version, NAMESPACES, description="Filler of demo line 1"
     )
 
 

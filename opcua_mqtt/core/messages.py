@@ -20,6 +20,7 @@ from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
 from opcua_mqtt.core.json_encoding import (
+    OPC_UA_NAMESPACE,
     DataValueMembers,
     FieldEncoding,
     JsonCodec,
@@ -158,8 +159,9 @@ class JsonMessageSettings:
             status=bool(m & FM.STATUS_CODE),
             source_timestamp=bool(m & FM.SOURCE_TIMESTAMP),
             server_timestamp=bool(m & FM.SERVER_TIMESTAMP),
-            source_picoseconds=bool(m & FM.SOURCE_PICOSECONDS),
-            server_picoseconds=bool(m & FM.SERVER_PICOSECONDS),
+            # §6.2.4.2: a PicoSeconds bit is ignored unless its Timestamp bit is set.
+            source_picoseconds=bool(m & FM.SOURCE_PICOSECONDS and m & FM.SOURCE_TIMESTAMP),
+            server_picoseconds=bool(m & FM.SERVER_PICOSECONDS and m & FM.SERVER_TIMESTAMP),
         )
 
 
@@ -218,7 +220,7 @@ class StatusMessage:
 
 @dataclasses.dataclass(slots=True)
 class ConnectionMessage:
-    """A ua-connection message (Part 14 §7.2.5.5.3) describing the publisher's configuration."""
+    """A ua-connection message (Part 14 §7.2.5.5.6) describing the publisher's configuration."""
 
     publisher_id: str
     connection: ua.PubSubConnectionDataType
@@ -331,7 +333,7 @@ def _encode_payload(m: DataSetMessage, s: JsonMessageSettings, codec: JsonCodec)
 def encode_metadata_message(msg: MetaDataMessage, codec: JsonCodec | None = None) -> dict[str, Any]:
     """The JSON value of a ua-metadata message (Part 14 §7.2.5.5.2), member order as the spec
     lists them."""
-    codec = codec or JsonCodec(FieldEncoding.COMPACT, msg.metadata.Namespaces or None)
+    codec = codec or JsonCodec(FieldEncoding.COMPACT, _metadata_namespaces(msg.metadata.Namespaces))
     out: dict[str, Any] = {
         "MessageId": msg.message_id,
         "MessageType": "ua-metadata",
@@ -367,7 +369,7 @@ def encode_status_message(msg: StatusMessage) -> dict[str, Any]:
 def encode_connection_message(
     msg: ConnectionMessage, codec: JsonCodec | None = None
 ) -> dict[str, Any]:
-    """ua-connection (Part 14 §7.2.5.5.3): the PubSubConnectionDataType as a structure."""
+    """ua-connection (Part 14 §7.2.5.5.6): the PubSubConnectionDataType as a structure."""
     codec = codec or JsonCodec(FieldEncoding.COMPACT)
     out: dict[str, Any] = {
         "MessageId": msg.message_id,
@@ -523,6 +525,24 @@ def _decode_dataset_message(
         raise e.within(path) if path else e from None
 
 
+# DataValue members other than the Variant ones (Part 6 §5.4.2.18); an object made of these only
+# is a DataValue whose value is null (Bad fields, or Good fields with no value).
+_DV_ONLY_MEMBERS: Final = frozenset(
+    {"Status", "SourceTimestamp", "SourcePicoseconds", "ServerTimestamp", "ServerPicoseconds"}
+)
+# Built-in types whose own JSON value is an object that may look like a DataValue or StatusCode,
+# and those whose value may be the empty object.
+_OBJECT_TYPES: Final = frozenset(
+    {VT.ExtensionObject, VT.Variant, VT.DataValue, VT.DiagnosticInfo, VT.StatusCode}
+)
+_OBJECT_VALUED: Final = _OBJECT_TYPES | {
+    VT.LocalizedText,
+    VT.QualifiedName,
+    VT.NodeId,
+    VT.ExpandedNodeId,
+}
+
+
 def _decode_payload(
     payload: dict[str, Any],
     codec: JsonCodec,
@@ -534,26 +554,75 @@ def _decode_payload(
     for name, value in payload.items():
         where = f"{path}/{name}" if path else name
         vtype = types.get(name) if types else None
-        if isinstance(value, dict) and ("UaType" in value or "Type" in value):
-            if "Type" in value and "UaType" not in value:
-                out[name] = ua.DataValue(codec.decode_variant(value, path=where))
-            else:
-                out[name] = codec.decode_data_value(value, path=where)
-        elif (
-            isinstance(value, dict)
-            and "Value" in value
-            and (vtype is not None or isinstance(value["Value"], dict))
-        ):
-            out[name] = codec.decode_data_value(value, vtype=vtype, path=where)
-        elif vtype is not None:
-            out[name] = ua.DataValue(codec.decode_variant(value, vtype=vtype, path=where))
-        else:
-            raise DecodeError(
-                where,
-                "the value carries no type (RawData or Verbose without UaType); "
-                "decode it with the writer's metadata",
-            )
+        out[name] = _decode_field(value, codec, vtype, where)
     return out
+
+
+def _decode_field(
+    value: Any, codec: JsonCodec, vtype: ua.VariantType | None, where: str
+) -> ua.DataValue:
+    """One payload field as a Variant, a DataValue or RawData (Part 14 §6.2.4.2), any JSON form."""
+    if isinstance(value, dict) and ("UaType" in value or "Type" in value):
+        if "Type" in value and "UaType" not in value:
+            dv = ua.DataValue(codec.decode_variant(value, path=where))
+        else:
+            dv = codec.decode_data_value(value, path=where)
+        return _bad_status_instead_of_value(dv, vtype)
+    if isinstance(value, dict) and "Value" in value:
+        inner = value["Value"]
+        typed_inner = isinstance(inner, dict) and ("Type" in inner or "UaType" in inner)
+        if typed_inner and vtype not in _OBJECT_TYPES:
+            vtype = None  # 1.04 DataValue: the value is a nested Variant naming its own type
+        if vtype is not None or isinstance(inner, dict):
+            return codec.decode_data_value(value, vtype=vtype, path=where)
+    elif isinstance(value, dict) and vtype not in _OBJECT_TYPES:
+        keys = value.keys()
+        if keys & _DV_ONLY_MEMBERS or (not keys and vtype not in _OBJECT_VALUED):
+            # A DataValue without a value: a Bad field, or a null value (defaults are omitted).
+            return codec.decode_data_value(value, vtype=vtype, path=where)
+        if vtype is not None and "Code" in keys:
+            # RawData carries a Bad field's StatusCode instead of its value, as the Variant form
+            # does (Part 14 §6.2.4.2 Table 26, JSON; OPC Foundation Mantis 10154).
+            try:
+                status = codec.decode_status_code(value)
+            except DecodeError as e:
+                raise e.within(where) from None
+            if status.is_bad():
+                return ua.DataValue(ua.Variant(), StatusCode=status)
+    elif value is None and vtype is None:
+        return ua.DataValue(ua.Variant())  # a null Variant (Part 6 §5.4.2.17)
+    if vtype is not None:
+        return ua.DataValue(codec.decode_variant(value, vtype=vtype, path=where))
+    raise DecodeError(
+        where,
+        "the value carries no type (RawData or Verbose without UaType); "
+        "decode it with the writer's metadata",
+    )
+
+
+def _bad_status_instead_of_value(dv: ua.DataValue, vtype: ua.VariantType | None) -> ua.DataValue:
+    """A Variant field whose status is Bad carries the StatusCode instead of the value (Part 14
+    §6.2.4.2, Table 26); when the field's type says it is no StatusCode, return it as the status."""
+    v = dv.Value
+    if (
+        vtype is None
+        or vtype in (VT.StatusCode, VT.Variant)
+        or v is None
+        or v.VariantType is not VT.StatusCode
+        or v.is_array
+        or not isinstance(v.Value, ua.StatusCode)
+        or not v.Value.is_bad()
+        or (dv.StatusCode is not None and dv.StatusCode.value != 0)
+    ):
+        return dv
+    return ua.DataValue(
+        ua.Variant(),
+        StatusCode=v.Value,
+        SourceTimestamp=dv.SourceTimestamp,
+        ServerTimestamp=dv.ServerTimestamp,
+        SourcePicoseconds=dv.SourcePicoseconds,
+        ServerPicoseconds=dv.ServerPicoseconds,
+    )
 
 
 def decode_metadata_message(obj: Any, codec: JsonCodec | None = None) -> MetaDataMessage:
@@ -566,7 +635,7 @@ def decode_metadata_message(obj: Any, codec: JsonCodec | None = None) -> MetaDat
         )
     namespaces = meta_json.get("Namespaces")
     if isinstance(namespaces, list) and all(isinstance(n, str) for n in namespaces) and namespaces:
-        codec = JsonCodec(FieldEncoding.COMPACT, namespaces)
+        codec = JsonCodec(FieldEncoding.COMPACT, _metadata_namespaces(namespaces))
     codec = codec or JsonCodec(FieldEncoding.COMPACT)
     metadata = _member(obj, "MetaData", lambda v: codec.decode_structure(ua.DataSetMetaDataType, v))
     return MetaDataMessage(
@@ -636,6 +705,13 @@ def _uint(value: Any, name: str, bits: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**bits:
         raise EncodeError(f"{name} must be a UInt{bits}, got {v!r}")
     return v
+
+
+def _metadata_namespaces(namespaces: list[str] | None) -> list[str]:
+    """The namespace table of a DataSetMetaData: its Namespaces array holds the URIs of indexes
+    1, 2, ...; index 0 is the OPC UA namespace and is not in the array (DataTypeSchemaHeader,
+    OPC 10000-5 §12.31)."""
+    return [OPC_UA_NAMESPACE, *(namespaces or ())]
 
 
 def _jtype(x: Any) -> str:
@@ -722,8 +798,9 @@ def _decode_state(v: Any) -> ua.PubSubState:
         name = v.split("_")[0]
         if name in ua.PubSubState.__members__:
             return ua.PubSubState[name]
-        if v.rsplit("_", 1)[-1].isdigit():
-            v = int(v.rsplit("_", 1)[-1])
+        digits = v.rsplit("_", 1)[-1]
+        if digits.isascii() and digits.isdigit():  # int() rejects other digits such as "²"
+            v = int(digits)
     if isinstance(v, int) and not isinstance(v, bool):
         try:
             return ua.PubSubState(v)

@@ -31,11 +31,12 @@ def build_metadata(
 ) -> ua.DataSetMetaDataType:
     """The DataSetMetaDataType a subscriber needs to read the writer's DataSetMessages.
 
-    ``namespaces`` is the table the DataType NodeIds index into; it travels in the metadata so
-    that a subscriber can resolve them (§6.2.3.2.3, DataTypeSchemaHeader.Namespaces).
+    ``namespaces`` is the full table the DataType NodeIds index into (OPC UA namespace first).
+    DataTypeSchemaHeader.Namespaces carries the URIs from index 1 on: index 0 is always the
+    OPC UA namespace and is not repeated (OPC 10000-5 §12.31, Part 14 §6.2.3.2.3).
     """
     return ua.DataSetMetaDataType(
-        Namespaces=list(namespaces),
+        Namespaces=list(namespaces[1:]),
         Name=name,
         Description=ua.LocalizedText(description) if description else ua.LocalizedText(),
         Fields=[
