@@ -12,17 +12,20 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=365)
+
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
 class Issued:
     """A private key and its certificate."""
 
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
     cert: x509.Certificate
 
     def key_pem(self) -> bytes:
@@ -45,12 +48,14 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _usage(*, sign: bool, cert_sign: bool, agree: bool = False) -> x509.KeyUsage:
+def _usage(
+    *, sign: bool, cert_sign: bool, agree: bool = False, encipher: bool = False
+) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=sign,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
+        content_commitment=encipher,
+        key_encipherment=encipher,
+        data_encipherment=encipher,
         key_agreement=agree,
         key_cert_sign=cert_sign,
         crl_sign=cert_sign,
@@ -88,9 +93,19 @@ def issue(
     dns: tuple[str, ...] = (),
     ips: tuple[str, ...] = (),
     uris: tuple[str, ...] = (),
+    rsa_bits: int | None = None,
 ) -> Issued:
-    """A leaf certificate with digitalSignature key usage and the EKUs and SANs asked for."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A leaf certificate with digitalSignature key usage and the EKUs and SANs asked for.
+
+    ``rsa_bits`` makes an RSA key instead of EC P-256: the OPC UA security policies
+    (Basic256Sha256, Aes*_Sha256_*) are defined for RSA application certificates only, and they
+    also need keyEncipherment/dataEncipherment (OPC 10000-6 §6.2.2).
+    """
+    key: PrivateKey = (
+        rsa.generate_private_key(65537, rsa_bits)
+        if rsa_bits
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -100,7 +115,15 @@ def issue(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(sign=True, cert_sign=False, agree=server or client), critical=True)
+        .add_extension(
+            _usage(
+                sign=True,
+                cert_sign=False,
+                agree=(server or client) and not rsa_bits,
+                encipher=bool(rsa_bits),
+            ),
+            critical=True,
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key()),  # type: ignore[arg-type]
             critical=False,

@@ -18,7 +18,7 @@ def main() -> None:
 
 def _register() -> None:
     """Import the command modules; each adds its command to ``main``. One line per command."""
-    from opcua_mqtt.cli import demo, listen  # noqa: F401
+    from opcua_mqtt.cli import certs, demo, listen  # noqa: F401
     # (new command modules: add one import line here)
 
 
