@@ -5,15 +5,31 @@ from __future__ import annotations
 import click
 
 from opcua_mqtt import __version__
+from opcua_mqtt.logs import configure as configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="opcua-mqtt")
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Least important log level shown.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Logs on stderr as text lines or JSON lines.",
+)
+def main(log_level: str, log_format: str) -> None:
     """Bridge OPC UA servers to MQTT with standard OPC UA PubSub JSON (OPC 10000-14).
 
     Metadata messages are signed so subscribers can prove who described the data.
     """
+    configure_logging(log_level, log_format)
 
 
 def _register() -> None:
