@@ -508,6 +508,10 @@ class JsonCodec:
             value = self._decode_scalar(body, vt, ctx)
         except DecodeError as e:
             raise e.within(value_key) from None
+        if isinstance(value, ua.Variant):
+            # A scalar Variant in a Variant: asyncua's constructor would unwrap it, and raise
+            # when the inner one is a null array; unwrap it here the same way.
+            return value
         return ua.Variant(value, vt)
 
     def _decode_element(self, x: Any, vt: ua.VariantType, ctx: _Ctx, path: str) -> Any:
@@ -802,7 +806,8 @@ class JsonCodec:
                     return self._decode_extension_object(x, ctx)
                 if not isinstance(x, dict):
                     raise DecodeError("", f"expected a structure object, got {_jtype(x)}")
-                return self._decode_structure(inner.data_type, x, ctx)
+                # the member's class is known: no need for (registered) type-id lookups
+                return self._decode_structure(inner.data_type, x, ctx, inner)
             return self._decode_extension_object(x, ctx)
 
     def _structure_envelope(self, type_id: ua.NodeId, fields: dict[str, Any]) -> Any:
@@ -1416,7 +1421,9 @@ class _UnusableStructure(EncodeError):
 def _struct_fields(cls: type) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
     """The encodable fields of an asyncua structure with their resolved type hints."""
     try:
-        hints = typing.get_type_hints(cls, {"ua": ua, **vars(ua)})
+        # ua's names as locals, so that the class's own module still resolves the rest (a
+        # structure defined outside asyncua that names a sibling class, as in §5.4.6)
+        hints = typing.get_type_hints(cls, localns={"ua": ua, **vars(ua)})
     except (NameError, AttributeError, TypeError) as e:
         # asyncua 2.1 registers classes whose hints name missing types (i=24338 refers to
         # ua.PortableNodeId): such a structure can be neither encoded nor decoded member-wise.
