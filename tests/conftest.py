@@ -69,3 +69,87 @@ def mosquitto_mtls(
 ) -> Iterator[MosquittoBroker]:
     """Mosquitto requiring a client certificate from the test CA; its CN is the MQTT user name."""
     yield from _run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-mtls", mutual_tls=True)
+
+
+# -- real OPC UA servers (tests/support/opcua_server.py) ----------------------------------------
+# Each server runs in its own process on a free 127.0.0.1 port, is waited for with a bounded
+# timeout (a server that does not come up fails the test with its stderr) and is stopped by PID.
+
+from tests.support.opcua_server import (  # noqa: E402 - appended section, kept together
+    NodeOpcuaTestServer,
+    OpcUaTestServer,
+    ServerStartError,
+    node_opcua_missing,
+    start_node_opcua_server,
+    start_opcua_server,
+)
+
+
+@pytest.fixture(scope="session")
+def opcua_server_cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with the asyncua test servers' certificate and key, shared by all of them (the
+    first server to start generates them)."""
+    return tmp_path_factory.mktemp("opcua-server-pki")
+
+
+@pytest.fixture(scope="session")
+def opcua_server(
+    tmp_path_factory: pytest.TempPathFactory, opcua_server_cert_dir: Path
+) -> Iterator[OpcUaTestServer]:
+    """The asyncua test server with 10,000+ variables, shared by the whole session: do not
+    change its model (use ``small_opcua_server`` for that).
+
+    Attributes: endpoint, port, namespace_uri, application_uri, server_cert_path (DER), cert_dir,
+    username, password, manifest (parsed JSON), manifest_path, pid, startup_seconds, workdir;
+    ``variables`` (the manifest's entries), ``nodeid(path)``, ``running``, ``output()``, ``stop()``.
+    """
+    try:
+        server = start_opcua_server(
+            tmp_path_factory.mktemp("opcua-server"),
+            variables=10_000,
+            cert_dir=opcua_server_cert_dir,
+            timeout=60.0,
+        )
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def small_opcua_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[OpcUaTestServer]:
+    """A fresh asyncua test server with about 200 variables, for tests that change the model
+    (Control methods) or stop the server. Same attributes as ``opcua_server``."""
+    try:
+        server = start_opcua_server(
+            tmp_path / "opcua-server", variables=200, cert_dir=opcua_server_cert_dir, timeout=30.0
+        )
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def node_opcua_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeOpcuaTestServer]:
+    """interop/plant-server.mjs (node-opcua) on a free loopback port. Missing Node.js or
+    node-opcua fails the tests (never skips them): run scripts/test.
+
+    Attributes: endpoint, port, namespace_uri, server_cert_path (PEM), pki_dir, username,
+    password, pid, startup_seconds; ``nodeid(path)``, ``running``, ``output()``, ``stop()``.
+    """
+    missing = node_opcua_missing()
+    if missing is not None:
+        pytest.fail(missing, pytrace=False)
+    try:
+        server = start_node_opcua_server(tmp_path_factory.mktemp("node-opcua-server"), timeout=60.0)
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
