@@ -24,7 +24,7 @@ from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec
+from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import (
     ConnectionMessage,
     MetaDataMessage,
@@ -126,6 +126,7 @@ class Subscriber:
         self._metadata: dict[tuple[str | None, int], _KnownMetaData] = {}
         self._queue: asyncio.Queue[ReceivedDataSet] = asyncio.Queue(maxsize=queue_size)
         self._codec = JsonCodec()
+        self._codecs: dict[str, JsonCodec] = {}
         self._session = MqttSession(mqtt)
         self._session.subscribe(self.topic_filter, self._on_message)
         # Metadata arrives retained on its own topic; subscribe to it even under a narrow filter.
@@ -159,7 +160,8 @@ class Subscriber:
         """
         try:
             raw = loads(payload)
-            message = decode_message(raw, codec=self._codec, field_types=self._field_types)
+            codec = self._codec_for(topic)
+            message = decode_message(raw, codec=codec, field_types=self._field_types)
         except DecodeError as e:
             self.decode_errors += 1
             _log.warning("undecodable message on %s: %s", topic, e)
@@ -183,6 +185,15 @@ class Subscriber:
                 self.dropped += 1
             self._queue.put_nowait(ds)
 
+    def _codec_for(self, topic: str) -> JsonCodec:
+        """Values name namespaces by URI; the publisher's metadata gives their indexes, so
+        decoded NodeIds index into the same table as the metadata's DataTypes."""
+        try:
+            publisher = self.topics.parse(topic).publisher_id
+        except DecodeError:
+            return self._codec
+        return self._codecs.get(publisher, self._codec)
+
     def _remember_metadata(self, message: MetaDataMessage, raw: Mapping[str, Any]) -> None:
         if SIGNATURE_MEMBER not in raw:
             verification = Verification(TrustState.UNSIGNED, "the metadata carries no signature")
@@ -194,6 +205,8 @@ class Subscriber:
             reason = "" if result.ok or result.reason is None else f"{result.reason.value}: "
             verification = Verification(state, reason + result.detail, result.signer_subject)
         key = (message.publisher_id, message.dataset_writer_id)
+        namespaces = [OPC_UA_NAMESPACE, *(message.metadata.Namespaces or [])]
+        self._codecs[message.publisher_id] = JsonCodec(namespaces=NamespaceTable(namespaces))
         self._metadata[key] = _KnownMetaData(
             message, verification, metadata_field_types(message.metadata)
         )

@@ -134,6 +134,8 @@ class Bridge:
         self._writers: dict[tuple[int, int], _Writer] = {}
         self._namespaces: list[str] = []
         self._rechecks: set[tuple[int, int, str]] = set()
+        self._retyped_values: dict[tuple[int, int, str], ua.DataValue] = {}
+        self._accepted_types: set[tuple[tuple[int, int, str], int]] = set()
         self._recheck_tasks: set[asyncio.Task[None]] = set()
         self._client: Client | None = None
         topics = plan.topics
@@ -262,19 +264,32 @@ class Bridge:
             writer = self._writers.get((gi, wi))
             if writer is None:
                 continue
+            if key in self._rechecks or self._type_changed(key, writer, name, dv):
+                self._hold(key, writer, name, dv)
+                continue
             writer.state.update(name, dv)
-            self._check_type(gi, wi, writer, name, dv)
 
-    def _check_type(self, gi: int, wi: int, writer: _Writer, name: str, dv: ua.DataValue) -> None:
-        """A value of another built-in type than the metadata says: the node's DataType may have
-        changed on the server; read it again and bump the ConfigurationVersion if so."""
+    def _type_changed(
+        self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
+    ) -> bool:
+        """A value of another built-in type than the metadata says: the node's DataType may
+        have changed on the server."""
         variant = dv.Value
         if variant is None or variant.VariantType == ua.VariantType.Null:
-            return
+            return False
         spec = next(s for s in writer.state.fields if s.name == name)
         if spec.builtin_type in _UNTYPED or int(variant.VariantType) == spec.builtin_type:
-            return
-        key = (gi, wi, name)
+            return False
+        # A server may legitimately send another type than the DataType (e.g. a subtype's
+        # value): once re-read without a change, that type is accepted for the field.
+        return (key, int(variant.VariantType)) not in self._accepted_types
+
+    def _hold(
+        self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
+    ) -> None:
+        """Keep the value back until the DataType is read again: it must not travel under
+        metadata that describes another type. The latest held value is applied afterwards."""
+        self._retyped_values[key] = dv
         if key in self._rechecks:
             return
         self._rechecks.add(key)
@@ -299,6 +314,9 @@ class Bridge:
                 array_dimensions=() if value_rank <= 0 else fieldp.spec.array_dimensions,
             )
             if new_spec == fieldp.spec:
+                held = self._retyped_values.get(key)
+                if held is not None and held.Value is not None:
+                    self._accepted_types.add((key, int(held.Value.VariantType)))
                 return
             writer.fields = [
                 DataSetField(new_spec, f.node_id, f.dataset_field_id) if f is fieldp else f
@@ -318,6 +336,9 @@ class Bridge:
             _log.error("could not re-read the data type of %s/%s: %s", writer.plan.name, name, e)
         finally:
             self._rechecks.discard(key)
+            latest = self._retyped_values.pop(key, None)
+            if latest is not None:
+                writer.state.update(name, latest)
 
     # ------------------------------------------------------------------------ publishing
 
