@@ -26,7 +26,7 @@ from asyncua import Client, ua
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import (
     ConnectionMessage,
     DataSetMessage,
@@ -74,6 +74,7 @@ class WriterPlan:
     fields: tuple[FieldPlan, ...]
     key_frame_count: int = 10
     keep_alive_ms: int = 10_000
+    settings: JsonMessageSettings | None = None  # None: the writer group's
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,18 @@ class GroupPlan:
     qos: int = 1
     settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
     bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
+
+    def __post_init__(self) -> None:
+        if self.bundle_writers and any(
+            w.settings not in (None, self.settings) for w in self.writers
+        ):
+            raise ValueError(
+                f"writer group {self.name!r}: writers bundled in one NetworkMessage must share "
+                "the group's message settings"
+            )
+
+    def writer_settings(self, writer: WriterPlan) -> JsonMessageSettings:
+        return writer.settings or self.settings
 
 
 @dataclass(frozen=True)
@@ -346,7 +359,11 @@ class Bridge:
         group = self.plan.groups[gi]
         loop = asyncio.get_running_loop()
         interval = group.publishing_interval_ms / 1000
-        codec = JsonCodec(group.settings.field_encoding, NamespaceTable(self._namespaces))
+        table = NamespaceTable(self._namespaces)
+        codecs = {
+            enc: JsonCodec(enc, table)
+            for enc in {group.writer_settings(w).field_encoding for w in group.writers}
+        }
         writers = [(wi, self._writers[(gi, wi)]) for wi in range(len(group.writers))]
         due = loop.time()
         while True:
@@ -369,20 +386,14 @@ class Bridge:
             if not dsms:
                 continue
             if group.bundle_writers:
-                self._send(
-                    group,
-                    codec,
-                    [m for _, m in dsms],
-                    self.plan.topics.data(self.plan.publisher_id, group.name),
-                )
+                topic = self.plan.topics.data(self.plan.publisher_id, group.name)
+                self._send(group, group.settings, codecs, [m for _, m in dsms], topic)
             else:
                 for writer, m in dsms:
-                    self._send(
-                        group,
-                        codec,
-                        [m],
-                        self.plan.topics.data(self.plan.publisher_id, group.name, writer.plan.name),
+                    topic = self.plan.topics.data(
+                        self.plan.publisher_id, group.name, writer.plan.name
                     )
+                    self._send(group, group.writer_settings(writer.plan), codecs, [m], topic)
 
     def _dataset_message(self, writer: _Writer, frame: Frame) -> DataSetMessage:
         v = frame.metadata_version
@@ -399,14 +410,20 @@ class Bridge:
         )
 
     def _send(
-        self, group: GroupPlan, codec: JsonCodec, messages: list[DataSetMessage], topic: str
+        self,
+        group: GroupPlan,
+        settings: JsonMessageSettings,
+        codecs: dict[FieldEncoding, JsonCodec],
+        messages: list[DataSetMessage],
+        topic: str,
     ) -> None:
         nm = NetworkMessage(
             messages=messages,
             publisher_id=self.plan.publisher_id,
             writer_group_name=group.name,
         )
-        payload = dumps(encode_network_message(nm, group.settings, codec))
+        codec = codecs[settings.field_encoding]
+        payload = dumps(encode_network_message(nm, settings, codec))
         self.mqtt.publish(Outgoing(topic, payload, qos=group.qos))
         self.stats.messages[group.name] = self.stats.messages.get(group.name, 0) + 1
         self.stats.bytes[group.name] = self.stats.bytes.get(group.name, 0) + len(payload)
@@ -490,11 +507,11 @@ def _writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
                 Name=w.name,
                 Enabled=True,
                 DataSetWriterId=w.dataset_writer_id,
-                DataSetFieldContentMask=int(s.field_mask),
+                DataSetFieldContentMask=int(g.writer_settings(w).field_mask),
                 KeyFrameCount=w.key_frame_count,
                 DataSetName=w.name,
                 MessageSettings=ua.JsonDataSetWriterMessageDataType(
-                    DataSetMessageContentMask=int(s.dataset_mask)
+                    DataSetMessageContentMask=int(g.writer_settings(w).dataset_mask)
                 ),
                 TransportSettings=ua.BrokerDataSetWriterTransportDataType(
                     QueueName=plan.topics.data(plan.publisher_id, g.name, w.name),
