@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker, find_mosquitto
-from tests.support.pki import Pki, generate_pki
+from tests.support.pki import CLIENT_COMMON_NAME, Pki, generate_pki
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +69,28 @@ def mosquitto_mtls(
 ) -> Iterator[MosquittoBroker]:
     """Mosquitto requiring a client certificate from the test CA; its CN is the MQTT user name."""
     yield from _run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-mtls", mutual_tls=True)
+
+
+@pytest.fixture
+def mosquitto_mtls_acl(
+    mosquitto_executable: str, pki: Pki, tmp_path: Path
+) -> Iterator[MosquittoBroker]:
+    """Mutual TLS plus an ACL as a plant would set it: the bridge's identity may publish only
+    under ``opcua/`` and read only its command topic; anyone else may only read ``opcua/``."""
+    workdir = tmp_path / "mosquitto-mtls-acl"
+    workdir.mkdir(parents=True)
+    acl = workdir / "acl"
+    acl.write_text(
+        f"user {CLIENT_COMMON_NAME}\n"
+        "topic write opcua/#\n"
+        "topic read opcua/json/+/+/cmd/#\n"
+        "\n"
+        "pattern read opcua/#\n"
+    )
+    acl.chmod(0o644)
+    yield from _run_broker(
+        mosquitto_executable, pki, workdir, mutual_tls=True, extra=(f"acl_file {acl}",)
+    )
 
 
 # -- real OPC UA servers (tests/support/opcua_server.py) ----------------------------------------

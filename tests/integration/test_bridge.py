@@ -14,7 +14,7 @@ import pytest
 from asyncua import Client, ua
 
 from opcua_mqtt import devpki
-from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
+from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.core.messages import loads
 from opcua_mqtt.core.schema_validation import validator
@@ -215,3 +215,53 @@ async def test_a_data_type_change_on_the_server_bumps_major_version_and_republis
     assert ds.verification.state is TrustState.VERIFIED  # new metadata arrived before the data
     assert ds.metadata is not None
     assert ds.metadata.Fields[0].BuiltInType == int(ua.VariantType.Double)
+
+
+async def test_bridge_works_under_mutual_tls_and_an_acl_confining_it_to_its_prefix(
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_mtls_acl: MosquittoBroker,
+    signing: tuple[Signer, TrustStore],
+) -> None:
+    broker = mosquitto_mtls_acl
+    signer, trust = signing
+
+    def mtls(client_id: str) -> MqttOptions:
+        return MqttOptions(
+            host=broker.host,
+            port=broker.port,
+            client_id=client_id,
+            tls=TlsOptions(
+                ca=str(broker.ca_cert),
+                certificate=str(broker.client_cert),
+                private_key=str(broker.client_key),
+            ),
+        )
+
+    sim = small_opcua_server.manifest["simulation"]
+    fields = (
+        FieldPlan("Counter", sim["Counter"], 7, "i=7", uuid.uuid4(), sampling_interval_ms=50),
+    )
+    plan = BridgePlan(
+        "bridge-acl", (GroupPlan("G", (WriterPlan("Sim", 3, fields),), publishing_interval_ms=100),)
+    )
+    bridge = Bridge(
+        plan,
+        mtls("bridge-acl"),
+        lambda: Client(small_opcua_server.endpoint, timeout=10),
+        signer=signer,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    try:
+        async with Subscriber(mtls("sub-acl"), trust=trust) as sub:
+            ds = await _next(sub)
+            assert ds.verification.ok and ds.fields["Counter"].status.is_good()
+            # The same identity may not publish outside the prefix: the broker refuses it.
+            rogue = MqttSession(mtls("acl-probe"))
+            await rogue.start(wait=True)
+            rogue.publish(Outgoing("plant/elsewhere", b"x", qos=1))
+            await broker.wait_for_log("Denied PUBLISH", timeout=5)
+            await rogue.stop()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
