@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
+from opcua_mqtt.adapters.opcua_client import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
@@ -169,7 +170,7 @@ class Bridge:
             while not stop.is_set():
                 try:
                     await self._run_connected(stop)
-                except (OSError, TimeoutError, ua.UaError) as e:
+                except (OSError, TimeoutError, ua.UaError, OpcUaConnectionError) as e:
                     _log.error("OPC UA session failed: %s; retrying in 5 s", e)
                     self._publish_state(ua.PubSubState.Error)
                     with contextlib.suppress(TimeoutError):
@@ -478,9 +479,20 @@ class Bridge:
         self.mqtt.publish(Outgoing(topic, dumps(msg), qos=1, retain=True))
 
     def _on_opcua_state(self, state: str) -> None:
-        if state != self.stats.opcua_state:
-            _log.info("OPC UA connection %s -> %s", self.stats.opcua_state, state)
-            self.stats.opcua_state = state
+        if state == self.stats.opcua_state:
+            return
+        _log.info("OPC UA connection %s -> %s", self.stats.opcua_state, state)
+        self.stats.opcua_state = state
+        if state == "reconnecting" and self.ready.is_set():
+            # Values are no longer current: say so instead of repeating stale ones. The
+            # re-created monitored items send fresh values once the session is back.
+            lost = ua.DataValue(
+                StatusCode=ua.StatusCode(ua.StatusCodes.BadServerNotConnected),
+                ServerTimestamp=self._clock(),
+            )
+            for writer in self._writers.values():
+                for f in writer.fields:
+                    writer.state.update(f.spec.name, lost)
 
 
 def _writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:

@@ -1,0 +1,171 @@
+"""From a checked configuration to what the runtime needs: the plan, MQTT and OPC UA options,
+the metadata signer. Files (keys, certificates) are read here, once, at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
+from opcua_mqtt.adapters.opcua_client import ConnectionOptions
+from opcua_mqtt.bridge.runtime import BridgePlan, FieldPlan, GroupPlan, WriterPlan
+from opcua_mqtt.core.config import BUILTIN_TYPES, Config, FieldConfig, WriterConfig
+from opcua_mqtt.core.messages import (
+    DataSetFieldContentMask,
+    DataSetMessageContentMask,
+    JsonMessageSettings,
+)
+from opcua_mqtt.core.signing import Signer
+from opcua_mqtt.core.topics import TopicTree
+
+DM = DataSetMessageContentMask
+FM = DataSetFieldContentMask
+
+#: Part 14 FieldEncoding1/FieldEncoding2 bits of each configured encoding.
+_ENCODING_BITS = {
+    "compact": DM.FIELD_ENCODING_1 | DM.FIELD_ENCODING_2,
+    "verbose": DM.FIELD_ENCODING_2,
+    "reversible": DM.FIELD_ENCODING_1,
+    "non-reversible": DM(0),
+}
+_HEADER_BITS = (
+    DM.DATASET_WRITER_ID
+    | DM.METADATA_VERSION
+    | DM.SEQUENCE_NUMBER
+    | DM.TIMESTAMP
+    | DM.STATUS
+    | DM.MESSAGE_TYPE
+    | DM.DATASET_WRITER_NAME
+)
+_FIELD_BITS = {
+    "status": FM.STATUS_CODE,
+    "source_timestamp": FM.SOURCE_TIMESTAMP,
+    "server_timestamp": FM.SERVER_TIMESTAMP,
+    "source_picoseconds": FM.SOURCE_PICOSECONDS,
+    "server_picoseconds": FM.SERVER_PICOSECONDS,
+    "raw": FM.RAW_DATA,
+}
+
+
+class SetupError(Exception):
+    """A configured file that cannot be used (missing, unreadable, not a key or certificate)."""
+
+
+@dataclass(frozen=True)
+class BridgeSetup:
+    plan: BridgePlan
+    mqtt: MqttOptions
+    opcua: ConnectionOptions
+    signer: Signer | None
+
+
+def message_settings(writer: WriterConfig) -> JsonMessageSettings:
+    field_mask = FM(0)
+    for item in writer.field_content:
+        field_mask |= _FIELD_BITS[item]
+    return JsonMessageSettings(
+        dataset_mask=_HEADER_BITS | _ENCODING_BITS[writer.encoding], field_mask=field_mask
+    )
+
+
+def _field_plan(f: FieldConfig) -> FieldPlan:
+    builtin = BUILTIN_TYPES.index(f.builtin_type) if f.builtin_type in BUILTIN_TYPES else 0
+    return FieldPlan(
+        name=f.name,
+        node_id=f.node_id,
+        builtin_type=builtin,
+        data_type=f.data_type or (f"i={builtin}" if builtin else "i=24"),
+        dataset_field_id=f.dataset_field_id,
+        value_rank=f.value_rank,
+        array_dimensions=tuple(f.array_dimensions),
+        sampling_interval_ms=f.sampling_interval_ms,
+        queue_size=f.queue_size,
+        deadband_type=f.deadband.type,
+        deadband_value=f.deadband.value,
+    )
+
+
+def plan_from_config(config: Config) -> BridgePlan:
+    return BridgePlan(
+        publisher_id=config.publisher_id,
+        topics=TopicTree(prefix=config.mqtt.topic_prefix),
+        groups=tuple(
+            GroupPlan(
+                name=g.name,
+                publishing_interval_ms=g.publishing_interval_ms,
+                qos=g.qos,
+                writers=tuple(
+                    WriterPlan(
+                        name=w.name,
+                        dataset_writer_id=w.dataset_writer_id,
+                        fields=tuple(_field_plan(f) for f in w.fields),
+                        key_frame_count=w.key_frame_count,
+                        keep_alive_ms=int(w.keep_alive_ms),
+                        settings=message_settings(w),
+                    )
+                    for w in g.writers
+                ),
+            )
+            for g in config.writer_groups
+        ),
+    )
+
+
+def _secret(env_name: str | None) -> str | None:
+    return os.environ.get(env_name) if env_name else None
+
+
+def _file(base: Path, name: str | None) -> str | None:
+    """Relative paths in the configuration are relative to the configuration file."""
+    if name is None:
+        return None
+    path = Path(name)
+    path = path if path.is_absolute() else base / path
+    if not path.exists():
+        raise SetupError(f"{path}: file not found")
+    return str(path)
+
+
+def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
+    base = config_path.parent
+    m = config.mqtt
+    tls = TlsOptions(
+        enabled=m.tls.enabled,
+        ca=_file(base, m.tls.ca),
+        certificate=_file(base, m.tls.certificate),
+        private_key=_file(base, m.tls.private_key),
+        verify=m.tls.verify,
+    )
+    mqtt = MqttOptions(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or config.publisher_id,
+        protocol=m.protocol,
+        tls=tls,
+        username=m.username,
+        password=_secret(m.password_env),
+    )
+    o = config.opcua
+    opcua = ConnectionOptions(
+        endpoint=o.endpoint,
+        security_policy=o.security_policy,
+        security_mode=o.security_mode,
+        certificate=base / (o.certificate or "certs/opcua-client.pem"),
+        private_key=base / (o.private_key or "certs/opcua-client.key"),
+        trust_dir=(base / o.trust_dir) if o.trust_dir else None,
+        username=o.username,
+        password=_secret(o.password_env) if o.username else None,
+        timeout=o.timeout_s,
+    )
+    signer = None
+    s = config.metadata_signing
+    if s.private_key and s.certificate_chain:
+        key_path = _file(base, s.private_key)
+        chain_path = _file(base, s.certificate_chain)
+        assert key_path is not None and chain_path is not None
+        try:
+            signer = Signer.from_pem(Path(key_path).read_bytes(), Path(chain_path).read_bytes())
+        except (ValueError, TypeError) as e:
+            raise SetupError(f"metadata signing key or certificate unusable: {e}") from None
+    return BridgeSetup(plan_from_config(config), mqtt, opcua, signer)
