@@ -34,7 +34,10 @@ def main(log_level: str, log_format: str) -> None:
 
 def _register() -> None:
     """Import the command modules; each adds its command to ``main``. One line per command."""
-    from opcua_mqtt.cli import certs, demo, listen  # noqa: F401
+    from opcua_mqtt.cli import browse, certs, demo, listen  # noqa: F401
+    from opcua_mqtt.cli import map  # noqa: F401  # isort: skip
+    from opcua_mqtt.cli import validate  # noqa: F401  # isort: skip
+    from opcua_mqtt.cli import run  # noqa: F401  # isort: skip
     # (new command modules: add one import line here)
 
 
