@@ -464,22 +464,45 @@ def derive_field_id(identity: str, node_id: str) -> uuid.UUID:
 # ------------------------------------------------------------------------------------ parsing
 
 
+#: libyaml's parser when PyYAML was built with it: ten times faster on big mapped files.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _Lines:
-    """Line numbers of the members of a composed YAML document (JSON composes as YAML too)."""
+    """Line numbers of the members of a composed YAML document. JSON composes as YAML too, but
+    only when a line is asked for: a valid JSON file is never parsed twice."""
 
     def __init__(self) -> None:
         self.lines: dict[Path, int] = {}
+        self.duplicates: list[tuple[Path, int, int]] = []  # (path, line, line of the first)
+        self.pending: str | None = None  # JSON text not composed yet
 
     def line(self, path: Path) -> int | None:
+        if self.pending is not None:
+            text, self.pending = self.pending, None
+            self.compose(text)
         for n in range(len(path), -1, -1):
             found = self.lines.get(path[:n])
             if found is not None:
                 return found
         return None
 
-    def walk(self, node: yaml.Node, path: Path, duplicates: list[tuple[Path, int, int]]) -> None:
+    def compose(self, text: str) -> bool:
+        """Read the lines of ``text``; False when PyYAML cannot (JSON with tabs, say)."""
+        try:
+            node = _compose(text)
+        except (yaml.YAMLError, RecursionError, ValueError):
+            return False
+        if node is not None:
+            self.walk(node, ())
+        return True
+
+    def walk(self, node: yaml.Node, path: Path, active: frozenset[int] = frozenset()) -> None:
         if path not in self.lines:
             self.lines[path] = node.start_mark.line + 1
+        if id(node) in active:  # an alias inside its own anchor
+            return
+        active = active | {id(node)}
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
             for key, value in node.value:
@@ -488,18 +511,18 @@ class _Lines:
                     continue
                 line = key.start_mark.line + 1
                 if name in seen:
-                    duplicates.append(((*path, name), line, seen[name]))
+                    self.duplicates.append(((*path, name), line, seen[name]))
                     continue
                 seen[name] = line
                 self.lines[(*path, name)] = line
-                self.walk(value, (*path, name), duplicates)
+                self.walk(value, (*path, name), active)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self.walk(item, (*path, i), duplicates)
+                self.walk(item, (*path, i), active)
 
 
 def _compose(text: str) -> yaml.Node | None:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node: yaml.Node | None = loader.get_single_node()
         return node
@@ -543,44 +566,78 @@ class _Report:
 
 def _parse(text: str, report: _Report) -> Any:
     text = text.removeprefix("\ufeff")
-    as_json = _is_json(text, report.source)
-    duplicates: list[tuple[Path, int, int]] = []
-    try:
-        node = _compose(text)
-    except (yaml.YAMLError, RecursionError, ValueError) as e:
-        if not as_json:
-            report.add((), *_yaml_problem(e))
-            return None
-        node = None  # JSON that PyYAML cannot read: no line numbers, json.loads decides
-    if node is not None:
-        report.lines.walk(node, (), duplicates)
-    try:
-        if as_json:
-            data = json.loads(text)
-        else:
-            loader = yaml.SafeLoader(text)
-            try:
-                data = loader.get_single_data()
-            finally:
-                loader.dispose()
-    except json.JSONDecodeError as e:
-        report.issues.append(
-            ConfigIssue(report.source, "", e.lineno, f"not valid JSON: {e.msg} (column {e.colno})")
-        )
-        return None
-    except (yaml.YAMLError, RecursionError, ValueError) as e:
-        if as_json:
-            report.add((), "nested too deeply" if isinstance(e, RecursionError) else f"{e}")
-        else:
-            report.add((), *_yaml_problem(e))
+    parse = _parse_json if _is_json(text, report.source) else _parse_yaml
+    data = parse(text, report)
+    if report.failed:
         return None
     if data is None:
         report.add((), "the file is empty: expected a configuration (see config.example.yaml)")
         return None
-    for path, line, first in duplicates:
+    for path, line, first in report.lines.duplicates:
         report.add(path, f"option {path[-1]!r} appears twice (first on line {first})", line=line)
     _check_values(data, (), report)
     return data
+
+
+def _parse_yaml(text: str, report: _Report) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        report.add((), *_yaml_problem(e))
+        return None
+    finally:
+        loader.dispose()
+    if node is not None:
+        report.lines.walk(node, ())
+    return data
+
+
+def _parse_json(text: str, report: _Report) -> Any:
+    repeated: list[tuple[dict[str, Any], str]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj:
+                repeated.append((obj, key))
+            obj[key] = value
+        return obj
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as e:
+        message = f"not valid JSON: {e.msg} (column {e.colno})"
+        report.issues.append(ConfigIssue(report.source, "", e.lineno, message))
+        return None
+    except (RecursionError, ValueError) as e:  # deep nesting, huge integers
+        report.add((), "nested too deeply" if isinstance(e, RecursionError) else f"{e}")
+        return None
+    report.lines.pending = text
+    if repeated and not (report.lines.compose(text) and report.lines.duplicates):
+        for obj, key in repeated:  # no lines: PyYAML cannot read this JSON
+            where = _path_of(data, obj) or ()
+            report.add((*where, key), f"option {key!r} appears twice")
+    report.lines.pending = None if repeated else text
+    return data
+
+
+def _path_of(data: Any, target: object, path: Path = ()) -> Path | None:
+    """Where the object ``target`` sits in ``data`` (by identity), or None."""
+    if data is target:
+        return path
+    if isinstance(data, dict):
+        items: Iterable[tuple[str | int, Any]] = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        found = _path_of(value, target, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _yaml_problem(e: BaseException) -> tuple[str, Severity, int | None]:
@@ -594,19 +651,29 @@ def _yaml_problem(e: BaseException) -> tuple[str, Severity, int | None]:
     return f"not valid YAML: {e}", "error", None
 
 
-def _check_values(value: Any, path: Path, report: _Report) -> None:
-    """What JSON cannot hold but YAML and Python's json module let through."""
+def _check_values(
+    value: Any, path: Path, report: _Report, active: frozenset[int] = frozenset()
+) -> None:
+    """What JSON cannot hold but YAML and Python's json module let through: non-finite
+    numbers, non-text keys, and YAML aliases that contain themselves."""
     if isinstance(value, float) and not math.isfinite(value):
         report.add(path, f"expected a finite number, got {value}")
-    elif isinstance(value, dict):
+        return
+    if not isinstance(value, dict | list):
+        return
+    if id(value) in active:
+        report.add(path, "a YAML alias that contains itself")
+        return
+    active = active | {id(value)}
+    if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 report.add(path, f"option names are text, got {_show(key)}")
                 continue
-            _check_values(item, (*path, key), report)
-    elif isinstance(value, list):
+            _check_values(item, (*path, key), report, active)
+    else:
         for i, item in enumerate(value):
-            _check_values(item, (*path, i), report)
+            _check_values(item, (*path, i), report, active)
 
 
 # --------------------------------------------------------------------------- schema messages
@@ -1244,17 +1311,27 @@ def check_config(text: str, source: str) -> CheckResult:
     """Parse and check the text of a configuration file named ``source`` (YAML or JSON, told
     apart by the extension, else by whether it starts with ``{``)."""
     report = _Report(source)
-    data = _parse(text, report)
-    if report.failed:
-        return CheckResult(None, report.sorted())
-    return _check(data, report)
+    try:
+        data = _parse(text, report)
+        if report.failed:
+            return CheckResult(None, report.sorted())
+        return _check(data, report)
+    except RecursionError:
+        return _too_deep(source)
 
 
 def check_config_data(data: Any, source: str = "<config>") -> CheckResult:
     """Check a configuration already in memory (no line numbers)."""
     report = _Report(source)
-    _check_values(data, (), report)
-    return _check(data, report)
+    try:
+        _check_values(data, (), report)
+        return _check(data, report)
+    except RecursionError:
+        return _too_deep(source)
+
+
+def _too_deep(source: str) -> CheckResult:
+    return CheckResult(None, [ConfigIssue(source, "", None, "nested too deeply")])
 
 
 def load_config(text: str, source: str) -> Config:

@@ -1,0 +1,392 @@
+"""``opcua-mqtt map``: a browse result (or a live server) in, a checked configuration file out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from opcua_mqtt.cli import main
+from opcua_mqtt.cli.opcua_options import opcua_connection_options
+from opcua_mqtt.core.address_space import BrowseResult, NodeClass
+from opcua_mqtt.core.config import (
+    Config,
+    PublishingDefaults,
+    check_config_data,
+    dump_json,
+    dump_yaml,
+)
+from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+_DAY_MS = 86_400_000
+_DEFAULTS = PublishingDefaults()
+_MS = click.FloatRange(min=0, min_open=True, max=_DAY_MS)
+_ENCODINGS = ("compact", "verbose", "reversible", "non-reversible")
+#: connection option -> opcua member of the configuration it carries over to
+_CARRIED = {
+    "security_policy": "security_policy",
+    "certificate": "certificate",
+    "private_key": "private_key",
+    "trust_dir": "trust_dir",
+    "username": "username",
+    "password_env": "password_env",
+    "timeout": "timeout_s",
+}
+
+
+@main.command("map")
+@click.argument("source")
+@opcua_connection_options
+@click.option(
+    "--start",
+    default="i=85",
+    show_default=True,
+    metavar="NODEID",
+    help="With an endpoint: node to browse from (i=85 is the Objects folder).",
+)
+@click.option(
+    "--depth", type=click.IntRange(min=1), help="With an endpoint: levels below --start to browse."
+)
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Map only variables whose browse path matches (repeatable). * and ? stay within one "
+    "level, ** crosses levels; a pattern naming an object takes everything below it.",
+)
+@click.option(
+    "--exclude", multiple=True, metavar="GLOB", help="Leave out matching browse paths (repeatable)."
+)
+@click.option(
+    "--node-id",
+    "node_ids",
+    multiple=True,
+    metavar="PATTERN",
+    help="Map only variables whose NodeId matches this glob, in nsu= or ns= form, or the "
+    "regular expression re:REGEX (repeatable).",
+)
+@click.option(
+    "--parent-class",
+    "parent_classes",
+    multiple=True,
+    type=click.Choice([c.value for c in NodeClass], case_sensitive=False),
+    help="Map only variables whose parent node is of this class (repeatable). Default: Object "
+    "and Variable, which leaves out the arguments of Methods.",
+)
+@click.option(
+    "--data-type",
+    "data_types",
+    multiple=True,
+    metavar="NAME",
+    help="Map only variables of this DataType or built-in type, e.g. Double (repeatable).",
+)
+@click.option("--writable-only", is_flag=True, help="Map only variables this user may write.")
+@click.option(
+    "--standard-nodes",
+    is_flag=True,
+    help="Also map namespace 0 variables (the Server object's status and diagnostics).",
+)
+@click.option(
+    "--group-by",
+    type=click.Choice([g.value for g in GroupBy]),
+    default=GroupBy.TOP.value,
+    show_default=True,
+    help="Writer groups: one per top-level object under the start node, one per writer "
+    "(parent), or one for everything (none). Writers are always one per object.",
+)
+@click.option("--publisher-id", help="PublisherId. Default: opcua-mqtt-<endpoint host>.")
+@click.option(
+    "--publishing-interval",
+    type=_MS,
+    default=_DEFAULTS.publishing_interval_ms,
+    show_default=True,
+    metavar="MS",
+    help="defaults.publishing_interval_ms.",
+)
+@click.option(
+    "--sampling-interval",
+    type=_MS,
+    default=_DEFAULTS.sampling_interval_ms,
+    show_default=True,
+    metavar="MS",
+    help="defaults.sampling_interval_ms.",
+)
+@click.option(
+    "--queue-size",
+    type=click.IntRange(1, 65535),
+    default=_DEFAULTS.queue_size,
+    show_default=True,
+    help="defaults.queue_size.",
+)
+@click.option(
+    "--key-frame-count",
+    type=click.IntRange(min=1, max=2**32 - 1),
+    default=_DEFAULTS.key_frame_count,
+    show_default=True,
+    help="defaults.key_frame_count (1: key frames only).",
+)
+@click.option(
+    "--keep-alive",
+    type=_MS,
+    default=_DEFAULTS.keep_alive_ms,
+    show_default=True,
+    metavar="MS",
+    help="defaults.keep_alive_ms.",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(_ENCODINGS),
+    default=_DEFAULTS.encoding,
+    show_default=True,
+    help="defaults.encoding.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the configuration to this file instead of standard output.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    help="Output format. Default: from the --output suffix (.json), else yaml.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
+def map_command(
+    source: str,
+    opcua_params: dict[str, Any],
+    start: str,
+    depth: int | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    node_ids: tuple[str, ...],
+    parent_classes: tuple[str, ...],
+    data_types: tuple[str, ...],
+    writable_only: bool,
+    standard_nodes: bool,
+    group_by: str,
+    publisher_id: str | None,
+    publishing_interval: float,
+    sampling_interval: float,
+    queue_size: int,
+    key_frame_count: int,
+    keep_alive: float,
+    encoding: str,
+    output: Path | None,
+    fmt: str | None,
+    force: bool,
+) -> None:
+    """Turn an OPC UA address space into a publishing configuration.
+
+    SOURCE is a file saved by `opcua-mqtt browse -o FILE` (JSON or YAML) or an opc.tcp://
+    endpoint, browsed on the spot with the connection options. Each object with variables
+    becomes a DataSetWriter (a variable's properties travel with it), grouped into writer
+    groups by --group-by. Field and writer names come from BrowseNames; DataSetFieldIds and
+    DataSetWriterIds are derived from the server's ApplicationUri and the NodeIds, so mapping
+    the same server again gives the same ids and a new variable changes no existing one.
+    NodeIds are written in nsu= form. Writable variables are listed under
+    write_back.writable_nodes, but write-back stays disabled with an empty allow-list.
+
+    The result is checked like `opcua-mqtt validate` does before it is written; an invalid
+    one is never written. Output is sorted: mapping twice gives identical files.
+
+    \b
+    Examples:
+      opcua-mqtt browse opc.tcp://plc1:4840 -o plc1.json
+      opcua-mqtt map plc1.json -o bridge.yaml
+      opcua-mqtt map plc1.json --include 'Plant/Line1/**' --exclude '**/Diagnostics' \\
+          --publishing-interval 500 --group-by parent -o line1.yaml
+      opcua-mqtt map plc1.json --data-type Double --data-type Float --node-id 're:;s=Line1\\.'
+      opcua-mqtt map opc.tcp://127.0.0.1:4840 --security-policy None --writable-only
+
+    \b
+    Exit codes: 0 written, 1 nothing matched or the result would not validate,
+    2 usage error or unreadable SOURCE, 3 connection, security or authentication failure.
+    """
+    try:
+        rules = MappingRules(
+            include=include,
+            exclude=exclude,
+            node_ids=node_ids,
+            parent_classes=tuple(_node_class(c) for c in parent_classes)
+            or MappingRules.parent_classes,
+            data_types=data_types,
+            writable_only=writable_only,
+            standard_nodes=standard_nodes,
+            group_by=GroupBy(group_by),
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    defaults = replace(
+        _DEFAULTS,
+        publishing_interval_ms=publishing_interval,
+        sampling_interval_ms=sampling_interval,
+        queue_size=queue_size,
+        key_frame_count=key_frame_count,
+        keep_alive_ms=keep_alive,
+        encoding=encoding,
+    )
+    if output is not None and output.exists() and not force:
+        _fail(f"{output} already exists; use --force to replace it", EXIT_USAGE)
+    if _is_endpoint(source):
+        result = _browse(source, opcua_params, start, depth)
+    else:
+        result = read_browse_file(Path(source))
+    settings = MapSettings(publisher_id=publisher_id, defaults=defaults)
+    try:
+        plan = plan_mapping(result, rules, settings)
+    except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
+        _fail(f"{source}: malformed browse result: {e}", EXIT_USAGE)
+    _carry_connection(plan, opcua_params)
+    for node_id, reason in plan.skipped[:10]:
+        click.echo(f"warning: skipped {node_id}: {reason}", err=True)
+    if len(plan.skipped) > 10:
+        click.echo(f"warning: skipped {len(plan.skipped) - 10} more variables", err=True)
+    if plan.mapped == 0:
+        _fail(
+            f"no variable matched ({plan.variables:,} in {source}); nothing written",
+            EXIT_INVALID,
+            "loosen --include/--exclude/--node-id/--data-type, or add --standard-nodes",
+        )
+    config = _checked(plan)
+    mode = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "yaml")
+    text = render(config, mode, result, output)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        _write_atomically(output, text)
+    click.echo(_summary(plan, config, output), err=True)
+
+
+def _node_class(text: str) -> NodeClass:
+    return next(c for c in NodeClass if c.value.lower() == text.lower())
+
+
+def _is_endpoint(source: str) -> bool:
+    return source.lower().startswith("opc.tcp://")
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    raise SystemExit(code)
+
+
+def read_browse_file(path: Path) -> BrowseResult:
+    """A browse result saved by ``browse`` (JSON, or YAML by extension); exits 2 when unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        _fail(f"{path}: cannot read: {reason}", EXIT_USAGE)
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            data = yaml.load(text, Loader=loader)
+        else:
+            data = json.loads(text)
+    except (ValueError, yaml.YAMLError) as e:
+        kind = "JSON" if isinstance(e, ValueError) else "YAML"
+        _fail(f"{path}: not valid {kind}: {e}", EXIT_USAGE)
+    try:
+        if not isinstance(data, dict):
+            raise ValueError("expected a mapping at the top level")
+        return BrowseResult.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
+        _fail(
+            f"{path}: not an opcua-mqtt browse result (format opcua-mqtt-browse/1): {detail}",
+            EXIT_USAGE,
+            "make one with: opcua-mqtt browse ENDPOINT -o FILE.json",
+        )
+
+
+def _browse(endpoint: str, params: dict[str, Any], start: str, depth: int | None) -> BrowseResult:
+    """Browse a live server (the adapter is imported only here: file sources need no asyncua)."""
+    from opcua_mqtt.adapters.opcua_client import BrowseError, OpcUaConnectionError, browse_endpoint
+    from opcua_mqtt.cli.opcua_options import connection_options_from
+
+    options = connection_options_from(endpoint, params)
+    try:
+        return asyncio.run(browse_endpoint(options, start=start, max_depth=depth))
+    except OpcUaConnectionError as e:
+        _fail(e.message, EXIT_CONNECTION, e.hint)
+    except BrowseError as e:
+        _fail(str(e), EXIT_USAGE, "give --start as i=…, ns=…;s=… or nsu=<uri>;s=…")
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _carry_connection(plan: MappingPlan, params: dict[str, Any]) -> None:
+    """The connection that worked for browsing is the one the bridge should use."""
+    opcua = plan.document["opcua"]
+    for option, member in _CARRIED.items():
+        value = params.get(option)
+        if value is not None and value != "":
+            opcua[member] = float(value) if member == "timeout_s" else str(value)
+    policy = opcua.get("security_policy")
+    if policy is not None:
+        mode = params.get("security_mode") or ("None" if policy == "None" else "SignAndEncrypt")
+        opcua["security_mode"] = mode
+
+
+def _checked(plan: MappingPlan) -> Config:
+    """Validate before writing; an invalid configuration is reported and never written."""
+    result = check_config_data(plan.document, "<map>")
+    for issue in result.issues:
+        click.echo(str(issue), err=True)
+    if result.config is None:
+        _fail("refusing to write an invalid configuration (see above)", EXIT_INVALID)
+    return result.config
+
+
+def render(config: Config, mode: str, result: BrowseResult, output: Path | None) -> str:
+    if mode == "json":
+        return dump_json(config)
+    target = output.name if output is not None else "FILE"
+    header = (
+        f"opcua-mqtt bridge configuration, made by `opcua-mqtt map` from {result.endpoint}\n"
+        f"(start node {result.start_node}). Edit freely, then check with:\n"
+        f"  opcua-mqtt validate {target}\n"
+        "Reference: schemas/config.schema.json. Write-back stays off until you enable it\n"
+        "and list what may be written in write_back.allow."
+    )
+    return dump_yaml(config, header=header)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a sibling temporary file and rename it: a reader never sees half a file."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        _fail(f"{path}: cannot write: {e.strerror or e}", EXIT_USAGE)
+
+
+def _summary(plan: MappingPlan, config: Config, output: Path | None) -> str:
+    writers = sum(1 for _ in config.writers())
+    writable = len(config.write_back.writable_nodes)
+    where = f" -> {output}" if output is not None else ""
+    return (
+        f"mapped {plan.mapped:,} of {plan.variables:,} variables into "
+        f"{len(config.writer_groups):,} writer group{'s' if len(config.writer_groups) != 1 else ''}"
+        f", {writers:,} writer{'s' if writers != 1 else ''} ({writable:,} writable; write-back "
+        f"disabled){where}"
+    )

@@ -1,0 +1,327 @@
+"""``opcua-mqtt validate`` and ``opcua-mqtt map`` as a user runs them: files in, messages and
+exit codes out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "config.example.yaml"
+NS = "urn:plant"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXE, *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd
+    )
+
+
+def _node(path: str, node_class: str, parent: str | None, **kw: Any) -> dict[str, Any]:
+    parts = path.split("/")
+    return {
+        "node_id": kw.pop("node_id", f"nsu={NS};s={'.'.join(parts)}"),
+        "node_class": node_class,
+        "browse_name": parts[-1],
+        "display_name": parts[-1],
+        "browse_path": parts,
+        "parent_node_id": parent or "i=85",
+        **kw,
+    }
+
+
+def _var(path: str, parent: str, writable: bool = False) -> dict[str, Any]:
+    return _node(
+        path,
+        "Variable",
+        f"nsu={NS};s={parent}",
+        data_type="i=11",
+        data_type_name="Double",
+        builtin_type=11,
+        value_rank=-1,
+        readable=True,
+        writable=writable,
+    )
+
+
+def browse_document() -> dict[str, Any]:
+    return {
+        "format": "opcua-mqtt-browse/1",
+        "endpoint": "opc.tcp://plc1:4840",
+        "server_uri": "urn:plant:plc1",
+        "namespaces": ["http://opcfoundation.org/UA/", NS],
+        "start_node": "i=85",
+        "nodes": [
+            _node("Line1", "Object", None),
+            _node("Line1/Filler", "Object", f"nsu={NS};s=Line1"),
+            _var("Line1/Filler/Temperature", "Line1.Filler"),
+            _var("Line1/Filler/Setpoint", "Line1.Filler", writable=True),
+            _node("Line1/Capper", "Object", f"nsu={NS};s=Line1"),
+            _var("Line1/Capper/Torque", "Line1.Capper"),
+            _node("Utilities", "Object", None),
+            _var("Utilities/Pressure", "Utilities"),
+        ],
+    }
+
+
+def browse_file(tmp_path: Path, suffix: str = ".json") -> Path:
+    path = tmp_path / f"plc1{suffix}"
+    doc = browse_document()
+    text = json.dumps(doc, indent=2) if suffix == ".json" else yaml.safe_dump(doc)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------ validate
+
+
+def test_validate_accepts_the_example() -> None:
+    result = run("validate", "--strict", str(EXAMPLE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == (
+        f"{EXAMPLE}: valid (0 errors, 0 warnings): 2 writer groups, 3 writers, 5 fields\n"
+    )
+
+
+def test_validate_reports_file_line_path_and_expectation(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.yaml"
+    text = EXAMPLE.read_text(encoding="utf-8")
+    text = text.replace("security_mode: SignAndEncrypt", "security_mode: SignEncrypt")
+    text = text.replace("  publishing_interval_ms: 1000", "  publising_interval_ms: 1000")
+    config.write_text(text, encoding="utf-8")
+    lines = text.splitlines()
+    mode_line = next(i for i, s in enumerate(lines, 1) if "SignEncrypt" in s)
+    typo_line = next(i for i, s in enumerate(lines, 1) if "publising" in s)
+    result = run("validate", str(config))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{config}:{mode_line}: opcua/security_mode: expected one of None, Sign, SignAndEncrypt, "
+        "got 'SignEncrypt' (did you mean 'SignAndEncrypt'?)",
+        f"{config}:{typo_line}: defaults/publising_interval_ms: unknown option "
+        "'publising_interval_ms' (did you mean 'publishing_interval_ms'?)",
+        f"{config}: invalid (2 errors, 0 warnings)",
+    ]
+
+
+def test_validate_json_lines_are_reported_when_known(tmp_path: Path) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    doc["writer_groups"][0]["writers"][1]["dataset_writer_id"] = 40321
+    config = tmp_path / "bridge.json"
+    text = json.dumps(doc, indent=2)
+    config.write_text(text, encoding="utf-8")
+    first, second = [
+        n for n, line in enumerate(text.splitlines(), 1) if '"dataset_writer_id": 40321' in line
+    ]
+    result = run("validate", str(config))
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (
+        f"{config}:{second}: writer_groups/0/writers/1/dataset_writer_id: dataset_writer_id "
+        f"40321 is already used by writer_groups/0/writers/0/dataset_writer_id (line {first})"
+    )
+    doc["opcua"]["username"] = "\ud83d"  # JSON escapes a lone surrogate; YAML cannot read it
+    config.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    result = run("validate", str(config))
+    assert result.stdout.splitlines()[0] == (
+        f"{config}: writer_groups/0/writers/1/dataset_writer_id: dataset_writer_id 40321 is "
+        "already used by writer_groups/0/writers/0/dataset_writer_id"
+    )
+
+
+def test_validate_warnings_pass_unless_strict(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace("verify: true", "verify: false"),
+        encoding="utf-8",
+    )
+    result = run("validate", str(config))
+    assert result.returncode == 0
+    assert ": mqtt/tls/verify: warning: the broker's certificate is not checked" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith(f"{config}: valid (0 errors, 1 warning)")
+    strict = run("validate", "--strict", str(config))
+    assert strict.returncode == 1
+    assert strict.stdout.splitlines()[-1] == f"{config}: invalid (0 errors, 1 warning)"
+    quiet = run("validate", "--quiet", str(config))
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+
+
+def test_validate_unreadable_files_exit_2(tmp_path: Path) -> None:
+    missing = run("validate", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2
+    assert missing.stderr == f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory\n"
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert run("validate", str(binary)).returncode == 2
+    assert run("validate", str(tmp_path)).returncode == 2
+
+
+def test_validate_syntax_errors_exit_1_with_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text("version: 1\nopcua: [1\nmqtt: 2\n", encoding="utf-8")
+    result = run("validate", str(config))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{config}:3: (top level): not valid YAML: ")
+
+
+# ----------------------------------------------------------------------------------------- map
+
+
+def test_map_writes_a_configuration_that_validates(tmp_path: Path) -> None:
+    source = browse_file(tmp_path)
+    out = tmp_path / "bridge.yaml"
+    result = run("map", str(source), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"mapped 4 of 4 variables into 2 writer groups, 3 writers (1 writable; write-back "
+        f"disabled) -> {out}"
+    )
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# opcua-mqtt bridge configuration, made by `opcua-mqtt map`")
+    doc = yaml.safe_load(text)
+    assert [g["name"] for g in doc["writer_groups"]] == ["Line1", "Utilities"]
+    assert doc["write_back"] == {
+        "enabled": False,
+        "allow": [],
+        "writable_nodes": [
+            {
+                "node_id": f"nsu={NS};s=Line1.Filler.Setpoint",
+                "field": "Line1/Filler/Setpoint",
+                "builtin_type": "Double",
+            }
+        ],
+    }
+    check = run("validate", "--strict", str(out))
+    assert check.returncode == 0, check.stdout
+
+
+def test_map_twice_gives_identical_files_and_json_by_suffix(tmp_path: Path) -> None:
+    source = browse_file(tmp_path)
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert run("map", str(source), "-o", str(first)).returncode == 0
+    assert run("map", str(source), "-o", str(second)).returncode == 0
+    assert first.read_text().replace("a.yaml", "b.yaml") == second.read_text()
+    as_json = tmp_path / "c.json"
+    assert run("map", str(source), "-o", str(as_json)).returncode == 0
+    assert json.loads(as_json.read_text()) == yaml.safe_load(first.read_text())
+    stdout = run("map", str(source), "--format", "json")
+    assert stdout.returncode == 0 and stdout.stdout == as_json.read_text()
+
+
+def test_map_reads_a_yaml_browse_file_to_stdout(tmp_path: Path) -> None:
+    result = run("map", str(browse_file(tmp_path, ".yaml")), "--publishing-interval", "250")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["defaults"]["publishing_interval_ms"] == 250
+
+
+def test_map_options_shape_the_result(tmp_path: Path) -> None:
+    result = run(
+        "map",
+        str(browse_file(tmp_path)),
+        "--include",
+        "Line1/**",
+        "--exclude",
+        "**/Torque",
+        "--group-by",
+        "parent",
+        "--key-frame-count",
+        "1",
+        "--keep-alive",
+        "5000",
+        "--encoding",
+        "verbose",
+        "--sampling-interval",
+        "100",
+        "--publisher-id",
+        "line1",
+    )
+    assert result.returncode == 0, result.stderr
+    doc = yaml.safe_load(result.stdout)
+    assert doc["publisher_id"] == "line1"
+    assert [(g["name"], [w["name"] for w in g["writers"]]) for g in doc["writer_groups"]] == [
+        ("Filler", ["Filler"])
+    ]
+    assert (
+        doc["defaults"]
+        | {
+            "key_frame_count": 1,
+            "keep_alive_ms": 5000,
+            "encoding": "verbose",
+            "sampling_interval_ms": 100,
+        }
+        == doc["defaults"]
+    )
+
+
+def test_map_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "bridge.yaml"
+    out.write_text("precious\n")
+    result = run("map", str(browse_file(tmp_path)), "-o", str(out))
+    assert result.returncode == 2
+    assert "already exists; use --force" in result.stderr
+    assert out.read_text() == "precious\n"
+    assert run("map", str(browse_file(tmp_path)), "-o", str(out), "--force").returncode == 0
+
+
+def test_map_when_nothing_matches_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "bridge.yaml"
+    result = run("map", str(browse_file(tmp_path)), "--include", "Nowhere/**", "-o", str(out))
+    assert result.returncode == 1
+    assert "error: no variable matched (4 in" in result.stderr
+    assert not out.exists()
+
+
+def test_map_refuses_to_write_an_invalid_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "bridge.yaml"
+    result = run("map", str(browse_file(tmp_path)), "--publisher-id", "a/b", "-o", str(out))
+    assert result.returncode == 1
+    assert "<map>: publisher_id: expected a non-empty name without '/'" in result.stderr
+    assert "refusing to write an invalid configuration" in result.stderr
+    assert not out.exists()
+
+
+def test_map_bad_sources_and_options_exit_2(tmp_path: Path) -> None:
+    assert run("map", str(tmp_path / "missing.json")).returncode == 2
+    not_browse = tmp_path / "config.json"
+    not_browse.write_text('{"version": 1}')
+    result = run("map", str(not_browse))
+    assert result.returncode == 2
+    assert "not an opcua-mqtt browse result (format opcua-mqtt-browse/1)" in result.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert "not valid JSON" in run("map", str(broken)).stderr
+    wrong_types = browse_document()
+    wrong_types["nodes"][2]["builtin_type"] = "Double"
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(wrong_types))
+    result = run("map", str(wrong))
+    assert result.returncode == 2 and "malformed browse result" in result.stderr
+    source = str(browse_file(tmp_path))
+    assert run("map", source, "--node-id", "re:(").returncode == 2
+    assert run("map", source, "--publishing-interval", "0").returncode == 2
+    assert run("map", source, "--queue-size", "70000").returncode == 2
+
+
+def test_map_an_unreachable_endpoint_exits_3(tmp_path: Path) -> None:
+    result = run(
+        "map",
+        "opc.tcp://127.0.0.1:1",
+        "--security-policy",
+        "None",
+        "--timeout",
+        "2",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "error:" in result.stderr
+
+
+def test_help_texts_have_examples() -> None:
+    for command in ("map", "validate"):
+        result = run(command, "--help")
+        assert result.returncode == 0
+        assert "Examples:" in result.stdout and f"opcua-mqtt {command} " in result.stdout
