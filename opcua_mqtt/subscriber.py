@@ -22,7 +22,7 @@ from typing import Any
 
 from asyncua import ua
 
-from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession
+from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, topic_matches
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import (
@@ -61,12 +61,15 @@ class Verification:
 
 @dataclass(frozen=True)
 class FieldValue:
+    """One field: ``value`` is the Python value (a list for arrays, nested for matrices)."""
+
     name: str
     value: Any
     variant_type: ua.VariantType
     status: ua.StatusCode
     source_timestamp: datetime | None
     server_timestamp: datetime | None
+    variant: ua.Variant = field(default_factory=ua.Variant, repr=False)
 
 
 @dataclass(frozen=True)
@@ -129,9 +132,11 @@ class Subscriber:
         self._codecs: dict[str, JsonCodec] = {}
         self._session = MqttSession(mqtt)
         self._session.subscribe(self.topic_filter, self._on_message)
-        # Metadata arrives retained on its own topic; subscribe to it even under a narrow filter.
+        # Metadata arrives retained on its own topic; subscribe to it even under a narrow filter
+        # (but not twice: overlapping subscriptions deliver a message once per subscription).
         meta_filter = f"{self.topics.prefix}/{self.topics.encoding}/metadata/#"
-        if meta_filter != self.topic_filter:
+        probe = self.topics.metadata("p", "g", "w")
+        if not topic_matches(self.topic_filter, probe):
             self._session.subscribe(meta_filter, self._on_message)
 
     async def __aenter__(self) -> Subscriber:
@@ -184,6 +189,11 @@ class Subscriber:
                 self._queue.get_nowait()
                 self.dropped += 1
             self._queue.put_nowait(ds)
+
+    def codec(self, publisher_id: str | None) -> JsonCodec:
+        """A codec with the namespace table of ``publisher_id``'s metadata, to write values
+        back to JSON with the same namespace URIs the publisher used."""
+        return self._codecs.get(publisher_id or "", self._codec)
 
     def _codec_for(self, topic: str) -> JsonCodec:
         """Values name namespaces by URI; the publisher's metadata gives their indexes, so
@@ -253,6 +263,7 @@ class Subscriber:
                 status=dv.StatusCode or ua.StatusCode(0),
                 source_timestamp=dv.SourceTimestamp,
                 server_timestamp=dv.ServerTimestamp,
+                variant=dv.Value if dv.Value is not None else ua.Variant(),
             )
             for name, dv in (m.payload or {}).items()
         }

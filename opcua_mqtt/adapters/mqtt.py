@@ -298,8 +298,10 @@ class MqttSession:
     def _handle_message(
         self, _client: Any, topic: str, payload: bytes, _qos: int, properties: dict[str, Any]
     ) -> int:
+        called: set[int] = set()
         for topic_filter, (_q, handler) in self._subscriptions.items():
-            if topic_matches(topic_filter, topic):
+            if topic_matches(topic_filter, topic) and id(handler) not in called:
+                called.add(id(handler))  # one call per handler, however many filters match
                 result = handler(topic, payload, dict(properties))
                 if asyncio.iscoroutine(result):
                     task = asyncio.ensure_future(result)

@@ -108,25 +108,20 @@ async def _listen(
             if table is not None:
                 table.update(ds)
             else:
-                sys.stdout.write(json_line(ds) + "\n")
+                sys.stdout.write(json_line(ds, sub.codec(ds.publisher_id)) + "\n")
                 sys.stdout.flush()
     return 0
 
 
-_CODEC = JsonCodec()
-
-
-def dataset_json(ds: ReceivedDataSet) -> dict[str, Any]:
-    """One DataSet as a JSON-ready dict (the JSON-lines output of ``listen``)."""
+def dataset_json(ds: ReceivedDataSet, codec: JsonCodec) -> dict[str, Any]:
+    """One DataSet as a JSON-ready dict (the JSON-lines output of ``listen``); values in the
+    1.05 Compact form without the type member (the type is given beside it)."""
     fields = {}
     for name, f in ds.fields.items():
-        value: Any
-        try:
-            value = _CODEC.encode_value(f.value, f.variant_type) if f.value is not None else None
-        except ValueError:
-            value = repr(f.value)
+        value: Any = codec.encode_variant(f.variant, raw=True)
         fields[name] = {
             "value": value,
+            **({"dimensions": list(f.variant.Dimensions)} if f.variant.Dimensions else {}),
             "type": f.variant_type.name,
             "status": f.status.value,
             "status_name": f.status.name,
@@ -150,8 +145,8 @@ def dataset_json(ds: ReceivedDataSet) -> dict[str, Any]:
     }
 
 
-def json_line(ds: ReceivedDataSet) -> str:
-    return orjson.dumps(dataset_json(ds)).decode()
+def json_line(ds: ReceivedDataSet, codec: JsonCodec) -> str:
+    return orjson.dumps(dataset_json(ds, codec)).decode()
 
 
 class LiveTable:

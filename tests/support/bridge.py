@@ -1,0 +1,94 @@
+"""Bridge processes for end-to-end tests: a configuration written to disk, `opcua-mqtt run`
+started as a user would start it, and stopped (or killed) by PID."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.mosquitto import MosquittoBroker
+
+EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
+
+
+def make_certs(directory: Path) -> Path:
+    """A development PKI made with `opcua-mqtt certs`; returns its folder."""
+    subprocess.run(
+        [EXE, "certs", "--dir", str(directory)], check=True, capture_output=True, timeout=60
+    )
+    return directory
+
+
+def write_config(
+    path: Path,
+    *,
+    endpoint: str,
+    broker: MosquittoBroker,
+    signing_dir: Path,
+    fields: list[Mapping[str, Any]],
+    publisher_id: str = "e2e-bridge",
+    opcua: Mapping[str, Any] | None = None,
+) -> Path:
+    """A bridge configuration with one writer group and one writer holding ``fields``."""
+    doc = {
+        "version": 1,
+        "publisher_id": publisher_id,
+        "opcua": {
+            "endpoint": endpoint,
+            "security_policy": "None",
+            "security_mode": "None",
+            **(opcua or {}),
+        },
+        "mqtt": {"host": broker.host, "port": broker.port, "tls": {"ca": str(broker.ca_cert)}},
+        "metadata_signing": {
+            "private_key": str(signing_dir / "metadata-signer.key"),
+            "certificate_chain": str(signing_dir / "metadata-signer.pem"),
+        },
+        "defaults": {"publishing_interval_ms": 100, "sampling_interval_ms": 50},
+        "writer_groups": [
+            {
+                "name": "G",
+                "writers": [{"name": "W", "dataset_writer_id": 1001, "fields": list(fields)}],
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+class BridgeProcesses:
+    """Starts `opcua-mqtt run` processes and makes sure none outlives the test."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, config: Path, **env: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [EXE, "--log-format", "json", "run", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        self.started.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+
+
+def bridge_processes() -> Iterator[BridgeProcesses]:
+    procs = BridgeProcesses()
+    try:
+        yield procs
+    finally:
+        procs.close()
