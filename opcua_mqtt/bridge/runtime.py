@@ -105,6 +105,10 @@ class BridgePlan:
     publisher_id: str
     groups: tuple[GroupPlan, ...]
     topics: TopicTree = field(default_factory=TopicTree)
+    # How often to ask the server whether the monitored nodes still exist (0: never). Servers
+    # need not notify a monitored item when its node is deleted (asyncua's does not); without
+    # this check such a field would fall silent instead of turning Bad.
+    node_check_interval_s: float = 60.0
 
 
 @dataclass
@@ -224,6 +228,8 @@ class Bridge:
                 for gi, g in enumerate(self.plan.groups)
             ]
             self._client = client
+            if self.plan.node_check_interval_s > 0:
+                tickers.append(asyncio.create_task(self._check_nodes(), name="node-check"))
             try:
                 await stop.wait()
             finally:
@@ -353,6 +359,49 @@ class Bridge:
             latest = self._retyped_values.pop(key, None)
             if latest is not None:
                 writer.state.update(name, latest)
+
+    async def _check_nodes(self) -> None:
+        """Read every monitored node's NodeClass, in batches; a node that is gone turns Bad."""
+        assert self._client is not None
+        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
+        targets: list[tuple[_Writer, str, ua.NodeId]] = []
+        for writer in self._writers.values():
+            for f in writer.fields:
+                try:
+                    targets.append((writer, f.spec.name, codec.decode_node_id(f.node_id)))
+                except DecodeError:
+                    continue  # reported when the monitored item was refused
+        gone: set[tuple[str, str]] = set()
+        while True:
+            await asyncio.sleep(self.plan.node_check_interval_s)
+            for start in range(0, len(targets), 1000):
+                chunk = targets[start : start + 1000]
+                params = ua.ReadParameters(
+                    NodesToRead=[
+                        ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.NodeClass)
+                        for _, _, n in chunk
+                    ]
+                )
+                try:
+                    results = await self._client.uaclient.read(params)
+                except (ua.UaError, OSError, TimeoutError) as e:
+                    _log.info("node check skipped: %s", e)
+                    break
+                for (writer, name, node_id), dv in zip(chunk, results, strict=True):
+                    code = dv.StatusCode
+                    if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
+                        continue
+                    if (writer.plan.name, name) not in gone:
+                        gone.add((writer.plan.name, name))
+                        _log.warning(
+                            "%s/%s: node %s no longer exists on the server",
+                            writer.plan.name,
+                            name,
+                            node_id.to_string(),
+                        )
+                        writer.state.update(
+                            name, ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
+                        )
 
     # ------------------------------------------------------------------------ publishing
 

@@ -265,3 +265,42 @@ async def test_bridge_works_under_mutual_tls_and_an_acl_confining_it_to_its_pref
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    signing: tuple[Signer, TrustStore],
+) -> None:
+    signer, trust = signing
+    mutable = small_opcua_server.nodeid("Plant.Dynamic.Mutable")
+    fields = (FieldPlan("Mutable", mutable, 6, "i=6", uuid.uuid4(), sampling_interval_ms=50),)
+    plan = BridgePlan(
+        "bridge-gone",
+        (
+            GroupPlan(
+                "G", (WriterPlan("Dyn", 5, fields, key_frame_count=2),), publishing_interval_ms=100
+            ),
+        ),
+        node_check_interval_s=0.3,
+    )
+    async with (
+        Subscriber(_mqtt(mosquitto_tls, "sub-gone"), trust=trust) as sub,
+        running_bridge(plan, small_opcua_server, mosquitto_tls, signer),
+    ):
+        first = await _next(sub)
+        assert first.fields["Mutable"].status.is_good()
+        async with Client(small_opcua_server.endpoint, timeout=10) as client:
+            ns = await client.get_namespace_array()
+            control = client.get_node(
+                parse_nodeid(small_opcua_server.manifest["control"]["object"], ns)
+            )
+            method = parse_nodeid(small_opcua_server.manifest["control"]["DeleteVariable"], ns)
+            await control.call_method(method, ua.Variant(mutable, ua.VariantType.String))
+        for _ in range(40):
+            ds = await _next(sub)
+            if "Mutable" in ds.fields and ds.fields["Mutable"].status.is_bad():
+                break
+        else:
+            pytest.fail("the deleted node's field never turned Bad")
+    assert ds.fields["Mutable"].status.value == ua.StatusCodes.BadNodeIdUnknown
