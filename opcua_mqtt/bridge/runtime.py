@@ -26,6 +26,8 @@ from asyncua import Client, ua
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua_client import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
+from opcua_mqtt.adapters.opcua_types import builtin_type_of
+from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings, command_topic
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import (
@@ -127,6 +129,14 @@ class _Writer:
     state: WriterState
     fields: list[DataSetField]
     version_published: tuple[int, int] | None = None
+    # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU)
+    builtin_types: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index_types()
+
+    def index_types(self) -> None:
+        self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
 
 
 OpcUaConnector = Callable[[], AbstractAsyncContextManager[Client]]
@@ -142,6 +152,7 @@ class Bridge:
         connect_opcua: OpcUaConnector,
         *,
         signer: Signer | None,
+        write_back: WriteBackSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.plan = plan
@@ -161,12 +172,35 @@ class Bridge:
         will = Outgoing(self._status_topic, self._status(ua.PubSubState.Error), qos=1, retain=True)
         self.mqtt = MqttSession(mqtt, will=will)
         self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
+        self.write_back: WriteBack | None = None
+        if write_back is not None:
+            self.write_back = WriteBack(
+                write_back,
+                mqtt=self.mqtt,
+                topic=command_topic(topics, plan.publisher_id),
+                fields={
+                    (w.name, f.name): f.node_id
+                    for g in plan.groups
+                    for w in g.writers
+                    for f in w.fields
+                },
+                client=self._current_client,
+                namespaces=lambda: self._namespaces,
+            )
         if signer is None:
             _log.warning("no metadata signing key configured: ua-metadata will be unsigned")
 
     # ------------------------------------------------------------------------ lifecycle
 
+    def _current_client(self) -> Client | None:
+        """The OPC UA client while its session is usable, for write-back."""
+        if self._client is None or self.stats.opcua_state in ("reconnecting", "disconnected"):
+            return None
+        return self._client
+
     async def run(self, stop: asyncio.Event) -> None:
+        if self.write_back is not None:
+            self.write_back.attach()
         await self.mqtt.start()
         self._publish_state(ua.PubSubState.PreOperational)
         self._publish_connection()
@@ -228,6 +262,7 @@ class Bridge:
                 for gi, g in enumerate(self.plan.groups)
             ]
             self._client = client
+            self.stats.opcua_state = "connected"
             if self.plan.node_check_interval_s > 0:
                 tickers.append(asyncio.create_task(self._check_nodes(), name="node-check"))
             try:
@@ -238,6 +273,7 @@ class Bridge:
                 for task in tickers:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                self._client = None
                 await source.close()
 
     # ------------------------------------------------------------------------ writers
@@ -297,8 +333,8 @@ class Bridge:
         variant = dv.Value
         if variant is None or variant.VariantType == ua.VariantType.Null:
             return False
-        spec = next(s for s in writer.state.fields if s.name == name)
-        if spec.builtin_type in _UNTYPED or int(variant.VariantType) == spec.builtin_type:
+        builtin = writer.builtin_types.get(name)
+        if builtin is None or builtin in _UNTYPED or int(variant.VariantType) == builtin:
             return False
         # A server may legitimately send another type than the DataType (e.g. a subtype's
         # value): once re-read without a change, that type is accepted for the field.
@@ -325,7 +361,7 @@ class Bridge:
             node = self._client.get_node(codec.decode_node_id(fieldp.node_id))
             data_type = await node.read_data_type()
             value_rank = await node.read_value_rank()
-            builtin = await _builtin_type(self._client, data_type)
+            builtin = await builtin_type_of(self._client, data_type)
             new_spec = replace(
                 fieldp.spec,
                 builtin_type=builtin,
@@ -342,6 +378,7 @@ class Bridge:
                 DataSetField(new_spec, f.node_id, f.dataset_field_id) if f is fieldp else f
                 for f in writer.fields
             ]
+            writer.index_types()
             version = writer.state.reconfigure([f.spec for f in writer.fields], self._clock())
             _log.warning(
                 "field %s/%s changed type on the server to %s: ConfigurationVersion %d.%d",
@@ -582,25 +619,3 @@ def _writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
             for w in g.writers
         ],
     )
-
-
-async def _builtin_type(client: Client, data_type: ua.NodeId) -> int:
-    """The built-in type behind a DataType: itself for ns=0 ids 1..25, else its supertypes'."""
-    seen = 0
-    current = data_type
-    while seen < 32:
-        if current.NamespaceIndex == 0 and isinstance(current.Identifier, int):
-            if 1 <= current.Identifier <= 25:
-                return int(current.Identifier)
-            if current.Identifier == 29:  # Enumeration
-                return int(ua.VariantType.Int32)
-            if current.Identifier == 22:  # Structure
-                return int(ua.VariantType.ExtensionObject)
-        parents = await client.get_node(current).get_references(
-            refs=ua.ObjectIds.HasSubtype, direction=ua.BrowseDirection.Inverse
-        )
-        if not parents:
-            break
-        current = parents[0].NodeId
-        seen += 1
-    return int(ua.VariantType.Variant)

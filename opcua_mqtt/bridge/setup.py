@@ -10,7 +10,15 @@ from pathlib import Path
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
 from opcua_mqtt.adapters.opcua_client import ConnectionOptions
 from opcua_mqtt.bridge.runtime import BridgePlan, FieldPlan, GroupPlan, WriterPlan
-from opcua_mqtt.core.config import BUILTIN_TYPES, Config, FieldConfig, WriterConfig
+from opcua_mqtt.bridge.write_back import WriteBackSettings
+from opcua_mqtt.core.config import (
+    BUILTIN_TYPES,
+    Config,
+    FieldConfig,
+    WriterConfig,
+    WriterGroupConfig,
+    write_back_allowed,
+)
 from opcua_mqtt.core.messages import (
     DataSetFieldContentMask,
     DataSetMessageContentMask,
@@ -58,6 +66,7 @@ class BridgeSetup:
     mqtt: MqttOptions
     opcua: ConnectionOptions
     signer: Signer | None
+    write_back: WriteBackSettings | None
 
 
 def message_settings(writer: WriterConfig) -> JsonMessageSettings:
@@ -86,29 +95,38 @@ def _field_plan(f: FieldConfig) -> FieldPlan:
     )
 
 
+def _group_plan(g: WriterGroupConfig) -> GroupPlan:
+    settings = [message_settings(w) for w in g.writers]
+    if g.bundle_writers and len(set(settings)) > 1:
+        raise SetupError(
+            f"writer group {g.name!r}: bundle_writers needs the same encoding and field_content "
+            "for every writer"
+        )
+    return GroupPlan(
+        name=g.name,
+        publishing_interval_ms=g.publishing_interval_ms,
+        qos=g.qos,
+        bundle_writers=g.bundle_writers,
+        settings=settings[0] if g.bundle_writers and settings else JsonMessageSettings(),
+        writers=tuple(
+            WriterPlan(
+                name=w.name,
+                dataset_writer_id=w.dataset_writer_id,
+                fields=tuple(_field_plan(f) for f in w.fields),
+                key_frame_count=w.key_frame_count,
+                keep_alive_ms=int(w.keep_alive_ms),
+                settings=None if g.bundle_writers else s,
+            )
+            for w, s in zip(g.writers, settings, strict=True)
+        ),
+    )
+
+
 def plan_from_config(config: Config) -> BridgePlan:
     return BridgePlan(
         publisher_id=config.publisher_id,
         topics=TopicTree(prefix=config.mqtt.topic_prefix),
-        groups=tuple(
-            GroupPlan(
-                name=g.name,
-                publishing_interval_ms=g.publishing_interval_ms,
-                qos=g.qos,
-                writers=tuple(
-                    WriterPlan(
-                        name=w.name,
-                        dataset_writer_id=w.dataset_writer_id,
-                        fields=tuple(_field_plan(f) for f in w.fields),
-                        key_frame_count=w.key_frame_count,
-                        keep_alive_ms=int(w.keep_alive_ms),
-                        settings=message_settings(w),
-                    )
-                    for w in g.writers
-                ),
-            )
-            for g in config.writer_groups
-        ),
+        groups=tuple(_group_plan(g) for g in config.writer_groups),
     )
 
 
@@ -168,4 +186,15 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
             signer = Signer.from_pem(Path(key_path).read_bytes(), Path(chain_path).read_bytes())
         except (ValueError, TypeError) as e:
             raise SetupError(f"metadata signing key or certificate unusable: {e}") from None
-    return BridgeSetup(plan_from_config(config), mqtt, opcua, signer)
+    wb = config.write_back
+    write_back = None
+    if wb.enabled:
+        write_back = WriteBackSettings(
+            allowed=write_back_allowed(config),
+            max_bytes=wb.max_request_bytes,
+            max_targets=wb.max_targets,
+            rate_per_s=wb.rate_per_s,
+            burst=wb.burst,
+            idempotency_window_s=wb.idempotency_window_s,
+        )
+    return BridgeSetup(plan_from_config(config), mqtt, opcua, signer, write_back)

@@ -38,6 +38,7 @@ def _register() -> None:
     from opcua_mqtt.cli import map  # noqa: F401  # isort: skip
     from opcua_mqtt.cli import validate  # noqa: F401  # isort: skip
     from opcua_mqtt.cli import run  # noqa: F401  # isort: skip
+    from opcua_mqtt.cli import write  # noqa: F401  # isort: skip
     # (new command modules: add one import line here)
 
 

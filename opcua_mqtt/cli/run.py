@@ -50,7 +50,13 @@ def run(config: Path) -> None:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
     opcua = replace(setup.opcua, auto_reconnect=True)
-    bridge = Bridge(setup.plan, setup.mqtt, lambda: connect(opcua), signer=setup.signer)
+    bridge = Bridge(
+        setup.plan,
+        setup.mqtt,
+        lambda: connect(opcua),
+        signer=setup.signer,
+        write_back=setup.write_back,
+    )
     asyncio.run(_run(bridge))
 
 

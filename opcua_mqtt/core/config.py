@@ -296,11 +296,14 @@ class WriterGroupConfig:
     writers: tuple[WriterConfig, ...]
     publishing_interval_ms: float
     qos: int
+    bundle_writers: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         out.update(self.overrides)
+        if self.bundle_writers:
+            out["bundle_writers"] = True
         out["writers"] = [w.to_json() for w in self.writers]
         return out
 
@@ -325,6 +328,11 @@ class WriteBackConfig:
     enabled: bool = False
     allow: tuple[str, ...] = ()
     writable_nodes: tuple[WritableNode, ...] = ()
+    max_request_bytes: int = 65536
+    max_targets: int = 100
+    rate_per_s: float = 20.0
+    burst: int = 40
+    idempotency_window_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -870,6 +878,22 @@ def _node_id_rule(value: str, path: Path, report: _Report, what: str = "NodeId")
 _NODE_ID_LIKE: Final = re.compile(r"(?:[isgb]=|ns=\d+;|nsu=)")
 
 
+def write_back_allowed(config: Config) -> frozenset[str]:
+    """The canonical NodeIds that write-back may write: the allow entries that are NodeIds,
+    plus the nodes of the fields whose ``<group>/<writer>/<field>`` name an entry's glob matches.
+    The same reading of ``allow`` as the "matches nothing" rule of :func:`check_config`."""
+    names = {f"{g.name}/{w.name}/{f.name}": f.node_id for g, w, f in config.fields()}
+    allowed: set[str] = set()
+    for entry in config.write_back.allow:
+        if _NODE_ID_LIKE.match(entry):
+            allowed.add(canonical_node_id(entry))
+        else:
+            allowed |= {
+                canonical_node_id(node) for name, node in names.items() if glob_match(entry, name)
+            }
+    return frozenset(allowed)
+
+
 def _semantic_issues(data: Mapping[str, Any], report: _Report) -> None:
     _connection_rules(data, report)
     resolver = _Resolver(data)
@@ -1191,6 +1215,7 @@ def _build(data: Mapping[str, Any]) -> Config:
                 writers=tuple(writers),
                 publishing_interval_ms=float(resolver.get("publishing_interval_ms", gl)[0]),
                 qos=int(resolver.get("qos", gl)[0]),
+                bundle_writers=bool(graw.get("bundle_writers", False)),
                 overrides=_overrides(graw, _GROUP_OPTIONS),
             )
         )
@@ -1222,6 +1247,11 @@ def _build(data: Mapping[str, Any]) -> Config:
                 WritableNode(n["node_id"], n.get("field"), n.get("builtin_type"))
                 for n in wb.get("writable_nodes", [])
             ),
+            max_request_bytes=int(wb.get("max_request_bytes", 65536)),
+            max_targets=int(wb.get("max_targets", 100)),
+            rate_per_s=float(wb.get("rate_per_s", 20.0)),
+            burst=int(wb.get("burst", 40)),
+            idempotency_window_s=float(wb.get("idempotency_window_s", 300.0)),
         ),
     )
 

@@ -4,6 +4,7 @@ a real Mosquitto over TLS, and the subscriber API listening on the other side.""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
@@ -143,3 +145,37 @@ def test_an_invalid_configuration_is_refused_with_file_line_and_path(tmp_path: P
     run = subprocess.run([EXE, "run", str(bad)], capture_output=True, text=True, timeout=30)
     assert run.returncode == 1
     assert f"{bad}:5: opcua/security_mode" in run.stderr
+
+
+async def test_bundled_writers_share_one_network_message_on_the_group_topic(
+    tmp_path: Path,
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    config = _config(tmp_path, small_opcua_server, mosquitto_tls)
+    doc = yaml.safe_load(config.read_text())
+    group = doc["writer_groups"][0]
+    group["bundle_writers"] = True
+    sim = small_opcua_server.manifest["simulation"]
+    group["writers"].append(
+        {
+            "name": "W2",
+            "dataset_writer_id": 1002,
+            "fields": [{"name": "Toggle", "node_id": sim["Toggle"], "builtin_type": "Boolean"}],
+        }
+    )
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    bridges.start(config)
+    async with MqttProbe() as probe:
+        await probe.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
+        await probe.subscribe("opcua/json/data/#")
+        for _ in range(50):
+            msg = await probe.next_message(20)
+            decoded = json.loads(msg.payload)
+            if len(decoded["Messages"]) == 2:
+                break
+        else:
+            pytest.fail("no NetworkMessage carried both writers")
+    assert msg.topic == "opcua/json/data/e2e-bridge/G"
+    assert {m["DataSetWriterId"] for m in decoded["Messages"]} == {1001, 1002}

@@ -4,6 +4,7 @@ Run the asyncua server by hand (from the repository root)::
 
     python -m tests.support.opcua_server --port 4840 --variables 10000 \
         [--cert-dir D] [--users operator:secret-pw] [--ready-file F] [--manifest M]
+        [--churn N --churn-interval-ms MS]
 
 It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
 ``urn:opcua-mqtt:test-server``) with
@@ -17,7 +18,12 @@ It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
   ``urn:opcua-mqtt:test:plant``, described in :func:`build_address_space` and listed in a JSON
   manifest (see :func:`make_manifest`);
 * a ``Control`` object whose methods change the model at run time (AddVariable, ChangeDataType,
-  DeleteVariable) and ``Plant/Simulation`` variables that change every 100 ms.
+  DeleteVariable) and ``Plant/Simulation`` variables that change every 100 ms;
+* with ``--churn N``, N more Double variables ``Plant/Churn/Block<k>/V<i>`` (string NodeIds
+  ``Plant.Churn.V<i>``, listed in the manifest under ``churn``) that all get a new value every
+  ``--churn-interval-ms``: the tick number as a Double, SourceTimestamp taken just before each
+  block is written. For load tests (bench/bench_bridge.py); it prints ``CHURN {json}`` once a
+  second on stdout so a caller can see whether the server keeps up.
 
 It prints ``READY <endpoint>`` on stdout (and writes ``--ready-file``, a JSON object) only once
 the address space is complete and the server listens. SIGTERM / SIGINT stop it cleanly, and it
@@ -80,6 +86,8 @@ SERVER_KEY_NAME = "server_key.pem"
 #: Sessions of vanished clients (and so their subscriptions) are dropped after this long.
 DEFAULT_MAX_SESSION_TIMEOUT_S = 30.0
 SIMULATION_PERIOD_S = 0.1
+#: Churn variables per folder (and per write batch between yields to the event loop).
+CHURN_BLOCK = 250
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTEROP_DIR = REPO_ROOT / "interop"
@@ -1041,6 +1049,93 @@ async def _simulate(server: Any, model: Model, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), SIMULATION_PERIOD_S)
 
 
+def build_churn_variables(server: Any, model: Model, count: int) -> list[Any]:
+    """``count`` writable Double variables in folders of :data:`CHURN_BLOCK` under Plant/Churn."""
+    b = _Builder(server, model.ns)
+    churn = b.obj(b.sid("Plant.Churn"), "Churn", model.plant, description="--churn variables")
+    b.flush()
+    nodes: list[Any] = []
+    for start in range(0, count, CHURN_BLOCK):
+        block = b.obj(
+            b.sid(f"Plant.Churn.Block{start // CHURN_BLOCK + 1}"),
+            f"Block{start // CHURN_BLOCK + 1}",
+            churn,
+            folder=True,
+        )
+        for i in range(start, min(start + CHURN_BLOCK, count)):
+            nodes.append(b.var(b.sid(f"Plant.Churn.V{i}"), f"V{i}", block, 11, 0.0, writable=True))
+        b.flush()
+    return nodes
+
+
+async def _churn(server: Any, nodes: list[Any], period_s: float, stop: asyncio.Event) -> None:
+    """Write the tick number to every churn variable every ``period_s``, block by block.
+
+    Ticks run on a fixed schedule; a tick that starts late is counted, and a server more than one
+    period behind skips ahead (counted too) rather than bursting. Once a second a ``CHURN`` line
+    on stdout gives the totals.
+    """
+    from asyncua import ua
+
+    class SharedValue(ua.DataValue):  # type: ignore[misc]
+        """A DataValue nobody mutates: asyncua's server deep-copies every written DataValue once
+        per monitored item (about 40 µs each, measured), which would make this server, not its
+        client, the limit of a load test. One instance is shared by a block of variables."""
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> SharedValue:
+            return self
+
+    write = server.iserver.aspace.write_attribute_value  # no per-call service overhead
+    value_attr = ua.AttributeIds.Value
+    blocks = [nodes[i : i + CHURN_BLOCK] for i in range(0, len(nodes), CHURN_BLOCK)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    due = started
+    tick = late = skipped = values = 0
+    busy = max_tick = 0.0
+    next_report = started + 1.0
+    while not stop.is_set():
+        tick += 1
+        t0 = time.perf_counter()
+        for block in blocks:
+            now = dt.datetime.now(dt.UTC)
+            dv = SharedValue(
+                ua.Variant(float(tick), ua.VariantType.Double),
+                SourceTimestamp=now,
+                ServerTimestamp=now,
+            )
+            for nodeid in block:
+                await write(nodeid, value_attr, dv)
+            values += len(block)
+            await asyncio.sleep(0)  # let Publish requests through between blocks
+        spent = time.perf_counter() - t0
+        busy += spent
+        max_tick = max(max_tick, spent)
+        due += period_s
+        now_t = loop.time()
+        if now_t > due:
+            late += 1
+            if now_t - due > period_s:
+                missed = int((now_t - due) / period_s)
+                skipped += missed
+                due += missed * period_s
+        if now_t >= next_report:
+            next_report = now_t + 1.0
+            report = {
+                "t": time.time(),
+                "tick": tick,
+                "values": values,
+                "elapsed_s": round(now_t - started, 3),
+                "busy_s": round(busy, 3),
+                "late_ticks": late,
+                "skipped_ticks": skipped,
+                "max_tick_ms": round(max_tick * 1000, 1),
+            }
+            print("CHURN " + json.dumps(report), flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, due - loop.time()))
+
+
 async def serve(args: argparse.Namespace) -> None:
     from asyncua import Server, ua
 
@@ -1078,6 +1173,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     build_started = time.perf_counter()
     model = await build_address_space(server, args.variables)
+    churn_nodes = build_churn_variables(server, model, args.churn) if args.churn > 0 else []
     control_methods = await add_control_methods(server, model)
     build_seconds = time.perf_counter() - build_started
     namespaces = list(await server.get_namespace_array())
@@ -1087,6 +1183,12 @@ async def serve(args: argparse.Namespace) -> None:
         {k: nodeid_to_string(v, namespaces) for k, v in control_methods.items()}
     )
     manifest["build_seconds"] = round(build_seconds, 3)
+    if churn_nodes:
+        manifest["churn"] = {
+            "count": len(churn_nodes),
+            "interval_ms": args.churn_interval_ms,
+            "nodeids": [nodeid_to_string(n, namespaces) for n in churn_nodes],
+        }
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1098,7 +1200,18 @@ async def serve(args: argparse.Namespace) -> None:
         startup_seconds = time.perf_counter() - started
         manifest["startup_seconds"] = round(startup_seconds, 3)
         _announce(args, endpoint, manifest, cert_path, startup_seconds, build_seconds)
-        await _simulate(server, model, stop)
+        churn = None
+        if churn_nodes:
+            churn = asyncio.create_task(
+                _churn(server, churn_nodes, args.churn_interval_ms / 1000, stop)
+            )
+        try:
+            await _simulate(server, model, stop)
+        finally:
+            if churn is not None:
+                churn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await churn
     finally:
         await server.stop()
 
@@ -1166,6 +1279,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=DEFAULT_MAX_SESSION_TIMEOUT_S,
         help="seconds; sessions of vanished clients (and their subscriptions) end after this",
+    )
+    parser.add_argument(
+        "--churn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N Double variables under Plant/Churn that change every --churn-interval-ms",
+    )
+    parser.add_argument(
+        "--churn-interval-ms",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="period of the --churn writes (default 1000)",
     )
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)

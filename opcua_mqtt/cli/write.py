@@ -1,0 +1,155 @@
+"""``opcua-mqtt write``: send one write-back request to a bridge and print its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+import orjson
+
+from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession, Outgoing
+from opcua_mqtt.bridge.write_back import command_topic
+from opcua_mqtt.cli import main
+from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
+from opcua_mqtt.core.topics import TopicTree, escape_level
+
+_NODE_ID_PREFIXES = ("nsu=", "ns=", "i=", "s=", "g=", "b=")
+
+
+@main.command()
+@click.argument("broker")
+@click.argument("target")
+@click.argument("value")
+@mqtt_client_options
+@click.option(
+    "--publisher",
+    "publisher_id",
+    required=True,
+    help="PublisherId of the bridge that should write.",
+)
+@click.option("--prefix", default="opcua", show_default=True, help="Topic tree prefix.")
+@click.option("--index-range", help="OPC UA IndexRange, e.g. 2 or 1:3, to write part of an array.")
+@click.option(
+    "--request-id",
+    help="Idempotency key (default: a new UUID). Sending the same id "
+    "again returns the first answer and writes nothing.",
+)
+@click.option(
+    "--deadline",
+    "deadline_s",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds after which the bridge must not perform the write any more.",
+)
+@click.option(
+    "--timeout", type=float, default=15.0, show_default=True, help="Seconds to wait for the answer."
+)
+def write(
+    broker: str,
+    target: str,
+    value: str,
+    mqtt_params: dict[str, Any],
+    publisher_id: str,
+    prefix: str,
+    index_range: str | None,
+    request_id: str | None,
+    deadline_s: float,
+    timeout: float,
+) -> None:
+    """Ask a bridge to write VALUE to TARGET and print its answer (JSON).
+
+    TARGET is Writer/Field as in the bridge's configuration, or a NodeId in namespace-URI
+    form (nsu=...;s=...). VALUE is JSON: a plain value the bridge converts exactly to the
+    node's DataType (42, 1.5, true, "text", [1,2,3]) or a typed OPC UA JSON Variant
+    ({"UaType":10,"Value":1.5}); anything that is not JSON is sent as a string.
+
+    \b
+    Examples:
+      opcua-mqtt write localhost:8883 Filler/Setpoint 42.5 --publisher plant1-bridge --ca ca.pem
+      opcua-mqtt write broker:8883 'nsu=urn:plant;s=Line1.Mode' '{"UaType":6,"Value":2}' \\
+          --publisher plant1-bridge --ca ca.pem --cert me.pem --key me.key
+    \b
+    Exit codes: 0 written, 1 refused or failed (the answer says why), 3 broker unreachable,
+    4 no answer within --timeout.
+    """
+    options = mqtt_options_from(broker, mqtt_params, "opcua-mqtt-write")
+    try:
+        parsed: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        parsed = value
+    item: dict[str, Any] = {"Value": parsed}
+    if target.startswith(_NODE_ID_PREFIXES):
+        item["NodeId"] = target
+    else:
+        writer, sep, field = target.partition("/")
+        if not sep or not writer or not field:
+            raise click.BadParameter("TARGET is Writer/Field or a NodeId (nsu=...;s=...)")
+        item |= {"Writer": writer, "Field": field}
+    if index_range:
+        item["IndexRange"] = index_range
+    rid = request_id or str(uuid.uuid4())
+    request: dict[str, Any] = {
+        "RequestId": rid,
+        "Deadline": (datetime.now(UTC) + timedelta(seconds=deadline_s))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+        "Targets": [item],
+    }
+    topics = TopicTree(prefix=prefix)
+    reply = (
+        f"{prefix}/json/cmd/{escape_level(publisher_id)}/reply/{escape_level(options.client_id)}"
+    )
+    if options.protocol != "5":
+        request["ReplyTo"] = reply  # MQTT 3.1.1 has no Response Topic property
+    try:
+        answer = asyncio.run(
+            _ask(options, command_topic(topics, publisher_id), reply, request, timeout)
+        )
+    except MqttError as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(3) from None
+    if answer is None:
+        click.echo(f"error: no answer from {publisher_id} within {timeout:g} s", err=True)
+        raise SystemExit(4)
+    sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
+    result = answer.get("Result", {}) if isinstance(answer, dict) else {}
+    raise SystemExit(0 if result.get("Code", 0) == 0 else 1)
+
+
+async def _ask(
+    options: MqttOptions, topic: str, reply: str, request: dict[str, Any], timeout: float
+) -> Any:
+    answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    correlation = request["RequestId"].encode()
+
+    def on_reply(_topic: str, payload: bytes, _props: dict[str, Any]) -> None:
+        try:
+            answer = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if (
+            isinstance(answer, dict)
+            and answer.get("RequestId") == request["RequestId"]
+            and not answered.done()
+        ):
+            answered.set_result(answer)
+
+    session = MqttSession(options)
+    session.subscribe(reply, on_reply)
+    await session.start(wait=True)
+    await asyncio.sleep(0.1)  # let the SUBACK arrive before the bridge can answer
+    props: dict[str, Any] = {}
+    if options.protocol == "5":
+        props = {"response_topic": reply, "correlation_data": correlation}
+    session.publish(Outgoing(topic, orjson.dumps(request), qos=1, properties=props))
+    try:
+        return await asyncio.wait_for(answered, timeout)
+    except TimeoutError:
+        return None
+    finally:
+        await session.stop(drain_s=1)
