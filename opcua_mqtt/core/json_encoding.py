@@ -455,7 +455,7 @@ class JsonCodec:
         if obj is None:
             return ua.Variant()
         if not isinstance(obj, dict):
-            raise DecodeError("", f"expected a Variant object, got {_jtype(obj)}")
+            raise DecodeError("", f"expected a Variant object, got {json_type(obj)}")
         if "UaType" in obj:
             type_key, value_key = "UaType", "Value"
         elif "Type" in obj:
@@ -527,7 +527,7 @@ class JsonCodec:
     def _decode_scalar(self, x: Any, vt: ua.VariantType, ctx: _Ctx) -> Any:
         if vt is VT.Boolean:
             if not isinstance(x, bool):
-                raise DecodeError("", f"expected a Boolean, got {_jtype(x)}")
+                raise DecodeError("", f"expected a Boolean, got {json_type(x)}")
             return x
         if vt in _INT_RANGES:
             return _decode_int(x, vt)
@@ -566,7 +566,7 @@ class JsonCodec:
 
     def _decode_data_value(self, obj: Any, vtype: ua.VariantType | None, ctx: _Ctx) -> ua.DataValue:
         if not isinstance(obj, dict):
-            raise DecodeError("", f"expected a DataValue object, got {_jtype(obj)}")
+            raise DecodeError("", f"expected a DataValue object, got {json_type(obj)}")
         if "UaType" in obj or (vtype is not None and "Value" in obj and "Type" not in obj):
             # 1.05: the Variant members sit inline (Part 6 §5.4.2.18)
             if vtype is not None and "UaType" not in obj:
@@ -606,7 +606,7 @@ class JsonCodec:
             return self._parse_node_id(x, expanded=False)
         if isinstance(x, dict):
             return self._node_id_from_object(x, expanded=False)
-        raise DecodeError("", f"expected a NodeId string, got {_jtype(x)}")
+        raise DecodeError("", f"expected a NodeId string, got {json_type(x)}")
 
     def decode_expanded_node_id(self, x: Any) -> ua.ExpandedNodeId:
         """ExpandedNodeId from a 1.05 string or a 1.04 object."""
@@ -615,7 +615,7 @@ class JsonCodec:
         elif isinstance(x, dict):
             node = self._node_id_from_object(x, expanded=True)
         else:
-            raise DecodeError("", f"expected an ExpandedNodeId string, got {_jtype(x)}")
+            raise DecodeError("", f"expected an ExpandedNodeId string, got {json_type(x)}")
         assert isinstance(node, ua.ExpandedNodeId)
         return node
 
@@ -644,7 +644,7 @@ class JsonCodec:
         if isinstance(x, dict):
             name = x.get("Name")
             if name is not None and not isinstance(name, str):
-                raise DecodeError("Name", f"expected a string, got {_jtype(name)}")
+                raise DecodeError("Name", f"expected a string, got {json_type(name)}")
             uri = x.get("Uri", 0)
             if isinstance(uri, str):
                 idx = self.namespaces.index(uri)
@@ -652,25 +652,25 @@ class JsonCodec:
                     raise DecodeError("Uri", f"namespace {uri!r} is not in the namespace table")
                 return ua.QualifiedName(name, idx)
             return ua.QualifiedName(name, _decode_int(uri or 0, VT.UInt16, "Uri"))
-        raise DecodeError("", f"expected a QualifiedName, got {_jtype(x)}")
+        raise DecodeError("", f"expected a QualifiedName, got {json_type(x)}")
 
     def decode_localized_text(self, x: Any) -> ua.LocalizedText:
         """LocalizedText from ``{"Locale","Text"}``."""
         if not isinstance(x, dict):
-            raise DecodeError("", f"expected a LocalizedText object, got {_jtype(x)}")
+            raise DecodeError("", f"expected a LocalizedText object, got {json_type(x)}")
         locale = x.get("Locale")
         text = x.get("Text")
         if locale is not None and not isinstance(locale, str):
-            raise DecodeError("Locale", f"expected a string, got {_jtype(locale)}")
+            raise DecodeError("Locale", f"expected a string, got {json_type(locale)}")
         if text is not None and not isinstance(text, str):
-            raise DecodeError("Text", f"expected a string, got {_jtype(text)}")
+            raise DecodeError("Text", f"expected a string, got {json_type(text)}")
         return ua.LocalizedText(text, locale)
 
     def _decode_extension_object(self, x: Any, ctx: _Ctx) -> Any:
         if x is None:
             return ua.ExtensionObject()
         if not isinstance(x, dict):
-            raise DecodeError("", f"expected an ExtensionObject, got {_jtype(x)}")
+            raise DecodeError("", f"expected an ExtensionObject, got {json_type(x)}")
         if not x:
             return ua.ExtensionObject()  # the Verbose default (Part 6 §5.4.2.16)
         if "UaTypeId" in x:
@@ -699,14 +699,14 @@ class JsonCodec:
             if encoding == 2:
                 return ua.ExtensionObject(TypeId=type_id, Body=_expect_str(body, "Body").encode())
             if not isinstance(body, dict):
-                raise DecodeError("Body", f"expected a structure object, got {_jtype(body)}")
+                raise DecodeError("Body", f"expected a structure object, got {json_type(body)}")
             return self._decode_structure(type_id, body, ctx)
         raise DecodeError("UaTypeId", "missing member (an ExtensionObject needs UaTypeId)")
 
     def decode_structure(self, cls: type, obj: Any, *, path: str = "") -> Any:
         """Decode the members of a structure of known class (no type envelope), e.g. MetaData."""
         if not isinstance(obj, dict):
-            raise DecodeError(path, f"expected a structure object, got {_jtype(obj)}")
+            raise DecodeError(path, f"expected a structure object, got {json_type(obj)}")
         return _at(path, self._decode_structure, cls.data_type, obj, _Ctx(), cls)  # type: ignore[attr-defined]
 
     def _decode_structure(
@@ -740,7 +740,7 @@ class JsonCodec:
 
     def _decode_diagnostic_info(self, x: Any, ctx: _Ctx) -> ua.DiagnosticInfo:
         if not isinstance(x, dict):
-            raise DecodeError("", f"expected a DiagnosticInfo object, got {_jtype(x)}")
+            raise DecodeError("", f"expected a DiagnosticInfo object, got {json_type(x)}")
         info = ua.DiagnosticInfo()
         for attr, key in _DIAG_MEMBERS:
             v = x.get(key)
@@ -784,7 +784,7 @@ class JsonCodec:
         kind, inner = _classify(hint)
         if kind == "list":
             if not isinstance(x, list):
-                raise DecodeError("", f"expected an array, got {_jtype(x)}")
+                raise DecodeError("", f"expected an array, got {json_type(x)}")
             out = []
             for i, v in enumerate(x):
                 try:
@@ -805,7 +805,7 @@ class JsonCodec:
                 if isinstance(x, dict) and "UaTypeId" in x:
                     return self._decode_extension_object(x, ctx)
                 if not isinstance(x, dict):
-                    raise DecodeError("", f"expected a structure object, got {_jtype(x)}")
+                    raise DecodeError("", f"expected a structure object, got {json_type(x)}")
                 # the member's class is known: no need for (registered) type-id lookups
                 return self._decode_structure(inner.data_type, x, ctx, inner)
             return self._decode_extension_object(x, ctx)
@@ -1042,7 +1042,7 @@ def _nest(flat: list[Any], dims: Sequence[int]) -> list[Any]:
 
 def _decode_dimensions(dims: Any) -> list[int]:
     if not isinstance(dims, list) or not dims:
-        raise DecodeError("Dimensions", f"expected a non-empty array, got {_jtype(dims)}")
+        raise DecodeError("Dimensions", f"expected a non-empty array, got {json_type(dims)}")
     if len(dims) > MAX_NESTING:  # each dimension is one level of nested lists
         raise DecodeError("Dimensions", f"more than {MAX_NESTING} dimensions")
     out = []
@@ -1077,7 +1077,7 @@ def _opt_dims(obj: dict[str, Any]) -> list[int] | None:
 
 def _decode_vtype(x: Any, key: str) -> ua.VariantType:
     if isinstance(x, bool) or not isinstance(x, int):
-        raise DecodeError(key, f"expected a built-in type id, got {_jtype(x)}")
+        raise DecodeError(key, f"expected a built-in type id, got {json_type(x)}")
     try:
         return VT(x)
     except ValueError:
@@ -1109,7 +1109,8 @@ _DEFAULTS: Final[dict[ua.VariantType, Callable[[], Any]]] = {
 }
 
 
-def _jtype(x: Any) -> str:
+def json_type(x: Any) -> str:
+    """How an error message names the JSON type of ``x`` ("a string", "an array", "null")."""
     if x is None:
         return "null"
     if isinstance(x, bool):
@@ -1127,7 +1128,7 @@ def _jtype(x: Any) -> str:
 
 def _expect_str(x: Any, what: str) -> str:
     if not isinstance(x, str):
-        raise DecodeError("", f"expected {what} as a string, got {_jtype(x)}")
+        raise DecodeError("", f"expected {what} as a string, got {json_type(x)}")
     return x
 
 
@@ -1142,7 +1143,7 @@ def _decode_int(x: Any, vt: ua.VariantType, path: str = "") -> int:
     elif isinstance(x, str) and _INT_TEXT.fullmatch(x):
         v = int(x)  # Int64/UInt64 travel as strings; others are tolerated the same way
     else:
-        raise DecodeError(path, f"expected {vt.name}, got {_jtype(x)}")
+        raise DecodeError(path, f"expected {vt.name}, got {json_type(x)}")
     if not lo <= v <= hi:
         raise DecodeError(path, f"{v} is out of range for {vt.name}")
     return v
@@ -1189,7 +1190,7 @@ def _decode_float(x: Any, vt: ua.VariantType) -> float:
     elif x == "-Infinity":
         f = -math.inf
     else:
-        raise DecodeError("", f"expected {vt.name}, got {_jtype(x)}")
+        raise DecodeError("", f"expected {vt.name}, got {json_type(x)}")
     if vt is VT.Float and math.isfinite(f):
         if abs(f) > _FLOAT32_MAX:
             raise DecodeError("", f"{f} is out of range for Float")
@@ -1228,7 +1229,7 @@ def _decode_bytes(x: Any) -> bytes | None:
     if x is None:
         return None
     if not isinstance(x, str):
-        raise DecodeError("", f"expected base64 text, got {_jtype(x)}")
+        raise DecodeError("", f"expected base64 text, got {json_type(x)}")
     try:
         return base64.b64decode(x, validate=True)
     except (binascii.Error, ValueError):
@@ -1280,7 +1281,7 @@ _DT_TEXT: Final = re.compile(
 def decode_datetime(x: Any) -> datetime:
     """Parse ISO 8601; the JSON min/max literals map to the UA DateTime range's ends."""
     if not isinstance(x, str):
-        raise DecodeError("", f"expected a DateTime string, got {_jtype(x)}")
+        raise DecodeError("", f"expected a DateTime string, got {json_type(x)}")
     m = _DT_TEXT.fullmatch(x)
     if m is None:
         raise DecodeError("", f"{x!r} is not an ISO 8601 date and time")

@@ -26,6 +26,7 @@ from opcua_mqtt.core.json_encoding import (
     JsonCodec,
     decode_datetime,
     encode_datetime,
+    json_type,
 )
 
 __all__ = [
@@ -479,7 +480,7 @@ def _decode_dataset_message(
 ) -> DataSetMessage:
     try:
         if not isinstance(obj, dict):
-            raise DecodeError("", f"expected a DataSetMessage object, got {_jtype(obj)}")
+            raise DecodeError("", f"expected a DataSetMessage object, got {json_type(obj)}")
         if "Payload" not in obj and not (_DSM_HEADER_KEYS & obj.keys()):
             # No DataSetMessage header: the object is the payload itself (§7.2.5.4.1).
             types = field_types(publisher, None) if field_types else None
@@ -515,7 +516,7 @@ def _decode_dataset_message(
                 raise DecodeError("MessageType", f"unknown DataSetMessage type {kind!r}") from None
         if payload is not None:
             if not isinstance(payload, dict):
-                raise DecodeError("Payload", f"expected an object, got {_jtype(payload)}")
+                raise DecodeError("Payload", f"expected an object, got {json_type(payload)}")
             types = field_types(m.publisher_id, m.dataset_writer_id) if field_types else None
             m.payload = _decode_payload(payload, codec, types, "Payload", m.publisher_id)
         elif m.message_type is not DataSetMessageType.KEEP_ALIVE:
@@ -654,7 +655,7 @@ def decode_status_message(obj: Any) -> StatusMessage:
     obj = _expect_type(obj, "ua-status")
     cyclic = obj.get("IsCyclic", False)
     if not isinstance(cyclic, bool):
-        raise DecodeError("IsCyclic", f"expected a boolean, got {_jtype(cyclic)}")
+        raise DecodeError("IsCyclic", f"expected a boolean, got {json_type(cyclic)}")
     raw_state = obj.get("Status")
     if raw_state is None:
         raise DecodeError("Status", "missing member")
@@ -714,16 +715,9 @@ def _metadata_namespaces(namespaces: list[str] | None) -> list[str]:
     return [OPC_UA_NAMESPACE, *(namespaces or ())]
 
 
-def _jtype(x: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(x),
-        "null" if x is None else "a number" if isinstance(x, int | float) else type(x).__name__,
-    )
-
-
 def _expect_type(obj: Any, kind: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise DecodeError("", f"expected a {kind} object, got {_jtype(obj)}")
+        raise DecodeError("", f"expected a {kind} object, got {json_type(obj)}")
     if obj.get("MessageType") != kind:
         raise DecodeError("MessageType", f"expected {kind!r}, got {obj.get('MessageType')!r}")
     return obj
@@ -747,7 +741,7 @@ def _str_member(obj: dict[str, Any], key: str, *, required: bool = False) -> str
             raise DecodeError(key, "missing member")
         return None
     if not isinstance(v, str):
-        raise DecodeError(key, f"expected a string, got {_jtype(v)}")
+        raise DecodeError(key, f"expected a string, got {json_type(v)}")
     return v
 
 
@@ -773,7 +767,7 @@ def _uint_member(obj: dict[str, Any], key: str, bits: int, *, required: bool = F
 def _guid_member(obj: dict[str, Any], key: str) -> uuid.UUID:
     v = obj.get(key)
     if not isinstance(v, str):
-        raise DecodeError(key, f"expected a Guid string, got {_jtype(v)}")
+        raise DecodeError(key, f"expected a Guid string, got {json_type(v)}")
     try:
         return uuid.UUID(v)
     except ValueError:
@@ -782,7 +776,7 @@ def _guid_member(obj: dict[str, Any], key: str) -> uuid.UUID:
 
 def _decode_version(v: Any) -> ua.ConfigurationVersionDataType:
     if not isinstance(v, dict):
-        raise DecodeError("MetaDataVersion", f"expected an object, got {_jtype(v)}")
+        raise DecodeError("MetaDataVersion", f"expected an object, got {json_type(v)}")
     try:
         return ua.ConfigurationVersionDataType(
             MajorVersion=_uint_member(v, "MajorVersion", 32) if "MajorVersion" in v else 0,

@@ -77,6 +77,7 @@ from opcua_mqtt.core.json_encoding import (
     FieldEncoding,
     JsonCodec,
     UnknownStructure,
+    json_type,
     status_symbol,
 )
 from opcua_mqtt.core.schema_validation import validator
@@ -237,7 +238,7 @@ def parse_request(
     if "\\u" in text:  # only an escape can smuggle in a lone surrogate
         _check_unicode(obj)
     if not isinstance(obj, dict):
-        raise RequestError(BAD_DECODING_ERROR, f"expected a JSON object, got {_jtype(obj)}")
+        raise RequestError(BAD_DECODING_ERROR, f"expected a JSON object, got {json_type(obj)}")
     targets = obj.get("Targets")
     if isinstance(targets, list) and len(targets) > max_targets:
         raise RequestError(
@@ -379,7 +380,7 @@ def _schema_message(error: Any) -> str:
     instance = error.instance
     if kind == "type":
         want = value if isinstance(value, str) else " or ".join(value)
-        return f"expected {want}, got {_jtype(instance)}"
+        return f"expected {want}, got {json_type(instance)}"
     if kind == "pattern":
         name = next((str(p) for p in reversed(error.absolute_path) if isinstance(p, str)), "")
         return _PATTERN_HELP.get(name, "has the wrong form")
@@ -530,7 +531,7 @@ def _typed_shape(body: Any, dims: tuple[int, ...] | None) -> tuple[tuple[int, ..
     if dims is not None:
         if not isinstance(body, list):
             raise ConversionError(
-                BAD_DECODING_ERROR, f"Dimensions need an array Value, got {_jtype(body)}"
+                BAD_DECODING_ERROR, f"Dimensions need an array Value, got {json_type(body)}"
             )
         if math.prod(dims) != len(body):
             raise ConversionError(
@@ -1227,22 +1228,6 @@ def error_response(request_id: str | None, status: int, message: str) -> dict[st
 # ----------------------------------------------------------------------------------- helpers
 
 
-def _jtype(x: Any) -> str:
-    if x is None:
-        return "null"
-    if isinstance(x, bool):
-        return "a boolean"
-    if isinstance(x, int | float):
-        return "a number"
-    if isinstance(x, str):
-        return "a string"
-    if isinstance(x, list):
-        return "an array"
-    if isinstance(x, dict):
-        return "an object"
-    return type(x).__name__
-
-
 def _show(x: Any) -> str:
     """A short rendering of a JSON value for a message."""
     if isinstance(x, bool):
@@ -1257,7 +1242,7 @@ def _show(x: Any) -> str:
     if isinstance(x, str):
         text = _short(json.dumps(x, ensure_ascii=False), 60)
         return text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
-    return _jtype(x)
+    return json_type(x)
 
 
 def _short(text: str, limit: int = 200) -> str:
