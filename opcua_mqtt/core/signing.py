@@ -108,7 +108,13 @@ _UNDERSTOOD_EXTENSIONS = frozenset(
 )
 
 # Exceptions cryptography raises for certificates it can parse but not fully interpret.
-_CERT_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension)
+_CERT_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+)
 
 
 class VerifyFailure(Enum):
