@@ -54,7 +54,8 @@ DATETIME_MAX: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 JSON_DATETIME_MIN: Final = "0001-01-01T00:00:00Z"
 JSON_DATETIME_MAX: Final = "9999-12-31T23:59:59Z"
 
-_INT_RANGES: Final[dict[ua.VariantType, tuple[int, int]]] = {
+#: Value range of each integer built-in type (OPC 10000-6 §5.1.2).
+INT_RANGES: Final[dict[ua.VariantType, tuple[int, int]]] = {
     VT.SByte: (-(2**7), 2**7 - 1),
     VT.Byte: (0, 2**8 - 1),
     VT.Int16: (-(2**15), 2**15 - 1),
@@ -529,7 +530,7 @@ class JsonCodec:
             if not isinstance(x, bool):
                 raise DecodeError("", f"expected a Boolean, got {json_type(x)}")
             return x
-        if vt in _INT_RANGES:
+        if vt in INT_RANGES:
             return _decode_int(x, vt)
         if vt is VT.Float or vt is VT.Double:
             return _decode_float(x, vt)
@@ -912,7 +913,7 @@ class JsonCodec:
     # ------------------------------------------------------------------ helpers
 
     def _int_encoder(self, vt: ua.VariantType) -> Callable[[Any], Any]:
-        lo, hi = _INT_RANGES[vt]
+        lo, hi = INT_RANGES[vt]
         as_string = vt in (VT.Int64, VT.UInt64)
 
         def enc(v: Any) -> Any:
@@ -1094,7 +1095,7 @@ def _default_scalar(vt: ua.VariantType) -> Any:
 
 _DEFAULTS: Final[dict[ua.VariantType, Callable[[], Any]]] = {
     VT.Boolean: lambda: False,
-    **{vt: int for vt in _INT_RANGES},
+    **{vt: int for vt in INT_RANGES},
     VT.Float: float,
     VT.Double: float,
     VT.Guid: lambda: uuid.UUID(int=0),
@@ -1133,7 +1134,7 @@ def _expect_str(x: Any, what: str) -> str:
 
 
 def _decode_int(x: Any, vt: ua.VariantType, path: str = "") -> int:
-    lo, hi = _INT_RANGES[vt]
+    lo, hi = INT_RANGES[vt]
     if isinstance(x, bool):
         raise DecodeError(path, f"expected {vt.name}, got a boolean")
     if isinstance(x, int):
@@ -1488,7 +1489,7 @@ _NON_NULLABLE_OTHERS: Final = frozenset({VT.Boolean, VT.Float, VT.Double, VT.Sta
 def _member_default(hint: Any) -> Any:
     """The built-in default of a non-nullable member type, or ``_MISSING`` to keep asyncua's."""
     kind, inner = _classify(hint)
-    if kind == "builtin" and (inner in _INT_RANGES or inner in _NON_NULLABLE_OTHERS):
+    if kind == "builtin" and (inner in INT_RANGES or inner in _NON_NULLABLE_OTHERS):
         return _DEFAULTS[inner]()
     if kind == "enum":
         try:

@@ -73,6 +73,7 @@ from opcua_mqtt.core.globs import glob_match, glob_regex
 from opcua_mqtt.core.json_encoding import (
     DATETIME_MAX,
     DATETIME_MIN,
+    INT_RANGES,
     JSON_DATETIME_MIN,
     FieldEncoding,
     JsonCodec,
@@ -122,16 +123,6 @@ _MAX_EMPTY_SUB_ARRAYS: Final = 2**16
 _EXACT_DOUBLE_INT: Final = 2**53
 _FLOAT32_MAX: Final = 3.4028234663852886e38
 
-_INT_RANGES: Final[dict[ua.VariantType, tuple[int, int]]] = {
-    VT.SByte: (-(2**7), 2**7 - 1),
-    VT.Byte: (0, 2**8 - 1),
-    VT.Int16: (-(2**15), 2**15 - 1),
-    VT.UInt16: (0, 2**16 - 1),
-    VT.Int32: (-(2**31), 2**31 - 1),
-    VT.UInt32: (0, 2**32 - 1),
-    VT.Int64: (-(2**63), 2**63 - 1),
-    VT.UInt64: (0, 2**64 - 1),
-}
 _SPECIAL_FLOATS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 #: Types whose value may be JSON null (Part 6 Table 1: the nullable ones a write can mean).
 _NULLABLE: Final = frozenset({VT.String, VT.ByteString, VT.XmlElement})
@@ -763,7 +754,7 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
         if not isinstance(x, bool):
             raise _mismatch(x, vt)
         return x
-    if vt in _INT_RANGES:
+    if vt in INT_RANGES:
         return _to_int(x, vt)
     if vt is VT.Double:
         return _to_double(x)
@@ -819,7 +810,7 @@ def _mismatch(x: Any, vt: ua.VariantType) -> ConversionError:
 
 
 def _to_int(x: Any, vt: ua.VariantType) -> int:
-    lo, hi = _INT_RANGES[vt]
+    lo, hi = INT_RANGES[vt]
     if isinstance(x, bool):
         raise _mismatch(x, vt)
     if isinstance(x, int):
@@ -850,7 +841,7 @@ def _to_int(x: Any, vt: ua.VariantType) -> int:
 
 
 def _range(vt: ua.VariantType) -> str:
-    lo, hi = _INT_RANGES[vt]
+    lo, hi = INT_RANGES[vt]
     return f"{vt.name} [{lo}, {hi}]"
 
 

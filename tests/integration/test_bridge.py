@@ -134,6 +134,15 @@ async def test_every_builtin_type_reaches_the_subscriber_as_the_server_holds_it(
             assert got.source_timestamp == expected.SourceTimestamp, name
 
 
+async def _control(server: OpcUaTestServer, method: str, node_id: str) -> None:
+    """Call one of the test server's Control methods (they change the model at run time)."""
+    async with Client(server.endpoint, timeout=10) as client:
+        ns = await client.get_namespace_array()
+        control = client.get_node(parse_nodeid(server.manifest["control"]["object"], ns))
+        target = parse_nodeid(server.manifest["control"][method], ns)
+        await control.call_method(target, ua.Variant(node_id, ua.VariantType.String))
+
+
 def _ids(value: Any) -> Any:
     if isinstance(value, list):
         return [_ids(v) for v in value]
@@ -194,13 +203,7 @@ async def test_a_data_type_change_on_the_server_bumps_major_version_and_republis
     ):
         first = await _next(sub)
         assert first.fields["Mutable"].variant_type == ua.VariantType.Int32
-        async with Client(small_opcua_server.endpoint, timeout=10) as client:
-            ns = await client.get_namespace_array()
-            control = client.get_node(
-                parse_nodeid(small_opcua_server.manifest["control"]["object"], ns)
-            )
-            method = parse_nodeid(small_opcua_server.manifest["control"]["ChangeDataType"], ns)
-            await control.call_method(method, ua.Variant(mutable, ua.VariantType.String))
+        await _control(small_opcua_server, "ChangeDataType", mutable)
         for _ in range(30):
             ds = await _next(sub)
             if (
@@ -290,13 +293,7 @@ async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(
     ):
         first = await _next(sub)
         assert first.fields["Mutable"].status.is_good()
-        async with Client(small_opcua_server.endpoint, timeout=10) as client:
-            ns = await client.get_namespace_array()
-            control = client.get_node(
-                parse_nodeid(small_opcua_server.manifest["control"]["object"], ns)
-            )
-            method = parse_nodeid(small_opcua_server.manifest["control"]["DeleteVariable"], ns)
-            await control.call_method(method, ua.Variant(mutable, ua.VariantType.String))
+        await _control(small_opcua_server, "DeleteVariable", mutable)
         for _ in range(40):
             ds = await _next(sub)
             if "Mutable" in ds.fields and ds.fields["Mutable"].status.is_bad():
