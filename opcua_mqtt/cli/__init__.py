@@ -39,6 +39,7 @@ def _register() -> None:
     from opcua_mqtt.cli import validate  # noqa: F401  # isort: skip
     from opcua_mqtt.cli import run  # noqa: F401  # isort: skip
     from opcua_mqtt.cli import write  # noqa: F401  # isort: skip
+    from opcua_mqtt.cli import status  # noqa: F401  # isort: skip
     # (new command modules: add one import line here)
 
 

@@ -1,0 +1,389 @@
+"""The files in examples/ do what their comments say: the bridge configurations validate, the
+Mosquitto configuration and ACL load into a real broker and enforce the documented roles against
+a real bridge, examples/subscriber.py prints verified values, the systemd unit verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from opcua_mqtt import devpki
+from tests.support.bridge import EXE, BridgeProcesses, bridge_processes, make_certs, write_config
+from tests.support.mosquitto import MosquittoBroker, client_ssl_context, run_as_lines
+from tests.support.mqtt import MqttProbe
+from tests.support.opcua_server import REPO_ROOT, OpcUaTestServer
+from tests.support.pki import Pki
+
+EXAMPLES = REPO_ROOT / "examples"
+#: The identities of the example ACL: certificate common names, so MQTT user names.
+BRIDGE, COMMANDER, SUBSCRIBER = "hall2-filler-plc", "hmi-hall2", "historian"
+
+
+# -- bridge configurations ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_configuration_is_valid_without_warnings(config: Path) -> None:
+    run = subprocess.run(
+        [EXE, "validate", "--strict", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert ": valid (0 errors, 0 warnings)" in run.stdout
+
+
+def test_the_plant_example_and_the_acl_name_the_same_bridge() -> None:
+    config = yaml.safe_load((EXAMPLES / "s7-1500.yaml").read_text())
+    acl = (EXAMPLES / "mosquitto" / "opcua-mqtt.acl").read_text()
+    assert config["publisher_id"] == BRIDGE
+    assert f"\nuser {BRIDGE}\n" in acl
+    assert config["opcua"]["security_policy"] == "Basic256Sha256"
+    assert config["opcua"]["password_env"] and "password" not in config["opcua"]
+    assert config["write_back"]["enabled"] and config["write_back"]["allow"]
+
+
+# -- systemd unit and container file ------------------------------------------------------------
+
+
+def _unit(text: str) -> dict[str, list[tuple[str, str]]]:
+    """A systemd unit file as section -> [(key, value)], keys may repeat."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+            continue
+        assert current is not None, f"option before any section: {line}"
+        key, sep, value = line.partition("=")
+        assert sep, f"not KEY=VALUE: {line}"
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def test_systemd_unit_is_hardened_and_verifies(tmp_path: Path) -> None:
+    text = (EXAMPLES / "opcua-mqtt.service").read_text()
+    service = dict(_unit(text)["Service"])
+    assert service["User"] == "opcua-mqtt" or service.get("DynamicUser") == "yes"
+    assert service["ProtectSystem"] == "strict"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["Restart"] == "on-failure"
+    assert service["CapabilityBoundingSet"] == ""
+    start = service["ExecStart"].split()
+    assert start[1:] == ["--log-format", "json", "run", "/etc/opcua-mqtt/bridge.yaml"]
+    assert service["ExecStartPre"].split()[1:3] == ["validate", "--quiet"]
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        warnings.warn(
+            "systemd-analyze not installed: the unit was parsed, not verified", stacklevel=1
+        )
+        return
+    # verify checks that the executables exist: point them at this checkout's.
+    unit = tmp_path / "opcua-mqtt.service"
+    unit.write_text(text.replace(start[0], EXE))
+    run = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert unit.name not in run.stderr, run.stderr  # unknown keys are only warned about
+
+
+def test_containerfile_is_non_root_on_python_311_slim_and_copies_what_exists() -> None:
+    """Only read: no container engine runs where the tests run (the file says so)."""
+    text = (EXAMPLES / "Containerfile").read_text()
+    assert "NOT BUILT BY THE TESTS" in text
+    instructions = [ln.split(None, 1) for ln in text.splitlines() if ln and ln[0].isupper()]
+    froms = [rest for op, rest in instructions if op == "FROM"]
+    assert froms and all(f.startswith("python:3.11-slim") for f in froms)
+    users = [rest for op, rest in instructions if op == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    for op, rest in instructions:
+        if op == "COPY" and not rest.startswith("--from"):
+            *sources, _dest = rest.split()
+            assert all((REPO_ROOT / s).exists() for s in sources), rest
+
+
+# -- the example broker, its ACL, a real bridge and the example subscriber ----------------------
+
+
+def example_broker_config(example: str, broker: MosquittoBroker, acl: Path) -> str:
+    """examples/mosquitto/mosquitto.conf with only its paths and listener changed (and the
+    broker's log sent to the file the test harness watches, at debug level)."""
+    pki = broker.pki
+    changes = {
+        "listener": f"{broker.port} {broker.host}",
+        "cafile": str(pki.ca_cert),
+        "certfile": str(pki.server_cert),
+        "keyfile": str(pki.server_key),
+        "acl_file": str(acl),
+        "persistence_location": f"{broker.workdir}/",
+        "log_dest": f"file {broker.log_path}",
+    }
+    lines, changed = [*run_as_lines()], set()
+    for line in example.splitlines():
+        key = line.split(" ", 1)[0]
+        if key in changes:
+            line = f"{key} {changes[key]}"
+            changed.add(key)
+        lines.append(line)
+    assert changed == set(changes), f"the example lacks {set(changes) - changed}"
+    return "\n".join([*lines, "log_type all"]) + "\n"
+
+
+class ExampleBroker(MosquittoBroker):
+    """A MosquittoBroker (start, wait, stop by PID) running the example configuration, with
+    the example ACL copied unchanged into its workdir."""
+
+    @property
+    def acl(self) -> Path:
+        return self.workdir / "opcua-mqtt.acl"
+
+    def _config(self) -> str:
+        example = (EXAMPLES / "mosquitto" / "mosquitto.conf").read_text()
+        return example_broker_config(example, self, self.acl)
+
+
+@pytest.fixture
+def example_broker(mosquitto_executable: str, pki: Pki, tmp_path: Path) -> Iterator[ExampleBroker]:
+    workdir = tmp_path / "example-broker"
+    broker = ExampleBroker(
+        executable=mosquitto_executable, pki=pki, workdir=workdir, mutual_tls=True
+    )
+    workdir.mkdir()
+    shutil.copy(EXAMPLES / "mosquitto" / "opcua-mqtt.acl", broker.acl)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def bridges() -> Iterator[BridgeProcesses]:
+    yield from bridge_processes()
+
+
+def _client_certs(pki: Pki, directory: Path) -> dict[str, tuple[Path, Path]]:
+    """A client certificate per ACL identity, from the CA the broker trusts (cafile)."""
+    ca = devpki.Issued(
+        serialization.load_pem_private_key(pki.ca_key.read_bytes(), None),  # type: ignore[arg-type]
+        x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()),
+    )
+    directory.mkdir()
+    out = {}
+    for name in (BRIDGE, COMMANDER, SUBSCRIBER):
+        issued = devpki.issue(ca, name, dt.datetime.now(dt.UTC), client=True)
+        cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+        cert.write_bytes(issued.cert_pem())
+        key.write_bytes(issued.key_pem())
+        out[name] = (cert, key)
+    return out
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=90, check=False)
+
+
+async def _denied(broker: MosquittoBroker, client_id: str, topic: str) -> None:
+    """Wait (bounded) for the line Mosquitto logs, at debug level, for each publish its ACL
+    refuses: ``Denied PUBLISH from <client> (d0, q1, r0, m1, '<topic>', ... (2 bytes))``."""
+    pattern = re.compile(
+        re.escape(f"Denied PUBLISH from {client_id} (") + r"[^']*'" + re.escape(topic) + "'"
+    )
+    for _ in range(200):
+        if pattern.search(broker.log_path.read_text(errors="replace")):
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"no denial of {topic} for {client_id}:\n{broker.log_text()[-3000:]}")
+
+
+async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
+    tmp_path: Path,
+    pki: Pki,
+    example_broker: ExampleBroker,
+    small_opcua_server: OpcUaTestServer,
+    bridges: BridgeProcesses,
+) -> None:
+    certs = _client_certs(pki, tmp_path / "clients")
+    signing = make_certs(tmp_path / "signing")
+    setpoint = next(
+        v
+        for v in small_opcua_server.variables
+        if v["writable"] and v["builtin_type"] == "Double" and v["value_rank"] == -1
+    )
+    config = write_config(
+        tmp_path / "bridge.yaml",
+        endpoint=small_opcua_server.endpoint,
+        broker=example_broker,
+        signing_dir=signing,
+        publisher_id=BRIDGE,
+        fields=[
+            {
+                "name": "Counter",
+                "node_id": small_opcua_server.manifest["simulation"]["Counter"],
+                "builtin_type": "UInt32",
+            },
+            {"name": "Setpoint", "node_id": setpoint["nodeid"], "builtin_type": "Double"},
+        ],
+    )
+    doc = yaml.safe_load(config.read_text())
+    cert, key = certs[BRIDGE]
+    doc["mqtt"]["tls"] |= {"certificate": str(cert), "private_key": str(key)}
+    doc["write_back"] = {"enabled": True, "allow": ["G/W/Setpoint"]}
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    bridges.start(config)
+    broker = f"{example_broker.host}:{example_broker.port}"
+    ca = str(pki.ca_cert)
+
+    # A subscriber reads what the bridge publishes: examples/subscriber.py, as a user runs it.
+    cert, key = certs[SUBSCRIBER]
+    sub = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "subscriber.py"),
+            example_broker.host,
+            "--port",
+            str(example_broker.port),
+            "--ca",
+            ca,
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--trust",
+            str(signing / "ca.pem"),
+            "--count",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert sub.returncode == 0, sub.stderr
+    value = re.compile(rf"^{BRIDGE}/W (Counter|Setpoint) = \S+ Good \d{{4}}-\d\d-\d\dT")
+    printed = sub.stdout.splitlines()
+    assert any(ln.startswith(f"{BRIDGE}/W Counter = ") for ln in printed), sub.stdout
+    # Data that arrives before its retained metadata is skipped as missing, never as untrusted.
+    assert all(value.match(ln) or ln.endswith("metadata missing") for ln in printed), sub.stdout
+    status = _cli(
+        "status",
+        broker,
+        "--ca",
+        ca,
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        "--format",
+        "json",
+        "--wait",
+        "0.5",
+        "--require-operational",
+    )
+    assert status.returncode == 0, status.stderr
+    assert [b["publisher_id"] for b in json.loads(status.stdout)["bridges"]] == [BRIDGE]
+
+    # A subscriber may not send commands ...
+    denied = _cli(
+        "write",
+        broker,
+        "W/Setpoint",
+        "13",
+        "--publisher",
+        BRIDGE,
+        "--ca",
+        ca,
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        "--client-id",
+        "historian-cmd",
+        "--timeout",
+        "2",
+    )
+    assert denied.returncode == 4, denied.stdout + denied.stderr
+    await _denied(example_broker, "historian-cmd", f"opcua/json/cmd/{BRIDGE}/write")
+    # ... nor publish data or status under the bridge's name.
+    async with MqttProbe("historian-probe") as probe:
+        await probe.connect(
+            example_broker.host, example_broker.port, client_ssl_context(pki.ca_cert, cert, key)
+        )
+        probe.publish(f"opcua/json/data/{BRIDGE}/G", b"{}")
+        await _denied(example_broker, "historian-probe", f"opcua/json/data/{BRIDGE}/G")
+        probe.publish(f"opcua/json/status/{BRIDGE}", b"{}", retain=True)
+        await _denied(example_broker, "historian-probe", f"opcua/json/status/{BRIDGE}")
+
+    # The commander's request reaches the bridge, which answers on the commander's reply topic.
+    cert, key = certs[COMMANDER]
+    written = _cli(
+        "write",
+        broker,
+        "W/Setpoint",
+        "42.5",
+        "--publisher",
+        BRIDGE,
+        "--ca",
+        ca,
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+    )
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert json.loads(written.stdout)["Result"]["Code"] == 0
+
+    # The bridge's own identity is bound to its PublisherId: it cannot speak for another bridge.
+    cert, key = certs[BRIDGE]
+    async with MqttProbe("bridge-probe") as probe:
+        await probe.connect(
+            example_broker.host, example_broker.port, client_ssl_context(pki.ca_cert, cert, key)
+        )
+        probe.publish("opcua/json/status/other-bridge", b"{}", retain=True)
+        await _denied(example_broker, "bridge-probe", "opcua/json/status/other-bridge")
+
+    # No certificate, no connection.
+    async with MqttProbe() as probe:
+        with pytest.raises((TimeoutError, ssl.SSLError, ConnectionError)):
+            await probe.connect(
+                example_broker.host,
+                example_broker.port,
+                client_ssl_context(pki.ca_cert),
+                timeout=3,
+            )
+        assert not probe.connected.is_set()
+    await example_broker.wait_for_log("peer did not return a certificate")
+
+    # None of the refused messages landed: the broker still knows one bridge, Operational.
+    cert, key = certs[SUBSCRIBER]
+    status = _cli(
+        "status",
+        broker,
+        "--ca",
+        ca,
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        "--format",
+        "json",
+        "--wait",
+        "0.5",
+    )
+    bridges_seen = json.loads(status.stdout)["bridges"]
+    assert [(b["publisher_id"], b["state"], b["problems"]) for b in bridges_seen] == [
+        (BRIDGE, "Operational", [])
+    ]
