@@ -2,15 +2,8 @@
 
 The canonical schema files live in the repository's top-level ``schemas/`` directory, one
 ``<name>.schema.json`` each (draft 2020-12, ``$id`` ``https://opcua-mqtt.dev/schemas/<file>``: a
-stable identifier, never fetched). They are looked up in this order:
-
-1. ``opcua_mqtt/schemas/`` inside the installed package (``importlib.resources``), for a future
-   wheel that ships them as package data;
-2. ``schemas/`` next to the ``opcua_mqtt`` package, which is where they are in a source tree and
-   in an editable install.
-
-A non-editable wheel built today does not contain them (the files sit outside the package);
-editable and source-tree installs are the supported ones for now.
+stable identifier, never fetched). ``opcua_mqtt/schemas`` is a symbolic link to it, so the same
+files are package data: a wheel carries copies and an editable install reads them in place.
 """
 
 from __future__ import annotations
@@ -20,7 +13,6 @@ import re
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import Any
 
 # jsonschema ships no type information (types-jsonschema is not a dependency).
@@ -43,22 +35,13 @@ def _file_name(name: str) -> str:
     return base + _SUFFIX
 
 
-def _candidates(file_name: str) -> list[Traversable]:
-    return [
-        resources.files("opcua_mqtt") / "schemas" / file_name,
-        Path(__file__).resolve().parents[2] / "schemas" / file_name,
-    ]
-
-
 def schema_path(name: str) -> Traversable:
     """Where the schema ``name`` (``"ua-data"`` or ``"ua-data.schema.json"``) is found."""
     file_name = _file_name(name)
-    for candidate in _candidates(file_name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"schema {file_name} not found in opcua_mqtt/schemas/ nor in the source tree's schemas/"
-    )
+    path = resources.files("opcua_mqtt") / "schemas" / file_name
+    if not path.is_file():
+        raise FileNotFoundError(f"schema {file_name} not found in opcua_mqtt/schemas/")
+    return path
 
 
 @cache
