@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,14 +54,16 @@ _log = logging.getLogger(__name__)
 
 TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-json"
 _UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # BaseDataType fields take any type
+_BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
+_READ_BATCH = 500  # nodes per Read: below every server's MaxNodesPerRead we have met
 
 
 @dataclass(frozen=True)
 class FieldPlan:
     name: str
     node_id: str
-    builtin_type: int
-    data_type: str  # NodeId string, resolved against the server's namespaces at start
+    builtin_type: int  # 0: not configured, taken from the node's DataType at the first start
+    data_type: str | None  # NodeId string, resolved against the server's namespaces at start
     dataset_field_id: uuid.UUID
     value_rank: int = -1
     array_dimensions: tuple[int, ...] = ()
@@ -120,6 +123,7 @@ class BridgeStats:
     value_changes: int = 0
     metadata_published: int = 0
     opcua_state: str = "disconnected"
+    opcua_reconnects: int = 0  # sessions lost (each one starts a reconnect)
 
 
 @dataclass
@@ -129,6 +133,9 @@ class _Writer:
     state: WriterState
     fields: list[DataSetField]
     version_published: tuple[int, int] | None = None
+    # time.monotonic() when the oldest value not yet in a message arrived: the message's origin
+    # for the publish latency histogram
+    pending_since: float | None = None
     # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU)
     builtin_types: dict[str, int] = field(default_factory=dict)
 
@@ -225,7 +232,8 @@ class Bridge:
         async with self._connect_opcua() as client:
             self._namespaces = list(await client.get_namespace_array())
             source = SubscriptionSource(client, self._on_values, on_state=self._on_opcua_state)
-            self._build_writers()
+            if not self._writers:  # a reconnect keeps states, sequence numbers and versions
+                self._build_writers(await self._server_types(client))
             for gi, group in enumerate(self.plan.groups):
                 monitored = [
                     MonitoredField(
@@ -278,15 +286,53 @@ class Bridge:
 
     # ------------------------------------------------------------------------ writers
 
-    def _build_writers(self) -> None:
-        if self._writers:
-            return  # a reconnect keeps states, sequence numbers and versions
+    async def _server_types(self, client: Client) -> dict[str, tuple[int, ua.NodeId]]:
+        """Built-in type and DataType of each field whose configuration left its type open,
+        read from the server in batches (NodeId string -> types)."""
+        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
+        open_ids = sorted(
+            {
+                f.node_id
+                for g in self.plan.groups
+                for w in g.writers
+                for f in w.fields
+                if f.builtin_type == 0
+            }
+        )
+        found: dict[str, tuple[int, ua.NodeId]] = {}
+        builtins: dict[ua.NodeId, int] = {}
+        for start in range(0, len(open_ids), _READ_BATCH):
+            chunk = open_ids[start : start + _READ_BATCH]
+            nodes = [client.get_node(codec.decode_node_id(n)) for n in chunk]
+            for node_id, dv in zip(
+                chunk, await client.read_attributes(nodes, ua.AttributeIds.DataType), strict=True
+            ):
+                if not dv.StatusCode.is_good() or dv.Value is None:
+                    _log.warning(
+                        "DataType of %s not readable (%s): its field stays untyped (Variant)",
+                        node_id,
+                        dv.StatusCode.name,
+                    )
+                    continue
+                data_type = dv.Value.Value
+                if data_type not in builtins:
+                    builtins[data_type] = await builtin_type_of(client, data_type)
+                found[node_id] = (builtins[data_type], data_type)
+        if open_ids:
+            _log.info("read the DataType of %d fields configured without one", len(found))
+        return found
+
+    def _build_writers(self, server_types: Mapping[str, tuple[int, ua.NodeId]]) -> None:
         codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
         now = self._clock()
         for gi, group in enumerate(self.plan.groups):
             for wi, wp in enumerate(group.writers):
                 fields = [
-                    DataSetField(self._spec(codec, f), f.node_id, f.dataset_field_id)
+                    DataSetField(
+                        self._spec(codec, f, server_types.get(f.node_id)),
+                        f.node_id,
+                        f.dataset_field_id,
+                    )
                     for f in wp.fields
                 ]
                 state = WriterState(
@@ -298,14 +344,16 @@ class Bridge:
                 self._writers[(gi, wi)] = _Writer(wp, group, state, fields)
 
     @staticmethod
-    def _spec(codec: JsonCodec, f: FieldPlan) -> FieldSpec:
-        try:
-            data_type = codec.decode_node_id(f.data_type)
-        except DecodeError:
-            data_type = ua.NodeId(f.builtin_type)
+    def _spec(codec: JsonCodec, f: FieldPlan, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
+        builtin, data_type = read or (f.builtin_type, _BASE_DATA_TYPE)
+        if f.data_type is not None:
+            try:
+                data_type = codec.decode_node_id(f.data_type)
+            except DecodeError:
+                data_type = ua.NodeId(builtin)
         return FieldSpec(
             f.name,
-            f.builtin_type,
+            builtin,
             data_type,
             f.value_rank,
             f.array_dimensions if f.value_rank > 0 else (),
@@ -314,6 +362,7 @@ class Bridge:
     def _on_values(self, batch: list[tuple[Hashable, ua.DataValue]]) -> None:
         """Called by the OPC UA source once per Publish response, synchronously."""
         self.stats.value_changes += len(batch)
+        received = time.monotonic()
         for key, dv in batch:
             assert isinstance(key, tuple)
             gi, wi, name = key
@@ -324,6 +373,8 @@ class Bridge:
                 self._hold(key, writer, name, dv)
                 continue
             writer.state.update(name, dv)
+            if writer.pending_since is None:
+                writer.pending_since = received
 
     def _type_changed(
         self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
@@ -469,18 +520,21 @@ class Bridge:
                     frame.metadata_version.minor,
                 ):
                     self._publish_metadata(writer)
-                dsms.append((writer, self._dataset_message(writer, frame)))
+                origin, writer.pending_since = writer.pending_since, None
+                dsms.append((writer, self._dataset_message(writer, frame), origin))
             if not dsms:
                 continue
             if group.bundle_writers:
                 topic = self.plan.topics.data(self.plan.publisher_id, group.name)
-                self._send(group, group.settings, codecs, [m for _, m in dsms], topic)
+                origin = min((o for _, _, o in dsms if o is not None), default=None)
+                self._send(group, group.settings, codecs, [m for _, m, _ in dsms], topic, origin)
             else:
-                for writer, m in dsms:
+                for writer, m, origin in dsms:
                     topic = self.plan.topics.data(
                         self.plan.publisher_id, group.name, writer.plan.name
                     )
-                    self._send(group, group.writer_settings(writer.plan), codecs, [m], topic)
+                    settings = group.writer_settings(writer.plan)
+                    self._send(group, settings, codecs, [m], topic, origin)
 
     def _dataset_message(self, writer: _Writer, frame: Frame) -> DataSetMessage:
         v = frame.metadata_version
@@ -503,6 +557,7 @@ class Bridge:
         codecs: dict[FieldEncoding, JsonCodec],
         messages: list[DataSetMessage],
         topic: str,
+        origin: float | None,
     ) -> None:
         nm = NetworkMessage(
             messages=messages,
@@ -511,7 +566,7 @@ class Bridge:
         )
         codec = codecs[settings.field_encoding]
         payload = dumps(encode_network_message(nm, settings, codec))
-        self.mqtt.publish(Outgoing(topic, payload, qos=group.qos))
+        self.mqtt.publish(Outgoing(topic, payload, qos=group.qos, origin=origin))
         self.stats.messages[group.name] = self.stats.messages.get(group.name, 0) + 1
         self.stats.bytes[group.name] = self.stats.bytes.get(group.name, 0) + len(payload)
 
@@ -568,6 +623,8 @@ class Bridge:
         if state == self.stats.opcua_state:
             return
         _log.info("OPC UA connection %s -> %s", self.stats.opcua_state, state)
+        if self.stats.opcua_state == "connected" and state in ("reconnecting", "disconnected"):
+            self.stats.opcua_reconnects += 1  # lost; a clean stop goes through "disconnecting"
         self.stats.opcua_state = state
         if state == "reconnecting" and self.ready.is_set():
             # Values are no longer current: say so instead of repeating stale ones. The

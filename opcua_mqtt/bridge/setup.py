@@ -84,7 +84,7 @@ def _field_plan(f: FieldConfig) -> FieldPlan:
         name=f.name,
         node_id=f.node_id,
         builtin_type=builtin,
-        data_type=f.data_type or (f"i={builtin}" if builtin else "i=24"),
+        data_type=f.data_type or (f"i={builtin}" if builtin else None),
         dataset_field_id=f.dataset_field_id,
         value_rank=f.value_rank,
         array_dimensions=tuple(f.array_dimensions),

@@ -55,7 +55,10 @@ def mqtt_client_options(func: F) -> F:
             show_default=True,
             help="MQTT protocol version.",
         ),
-        click.option("--client-id", help="MQTT client id (default: a random one)."),
+        click.option(
+            "--client-id",
+            help="MQTT client id (default: a random one, with no session kept on the broker).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -115,4 +118,7 @@ def mqtt_options_from(broker: str, params: dict[str, Any], prefix: str) -> MqttO
         username=params["username"],
         password=password if params["username"] else None,
         connect_timeout_s=10,
+        # A generated client id is never seen again: a session kept for it would only make the
+        # broker queue messages for nobody. A chosen id keeps the default persistent session.
+        session_expiry_s=MqttOptions.session_expiry_s if params["client_id"] else 0,
     )

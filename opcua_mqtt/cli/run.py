@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -12,17 +13,25 @@ from pathlib import Path
 import click
 
 from opcua_mqtt.adapters.opcua_client import connect
+from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.setup import SetupError, bridge_setup
 from opcua_mqtt.cli import main
-from opcua_mqtt.core.config import check_config
+from opcua_mqtt.core.config import MetricsConfig, check_config
 
 _log = logging.getLogger("opcua_mqtt.run")
 
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def run(config: Path) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve /metrics, /healthz and /readyz on this port (overrides metrics.port; the "
+    "host is metrics.host, by default 127.0.0.1).",
+)
+def run(config: Path, metrics_port: int | None) -> None:
     """Run the bridge described by CONFIG until stopped (Ctrl-C, SIGTERM).
 
     Subscribes to the configured OPC UA nodes and publishes OPC UA PubSub JSON (Part 14) over
@@ -31,13 +40,17 @@ def run(config: Path) -> None:
     Broker and server outages are ridden out: messages wait in a bounded spool, sessions and
     subscriptions are re-created.
 
+    With a metrics section in CONFIG, or --metrics-port, Prometheus metrics and the health
+    probes are served over HTTP (docs/operations.md).
+
     \b
     Examples:
       opcua-mqtt run bridge.yaml
+      opcua-mqtt run --metrics-port 9464 bridge.yaml
       OPCUA_PASSWORD=... opcua-mqtt --log-format json run /etc/opcua-mqtt/bridge.yaml
     \b
     Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
-    2 a configured file is missing or unusable.
+    2 a configured file is missing or unusable, or the metrics port cannot be bound.
     """
     result = check_config(config.read_text(encoding="utf-8"), str(config))
     for issue in result.issues:
@@ -57,16 +70,31 @@ def run(config: Path) -> None:
         signer=setup.signer,
         write_back=setup.write_back,
     )
-    asyncio.run(_run(bridge))
+    metrics = result.config.metrics
+    if metrics_port is not None:
+        metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
+    raise SystemExit(asyncio.run(_run(bridge, metrics)))
 
 
-async def _run(bridge: Bridge) -> None:
+async def _run(bridge: Bridge, metrics: MetricsConfig | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(stop, sig))
-    _log.info("bridge %s starting", bridge.plan.publisher_id)
-    await bridge.run(stop)
+    async with contextlib.AsyncExitStack() as stack:
+        if metrics is not None:
+            try:
+                await stack.enter_async_context(serve_metrics(bridge, metrics.host, metrics.port))
+            except OSError as e:
+                click.echo(
+                    f"error: cannot serve metrics on {metrics.host}:{metrics.port}: "
+                    f"{e.strerror or e}",
+                    err=True,
+                )
+                return 2
+        _log.info("bridge %s starting", bridge.plan.publisher_id)
+        await bridge.run(stop)
+    return 0
 
 
 def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import re
@@ -49,6 +50,7 @@ __all__ = [
     "Deadband",
     "FieldConfig",
     "MetadataSigningConfig",
+    "MetricsConfig",
     "MqttConfig",
     "OpcUaConfig",
     "PublishingDefaults",
@@ -336,6 +338,14 @@ class WriteBackConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The metrics and health endpoint; a Config without one serves nothing."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole, valid configuration. Build it with :func:`load_config` or
     :func:`config_from_dict`, which check it; the constructor does not."""
@@ -347,6 +357,7 @@ class Config:
     metadata_signing: MetadataSigningConfig = field(default_factory=MetadataSigningConfig)
     defaults: PublishingDefaults = field(default_factory=PublishingDefaults)
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
+    metrics: MetricsConfig | None = None
     version: int = 1
 
     def writers(self) -> Iterator[tuple[WriterGroupConfig, WriterConfig]]:
@@ -362,7 +373,7 @@ class Config:
     def to_json(self) -> dict[str, Any]:
         """The file form: sections in full (defaults written out, so a reader sees them),
         groups, writers and fields with only the options they set themselves."""
-        return {
+        out = {
             "version": self.version,
             "publisher_id": self.publisher_id,
             "opcua": _section(self.opcua),
@@ -376,6 +387,9 @@ class Config:
                 "writable_nodes": [n.to_json() for n in self.write_back.writable_nodes],
             },
         }
+        if self.metrics is not None:
+            out["metrics"] = _section(self.metrics)
+        return out
 
 
 def _section(obj: Any) -> dict[str, Any]:
@@ -735,6 +749,7 @@ def _option_places() -> dict[str, list[str]]:
         "writers": defs["writer"]["properties"],
         "fields": defs["field"]["properties"],
         "write_back": props["write_back"]["properties"],
+        "metrics": props["metrics"]["properties"],
     }
     places: dict[str, list[str]] = {}
     for label, members in sections.items():
@@ -1107,6 +1122,14 @@ def _connection_rules(data: Mapping[str, Any], report: _Report) -> None:
             ("metadata_signing", which),
             "signing needs both private_key and certificate_chain (or neither)",
         )
+    metrics_host = (data.get("metrics") or {}).get("host", "127.0.0.1")
+    if not _is_loopback(metrics_host):
+        report.add(
+            ("metrics", "host"),
+            f"the metrics endpoint on {metrics_host} has no authentication: anyone who can "
+            "reach that address reads the bridge's state",
+            "warning",
+        )
     content = (data.get("defaults") or {}).get("field_content", [])
     if "raw" in content and len(content) > 1:
         report.add(("defaults", "field_content"), "raw stands alone: write [raw] or leave raw out")
@@ -1117,6 +1140,15 @@ def _connection_rules(data: Mapping[str, Any], report: _Report) -> None:
                 ("writer_groups", gi, "field_content"),
                 "raw stands alone: write [raw] or leave raw out",
             )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: where it points is decided elsewhere
 
 
 def _write_back_rules(
@@ -1222,6 +1254,7 @@ def _build(data: Mapping[str, Any]) -> Config:
     mqtt_raw = dict(data.get("mqtt") or {})
     tls = _fill(TlsConfig, mqtt_raw.pop("tls", None) or {})
     wb = data.get("write_back") or {}
+    metrics = data.get("metrics")
     return Config(
         version=int(data["version"]),
         publisher_id=data["publisher_id"],
@@ -1253,6 +1286,7 @@ def _build(data: Mapping[str, Any]) -> Config:
             burst=int(wb.get("burst", 40)),
             idempotency_window_s=float(wb.get("idempotency_window_s", 300.0)),
         ),
+        metrics=None if metrics is None else _fill(MetricsConfig, metrics),
     )
 
 

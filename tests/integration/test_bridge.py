@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,6 +133,42 @@ async def test_every_builtin_type_reaches_the_subscriber_as_the_server_holds_it(
                 continue
             assert_ua_equal(ua.Variant(got.value, got.variant_type), expected.Value)
             assert got.source_timestamp == expected.SourceTimestamp, name
+
+
+async def test_fields_configured_without_a_type_take_builtin_type_and_data_type_from_the_server(
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    signing: tuple[Signer, TrustStore],
+) -> None:
+    """The config schema promises that a null builtin_type/data_type is read at start."""
+    signer, trust = signing
+    chosen = {
+        name: entry
+        for name, entry in _scalar_per_type(small_opcua_server)
+        if entry["value_rank"] == -1
+    }
+    fields = tuple(
+        replace(_field(name, entry), builtin_type=0, data_type=None)
+        for name, entry in chosen.items()
+    )
+    plan = BridgePlan(
+        "bridge-untyped",
+        (GroupPlan("G", (WriterPlan("Untyped", 102, fields),), publishing_interval_ms=200),),
+    )
+    async with (
+        Subscriber(_mqtt(mosquitto_tls, "sub-untyped"), trust=trust) as sub,
+        running_bridge(plan, small_opcua_server, mosquitto_tls, signer),
+    ):
+        ds = await _next(sub)
+    assert ds.metadata is not None
+    described = {f.Name: f for f in ds.metadata.Fields}
+    async with Client(small_opcua_server.endpoint, timeout=10) as client:
+        namespaces = await client.get_namespace_array()
+        for name, entry in chosen.items():
+            node = client.get_node(parse_nodeid(entry["nodeid"], namespaces))
+            assert described[name].DataType == await node.read_data_type(), name
+            assert described[name].BuiltInType == entry["builtin_type_id"], name
+            assert ds.fields[name].variant_type == entry["builtin_type_id"], name
 
 
 async def _control(server: OpcUaTestServer, method: str, node_id: str) -> None:

@@ -177,3 +177,24 @@ async def test_client_without_certificate_is_refused_where_mutual_tls_is_require
     ok = MqttSession(with_cert)
     await ok.start(wait=True)
     await ok.stop()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "expiry", "flags"),
+    [("3.1.1", 0, "(p2, c1,"), ("3.1.1", 3600, "(p2, c0,"), ("5", 0, "(p5, c1,")],
+)
+async def test_session_expiry_zero_connects_with_a_clean_session_and_nothing_is_kept(
+    mosquitto_tls: MosquittoBroker, protocol: str, expiry: int, flags: str
+) -> None:
+    """One-shot clients (generated ids) must not leave sessions the broker queues for.
+
+    Mosquitto logs each CONNECT as (pN, cN, ...): p2 is its code for 3.1.1, c1 a clean session."""
+    client_id = f"session-{protocol}-{expiry}"
+    session = MqttSession(
+        _options(mosquitto_tls, client_id, protocol=protocol, session_expiry_s=expiry)
+    )
+    await session.start(wait=True)
+    await session.stop()
+    log = await mosquitto_tls.wait_for_log(f"as {client_id} ")
+    connect = next(line for line in log.splitlines() if f"as {client_id} " in line)
+    assert flags in connect, connect

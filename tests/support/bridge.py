@@ -34,9 +34,11 @@ def write_config(
     fields: list[Mapping[str, Any]],
     publisher_id: str = "e2e-bridge",
     opcua: Mapping[str, Any] | None = None,
+    write_back: Mapping[str, Any] | None = None,
 ) -> Path:
-    """A bridge configuration with one writer group and one writer holding ``fields``."""
-    doc = {
+    """A bridge configuration with one writer group and one writer holding ``fields``, and the
+    ``write_back`` section if given."""
+    doc: dict[str, Any] = {
         "version": 1,
         "publisher_id": publisher_id,
         "opcua": {
@@ -58,6 +60,8 @@ def write_config(
             }
         ],
     }
+    if write_back is not None:
+        doc["write_back"] = dict(write_back)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -68,9 +72,10 @@ class BridgeProcesses:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen[str]] = []
 
-    def start(self, config: Path, **env: str) -> subprocess.Popen[str]:
+    def start(self, config: Path, *options: str, **env: str) -> subprocess.Popen[str]:
+        """`opcua-mqtt run [OPTIONS] CONFIG` with ``env`` added to the environment."""
         proc = subprocess.Popen(
-            [EXE, "--log-format", "json", "run", str(config)],
+            [EXE, "--log-format", "json", "run", *options, str(config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

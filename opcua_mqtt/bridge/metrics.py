@@ -1,0 +1,242 @@
+"""Prometheus metrics and health probes of one running bridge, served from its event loop.
+
+The collector reads, at scrape time, the counters the bridge, its MQTT session and write-back
+keep anyway: the hot path gains no metric calls, and a scrape sees the state of this moment.
+Each bridge has its own CollectorRegistry (never the global one), so two bridges in one
+process, or in one test, never mix their numbers.
+
+Publish latency is measured from the moment a value change reaches the bridge (the Publish
+response carrying it has been decoded) to the moment the MQTT message holding it is written to
+the broker connection. Not from the SourceTimestamp: that is the server's (or the device's)
+clock, and an unchanged value in a key frame keeps its old SourceTimestamp, so the figure would
+mix clock skew and data age with the bridge's own delay. Not to the PUBACK: that adds the
+broker's round trip, which the broker's own metrics show, and does not exist for QoS 0. What is
+measured is what the bridge controls: the wait for the publishing interval, the spool while the
+broker is away and the in-flight window. Keep-alives, metadata and status carry no value change
+and are not observed.
+
+``/healthz`` answers 200 whenever the event loop runs; ``/readyz`` answers 200 only while both
+sessions are up and the subscriptions exist, else 503 with a JSON body naming what is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from opcua_mqtt import __version__
+from opcua_mqtt.adapters.http_endpoint import Request, Response, Route, start_http_server
+from opcua_mqtt.adapters.mqtt import LatencyHistogram
+from opcua_mqtt.bridge.runtime import Bridge
+
+_log = logging.getLogger(__name__)
+
+#: Write-back results reported even before the first request, so that rate() works at once.
+WRITE_BACK_RESULTS = ("good", "bad", "refused", "failed", "duplicate")
+
+
+class BridgeCollector:
+    """Turns a bridge's counters into metric families whenever the registry is collected."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    def collect(self) -> Iterator[Metric]:
+        bridge = self._bridge
+        stats = bridge.stats
+        mqtt = bridge.mqtt
+        groups = [g.name for g in bridge.plan.groups]
+        info = InfoMetricFamily("opcua_mqtt_bridge", "The bridge's PublisherId and version.")
+        info.add_metric([], {"publisher_id": bridge.plan.publisher_id, "version": __version__})
+        yield info
+        yield _labelled(
+            CounterMetricFamily,
+            "opcua_mqtt_published_messages",
+            "ua-data NetworkMessages handed to the MQTT session (sent, or spooled while the "
+            "broker is away), per writer group.",
+            "writer_group",
+            {g: stats.messages.get(g, 0) for g in groups},
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "opcua_mqtt_published_bytes",
+            "Payload bytes of those NetworkMessages, per writer group.",
+            "writer_group",
+            {g: stats.bytes.get(g, 0) for g in groups},
+        )
+        yield CounterMetricFamily(
+            "opcua_mqtt_published_metadata_messages",
+            "ua-metadata messages published (one per writer at start, then one per new "
+            "ConfigurationVersion).",
+            value=stats.metadata_published,
+        )
+        yield CounterMetricFamily(
+            "opcua_mqtt_value_changes",
+            "Value changes (monitored item notifications) received from the OPC UA server.",
+            value=stats.value_changes,
+        )
+        yield CounterMetricFamily(
+            "opcua_mqtt_sent_messages",
+            "MQTT PUBLISH packets written to the broker connection, of every kind (data, "
+            "metadata, status, write-back answers, retained state re-sent after a reconnect).",
+            value=mqtt.stats.published,
+        )
+        yield CounterMetricFamily(
+            "opcua_mqtt_sent_bytes",
+            "Payload bytes of those packets.",
+            value=mqtt.stats.published_bytes,
+        )
+        yield GaugeMetricFamily(
+            "opcua_mqtt_spool_messages",
+            "Messages waiting in the store-and-forward spool for the broker.",
+            value=mqtt.spool_depth,
+        )
+        yield GaugeMetricFamily(
+            "opcua_mqtt_spool_bytes",
+            "Payload bytes waiting in the spool.",
+            value=mqtt.spool_bytes,
+        )
+        yield CounterMetricFamily(
+            "opcua_mqtt_spool_dropped_messages",
+            "Data messages dropped, oldest first, because the spool was full.",
+            value=mqtt.stats.dropped,
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "opcua_mqtt_reconnects",
+            "Connections lost, each of which starts a reconnect, per side (opcua, mqtt).",
+            "side",
+            {"opcua": stats.opcua_reconnects, "mqtt": mqtt.stats.reconnects},
+        )
+        yield _labelled(
+            GaugeMetricFamily,
+            "opcua_mqtt_connected",
+            "1 while the session of that side (opcua, mqtt) is up, else 0.",
+            "side",
+            {"opcua": _opcua_up(bridge), "mqtt": mqtt.stats.connected},
+        )
+        counts = bridge.write_back.counts if bridge.write_back is not None else {}
+        yield _labelled(
+            CounterMetricFamily,
+            "opcua_mqtt_write_back_requests",
+            "Write-back requests by result: good (every target written), bad (a target not "
+            "written), refused (as a whole: rate, size, schema, deadline), failed (an error, "
+            "outcome unknown), duplicate (a repeated RequestId answered from the cache).",
+            "result",
+            {r: counts.get(r, 0) for r in (*WRITE_BACK_RESULTS, *sorted(counts))},
+        )
+        yield _latency(mqtt.stats.latency)
+
+
+def _labelled(
+    family: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    label: str,
+    values: Mapping[str, float],
+) -> Metric:
+    metric = family(name, documentation, labels=[label])
+    for key, value in values.items():
+        metric.add_metric([key], value)
+    return metric
+
+
+def _latency(histogram: LatencyHistogram) -> Metric:
+    cumulative = 0
+    buckets = []
+    for bound, count in zip((*histogram.bounds, "+Inf"), histogram.counts, strict=True):
+        cumulative += count
+        buckets.append((str(bound), cumulative))
+    return HistogramMetricFamily(
+        "opcua_mqtt_publish_latency_seconds",
+        "Seconds from a value change reaching the bridge to the MQTT message carrying it "
+        "being written to the broker connection.",
+        buckets=buckets,
+        sum_value=histogram.total,
+        unit="seconds",
+    )
+
+
+def _opcua_up(bridge: Bridge) -> bool:
+    return bridge.stats.opcua_state == "connected"
+
+
+def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
+    """Whether the bridge does its job now, and a small report saying what is down."""
+    opcua = _opcua_up(bridge)
+    mqtt = bridge.mqtt.stats.connected
+    subscribed = bridge.ready.is_set()
+    down = [
+        side
+        for side, up in (("opcua", opcua), ("mqtt", mqtt), ("subscriptions", subscribed))
+        if not up
+    ]
+    report = {
+        "ready": not down,
+        "down": down,
+        "opcua": bridge.stats.opcua_state,
+        "mqtt": "connected" if mqtt else "disconnected",
+        "subscriptions": subscribed,
+    }
+    return not down, report
+
+
+def bridge_registry(bridge: Bridge) -> CollectorRegistry:
+    """The bridge's metrics plus the standard process ones (CPU, memory, file descriptors)."""
+    registry = CollectorRegistry()
+    registry.register(BridgeCollector(bridge))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def http_routes(bridge: Bridge) -> dict[str, Route]:
+    """``/metrics`` (Prometheus text, or OpenMetrics when asked for), ``/healthz``, ``/readyz``."""
+    return {
+        "/metrics": functools.partial(_metrics, bridge_registry(bridge)),
+        "/healthz": _healthz,
+        "/readyz": functools.partial(_readyz, bridge),
+    }
+
+
+def _metrics(registry: CollectorRegistry, request: Request) -> Response:
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(200, encoder(registry), content_type)
+
+
+def _healthz(_request: Request) -> Response:
+    return Response(200, b"ok\n")
+
+
+def _readyz(bridge: Bridge, _request: Request) -> Response:
+    ready, report = readiness(bridge)
+    body = (json.dumps(report) + "\n").encode()
+    return Response(200 if ready else 503, body, "application/json")
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(bridge: Bridge, host: str, port: int) -> AsyncIterator[asyncio.Server]:
+    """Serve the metrics and health endpoints of ``bridge`` while the context is open.
+    Raises OSError when the address cannot be bound (e.g. the port is taken)."""
+    server = await start_http_server(host, port, http_routes(bridge))
+    bound = server.sockets[0].getsockname()
+    _log.info("metrics on http://%s:%d/metrics, health on /healthz and /readyz", host, bound[1])
+    try:
+        yield server
+    finally:
+        server.close()
+        await server.wait_closed()
