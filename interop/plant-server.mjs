@@ -32,6 +32,16 @@
  *   Objects/Plant/Utilities/Compressor  Pressure (Double, changes), Setpoint (Double,
  *                                  writable), Hours (UInt64), Alarm (Boolean), Phases
  *                                  (Int16[]), Labels (String[]), Byte (Byte), SByte (SByte)
+ *   Objects/WriteBack              for write-back tests, outside Plant so that writing them never
+ *                                  changes what the other tests read: one writable scalar per
+ *                                  built-in type 1..25, named after it (ExtensionObject holds a
+ *                                  Range, Variant has DataType BaseDataType), Doubles (Double[]),
+ *                                  Strings (String[]), Int32Matrix (Int32, 2 x 3), ReadOnly
+ *                                  (Double, read-only), NotAllowed (Double, writable)
+ *
+ * Every Write that reaches a WriteBack variable adds a line on stdout, after READY:
+ *   WRITE <path, e.g. WriteBack.Double> <resulting StatusCode name>
+ * so that a test can tell a write the server refused from one that was never sent.
  */
 import path from "node:path";
 import process from "node:process";
@@ -52,6 +62,13 @@ const {
     VariantArrayType,
     makeRoles,
     WellKnownRoles,
+    StatusCodes,
+    coerceNodeId,
+    coerceExpandedNodeId,
+    coerceQualifiedName,
+    coerceLocalizedText,
+    DataValue,
+    DiagnosticInfo,
 } = await import("node-opcua");
 
 const NAMESPACE_URI = "urn:opcua-mqtt:interop:plant";
@@ -144,25 +161,58 @@ function object(parent, pathName, name, description) {
 const RW = "CurrentRead | CurrentWrite";
 const RO = "CurrentRead";
 
-/** Adds one variable; `array` true means a one-dimensional array (ValueRank 1). */
-function variable(parent, pathName, name, dataType, value, { writable = false, array = false, description } = {}) {
+/**
+ * Adds one variable; `array` true means a one-dimensional array (ValueRank 1), `dimensions` a
+ * fixed shape ([2, 3]: a matrix). `dataType` names a built-in type, or another DataType by its
+ * browse name ("Range", "BaseDataType"), in which case `value` is the Variant itself.
+ */
+function variable(
+    parent,
+    pathName,
+    name,
+    dataType,
+    value,
+    { writable = false, array = false, dimensions, description } = {},
+) {
+    const shape = dimensions ?? (array ? [0] : null);
+    const builtIn = DataType[dataType];
+    const arrayType = !shape
+        ? VariantArrayType.Scalar
+        : shape.length > 1
+          ? VariantArrayType.Matrix
+          : VariantArrayType.Array;
     return ns.addVariable({
         nodeId: `s=${pathName}.${name}`,
         browseName: name,
         componentOf: parent,
         description,
-        dataType: DataType[dataType],
-        valueRank: array ? 1 : -1,
-        arrayDimensions: array ? [0] : null,
+        dataType: builtIn ?? dataType,
+        valueRank: shape ? shape.length : -1,
+        arrayDimensions: shape,
         accessLevel: writable ? RW : RO,
         userAccessLevel: writable ? RW : RO,
         minimumSamplingInterval: 100,
-        value: new Variant({
-            dataType: DataType[dataType],
-            arrayType: array ? VariantArrayType.Array : VariantArrayType.Scalar,
-            value,
-        }),
+        value:
+            value instanceof Variant
+                ? value
+                : new Variant({
+                      dataType: builtIn,
+                      arrayType,
+                      dimensions: arrayType === VariantArrayType.Matrix ? shape : undefined,
+                      value,
+                  }),
     });
+}
+
+/** Reports each Write that reaches `node` on stdout (see the top of this file). */
+function reportWrites(node, pathName) {
+    const writeAttribute = node.writeAttribute.bind(node);
+    node.writeAttribute = (context, writeValue, callback) =>
+        writeAttribute(context, writeValue, (err, statusCode) => {
+            const result = err ? `error:${err.message}` : (statusCode ?? StatusCodes.Good).name;
+            protocolWrite(`WRITE ${pathName} ${result}\n`);
+            callback(err, statusCode);
+        });
 }
 
 const line1 = object(plant, "Plant.Line1", "Line1", "Bottling line 1");
@@ -201,6 +251,63 @@ variable(compressor, P, "Phases", "Int16", new Int16Array([-1, 0, 1]), { array: 
 variable(compressor, P, "Labels", "String", ["L1", "L2", "L3"], { array: true, writable: true });
 variable(compressor, P, "Byte", "Byte", 200);
 variable(compressor, P, "SByte", "SByte", -100);
+
+const W = "WriteBack";
+const writeBack = ns.addObject({
+    nodeId: `s=${W}`,
+    browseName: W,
+    organizedBy: addressSpace.rootFolder.objects,
+    description: "Variables for the write-back tests",
+});
+const range = addressSpace.findDataType("Range");
+const writeBackVariables = [
+    ["Boolean", false],
+    ["SByte", 0],
+    ["Byte", 0],
+    ["Int16", 0],
+    ["UInt16", 0],
+    ["Int32", 0],
+    ["UInt32", 0],
+    ["Int64", [0, 0]],
+    ["UInt64", [0, 0]],
+    ["Float", 0],
+    ["Double", 0],
+    ["String", "initial"],
+    ["DateTime", new Date("2024-01-01T00:00:00Z")],
+    ["Guid", "00000000-0000-0000-0000-000000000000"],
+    ["ByteString", Buffer.from("initial")],
+    ["XmlElement", "<initial/>"],
+    ["NodeId", coerceNodeId("i=84")],
+    ["ExpandedNodeId", coerceExpandedNodeId("i=84")],
+    ["StatusCode", StatusCodes.Good],
+    ["QualifiedName", coerceQualifiedName("Initial")],
+    ["LocalizedText", coerceLocalizedText({ locale: "en", text: "initial" })],
+    ["DataValue", new DataValue({ value: { dataType: DataType.Double, value: 0 } })],
+    ["DiagnosticInfo", new DiagnosticInfo({})],
+].map(([type, value]) => variable(writeBack, W, type, type, value, { writable: true }));
+writeBackVariables.push(
+    variable(
+        writeBack,
+        W,
+        "ExtensionObject",
+        "Range",
+        new Variant({
+            dataType: DataType.ExtensionObject,
+            value: addressSpace.constructExtensionObject(range, { low: 0, high: 1 }),
+        }),
+        { writable: true, description: "a Range" },
+    ),
+    variable(writeBack, W, "Variant", "BaseDataType", new Variant({ dataType: DataType.Double, value: 0 }), {
+        writable: true,
+        description: "DataType BaseDataType: takes any type",
+    }),
+    variable(writeBack, W, "Doubles", "Double", new Float64Array([0, 0, 0]), { writable: true, array: true }),
+    variable(writeBack, W, "Strings", "String", ["a", "b"], { writable: true, array: true }),
+    variable(writeBack, W, "Int32Matrix", "Int32", new Int32Array(6), { writable: true, dimensions: [2, 3] }),
+    variable(writeBack, W, "ReadOnly", "Double", 1.5),
+    variable(writeBack, W, "NotAllowed", "Double", 2.5, { writable: true }),
+);
+for (const node of writeBackVariables) reportWrites(node, node.nodeId.value);
 
 // Values that change every 100 ms so subscriptions see traffic.
 let tick = 0;

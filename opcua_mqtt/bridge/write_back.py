@@ -1,17 +1,21 @@
 """Write-back: MQTT commands that write OPC UA nodes, deny-by-default and always answered.
 
 Order of checks for one request (docs/write-back.md): rate limit, size, syntax and schema,
-deadline, idempotency (a repeated RequestId gets the first answer again, nothing is written
-twice), then per target: allow-list, the server's AccessLevel and UserAccessLevel, exact
-conversion to the node's DataType; only then one batched Write. Every attempt is logged once
-with the old value, the new value and the result. Nothing here can stop publishing: a failure
-becomes an error response (or a log line when there is nowhere to answer).
+reply topic, deadline and MQTT 5 message expiry, idempotency (a repeated RequestId gets the
+first answer again, nothing is written twice), then per target: allow-list, the server's
+AccessLevel and UserAccessLevel, exact conversion to the node's DataType; only then one batched
+Write. Every request and target is logged once: a refusal with its reason, a Write with the old
+value, the new value and the result. Nothing here can stop publishing: a failure becomes an
+error response (or only a log line when there is nowhere to answer), and an answer is never
+published to a topic the broker would refuse, since the broker drops a client that does so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import reprlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,9 +28,9 @@ from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua_types import builtin_type_of
 from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable, status_symbol
 from opcua_mqtt.core.messages import dumps, loads
-from opcua_mqtt.core.topics import TopicTree, escape_level
+from opcua_mqtt.core.topics import MAX_TOPIC_BYTES, TopicTree, escape_level
 from opcua_mqtt.core.write_request import (
     ConversionError,
     IdempotencyCache,
@@ -45,6 +49,7 @@ _log = logging.getLogger(__name__)
 
 S = ua.StatusCodes
 _WRITE_BIT = 1 << 1  # AccessLevel CurrentWrite (OPC 10000-3 §8.57)
+_REQUEST_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # the request schema's rule
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class WriteBack:
         self._rate = RateLimiter(settings.rate_per_s, settings.burst)
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one request at a time: writes stay in arrival order
+        # requests by result (the metrics read them): good, bad (a target not written),
+        # refused (as a whole), failed (an exception: outcome unknown), duplicate
         self.counts: dict[str, int] = {}
 
     def attach(self) -> None:
@@ -97,57 +104,142 @@ class WriteBack:
         )
 
     def _on_message(self, _topic: str, payload: bytes, props: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self._serve(payload, props))
+        task = asyncio.ensure_future(self._serve(payload, props, self._monotonic()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, payload: bytes, props: Mapping[str, Any]) -> None:
-        reply = _prop(props, "response_topic")
+    async def _serve(self, payload: bytes, props: Mapping[str, Any], arrived: float) -> None:
+        reply: str | None = _prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
         correlation = _prop(props, "correlation_data")
+        expiry = _prop(props, "message_expiry_interval")  # what is left of it, from the broker
+        expires = arrived + expiry if isinstance(expiry, int) else None
         request_id: str | None = None
         try:
-            if not self._rate.allow(self._monotonic()):
+            if not self._rate.allow(arrived):
                 raise RequestError(S.BadResourceUnavailable, "rate limit exceeded; retry later")
             request = parse_request(
                 payload, max_bytes=self.settings.max_bytes, max_targets=self.settings.max_targets
             )
             request_id = request.request_id
-            reply = reply or request.reply_to
-            if request.deadline is not None and request.deadline <= datetime.now(UTC):
-                raise RequestError(S.BadTimeout, "the request's deadline has passed; not written")
+            if reply is None:
+                reply = request.reply_to
+            if reply is not None and not _publishable(reply):
+                raise RequestError(
+                    S.BadDecodingError,
+                    f"cannot answer to {_BRIEF.repr(reply)}: not a topic name to publish to; "
+                    "not written",
+                )
+            self._check_in_time(request, expires)
             if request_id is not None:
                 cached = self._seen.get(request_id, self._monotonic())
                 if cached is not None:
-                    self._count("duplicate")
-                    self._answer(reply, correlation, cached)
+                    self._repeat(request_id, reply, correlation, cached)
                     return
             async with self._lock:
-                # Again inside the lock: a copy that arrived meanwhile must not write twice.
+                # Again inside the lock, as the request may have waited for it: a copy that
+                # arrived meanwhile must not write twice, and a stale request not at all.
                 cached = self._seen.get(request_id, self._monotonic()) if request_id else None
-                if cached is not None:
-                    self._count("duplicate")
-                    self._answer(reply, correlation, cached)
+                if request_id is not None and cached is not None:
+                    self._repeat(request_id, reply, correlation, cached)
                     return
+                self._check_in_time(request, expires)
                 response = dumps(await self._execute(request))
             if request_id is not None:
                 self._seen.put(request_id, response, self._monotonic())
             self._answer(reply, correlation, response)
         except RequestError as e:
             self._count("refused")
-            request_id = request_id or _lenient_request_id(payload)
-            reply = reply or _lenient_reply_to(payload)
-            _log.warning("write request %s refused: %s", request_id or "(no id)", e.message)
-            self._answer(reply, correlation, dumps(error_response(request_id, e.status, e.message)))
+            self._refuse_whole(payload, request_id, reply, correlation, e.status, e.message)
+        except Exception as e:  # noqa: BLE001 - a bug or a lost session: answered and logged
+            self._count("failed")
+            _log.exception("write request %s failed", request_id or "(no id)")
+            self._refuse_whole(
+                payload,
+                request_id,
+                reply,
+                correlation,
+                _failure_status(e),
+                f"failed ({type(e).__name__}); whether anything was written is unknown",
+            )
+
+    def _check_in_time(self, request: WriteRequest, expires: float | None) -> None:
+        if request.expired(datetime.now(UTC)):
+            raise RequestError(S.BadTimeout, "the request's deadline has passed; not written")
+        if expires is not None and self._monotonic() >= expires:
+            raise RequestError(
+                S.BadTimeout, "the request's MQTT message expiry interval has passed; not written"
+            )
+
+    def _refuse_whole(
+        self,
+        payload: bytes,
+        request_id: str | None,
+        reply: str | None,
+        correlation: Any,
+        status: int,
+        message: str,
+    ) -> None:
+        """Log and answer a request refused as a whole; its RequestId and ReplyTo are read
+        leniently when the request did not parse, except from a payload too large to read."""
+        if request_id is None or reply is None:
+            lenient_id, lenient_reply = _lenient(payload, self.settings.max_bytes)
+            request_id = request_id or lenient_id
+            reply = reply if reply is not None else lenient_reply
+        symbol = _symbol(status)
+        _log.warning(
+            "write request %s refused (%s): %s",
+            request_id or "(no id)",
+            symbol,
+            message,
+            extra=_extra(request_id, result=symbol),
+        )
+        if reply is not None and _publishable(reply):
+            self._answer(reply, correlation, dumps(error_response(request_id, status, message)))
+
+    def _repeat(self, request_id: str, reply: str | None, correlation: Any, cached: bytes) -> None:
+        self._count("duplicate")
+        _log.info(
+            "write request %s repeated: answered with the first answer, nothing written",
+            request_id,
+            extra=_extra(request_id, result="Duplicate"),
+        )
+        self._answer(reply, correlation, cached)
 
     def _answer(self, reply: str | None, correlation: Any, payload: bytes) -> None:
-        if not reply:
-            _log.info("write request has no reply address; the answer is only logged")
-            return
+        if reply is None:
+            return  # fire and forget: the outcome is in the log lines of its targets
         props = {"correlation_data": correlation} if correlation is not None else {}
         self._mqtt.publish(Outgoing(reply, payload, qos=1, properties=props))
 
     def _count(self, result: str) -> None:
         self.counts[result] = self.counts.get(result, 0) + 1
+
+    def _refuse(
+        self,
+        request_id: str | None,
+        target: Target,
+        status: int,
+        node_id: str | None,
+        message: str,
+    ) -> TargetResult:
+        """A target refused before the Write: logged once, with the reason and the value."""
+        symbol = _symbol(status)
+        _log.warning(
+            "write request %s: %s not written (%s): %s; value %s",
+            request_id or "(no id)",
+            _BRIEF.repr(target.label),
+            symbol,
+            message,
+            _BRIEF.repr(target.value),
+            extra=_extra(request_id, node_id=node_id or target.label, result=symbol),
+        )
+        return TargetResult(
+            status=int(status),
+            node_id=node_id,
+            writer=target.writer,
+            field=target.field,
+            message=message,
+        )
 
     async def _execute(self, request: WriteRequest) -> dict[str, Any]:
         namespaces = self._namespaces()
@@ -155,13 +247,15 @@ class WriteBack:
         client = self._client()
         results: list[TargetResult | None] = []
         pending: list[tuple[int, Target, str, ua.NodeId]] = []
+        rid = request.request_id
         for i, target in enumerate(request.targets):
             node_text = target.node_id
             if node_text is None:
                 node_text = self._fields.get((target.writer or "", target.field or ""))
                 if node_text is None:
                     results.append(
-                        _result(
+                        self._refuse(
+                            rid,
                             target,
                             S.BadNodeIdUnknown,
                             None,
@@ -171,14 +265,19 @@ class WriteBack:
                     continue
             if _canonical(node_text) not in self.settings.allowed:
                 results.append(
-                    _result(
-                        target, S.BadUserAccessDenied, node_text, "not on the write-back allow-list"
+                    self._refuse(
+                        rid,
+                        target,
+                        S.BadUserAccessDenied,
+                        node_text,
+                        "not on the write-back allow-list",
                     )
                 )
                 continue
             if client is None:
                 results.append(
-                    _result(
+                    self._refuse(
+                        rid,
                         target,
                         S.BadServerNotConnected,
                         node_text,
@@ -189,21 +288,21 @@ class WriteBack:
             try:
                 node_id = codec.decode_node_id(node_text)
             except DecodeError as e:
-                results.append(_result(target, S.BadNodeIdInvalid, node_text, str(e)))
+                results.append(self._refuse(rid, target, S.BadNodeIdInvalid, node_text, str(e)))
                 continue
             results.append(None)
             pending.append((i, target, node_text, node_id))
         if pending and client is not None:
-            await self._write(client, codec, pending, results)
+            await self._write(client, codec, rid, pending, results)
         final = [r for r in results if r is not None]
-        for r in final:
-            self._count("good" if r.status == 0 else "bad")
+        self._count("good" if all(r.status == 0 for r in final) else "bad")
         return build_response(request.request_id, final, codec)
 
     async def _write(
         self,
         client: Client,
         codec: JsonCodec,
+        rid: str | None,
         pending: list[tuple[int, Target, str, ua.NodeId]],
         results: list[TargetResult | None],
     ) -> None:
@@ -228,14 +327,16 @@ class WriteBack:
                 k * len(attrs) : (k + 1) * len(attrs)
             ]
             if not dtype.StatusCode.is_good():
-                results[i] = _result(target, dtype.StatusCode.value, text, "cannot read the node")
+                results[i] = self._refuse(
+                    rid, target, dtype.StatusCode.value, text, "cannot read the node"
+                )
                 continue
             writable = _int(access) & _WRITE_BIT and (
                 not user_access.StatusCode.is_good() or _int(user_access) & _WRITE_BIT
             )
             if not writable:
-                results[i] = _result(
-                    target, S.BadNotWritable, text, "the server says this node is not writable"
+                results[i] = self._refuse(
+                    rid, target, S.BadNotWritable, text, "the server says this node is not writable"
                 )
                 continue
             try:
@@ -251,7 +352,7 @@ class WriteBack:
                     index_range=target.index_range,
                 )
             except ConversionError as e:
-                results[i] = _result(target, e.status, text, e.message)
+                results[i] = self._refuse(rid, target, e.status, text, e.message)
                 continue
             writes.append((i, target, text, variant, old.Value.Value if old.Value else None))
         if not writes:
@@ -271,13 +372,15 @@ class WriteBack:
         )
         for (i, target, text, variant, old_value), status in zip(writes, statuses, strict=True):
             code = status.value
+            symbol = _symbol(code)
             _log.info(
-                "write %s: %r -> %r: %s",
-                text,
-                old_value,
-                variant.Value,
-                ua.StatusCode(code).name,
-                extra={"node_id": text, "result": ua.StatusCode(code).name},
+                "write request %s: wrote %s: %s -> %s: %s",
+                rid or "(no id)",
+                _BRIEF.repr(text),
+                _BRIEF.repr(old_value),
+                _BRIEF.repr(variant.Value),
+                symbol,
+                extra=_extra(rid, node_id=text, result=symbol),
             )
             results[i] = TargetResult(
                 status=code,
@@ -295,14 +398,47 @@ def _canonical(node_id: str) -> str | None:
         return None
 
 
-def _result(target: Target, status: int, node_id: str | None, message: str) -> TargetResult:
-    return TargetResult(
-        status=int(status),
-        node_id=node_id,
-        writer=target.writer,
-        field=target.field,
-        message=message,
-    )
+def _brief_repr() -> reprlib.Repr:
+    """Values in log lines: a 60 kB string or a deeply nested array is shown by its start."""
+    brief = reprlib.Repr()  # keyword arguments only from Python 3.12 on
+    brief.maxlevel, brief.maxlist, brief.maxdict = 3, 8, 8
+    brief.maxstring = brief.maxother = 80
+    return brief
+
+
+_BRIEF = _brief_repr()
+
+
+def _extra(request_id: str | None, **fields: str) -> dict[str, str]:
+    """Structured log fields (``--log-format json``): the RequestId when there is one."""
+    return fields if request_id is None else {"request_id": request_id, **fields}
+
+
+def _publishable(topic: str) -> bool:
+    """Whether the broker lets a client publish to ``topic``. MQTT 5 forbids wildcards and NUL
+    (§4.7.3); Mosquitto also refuses control characters and noncharacters (which §1.5.4 says a
+    topic SHOULD NOT hold) and lone surrogates, and it answers such a PUBLISH by dropping the
+    connection, which would stop publishing. ``$`` topics are the broker's own. Those
+    characters are exactly what ``escape_level`` escapes, besides ``/`` and ``%``."""
+    if not topic or topic.startswith("$"):
+        return False
+    if len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        return False
+    chars = topic.replace("/", "").replace("%", "")
+    return not chars or escape_level(chars) == chars
+
+
+def _symbol(code: int) -> str:
+    """The StatusCode's name as the answers write it, or its hex value if it is not known."""
+    return status_symbol(int(code)) or f"0x{int(code):08X}"
+
+
+def _failure_status(e: Exception) -> int:
+    if isinstance(e, ua.UaStatusCodeError):
+        return int(e.code)
+    if isinstance(e, OSError | TimeoutError):  # ConnectionError is an OSError
+        return int(S.BadCommunicationError)
+    return int(S.BadInternalError)
 
 
 def _int(dv: ua.DataValue) -> int:
@@ -318,22 +454,19 @@ def _prop(props: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def _lenient_request_id(payload: bytes) -> str | None:
-    """The RequestId of a request refused as a whole, if one can be read at all."""
+def _lenient(payload: bytes, max_bytes: int) -> tuple[str | None, str | None]:
+    """RequestId and ReplyTo of a request refused as a whole, where they can be read at all;
+    a payload over the size limit is not parsed (its refusal must stay cheap)."""
+    if len(payload) > max_bytes:
+        return None, None
     try:
         obj = loads(payload)
     except DecodeError:
-        return None
-    rid = obj.get("RequestId") if isinstance(obj, dict) else None
-    return rid if isinstance(rid, str) and 0 < len(rid) <= 128 else None
-
-
-def _lenient_reply_to(payload: bytes) -> str | None:
-    try:
-        obj = loads(payload)
-    except DecodeError:
-        return None
-    reply = obj.get("ReplyTo") if isinstance(obj, dict) else None
-    if isinstance(reply, str) and reply and not any(c in reply for c in "+#\0"):
-        return reply
-    return None
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    rid, reply = obj.get("RequestId"), obj.get("ReplyTo")
+    return (
+        rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else None,
+        reply if isinstance(reply, str) else None,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,8 @@ _NODE_ID_PREFIXES = ("nsu=", "ns=", "i=", "s=", "g=", "b=")
     type=float,
     default=10.0,
     show_default=True,
-    help="Seconds after which the bridge must not perform the write any more.",
+    help="Seconds after which the bridge must not perform the write any more (the request's "
+    "Deadline; with MQTT 5 also its Message Expiry Interval, so the broker drops it by then).",
 )
 @click.option(
     "--timeout", type=float, default=15.0, show_default=True, help="Seconds to wait for the answer."
@@ -108,7 +110,14 @@ def write(
         request["ReplyTo"] = reply  # MQTT 3.1.1 has no Response Topic property
     try:
         answer = asyncio.run(
-            _ask(options, command_topic(topics, publisher_id), reply, request, timeout)
+            _ask(
+                options,
+                command_topic(topics, publisher_id),
+                reply,
+                request,
+                timeout,
+                expiry_s=max(1, math.ceil(deadline_s)),
+            )
         )
     except MqttError as e:
         click.echo(f"error: {e}", err=True)
@@ -122,8 +131,17 @@ def write(
 
 
 async def _ask(
-    options: MqttOptions, topic: str, reply: str, request: dict[str, Any], timeout: float
+    options: MqttOptions,
+    topic: str,
+    reply: str,
+    request: dict[str, Any],
+    timeout: float,
+    *,
+    expiry_s: int,
 ) -> Any:
+    """Publish ``request`` and wait for its answer. With MQTT 5 the request expires at the
+    broker after ``expiry_s`` (whole seconds, rounded up from the deadline): a command queued
+    for an absent bridge is dropped instead of being carried out late."""
     answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     correlation = request["RequestId"].encode()
 
@@ -145,7 +163,11 @@ async def _ask(
     await asyncio.sleep(0.1)  # let the SUBACK arrive before the bridge can answer
     props: dict[str, Any] = {}
     if options.protocol == "5":
-        props = {"response_topic": reply, "correlation_data": correlation}
+        props = {
+            "response_topic": reply,
+            "correlation_data": correlation,
+            "message_expiry_interval": expiry_s,
+        }
     session.publish(Outgoing(topic, orjson.dumps(request), qos=1, properties=props))
     try:
         return await asyncio.wait_for(answered, timeout)

@@ -1172,23 +1172,22 @@ def _write_back_rules(
             "write-back is enabled but allow is empty: every command will be refused",
             "warning",
         )
-    nodes = {n for _, n in published if n is not None} | set(writable)
     for i, entry in enumerate(allow):
         path = ("write_back", "allow", i)
         if _NODE_ID_LIKE.match(entry):
-            canonical = _node_id_rule(entry, path, report)
-            if canonical is None or canonical in nodes:
+            # Any node may be allowed, published or not (docs/write-back.md): only the syntax
+            # can be checked here; the server says at write time whether the node exists.
+            _node_id_rule(entry, path, report)
+            continue
+        try:
+            if any(glob_match(entry, name) for name in field_names):
                 continue
-        else:
-            try:
-                if any(glob_match(entry, name) for name in field_names):
-                    continue
-            except ValueError as e:
-                report.add(path, str(e))
-                continue
+        except ValueError as e:
+            report.add(path, str(e))
+            continue
         report.add(
             path,
-            f"{entry!r} matches no configured field or writable node "
+            f"{entry!r} matches no configured field "
             "(expected a NodeId or a <group>/<writer>/<field> glob)",
             "error" if enabled else "warning",
         )

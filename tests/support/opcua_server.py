@@ -18,7 +18,8 @@ It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
   ``urn:opcua-mqtt:test:plant``, described in :func:`build_address_space` and listed in a JSON
   manifest (see :func:`make_manifest`);
 * a ``Control`` object whose methods change the model at run time (AddVariable, ChangeDataType,
-  DeleteVariable) and ``Plant/Simulation`` variables that change every 100 ms;
+  DeleteVariable) or count the values clients wrote (WriteCount), and ``Plant/Simulation``
+  variables that change every 100 ms;
 * with ``--churn N``, N more Double variables ``Plant/Churn/Block<k>/V<i>`` (string NodeIds
   ``Plant.Churn.V<i>``, listed in the manifest under ``churn``) that all get a new value every
   ``--churn-interval-ms``: the tick number as a Double, SourceTimestamp taken just before each
@@ -597,7 +598,8 @@ async def build_address_space(server: Any, variables: int) -> Model:
                                        opaque id
       Simulation/                      Sine, Counter, Toggle, Sawtooth, Clock, Wave (every 100 ms)
       Dynamic/Mutable                  Int32, writable; AddVariable adds here
-    Objects/Control (s=Control)        methods AddVariable, ChangeDataType, DeleteVariable
+    Objects/Control (s=Control)        methods AddVariable, ChangeDataType, DeleteVariable,
+                                       WriteCount
     """
     from asyncua import ua
 
@@ -700,8 +702,13 @@ async def build_address_space(server: Any, variables: int) -> Model:
 
 
 async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
-    """Add AddVariable, ChangeDataType and DeleteVariable to the Control object."""
+    """Add AddVariable, ChangeDataType, DeleteVariable and WriteCount to the Control object.
+
+    WriteCount returns how many values clients have asked the Write service to write so far
+    (the server's own changes do not count): a test can tell that nothing was written even
+    where a write would have left a value as it was."""
     from asyncua import ua
+    from asyncua.common.callback import CallbackType
 
     ns = model.ns
     control = server.get_node(model.control)
@@ -717,6 +724,18 @@ async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
 
     async def namespaces() -> list[str]:
         return list(await server.get_namespace_array())
+
+    written = 0
+
+    def count_writes(event: Any, _dispatcher: Any) -> None:
+        nonlocal written
+        if event.is_external:
+            written += len(event.request_params.NodesToWrite)
+
+    server.subscribe_server_callback(CallbackType.PostWrite, count_writes)
+
+    async def write_count(_parent: Any) -> Any:
+        return [ua.Variant(written, ua.VariantType.UInt32)]
 
     async def add_variable(_parent: Any, name: Any) -> Any:
         text = name.Value if isinstance(name, ua.Variant) else name
@@ -819,6 +838,20 @@ async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
         delete_variable,
         [arg("NodeId", "Variable of the plant namespace to delete")],
         [],
+    )
+    methods["WriteCount"] = await control.add_method(
+        ua.NodeId("Control.WriteCount", ns, ua.NodeIdType.String),
+        ua.QualifiedName("WriteCount", ns),
+        write_count,
+        [],
+        [
+            ua.Argument(
+                Name="Count",
+                DataType=ua.NodeId(ua.ObjectIds.UInt32),
+                ValueRank=-1,
+                Description=ua.LocalizedText("values written by clients so far"),
+            )
+        ],
     )
     return {name: node.nodeid for name, node in methods.items()}
 
@@ -1549,6 +1582,14 @@ class NodeOpcuaTestServer:
 
     def output(self) -> str:
         return self._process.output()
+
+    def writes(self, path: str) -> list[str]:
+        """Results (StatusCode names) of the Writes that reached the WriteBack variable
+        ``path`` (e.g. ``"WriteBack.Double"``) so far, oldest first: the server's own account,
+        which tells a write it refused from one never sent."""
+        prefix = f"WRITE {path} "
+        text = self._process.stdout_path.read_text(errors="replace")
+        return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)]
 
     def stop(self, timeout: float = 10.0) -> None:
         self._process.stop(timeout)

@@ -1,0 +1,33 @@
+"""The benchmarks in bench/ run end to end with tiny counts, so that they cannot rot between the
+occasions someone measures with them. Their figures are not checked: only that they run, check
+what they measure, and print their table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support.opcua_server import REPO_ROOT
+
+
+def test_write_back_benchmark_answers_every_request_good_and_prints_its_table() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_write_back.py"),
+            "--requests",
+            "6",
+            "--concurrency",
+            "1,3",
+            "--warmup",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr  # 1: an answer was not Good
+    rows = [line.split("|")[1:3] for line in run.stdout.splitlines() if line.startswith("| ")]
+    assert [[cell.strip() for cell in row] for row in rows[2:]] == [["1", "6"], ["3", "6"]]
+    assert "0 failed" in run.stdout
