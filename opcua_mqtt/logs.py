@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import logging.handlers
+import queue
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,3 +49,85 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     if level.lower() != "debug":
         logging.getLogger("asyncua").setLevel(logging.WARNING)
         logging.getLogger("gmqtt").setLevel(logging.WARNING)
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Never blocks the caller: when the queue is full, records are dropped and counted, and
+    the count goes out as a warning of its own once there is room again."""
+
+    def __init__(self, q: queue.Queue[logging.LogRecord | None]) -> None:
+        super().__init__(q)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # Only the message is fixed now (its arguments may change later); exc_info stays for
+        # the formatter, as the writer thread lives in the same process.
+        record = logging.makeLogRecord(vars(record))
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self.dropped and not self.report_dropped(timeout=None):
+            self.dropped += 1
+            return
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def report_dropped(self, timeout: float | None) -> bool:
+        """Queue the warning that counts the dropped records (waiting up to ``timeout`` s for
+        room, not at all when None); False when there was no room."""
+        note = logging.makeLogRecord(
+            {
+                "name": __name__,
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "msg": f"{self.dropped} log records dropped: the log output was blocked",
+                "dropped": self.dropped,
+            }
+        )
+        try:
+            if timeout is None:
+                self.queue.put_nowait(note)
+            else:
+                self.queue.put(note, timeout=timeout)  # type: ignore[attr-defined]
+        except queue.Full:
+            return False
+        self.dropped = 0
+        return True
+
+
+def _write(q: queue.Queue[logging.LogRecord | None], handlers: list[logging.Handler]) -> None:
+    while (record := q.get()) is not None:
+        for handler in handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+@contextlib.contextmanager
+def non_blocking(max_records: int = 10_000) -> Iterator[None]:
+    """Log through a bounded queue and a writer thread while the block runs.
+
+    A long-running process must not freeze when nobody reads its stderr (a full pipe, a stalled
+    log shipper): the event loop would stop inside a logging call. Records beyond
+    ``max_records`` are dropped and counted instead. On exit the writer gets a few seconds to
+    drain the queue; the handlers configured before are restored.
+    """
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    q: queue.Queue[logging.LogRecord | None] = queue.Queue(max_records)
+    writer = threading.Thread(target=_write, args=(q, handlers), name="log-writer", daemon=True)
+    writer.start()
+    handler = _DroppingQueueHandler(q)
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        if not handler.dropped or handler.report_dropped(timeout=5):
+            # Past these timeouts the output is blocked for good: the daemon writer and what
+            # it still holds end with the process, as nothing could be written anyway.
+            with contextlib.suppress(queue.Full):
+                q.put(None, timeout=5)
+            writer.join(timeout=5)

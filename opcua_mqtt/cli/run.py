@@ -18,6 +18,7 @@ from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.setup import SetupError, bridge_setup
 from opcua_mqtt.cli import main
 from opcua_mqtt.core.config import MetricsConfig, check_config
+from opcua_mqtt.logs import non_blocking
 
 _log = logging.getLogger("opcua_mqtt.run")
 
@@ -73,7 +74,9 @@ def run(config: Path, metrics_port: int | None) -> None:
     metrics = result.config.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
-    raise SystemExit(asyncio.run(_run(bridge, metrics)))
+    with non_blocking():  # a stalled stderr reader must not freeze the bridge
+        code = asyncio.run(_run(bridge, metrics))
+    raise SystemExit(code)
 
 
 async def _run(bridge: Bridge, metrics: MetricsConfig | None) -> int:

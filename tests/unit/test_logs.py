@@ -1,0 +1,86 @@
+"""Logging set-up: JSON lines, and a logger that never blocks on a stalled output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from opcua_mqtt.logs import JsonFormatter, non_blocking
+
+
+@pytest.fixture
+def root_handler() -> Iterator[list[logging.Handler]]:
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    yield root.handlers
+    root.handlers[:] = saved
+    root.setLevel(level)
+
+
+def test_logging_into_a_pipe_nobody_reads_neither_blocks_nor_loses_the_drop_count(
+    root_handler: list[logging.Handler],
+) -> None:
+    read_fd, write_fd = os.pipe()  # a real pipe: 64 KiB of buffer, then write() blocks
+    out = os.fdopen(write_fd, "w", buffering=1)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root_handler[:] = [handler]
+    logging.getLogger().setLevel(logging.INFO)
+    log = logging.getLogger("test.flood")
+    line = "x" * 1000
+
+    def flood() -> None:
+        for i in range(2000):  # about 2 MB: 30 times what the pipe holds
+            log.info("record %d %s", i, line)
+
+    reader_output = io.BytesIO()
+    with non_blocking(max_records=100):
+        producer = threading.Thread(target=flood)
+        producer.start()
+        producer.join(timeout=60)
+        assert not producer.is_alive(), "a logging call blocked on the full pipe"
+
+        def drain() -> None:
+            while chunk := os.read(read_fd, 65536):
+                reader_output.write(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        log.warning("after the flood")
+    out.close()
+    reader.join(timeout=30)
+    records = [json.loads(x) for x in reader_output.getvalue().decode().splitlines()]
+    messages = [r["message"] for r in records]
+    notes = [r for r in records if r["message"].endswith("dropped: the log output was blocked")]
+    kept = [m for m in messages if m.startswith("record ") or m == "after the flood"]
+    # Every record is either written or counted as dropped, and the count comes out last at
+    # the latest: the writer drained the queue before the block ended.
+    assert notes and sum(int(n["dropped"]) for n in notes) + len(kept) == 2001
+    assert messages[-1] == "after the flood" or records[-1] is notes[-1]
+    assert messages[0] == f"record 0 {line}"  # the oldest records were kept, in order
+    numbers = [int(m.split()[1]) for m in kept if m.startswith("record ")]
+    assert numbers == sorted(numbers)
+
+
+def test_non_blocking_restores_the_handlers_and_keeps_exception_text(
+    root_handler: list[logging.Handler],
+) -> None:
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    root_handler[:] = [handler]
+    with non_blocking():
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("test.exc").exception("failed %s", "here")
+    assert logging.getLogger().handlers == [handler]
+    record = json.loads(buffer.getvalue())
+    assert record["message"] == "failed here"
+    assert "ValueError: boom" in record["exception"]
