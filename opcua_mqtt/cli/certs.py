@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ FILES = {
     "ca": "development certificate authority",
     "broker": "MQTT broker TLS server certificate",
     "bridge-mqtt": "bridge MQTT client certificate (mutual TLS)",
+    "mqtt-client": "MQTT client certificate for people's tools: listen, write (mutual TLS)",
     "metadata-signer": "DataSetMetaData signing certificate (digitalSignature)",
     "opcua-client": "OPC UA application instance certificate of the bridge",
 }
@@ -67,6 +69,18 @@ def certs(
             err=True,
         )
         raise SystemExit(1)
+    app_uri = write_pki(directory, broker_hosts=broker_hosts, application_uri=application_uri)
+    for stem, what in FILES.items():
+        click.echo(f"wrote {directory / stem}.pem/.key  ({what})")
+    click.echo(f"OPC UA application URI: {app_uri}")
+
+
+def write_pki(
+    directory: Path, *, broker_hosts: Sequence[str] = (), application_uri: str | None = None
+) -> str:
+    """Write the CA and every pair of :data:`FILES` into ``directory`` (created if needed),
+    overwriting what is there; return the bridge's OPC UA application URI. ``demo`` uses it too,
+    so its throw-away PKI is the one users get from ``certs``."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     hostname = socket.gethostname()
@@ -79,6 +93,7 @@ def certs(
         "ca": ca,
         "broker": devpki.issue(ca, "opcua-mqtt broker", now, server=True, dns=dns, ips=ips),
         "bridge-mqtt": devpki.issue(ca, "opcua-mqtt bridge", now, client=True),
+        "mqtt-client": devpki.issue(ca, "opcua-mqtt client", now, client=True),
         "metadata-signer": devpki.issue(ca, "opcua-mqtt metadata signer", now),
         "opcua-client": devpki.issue(
             ca,
@@ -95,8 +110,7 @@ def certs(
         chain = item.cert_pem() + (ca.cert_pem() if stem != "ca" else b"")
         _write(directory / f"{stem}.pem", chain, 0o644)
         _write(directory / f"{stem}.key", item.key_pem(), 0o600)
-        click.echo(f"wrote {directory / stem}.pem/.key  ({FILES[stem]})")
-    click.echo(f"OPC UA application URI: {app_uri}")
+    return app_uri
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,12 +151,20 @@ def json_line(ds: ReceivedDataSet, codec: JsonCodec) -> str:
 
 
 class LiveTable:
-    """The latest value of every field, redrawn in place at most 4 times a second."""
+    """The latest value of every field, redrawn in place at most 4 times a second.
 
-    def __init__(self, out: TextIO) -> None:
+    Each redraw moves the cursor back up over the previous drawing and clears below it, so what
+    was printed before the table (the demo's instructions) stays on the screen. Lines are cut to
+    the terminal's width (100 columns at most) and the table to its height: a line that wraps or
+    a table that scrolls would make that cursor movement land in the wrong place.
+    """
+
+    def __init__(self, out: TextIO, footer: str = "") -> None:
         self.out = out
+        self.footer = footer
         self.rows: dict[tuple[str, str], tuple[ReceivedDataSet, str]] = {}
         self._last_draw = 0.0
+        self._drawn = 0  # lines of the previous drawing, to move back over
 
     def update(self, ds: ReceivedDataSet) -> None:
         writer = ds.dataset_writer_name or str(ds.dataset_writer_id)
@@ -166,25 +175,38 @@ class LiveTable:
             self._last_draw = now
             self.draw()
 
-    def draw(self) -> None:
+    def _lines(self) -> list[str]:
+        """The header and one line per field, :data:`WIDTH` columns at most."""
         now = datetime.now(UTC)
         lines = [
-            "\x1b[H\x1b[J" + f"{'WRITER / FIELD':<34}{'VALUE':<22}{'STATUS':<14}"
-            f"{'SOURCE TIME':<14}{'AGE':>6}  {'METADATA':<8}"
+            f"{'WRITER / FIELD':<37}{'VALUE':<19}{'STATUS':<13}{'SOURCE TIME':<13}"
+            f"{'AGE':>6}  METADATA"
         ]
         for (writer, name), (ds, field_name) in sorted(self.rows.items()):
             f = ds.fields[field_name]
-            label = _fit(f"{writer}/{name}", 33)
-            value = _fit(repr(f.value) if isinstance(f.value, str) else str(f.value), 21)
-            status = _fit(f.status.name, 13)
+            label = _fit(f"{writer}/{name}", 36)
+            value = _fit(repr(f.value) if isinstance(f.value, str) else str(f.value), 18)
+            status = _fit(f.status.name, 12)
             stamp = f.source_timestamp.strftime("%H:%M:%S.%f")[:12] if f.source_timestamp else "-"
             age = f"{(now - ds.received_at).total_seconds():.0f}s"
             lines.append(
-                f"{label:<34}{value:<22}{status:<14}{stamp:<14}{age:>6}  "
-                f"{ds.verification.state.value:<8}"
+                f"{label:<37}{value:<19}{status:<13}{stamp:<13}{age:>6}  "
+                f"{ds.verification.state.value}"
             )
-        self.out.write("\n".join(line[:WIDTH] for line in lines) + "\n")
+        return lines
+
+    def draw(self) -> None:
+        columns, rows = shutil.get_terminal_size((WIDTH, 25))
+        lines = self._lines() + ([self.footer] if self.footer else [])
+        room = max(rows - 1, 2)  # the cursor's line below the table must not scroll it
+        if len(lines) > room:
+            hidden = len(lines) - room + 1
+            lines = [*lines[: room - 1], f"… {hidden} more lines: make the terminal taller"]
+        up = f"\x1b[{self._drawn}F" if self._drawn else ""
+        width = min(WIDTH, columns)
+        self.out.write(up + "\x1b[J" + "".join(_fit(line, width) + "\n" for line in lines))
         self.out.flush()
+        self._drawn = len(lines)
 
 
 def _fit(text: str, width: int) -> str:
