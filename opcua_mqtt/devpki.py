@@ -1,14 +1,18 @@
 """A development PKI made on the fly: a CA and the leaf certificates a bridge needs.
 
 For demos and first steps only; production certificates come from the plant's own PKI. Keys are
-EC P-256 (fast to make, ES256 for metadata signatures). Nothing here touches the disk.
+EC P-256 (fast to make, ES256 for metadata signatures). Only :func:`write_pki` touches the disk.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -16,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=365)
+BRIDGE_NAME = "opcua-mqtt bridge"  # default common name of the bridge's MQTT certificate
 
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -145,3 +150,72 @@ def issue(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return Issued(key, builder.sign(ca.key, hashes.SHA256()))
+
+
+#: file stem -> what it is, in the order they are written (the CA first).
+FILES = {
+    "ca": "development certificate authority",
+    "broker": "MQTT broker TLS server certificate",
+    "bridge-mqtt": "bridge MQTT client certificate (mutual TLS)",
+    "mqtt-client": "MQTT client certificate for people's tools: listen, write (mutual TLS)",
+    "metadata-signer": "DataSetMetaData signing certificate (digitalSignature)",
+    "opcua-client": "OPC UA application instance certificate of the bridge",
+}
+
+
+def write_pki(
+    directory: Path,
+    *,
+    broker_hosts: Sequence[str] = (),
+    bridge_name: str = BRIDGE_NAME,
+    application_uri: str | None = None,
+) -> str:
+    """Write the CA and every pair of :data:`FILES` into ``directory`` (created if needed),
+    overwriting what is there; return the bridge's OPC UA application URI. ``certs`` and
+    ``demo`` both use it, so the demo's throw-away PKI is the one users get from ``certs``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    hostname = socket.gethostname()
+    app_uri = application_uri or f"urn:opcua-mqtt:bridge:{hostname}"
+    dns = ("localhost", *(h for h in broker_hosts if not _is_ip(h)))
+    ips = ("127.0.0.1", *(h for h in broker_hosts if _is_ip(h)))
+
+    ca = make_ca("opcua-mqtt development CA", now)
+    issued = {
+        "ca": ca,
+        "broker": issue(ca, "opcua-mqtt broker", now, server=True, dns=dns, ips=ips),
+        "bridge-mqtt": issue(ca, bridge_name, now, client=True),
+        "mqtt-client": issue(ca, "opcua-mqtt client", now, client=True),
+        "metadata-signer": issue(ca, "opcua-mqtt metadata signer", now),
+        "opcua-client": issue(
+            ca,
+            "opcua-mqtt bridge",
+            now,
+            server=True,
+            client=True,
+            dns=(hostname, "localhost"),
+            uris=(app_uri,),
+            rsa_bits=2048,
+        ),
+    }
+    for stem, item in issued.items():
+        chain = item.cert_pem() + (ca.cert_pem() if stem != "ca" else b"")
+        _write(directory / f"{stem}.pem", chain, 0o644)
+        _write(directory / f"{stem}.key", item.key_pem(), 0o600)
+    return app_uri
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Create the file with its final mode from the start: a key is never world-readable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import click
 from asyncua import ua
 
+from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, TlsOptions
 from opcua_mqtt.adapters.opcua_client import (
     ConnectionOptions,
@@ -36,7 +37,6 @@ from opcua_mqtt.adapters.opcua_client import (
 )
 from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.setup import SetupError, bridge_setup
-from opcua_mqtt.cli.certs import write_pki
 from opcua_mqtt.cli.listen import LiveTable, json_line
 from opcua_mqtt.core.config import (
     Config,
@@ -214,7 +214,7 @@ class Demo:
         self.say("opcua-mqtt demo: a simulated plant, a broker and the bridge, on 127.0.0.1 only")
         port = self._port(self.options.port, DEFAULT_PORT)
         certs = workdir / "certs"
-        await asyncio.to_thread(write_pki, certs)  # RSA key generation: not in the loop
+        await asyncio.to_thread(devpki.write_pki, certs)  # RSA key generation: not in the loop
         broker = Broker(
             self.broker_kind,
             port,

@@ -13,7 +13,7 @@ from cryptography import x509
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
-STEMS = ("ca", "broker", "bridge-mqtt", "metadata-signer", "opcua-client")
+STEMS = ("ca", "broker", "bridge-mqtt", "mqtt-client", "metadata-signer", "opcua-client")
 
 
 def _certs(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,6 +42,16 @@ def test_certs_writes_every_pair_with_private_keys_readable_only_by_the_owner(
     opcua = x509.load_pem_x509_certificate((tmp_path / "pki" / "opcua-client.pem").read_bytes())
     uris = opcua.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert uris.get_values_for_type(x509.UniformResourceIdentifier)[0].startswith("urn:opcua-mqtt")
+
+
+def test_publisher_id_names_the_bridge_certificate_for_an_acl_by_identity(tmp_path: Path) -> None:
+    run = _certs(tmp_path, "--publisher-id", "hall2-filler-plc")
+    assert run.returncode == 0, run.stderr
+    pem = (tmp_path / "pki" / "bridge-mqtt.pem").read_bytes()
+    name = x509.load_pem_x509_certificate(pem).subject
+    assert [a.value for a in name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)] == [
+        "hall2-filler-plc"
+    ]
 
 
 def test_the_metadata_signer_signs_what_the_ca_verifies(tmp_path: Path) -> None:
