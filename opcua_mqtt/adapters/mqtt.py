@@ -11,6 +11,10 @@ Why a wrapper around gmqtt, in a few measured facts (gmqtt 0.8.0, Mosquitto 2.0.
 * gmqtt keeps unacknowledged QoS 1/2 packets per ``Client`` object and replays them on the next
   ``connect()``; so one ``Client`` lives as long as the publisher, and messages published while
   the broker is away wait in a bounded spool here (oldest data dropped first, counted and logged).
+* That replay makes a packet the broker refuses a poison: Mosquitto drops the connection, and
+  again after every reconnect. Topics it would refuse are therefore refused here, before they
+  reach the spool; and a connection dropped again and again soon after connecting reconnects
+  with growing back-off instead of five times a second.
 
 Retained state (metadata, status, connection) travels in the same FIFO as data, so a new
 metadata message is on the wire before the data it describes; the latest payload per retained
@@ -25,6 +29,7 @@ import bisect
 import collections
 import contextlib
 import logging
+import reprlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -35,10 +40,16 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.mqtt.handler import MQTTError
 
+from opcua_mqtt.core.topics import string_problem, topic_problem
+
 _log = logging.getLogger(__name__)
 
 NO_RECONNECT = -2  # gmqtt: any negative value but -1 disables its reconnect logic
+MIN_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
+#: A connection that stayed up this long resets the back-off; one lost sooner (a broker that
+#: drops every new connection, another client with the same client id) keeps doubling it.
+STABLE_S = MAX_BACKOFF_S
 
 
 class MqttError(Exception):
@@ -134,6 +145,9 @@ class MqttSession:
     """Publish and subscribe over one MQTT session that reconnects on its own.
 
     ``publish`` never blocks and never raises for a missing broker: messages wait in the spool.
+    It, ``subscribe`` and the constructor (for the will) raise ``ValueError`` for a topic the
+    broker would refuse: the callers are this program's own code, so such a topic is a bug to
+    surface where it is made, not a message to count and forget.
     """
 
     def __init__(
@@ -159,6 +173,7 @@ class MqttSession:
         self._ever_connected = False
         will_message = None
         if will is not None:
+            _check_sendable(will)
             will_message = gmqtt.Message(will.topic, will.payload, qos=will.qos, retain=will.retain)
         props: dict[str, Any] = {}
         if options.protocol == "5":
@@ -224,6 +239,7 @@ class MqttSession:
 
     def publish(self, msg: Outgoing) -> None:
         """Queue a message. Retained ones replace the previous state of their topic."""
+        _check_sendable(msg)
         if msg.retain:
             self._retained[msg.topic] = msg
         self._spool.append(msg)
@@ -330,6 +346,8 @@ class MqttSession:
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
         """Subscribe now and after every reconnect."""
+        if problem := topic_problem(topic_filter, wildcards=True):
+            raise ValueError(f"cannot subscribe to {reprlib.repr(topic_filter)}: {problem}")
         self._subscriptions[topic_filter] = (qos, handler)
         if self._client.is_connected:
             self._client.subscribe(topic_filter, qos=qos)
@@ -350,11 +368,15 @@ class MqttSession:
     # ---------------------------------------------------------------------------- connection
 
     async def _connection_loop(self) -> None:
-        backoff = 0.5
+        backoff = MIN_BACKOFF_S
         first = True
         o = self.options
         version = MQTTv50 if o.protocol == "5" else MQTTv311
         while not self._closing:
+            # Cleared before connecting, never after: gmqtt's connect() returns normally when
+            # the connection drops while it waits for the replayed QoS packets to be
+            # acknowledged, and on_disconnect has already reported that loss.
+            self._lost.clear()
             try:
                 await asyncio.wait_for(
                     self._client.connect(
@@ -377,16 +399,18 @@ class MqttSession:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
-            backoff = 0.5
             first = False
-            self._lost.clear()
+            up_since = time.monotonic()
             await self._lost.wait()
             if self._closing:
                 return
             self.stats.reconnects += 1
             _log.warning("MQTT connection to %s:%d lost; reconnecting", o.host, o.port)
             await self._quiet_disconnect()
-            await asyncio.sleep(0.2)
+            if time.monotonic() - up_since >= STABLE_S:
+                backoff = MIN_BACKOFF_S
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def _quiet_disconnect(self) -> None:
         # The connection is already broken; closing it can only re-raise the same failure.
@@ -435,6 +459,17 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if f == "+" and i == 0 and topic.startswith("$"):
             return False
     return len(f_levels) == len(t_levels)
+
+
+def _check_sendable(msg: Outgoing) -> None:
+    """Raise ValueError for a topic, or a text property such as the Response Topic, that the
+    broker would refuse. (Mosquitto passes on a Response Topic with wildcards, so only the
+    rules of any MQTT string apply to properties.)"""
+    if problem := topic_problem(msg.topic):
+        raise ValueError(f"cannot publish to {reprlib.repr(msg.topic)}: {problem}")
+    for name, value in msg.properties.items():
+        if isinstance(value, str) and (problem := string_problem(value)):
+            raise ValueError(f"cannot publish with {name} {reprlib.repr(value)}: {problem}")
 
 
 def _describe(e: BaseException, o: MqttOptions) -> str:

@@ -7,7 +7,10 @@ Measured pitfalls of asyncua 2.1 this module is shaped by (see shared/DESIGN.md)
   subclass hands each Publish response's DataChangeNotification to the sink in one synchronous
   call, so nothing is queued or dropped between asyncua and the writer groups;
 * the server turns a requested queue size of 0 into 10,000: the configured size is always sent;
-* monitored items are created in batches within the server's MaxMonitoredItemsPerCall.
+* monitored items are created in batches within the server's MaxMonitoredItemsPerCall;
+* asyncua logs "Received data for unknown subscription" for the first keep-alive of each
+  subscription created while its publish loop runs (see :class:`_EarlyKeepAlives`): that
+  warning is held during CreateSubscription and dropped when it names the new subscription.
 
 Reconnects are asyncua's (``auto_reconnect=True``): its supervisor re-creates the subscriptions
 registered with the client, keeping client handles, so our routing survives.
@@ -48,6 +51,49 @@ class MonitoredField:
     deadband_value: float = 0.0
 
 
+# asyncua's warning for a Publish response whose subscription it has not registered.
+_UNKNOWN_SUBSCRIPTION = "Received data for unknown subscription"
+
+
+class _EarlyKeepAlives(logging.Filter):
+    """Holds asyncua's "unknown subscription" warnings while a subscription is being created.
+
+    The asyncua server answers a new subscription's first Publish at once: an empty keep-alive
+    (no monitored items yet), in the same TCP read as the CreateSubscription response. The
+    client's publish loop awaits its response directly, the CreateSubscription caller through
+    a wait_for task (wait_for2, Python < 3.12), so the keep-alive is looked up before the new
+    subscription is registered: a WARNING for each subscription after the first. Nothing is
+    lost (data needs monitored items, created after the registration): a warning naming the
+    new subscription is dropped; any other is logged, as it may be a lost notification.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.creating = 0
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.creating and str(record.msg).startswith(_UNKNOWN_SUBSCRIPTION):
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self, subscription_id: int | None) -> None:
+        """Drop the held warnings about ``subscription_id``; log the others after all."""
+        held, self.held = self.held, []
+        for record in held:
+            if isinstance(record.args, tuple) and record.args[:1] == (subscription_id,):
+                _log.debug(
+                    "first keep-alive of subscription %s came before its registration",
+                    subscription_id,
+                )
+            else:
+                logging.getLogger(record.name).handle(record)
+
+
+_early_keep_alives = _EarlyKeepAlives()
+
+
 class _BatchSubscription(Subscription):  # type: ignore[misc]
     """A Subscription that delivers each DataChangeNotification as one list."""
 
@@ -55,6 +101,15 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         super().__init__(*args, **kw)
         self._sink = sink
         self._routes = routes
+
+    async def _create(self, event: SubscriptionEvent) -> ua.CreateSubscriptionResult:
+        # asyncua's one CreateSubscription call, for init() and for recreate() on reconnect.
+        _early_keep_alives.creating += 1
+        try:
+            return await super()._create(event)
+        finally:
+            _early_keep_alives.creating -= 1
+            _early_keep_alives.release(self.subscription_id)
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
         self.last_publish_at = time.monotonic()
@@ -115,6 +170,8 @@ class SubscriptionSource:
         self._next_handle = 1
         self._max_notifications = max_notifications_per_publish
         self._codec: JsonCodec | None = None
+        # UaSession's logger (asyncua.client.ua_session); addFilter ignores a second add.
+        logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_early_keep_alives)
         if on_state is not None:
             client.uaclient.observer = _StateObserver(on_state)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import reprlib
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable, status_symbol
 from opcua_mqtt.core.messages import dumps, loads
-from opcua_mqtt.core.topics import MAX_TOPIC_BYTES, TopicTree, escape_level
+from opcua_mqtt.core.topics import TopicTree, escape_level, topic_problem
 from opcua_mqtt.core.write_request import (
     ConversionError,
     IdempotencyCache,
@@ -43,13 +42,13 @@ from opcua_mqtt.core.write_request import (
     convert_value,
     error_response,
     parse_request,
+    valid_request_id,
 )
 
 _log = logging.getLogger(__name__)
 
 S = ua.StatusCodes
 _WRITE_BIT = 1 << 1  # AccessLevel CurrentWrite (OPC 10000-3 §8.57)
-_REQUEST_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # the request schema's rule
 
 
 @dataclass(frozen=True)
@@ -415,17 +414,10 @@ def _extra(request_id: str | None, **fields: str) -> dict[str, str]:
 
 
 def _publishable(topic: str) -> bool:
-    """Whether the broker lets a client publish to ``topic``. MQTT 5 forbids wildcards and NUL
-    (§4.7.3); Mosquitto also refuses control characters and noncharacters (which §1.5.4 says a
-    topic SHOULD NOT hold) and lone surrogates, and it answers such a PUBLISH by dropping the
-    connection, which would stop publishing. ``$`` topics are the broker's own. Those
-    characters are exactly what ``escape_level`` escapes, besides ``/`` and ``%``."""
-    if not topic or topic.startswith("$"):
-        return False
-    if len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
-        return False
-    chars = topic.replace("/", "").replace("%", "")
-    return not chars or escape_level(chars) == chars
+    """Whether an answer may go to ``topic``: the broker drops a client that publishes to a
+    topic it refuses (see ``topic_problem``), which would stop publishing; ``$`` topics are the
+    broker's own."""
+    return not topic.startswith("$") and topic_problem(topic) is None
 
 
 def _symbol(code: int) -> str:
@@ -467,6 +459,6 @@ def _lenient(payload: bytes, max_bytes: int) -> tuple[str | None, str | None]:
         return None, None
     rid, reply = obj.get("RequestId"), obj.get("ReplyTo")
     return (
-        rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else None,
+        rid if valid_request_id(rid) else None,
         reply if isinstance(reply, str) else None,
     )

@@ -17,7 +17,7 @@ from opcua_mqtt.cli import main
 from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.json_encoding import JsonCodec
 from opcua_mqtt.core.signing import TrustStore
-from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.topics import TopicTree, topic_problem
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber
 
 WIDTH = 100
@@ -66,9 +66,11 @@ def listen(
       opcua-mqtt listen localhost:8883 --ca certs/ca.pem --trust certs/ca.pem
       opcua-mqtt listen broker:8883 'opcua/json/data/plant1/#' --ca ca.pem --format json
     \b
-    Exit codes: 0 done (--count reached or Ctrl-C), 3 broker unreachable or refused,
-    4 nothing received within --timeout.
+    Exit codes: 0 done (--count reached or Ctrl-C), 2 bad usage (e.g. a malformed
+    TOPIC_FILTER), 3 broker unreachable or refused, 4 nothing received within --timeout.
     """
+    if topic_filter is not None and (problem := topic_problem(topic_filter, wildcards=True)):
+        raise click.BadParameter(f"not a topic filter: {problem}", param_hint="TOPIC_FILTER")
     options = mqtt_options_from(broker, mqtt_params, "opcua-mqtt-listen")
     trust_store = TrustStore.from_pem(Path(trust).read_bytes()) if trust else None
     mode = fmt or ("table" if sys.stdout.isatty() else "json")

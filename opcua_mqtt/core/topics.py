@@ -50,6 +50,8 @@ __all__ = [
     "escape_level",
     "is_retained",
     "parse_topic",
+    "string_problem",
+    "topic_problem",
     "unescape_level",
 ]
 
@@ -131,8 +133,8 @@ def _must_escape(cp: int) -> bool:
     )
 
 
-def _escape_class() -> str:
-    # One character class for the fast "anything to escape?" test and for re.sub.
+def _char_class(literal: str) -> str:
+    # ``literal`` plus the characters of _must_escape, as one regex character class.
     ranges = [
         (0x00, 0x1F),
         (0x7F, 0x9F),
@@ -141,10 +143,11 @@ def _escape_class() -> str:
     ]
     ranges += [(plane | 0xFFFE, plane | 0xFFFF) for plane in range(0, 0x110000, 0x10000)]
     parts = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in ranges)
-    return f"[%/+#{parts}]"
+    return f"[{literal}{parts}]"
 
 
-_ESCAPE_RE: Final = re.compile(_escape_class())
+_ESCAPE_RE: Final = re.compile(_char_class("%/+#"))
+_REFUSED_RE: Final = re.compile(_char_class(""))
 _PERCENT_RUN_RE: Final = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
@@ -197,6 +200,46 @@ def _check_plain(chunk: str, level: str, path: str) -> str:
     if "%" in chunk:
         raise DecodeError(path, f"'%' not followed by two hex digits in {level!r}")
     return chunk
+
+
+def string_problem(text: str) -> str | None:
+    """Why a broker would refuse ``text`` as an MQTT UTF-8 string (a topic, a Response Topic,
+    any text property), or None when it would take it.
+
+    At most 65,535 bytes (MQTT 5 §1.5.4), and none of the characters :func:`escape_level`
+    escapes besides ``%``, ``/`` and the wildcards: §1.5.4 forbids NUL and surrogates and says
+    the C0 and C1 controls and the noncharacters SHOULD NOT appear; Mosquitto (2.0.11, measured)
+    refuses them all, by dropping the connection. A client that replays unacknowledged packets
+    after a reconnect, as gmqtt does, is then dropped again and again.
+    """
+    if bad := _REFUSED_RE.search(text):
+        return f"it contains U+{ord(bad.group()):04X} (a control, noncharacter or surrogate)"
+    size = len(text.encode("utf-8"))
+    if size > MAX_TOPIC_BYTES:
+        return f"it is {size} bytes long, MQTT allows {MAX_TOPIC_BYTES}"
+    return None
+
+
+def topic_problem(topic: str, *, wildcards: bool = False) -> str | None:
+    """Why a broker would refuse ``topic`` as a topic name (with ``wildcards``: as a topic
+    filter), or None when it would take it; Mosquitto drops the connection for each reason.
+
+    The rules of :func:`string_problem`, not empty (MQTT 5 §4.7.3), and wildcards only in a
+    filter, each filling a whole level, ``#`` only as the last one (§4.7.1).
+    """
+    if not topic:
+        return "it is empty"
+    if problem := string_problem(topic):
+        return problem
+    if not wildcards:
+        return "it contains a wildcard ('+' or '#')" if "+" in topic or "#" in topic else None
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if ("+" in level or "#" in level) and level not in ("+", "#"):
+            return f"a wildcard shares level {level!r} with other characters"
+        if level == "#" and i < len(levels) - 1:
+            return "'#' is not the last level"
+    return None
 
 
 # --- prefix and encoding validation ------------------------------------------------------------

@@ -31,6 +31,10 @@ exactly or not at all (:class:`ConversionError`):
   unless zero. Other types take their Part 6 Compact form (Guid, base64 ByteString, NodeId strings
   ``nsu=…;s=…``, QualifiedName strings, LocalizedText objects, …); a namespace URI that the server
   does not have is refused rather than turned into a namespace-0 string as a decoder would.
+* an object (LocalizedText, StatusCode, a 1.04 NodeId or QualifiedName object, a structure, a
+  DataValue, a Variant inside a value, …) must hold only its own members, at any depth: the
+  decoder ignores the others, so ``{"Txet": "x"}`` would write an empty LocalizedText
+  (BadTypeMismatch; BadDecodingError inside a typed Variant, as for the top-level one).
 * arrays are JSON arrays; a matrix is nested arrays in plain form and a flat Value with
   ``Dimensions`` in typed form. The rank must fit the node's ValueRank, each length its
   ArrayDimensions (a maximum, 0 meaning none).
@@ -52,6 +56,7 @@ Allow-list entries (:class:`AllowList`), deny by default:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import re
@@ -60,11 +65,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Final
 
 from asyncua import ua
 
 # jsonschema ships no type information (types-jsonschema is not a dependency).
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
 from opcua_mqtt.core.config import canonical_node_id
@@ -81,7 +88,8 @@ from opcua_mqtt.core.json_encoding import (
     json_type,
     status_symbol,
 )
-from opcua_mqtt.core.schema_validation import validator
+from opcua_mqtt.core.schema_validation import load_schema, validator
+from opcua_mqtt.core.topics import topic_problem
 
 __all__ = [
     "MAX_RANK",
@@ -99,6 +107,7 @@ __all__ = [
     "parse_index_range",
     "parse_request",
     "status_json",
+    "valid_request_id",
 ]
 
 VT = ua.VariantType
@@ -134,7 +143,6 @@ _DATETIME: Final = re.compile(
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
 _INDEX_RANGE: Final = re.compile(r"[0-9]+(?::[0-9]+)?(?:,[0-9]+(?::[0-9]+)?)*")
-_REQUEST_ID: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _NODE_ID_LIKE: Final = re.compile(r"(?:[isgb]=|ns=[0-9]+;|nsu=)")
 
 
@@ -237,9 +245,10 @@ def parse_request(
             f"the request has {len(targets)} targets; the limit is {max_targets}",
         )
     _validate(obj)
-    request_id = obj.get("RequestId")
-    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
-        raise RequestError(BAD_DECODING_ERROR, "RequestId: control characters are not allowed")
+    reply_to = obj.get("ReplyTo")
+    # Past the schema, only the length in bytes is left to check (JSON Schema counts characters).
+    if reply_to is not None and (problem := topic_problem(reply_to)) is not None:
+        raise RequestError(BAD_DECODING_ERROR, f"ReplyTo: not an MQTT topic name: {problem}")
     deadline = _parse_deadline(obj["Deadline"]) if "Deadline" in obj else None
     parsed: list[Target] = []
     for i, t in enumerate(obj["Targets"]):
@@ -257,9 +266,9 @@ def parse_request(
         )
     return WriteRequest(
         targets=tuple(parsed),
-        request_id=request_id,
+        request_id=obj.get("RequestId"),
         deadline=deadline,
-        reply_to=obj.get("ReplyTo"),
+        reply_to=reply_to,
     )
 
 
@@ -334,7 +343,8 @@ _DEADLINE_HELP: Final = "not an RFC 3339 date-time with a time zone (e.g. 2026-1
 _PATTERN_HELP: Final = {
     "RequestId": "control characters are not allowed",
     "Deadline": _DEADLINE_HELP,
-    "ReplyTo": "not an MQTT topic name to publish to (no + # or NUL, not starting with $)",
+    "ReplyTo": "not an MQTT topic name the broker accepts (no + or #, control characters or "
+    "noncharacters; not starting with $)",
     "NodeId": "not a NodeId in namespace-URI form (nsu=<uri>;s=… or i=…, s=…, g=…, b=…)",
     "IndexRange": _INDEX_RANGE_HELP,
     "Writer": "a name cannot contain / or control characters",
@@ -399,6 +409,18 @@ def _schema_message(error: Any) -> str:
 class _Limits:
     max_string_length: int | None
     max_byte_string_length: int | None
+
+
+@cache
+def _request_id_rule() -> Any:
+    schema = load_schema(REQUEST_SCHEMA)["properties"]["RequestId"]
+    return Draft202012Validator(schema)
+
+
+def valid_request_id(value: object) -> bool:
+    """Whether ``value`` is a RequestId the request schema accepts: the one rule for reading the
+    RequestId of a request refused before it was parsed (to echo it and log it)."""
+    return bool(_request_id_rule().is_valid(value))
 
 
 def convert_value(
@@ -480,13 +502,7 @@ def _type_name(vt: ua.VariantType) -> str:
 
 
 def _envelope(obj: dict[str, Any]) -> tuple[ua.VariantType, Any, tuple[int, ...] | None]:
-    unknown = sorted(k for k in obj if k not in ("UaType", "Value", "Dimensions"))
-    if unknown:
-        names = ", ".join(_short(repr(k), 40) for k in unknown[:5])
-        raise ConversionError(
-            BAD_DECODING_ERROR,
-            f"unknown member {names} in a typed value (UaType, Value, Dimensions)",
-        )
+    _only_members(obj, ("UaType", "Value", "Dimensions"), "a typed value", "", BAD_DECODING_ERROR)
     raw_type = obj["UaType"]
     if isinstance(raw_type, bool) or not isinstance(raw_type, int) or not 0 <= raw_type <= 25:
         raise ConversionError(
@@ -775,6 +791,7 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
     if vt is VT.ByteString and not isinstance(x, str):
         raise _mismatch(x, vt)
     value = _decode(codec, x, vt)
+    _check_exact(x, value, "")
     if vt is VT.ByteString:
         limit = limits.max_byte_string_length
         if limit is not None and value is not None and len(value) > limit:
@@ -789,10 +806,6 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
             _check_text(value.Locale, None, "")
     elif vt in (VT.NodeId, VT.ExpandedNodeId, VT.QualifiedName):
         _check_namespace_known(x, value, vt)
-    elif vt is VT.ExtensionObject and isinstance(value, UnknownStructure):
-        raise ConversionError(
-            BAD_TYPE_MISMATCH, f"the structure DataType {value.type_id} is not known to the bridge"
-        )
     return value
 
 
@@ -803,6 +816,155 @@ def _decode(codec: JsonCodec, x: Any, vt: ua.VariantType) -> Any:
         raise ConversionError(BAD_TYPE_MISMATCH, f"not a {vt.name}: {_short(str(e))}") from None
     except RecursionError:
         raise ConversionError(BAD_TYPE_MISMATCH, f"not a {vt.name}: nested too deeply") from None
+
+
+# ------------------------------------------------------------------------- exact objects
+
+_DATA_VALUE_MEMBERS: Final = (
+    *("UaType", "Value", "Dimensions", "Status", "SourceTimestamp", "SourcePicoseconds"),
+    *("ServerTimestamp", "ServerPicoseconds"),
+)
+_DIAGNOSTIC_MEMBERS: Final = (
+    *("SymbolicId", "NamespaceUri", "Locale", "LocalizedText", "AdditionalInfo"),
+    *("InnerStatusCode", "InnerDiagnosticInfo"),
+)
+
+
+def _check_exact(x: Any, value: Any, where: str) -> None:
+    """Refuse what the decoder let pass but did not use: members it ignores (anywhere in the
+    value) and structures it does not know. ``value`` is what the decoder made of ``x``; its
+    type tells which form ``x`` was read as."""
+    if isinstance(value, UnknownStructure):
+        raise ConversionError(
+            BAD_TYPE_MISMATCH,
+            f"{_where(where)}the structure DataType {value.type_id.to_string()} is not known to "
+            "the bridge",
+        )
+    if isinstance(x, list):
+        if isinstance(value, list):
+            for i, (xi, vi) in enumerate(zip(x, value, strict=True)):
+                _check_exact(xi, vi, _member_path(where, i))
+        return
+    if not isinstance(x, dict):
+        return
+    if isinstance(value, ua.Variant):
+        _check_variant(x, value, where)
+        return
+    if isinstance(value, ua.DataValue):
+        _check_data_value(x, value, where)
+        return
+    form = _object_form(value)
+    if form is None:
+        return
+    what, members = form
+    _only_members(x, tuple(members), what, where, BAD_TYPE_MISMATCH)
+    if isinstance(value, ua.StatusCode) and "Symbol" in x:
+        symbol = status_symbol(value.value)
+        if x["Symbol"] != symbol:
+            raise ConversionError(
+                BAD_TYPE_MISMATCH,
+                f"{_where(where)}Symbol {_show(x['Symbol'])} is not that of Code {value.value} "
+                f"({symbol or 'an unknown code, which has no Symbol'})",
+            )
+    for name, inner in members.items():
+        if name in x and inner is not None:
+            _check_exact(x[name], inner, _member_path(where, name))
+
+
+def _object_form(value: Any) -> tuple[str, dict[str, Any]] | None:
+    """What the JSON object decoded as ``value`` may hold: a name for messages, and each member
+    with the part of ``value`` to check it against (None: nothing inside to check)."""
+    if isinstance(value, ua.LocalizedText):
+        return "a LocalizedText", dict.fromkeys(("Locale", "Text"))
+    if isinstance(value, ua.QualifiedName):
+        return "a QualifiedName", dict.fromkeys(("Name", "Uri"))
+    if isinstance(value, ua.ExpandedNodeId):  # before NodeId, its base class
+        return "an ExpandedNodeId", dict.fromkeys(("IdType", "Id", "Namespace", "ServerUri"))
+    if isinstance(value, ua.NodeId):
+        return "a NodeId", dict.fromkeys(("IdType", "Id", "Namespace"))
+    if isinstance(value, ua.StatusCode):
+        return "a StatusCode", dict.fromkeys(("Code", "Symbol"))
+    if isinstance(value, ua.DiagnosticInfo):
+        members = dict.fromkeys(_DIAGNOSTIC_MEMBERS)
+        members["InnerStatusCode"] = value.InnerStatusCode
+        members["InnerDiagnosticInfo"] = value.InnerDiagnosticInfo
+        return "a DiagnosticInfo", members
+    if isinstance(value, ua.ExtensionObject):
+        return "an ExtensionObject", {"UaTypeId": value.TypeId, "UaEncoding": None, "UaBody": None}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # a structure: its fields, inline beside the ExtensionObject's UaTypeId (Part 6 §5.4.2.16)
+        members = {
+            f.name: getattr(value, f.name)
+            for f in dataclasses.fields(value)
+            if f.init and f.name != "Encoding"
+        }
+        members |= {"UaTypeId": getattr(type(value), "data_type", None), "UaEncoding": None}
+        return f"the structure {type(value).__name__}", members
+    return None
+
+
+def _check_variant(x: dict[str, Any], variant: ua.Variant, where: str) -> None:
+    """A Variant inside a value follows the rules of a typed value (:func:`_envelope`)."""
+    if "UaType" not in x:
+        raise ConversionError(
+            BAD_DECODING_ERROR,
+            f'{_where(where)}a Variant is {{"UaType": n, "Value": …}} (OPC UA JSON 1.05); '
+            f"it has {_names(x) or 'no members'}",
+        )
+    try:
+        vt, body, dims = _envelope(x)
+    except ConversionError as e:
+        raise ConversionError(e.status, f"{_where(where)}{e.message}") from None
+    inside = _member_path(where, "Value")
+    if isinstance(body, list):
+        items = variant.Value if isinstance(variant.Value, list) else []
+        for _ in range(len(dims or ()) - 1):  # the decoder nests a matrix; the JSON is flat
+            items = [item for row in items for item in row]
+        _check_exact(body, items, inside)
+    elif vt is VT.Variant:
+        _check_exact(body, variant, inside)  # the decoder unwraps a Variant in a Variant
+    else:
+        _check_exact(body, variant.Value, inside)
+
+
+def _check_data_value(x: dict[str, Any], dv: ua.DataValue, where: str) -> None:
+    _only_members(x, _DATA_VALUE_MEMBERS, "a DataValue", where, BAD_TYPE_MISMATCH)
+    if "UaType" in x:
+        inline: dict[str, Any] = {k: x[k] for k in ("UaType", "Value", "Dimensions") if k in x}
+        _check_variant(inline, dv.Value if dv.Value is not None else ua.Variant(), where)
+    elif "Value" in x or "Dimensions" in x:
+        raise ConversionError(
+            BAD_DECODING_ERROR,
+            f"{_where(where)}a DataValue's value needs its UaType beside it (OPC UA JSON 1.05)",
+        )
+    if "Status" in x:
+        _check_exact(x["Status"], dv.StatusCode, _member_path(where, "Status"))
+
+
+def _only_members(
+    obj: dict[str, Any], known: tuple[str, ...], what: str, where: str, status: int
+) -> None:
+    """Refuse members of ``obj`` outside ``known``, naming them and ``what`` has instead."""
+    unknown = [k for k in obj if k not in known]
+    if unknown:
+        noun = "member" if len(unknown) == 1 else "members"
+        raise ConversionError(
+            status,
+            f"{_where(where)}unknown {noun} {_names(unknown)} in {what} "
+            f"({_short(', '.join(known), 120)})",
+        )
+
+
+def _names(keys: Any) -> str:
+    return ", ".join(_short(repr(k), 40) for k in sorted(keys)[:5])
+
+
+def _member_path(where: str, name: str | int) -> str:
+    return f"{where}/{name}" if where else str(name)
+
+
+def _where(where: str) -> str:
+    return f"{where}: " if where else ""
 
 
 def _mismatch(x: Any, vt: ua.VariantType) -> ConversionError:

@@ -147,3 +147,14 @@ def _json_value(codec: JsonCodec, variant: Any) -> Any:
     if variant.is_array:
         return codec.encode_array(variant.Value, variant.VariantType)
     return codec.encode_value(variant.Value, variant.VariantType)
+
+
+def test_listen_refuses_a_malformed_topic_filter_as_a_usage_error() -> None:
+    """Mosquitto drops a client for such a filter: refused before any connection is made."""
+    run = subprocess.run(
+        [EXE, "listen", "127.0.0.1:1", "opcua/#/data"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "'#' is not the last level" in run.stderr
+    assert "Traceback" not in run.stderr

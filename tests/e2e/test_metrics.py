@@ -177,7 +177,7 @@ async def test_metrics_move_with_traffic_and_readiness_follows_the_broker(
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
-    logs = proc.stderr.read() if proc.stderr else ""
+    logs = proc.output()
     assert f"metrics on http://127.0.0.1:{port}/metrics" in logs
 
 

@@ -80,9 +80,9 @@ async def test_run_publishes_verified_data_and_stops_cleanly_on_sigterm(
     assert {ds.dataset_writer_name for ds in seen} == {"W"}
     assert await _status(mosquitto_tls) is ua.PubSubState.Operational
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=10) == 0, proc.output()
     assert await _status(mosquitto_tls) is ua.PubSubState.Disabled
-    logs = proc.stderr.read() if proc.stderr else ""
+    logs = proc.output()
     assert '"message": "bridge stopped"' in logs
 
 
@@ -132,7 +132,7 @@ async def test_run_over_basic256sha256_with_a_user_name_and_password(
     assert ds.fields["Counter"].status.is_good()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
-    logs = proc.stderr.read() if proc.stderr else ""
+    logs = proc.output()
     assert small_opcua_server.password not in logs  # secrets never reach the logs
 
 

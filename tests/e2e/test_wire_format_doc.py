@@ -15,7 +15,6 @@ import base64
 import contextlib
 import json
 import re
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import yaml
 
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.signing import TrustStore, verify_message
-from tests.support.bridge import BridgeProcesses, make_certs
+from tests.support.bridge import BridgeProcess, BridgeProcesses, make_certs
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import MqttProbe
 from tests.support.opcua_server import ServerStartError, start_opcua_server
@@ -164,7 +163,7 @@ def _config(tmp: Path, endpoint: str, broker: MosquittoBroker) -> Path:
 
 
 async def _capture(
-    broker: MosquittoBroker, start_bridge: Callable[[], subprocess.Popen[str]], ca: Path
+    broker: MosquittoBroker, start_bridge: Callable[[], BridgeProcess], ca: Path
 ) -> Run:
     topics = {kind: topic for topic, kind, _ in _doc_topics()}
     run = Run(seen=[], retained=set(), request={}, ca_pem=ca.read_bytes())
@@ -179,7 +178,7 @@ async def _capture(
             while missing := [n for n in names if run.find(n) is None]:
                 exited = bridge.poll() is not None
                 if exited or asyncio.get_running_loop().time() > end:
-                    stderr = bridge.stderr.read() if exited and bridge.stderr else ""
+                    stderr = bridge.output() if exited else ""
                     pytest.fail(
                         f"no real message for {missing}; the bridge sent on "
                         f"{sorted({topic for topic, _ in run.seen})}"

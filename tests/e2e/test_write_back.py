@@ -294,8 +294,8 @@ async def test_requests_that_expire_while_waiting_are_refused_unwritten_and_logg
     assert (await read_variant(server.endpoint, node)).Value == 31.5
 
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
-    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    proc.wait(timeout=30)
+    records = proc.records()
     logged = {(r.get("request_id"), r.get("result"), r["level"]) for r in records}
     assert (expiring, "BadTimeout", "warning") in logged  # each refusal once, with its reason
     assert (late, "BadTimeout", "warning") in logged

@@ -39,9 +39,9 @@ MORE_CANDIDATES: dict[str, tuple[Any, Any]] = {
         {"UaTypeId": "i=884", "Low": -1.5, "High": 2.5},
         {"UaTypeId": "i=884", "Low": 0, "High": 100},
     ),
-    "DataValue": (
-        {"Value": {"UaType": 11, "Value": 1.5}},
-        {"Value": {"UaType": 12, "Value": "inner"}, "Status": {"Code": 1073741824}},
+    "DataValue": (  # typed, since a 1.05 DataValue has its value's UaType inline (Part 6 §5.4)
+        {"UaType": 23, "Value": {"UaType": 11, "Value": 1.5}},
+        {"UaType": 23, "Value": {"UaType": 12, "Value": "inner", "Status": {"Code": 1073741824}}},
     ),
     "Variant": ({"UaType": 6, "Value": 5}, {"UaType": 12, "Value": "any type"}),
     "DiagnosticInfo": ({"SymbolicId": 1}, {"SymbolicId": 2, "AdditionalInfo": "more"}),
@@ -130,6 +130,8 @@ async def _assert_written(
     is also the answer's ``Written``. Compared as OPC UA JSON, because asyncua reads an
     ExpandedNodeId back as a NodeId."""
     check_response(answer)
+    refused = [t for t in answer["Targets"] if t["Status"]["Code"] != 0]
+    assert not refused, refused
     assert answer["Result"]["Code"] == 0, answer
     codec = await _codec(server.endpoint)
     for target, (name, want) in zip(answer["Targets"], expected.items(), strict=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -198,3 +199,141 @@ async def test_session_expiry_zero_connects_with_a_clean_session_and_nothing_is_
     log = await mosquitto_tls.wait_for_log(f"as {client_id} ")
     connect = next(line for line in log.splitlines() if f"as {client_id} " in line)
     assert flags in connect, connect
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_drop_during_the_reconnect_is_noticed_and_nothing_is_lost(
+    mosquitto_persistent: MosquittoBroker,
+) -> None:
+    """The broker drops the publisher twice in quick succession: for a packet over its
+    ``max_packet_size``, and again when gmqtt replays that unacknowledged packet right after the
+    CONNACK, while ``connect()`` is still waiting for the replay to be acknowledged. Each drop
+    must lead to a new connection; once the broker takes the packet, everything arrives."""
+    broker = mosquitto_persistent
+    unlimited = broker.extra_config
+    sub, got = await _subscriber(broker, "t/drop")
+    pub = MqttSession(_options(broker, "test-publisher"))
+    await pub.start(wait=True)
+    await broker.astop()
+    broker.extra_config = (*unlimited, "max_packet_size 4096")
+    await broker.astart()
+    await pub.wait_connected(15)
+    await sub.wait_connected(15)
+    await asyncio.sleep(0.1)  # the subscriber's SUBACK
+    drops = pub.stats.reconnects
+    for i in range(30):
+        payload = str(i).encode()
+        pub.publish(Outgoing("t/drop", payload + b" " * 8192 if i == 10 else payload))
+    # A third drop: the session reconnected after the second one, which came during connect().
+    await _until(lambda: pub.stats.reconnects >= drops + 3, timeout=30)
+    await broker.astop()
+    broker.extra_config = unlimited
+    await broker.astart()
+    await got.wait_for(30, timeout=60)
+    assert sorted(set(got.seen)) == list(range(30))
+    assert pub.stats.dropped == 0
+    await pub.stop()
+    await sub.stop()
+
+
+# Topic names Mosquitto 2.0.11 answers by dropping the connection (measured: MQTT 5 DISCONNECT
+# 0x81 Malformed Packet or 0x82 Protocol Error; with 3.1.1 it just closes the socket). It drops
+# the client for the characters in any string, so in a Response Topic too, but passes on a
+# Response Topic that is empty or has wildcards.
+REFUSED_NAMES = [
+    pytest.param("", False, id="empty"),
+    pytest.param("reply/#", False, id="wildcard-hash"),
+    pytest.param("reply/+/x", False, id="wildcard-plus"),
+    pytest.param("a+b", False, id="plus-inside-a-level"),
+    pytest.param("a\x00b", True, id="NUL"),
+    pytest.param("a\x01b", True, id="C0-control"),
+    pytest.param("a\x7fb", True, id="DEL"),
+    pytest.param("a\x85b", True, id="C1-control"),
+    pytest.param("a\ufdd0b", True, id="noncharacter-FDD0"),
+    pytest.param("a\uffffb", True, id="noncharacter-FFFF"),
+    pytest.param("a\U0010fffeb", True, id="noncharacter-10FFFE"),
+    pytest.param("a\ud800b", True, id="lone-surrogate"),
+]
+
+
+@pytest.mark.parametrize(("topic", "bad_string"), REFUSED_NAMES)
+async def test_a_topic_the_broker_refuses_is_refused_before_the_spool_and_publishing_goes_on(
+    mosquitto_tls: MosquittoBroker, topic: str, bad_string: bool
+) -> None:
+    """gmqtt would keep such a message and replay it after every reconnect, each time dropped
+    again. The same holds for the will's topic and for text properties."""
+    sub, got = await _subscriber(mosquitto_tls, "t/after")
+    pub = MqttSession(_options(mosquitto_tls, "test-publisher"))
+    await pub.start(wait=True)
+    with pytest.raises(ValueError, match="cannot publish to"):
+        pub.publish(Outgoing(topic, b"0"))
+    with pytest.raises(ValueError, match="cannot publish to"):
+        MqttSession(_options(mosquitto_tls, "test-will"), will=Outgoing(topic, b""))
+    as_reply = Outgoing("t/after", b"1", properties={"response_topic": topic})
+    if bad_string:
+        with pytest.raises(ValueError, match="cannot publish with response_topic"):
+            pub.publish(as_reply)
+        assert pub.spool_depth == 0
+        pub.publish(Outgoing("t/after", b"1"))
+    else:
+        pub.publish(as_reply)
+    await got.wait_for(1, timeout=5)
+    assert got.seen == [1]
+    assert pub.stats.reconnects == 0
+    # The rule is the broker's: the same topic sent past the check (QoS 0, so gmqtt keeps
+    # nothing to replay) gets the client dropped.
+    pub._client.publish(topic.encode("utf-8", "surrogatepass"), b"x", qos=0)
+    await _until(lambda: pub.stats.reconnects == 1, timeout=10)
+    await pub.stop()
+    await sub.stop()
+
+
+async def test_topics_the_broker_takes_are_published_as_they_are(
+    mosquitto_tls: MosquittoBroker,
+) -> None:
+    """Next to the refused characters: U+00A0, U+FFFD, U+FEFF, empty levels, 65,535 bytes."""
+    topics = ["a\xa0b", "a\ufffdb", "\ufeffa", "/a//b/", "a" * 65_535]
+    sub, got = await _subscriber(mosquitto_tls, "#")
+    pub = MqttSession(_options(mosquitto_tls, "test-publisher"))
+    await pub.start(wait=True)
+    for i, topic in enumerate(topics):
+        pub.publish(Outgoing(topic, str(i).encode()))
+    await got.wait_for(len(topics), timeout=10)
+    assert got.topics == topics
+    assert pub.stats.reconnects == 0
+    await pub.stop()
+    await sub.stop()
+
+
+@pytest.mark.parametrize(
+    "topic_filter",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("a/#/b", id="hash-not-last"),
+        pytest.param("a#", id="hash-inside-a-level"),
+        pytest.param("a/b+", id="plus-inside-a-level"),
+        pytest.param("a/\x01", id="C0-control"),
+        pytest.param("a/\ufffe", id="noncharacter-FFFE"),
+    ],
+)
+async def test_a_filter_the_broker_refuses_is_refused_by_subscribe(
+    mosquitto_tls: MosquittoBroker, topic_filter: str
+) -> None:
+    """Refused before it is kept: the session subscribes again after every reconnect."""
+    session = MqttSession(_options(mosquitto_tls, "test-subscriber"))
+    with pytest.raises(ValueError, match="cannot subscribe"):
+        session.subscribe(topic_filter, Collector())
+    await session.start(wait=True)
+    session._client.subscribe(topic_filter, qos=1)  # past the check: the broker drops us
+    await _until(lambda: session.stats.reconnects == 1, timeout=10)
+    await session.wait_connected(10)  # and nothing poisoned is subscribed again
+    await asyncio.sleep(0.3)
+    assert session.stats.reconnects == 1
+    await session.stop()

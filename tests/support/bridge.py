@@ -3,9 +3,12 @@ started as a user would start it, and stopped (or killed) by PID."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -66,20 +69,39 @@ def write_config(
     return path
 
 
+class BridgeProcess(subprocess.Popen[str]):
+    """`opcua-mqtt run` with its stdout and stderr in a file, never in a pipe: an unread pipe
+    fills after 64 KiB, and the process then blocks in its next write (a bridge that logs a lot
+    stopped answering and publishing that way)."""
+
+    def __init__(self, args: list[str], log_path: Path, env: Mapping[str, str]) -> None:
+        self.log_path = log_path
+        with log_path.open("w") as log:
+            super().__init__(args, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def output(self) -> str:
+        """Everything the process wrote so far (the last line may be incomplete)."""
+        return self.log_path.read_text(errors="replace")
+
+    def records(self) -> list[dict[str, Any]]:
+        """The complete JSON log lines so far."""
+        lines = self.output().splitlines(keepends=True)
+        return [json.loads(x) for x in lines if x.startswith("{") and x.endswith("\n")]
+
+
 class BridgeProcesses:
     """Starts `opcua-mqtt run` processes and makes sure none outlives the test."""
 
     def __init__(self) -> None:
-        self.started: list[subprocess.Popen[str]] = []
+        self.started: list[BridgeProcess] = []
+        self._logs = Path(tempfile.mkdtemp(prefix="bridge-logs-"))
 
-    def start(self, config: Path, *options: str, **env: str) -> subprocess.Popen[str]:
+    def start(self, config: Path, *options: str, **env: str) -> BridgeProcess:
         """`opcua-mqtt run [OPTIONS] CONFIG` with ``env`` added to the environment."""
-        proc = subprocess.Popen(
+        proc = BridgeProcess(
             [EXE, "--log-format", "json", "run", *options, str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
+            self._logs / f"bridge-{len(self.started)}.log",
+            {**os.environ, **env},
         )
         self.started.append(proc)
         return proc
@@ -89,6 +111,7 @@ class BridgeProcesses:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
+        shutil.rmtree(self._logs, ignore_errors=True)
 
 
 def bridge_processes() -> Iterator[BridgeProcesses]:

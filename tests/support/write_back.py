@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +16,7 @@ from asyncua import Client, ua
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions
 from opcua_mqtt.core.json_encoding import JsonCodec
 from opcua_mqtt.core.schema_validation import validator
+from tests.support.bridge import BridgeProcess
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
@@ -118,7 +118,7 @@ class Requester:
         return await asyncio.wait_for(wait(), timeout)
 
     async def until_served(
-        self, bridge: subprocess.Popen[Any] | None = None, attempts: int = 100
+        self, bridge: BridgeProcess | None = None, attempts: int = 100
     ) -> None:
         """Wait until the bridge serves requests: it subscribes to its command topic once it is
         up, and it answers BadServerNotConnected until its OPC UA session is. It is asked to
@@ -126,9 +126,9 @@ class Requester:
         process that exits meanwhile fails at once, with its output."""
         for _ in range(attempts):
             if bridge is not None and bridge.poll() is not None:
-                out, err = bridge.communicate()
-                output = f"{err or ''}{out or ''}" or "(its output went elsewhere)"
-                raise AssertionError(f"the bridge exited with {bridge.returncode}:\n{output}")
+                raise AssertionError(
+                    f"the bridge exited with {bridge.returncode}:\n{bridge.output()}"
+                )
             try:
                 answer = await self.ask({"Targets": [PROBE], "ReplyTo": REPLIES}, timeout=0.5)
             except TimeoutError:
@@ -141,7 +141,7 @@ class Requester:
 
 @contextlib.asynccontextmanager
 async def serving_requester(
-    broker: MosquittoBroker, protocol: str = "5", *, bridge: subprocess.Popen[Any] | None = None
+    broker: MosquittoBroker, protocol: str = "5", *, bridge: BridgeProcess | None = None
 ) -> AsyncIterator[Requester]:
     """A connected :class:`Requester` once the bridge serves requests (see ``until_served``)."""
     r = Requester(broker, protocol)

@@ -10,10 +10,12 @@ RequestError.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import math
 import re
 import struct
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +27,12 @@ from asyncua import ua
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from opcua_mqtt.bridge.write_back import _publishable
 from opcua_mqtt.core.json_encoding import DATETIME_MAX, DATETIME_MIN, FieldEncoding, JsonCodec
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.write_request import (
     MAX_RANK,
+    REQUEST_SCHEMA,
     AllowList,
     ConversionError,
     IdempotencyCache,
@@ -43,6 +47,7 @@ from opcua_mqtt.core.write_request import (
     parse_index_range,
     parse_request,
     status_json,
+    valid_request_id,
 )
 
 VT = ua.VariantType
@@ -439,6 +444,230 @@ class TestTypedVariants:
         assert refused({"Type": 11, "Body": 1.5}, VT.Double).status == S.BadTypeMismatch
 
 
+RANGE = "i=884"  # the Range structure: Low, High
+EU_INFORMATION = "i=887"  # NamespaceUri, UnitId, DisplayName and Description (LocalizedText)
+
+
+class TestExactObjects:
+    """An object holds its own members only: the decoder ignores others, so that a typo would
+    write a default ({"Txet": "x"}: an empty LocalizedText) instead of being refused."""
+
+    def test_the_teammates_findings(self) -> None:
+        e = refused({"Txet": "x"}, VT.LocalizedText)
+        assert e.status == S.BadTypeMismatch and "'Txet'" in e.message and "Text" in e.message
+        e = refused({"Body": None}, VT.QualifiedName)
+        assert e.status == S.BadTypeMismatch and "'Body'" in e.message
+
+    def test_exact_objects_still_convert(self) -> None:
+        assert conv({}, VT.LocalizedText).Value == ua.LocalizedText()
+        assert conv({"Name": "Speed", "Uri": 1}, VT.QualifiedName).Value == ua.QualifiedName(
+            "Speed", 1
+        )
+        node = {"IdType": 1, "Id": "Line1.Speed", "Namespace": PLANT}
+        assert conv(node, VT.NodeId).Value == ua.NodeId("Line1.Speed", 1, ua.NodeIdType.String)
+        assert conv({**node, "ServerUri": 0}, VT.ExpandedNodeId).Value.Identifier == "Line1.Speed"
+        status = {"Code": S.BadOutOfRange, "Symbol": "BadOutOfRange"}
+        assert conv(status, VT.StatusCode).Value == ua.StatusCode(S.BadOutOfRange)
+        assert conv({"Code": 0, "Symbol": "Good"}, VT.StatusCode).Value == ua.StatusCode(0)
+        rng = conv({"UaTypeId": RANGE, "Low": 1.0, "High": 2.0}, VT.ExtensionObject).Value
+        assert (rng.Low, rng.High) == (1.0, 2.0)
+
+    @pytest.mark.parametrize(
+        ("value", "vt", "member"),
+        [
+            ({"IdType": 1, "Id": "x", "Nmaespace": 1}, VT.NodeId, "Nmaespace"),
+            ({"IdType": 0, "Id": 5, "ServerUri": 0}, VT.NodeId, "ServerUri"),  # Expanded only
+            ({"IdType": 0, "Id": 5, "Server": 0}, VT.ExpandedNodeId, "Server"),
+            ({"Name": "x", "Namespace": 1}, VT.QualifiedName, "Namespace"),
+            ({"Locale": "en", "Text": "x", "Body": None}, VT.LocalizedText, "Body"),
+            ({"Code": 0, "Sym": "Good"}, VT.StatusCode, "Sym"),
+            ({"UaTypeId": RANGE, "Low": 1.0, "Hihg": 2.0}, VT.ExtensionObject, "Hihg"),
+            (
+                {"UaTypeId": "i=1", "UaEncoding": 1, "UaBody": "AA==", "B": 1},
+                VT.ExtensionObject,
+                "B",
+            ),
+            ({"SymbolicId": 1, "Symbolic": 2}, VT.DiagnosticInfo, "Symbolic"),
+        ],
+    )
+    def test_an_unknown_member_is_a_type_mismatch_that_names_it(
+        self, value: Any, vt: ua.VariantType, member: str
+    ) -> None:
+        e = refused(value, vt)
+        assert e.status == S.BadTypeMismatch and repr(member) in e.message, e.message
+
+    def test_nested_objects_are_checked_too_and_the_message_says_where(self) -> None:
+        eu = {
+            "UaTypeId": EU_INFORMATION,
+            "NamespaceUri": "http://www.opcfoundation.org/UA/units/un/cefact",
+            "UnitId": 5066068,
+            "DisplayName": {"Text": "m"},
+            "Description": {"Txet": "metre"},
+        }
+        e = refused(eu, VT.ExtensionObject)
+        assert e.status == S.BadTypeMismatch and e.message.startswith("Description: ")
+        e = refused({"UaTypeId": {"IdType": 0, "Id": 884, "X": 1}, "Low": 1}, VT.ExtensionObject)
+        assert e.message.startswith("UaTypeId: ") and "'X'" in e.message
+        e = refused([{"Text": "a"}, {"Txet": "b"}], VT.LocalizedText, value_rank=1)
+        assert e.message.startswith("element [1]: ")
+        info = {"InnerStatusCode": {"Code": 0}, "InnerDiagnosticInfo": {"Locale": 2, "Q": 1}}
+        assert refused(info, VT.DiagnosticInfo).message.startswith("InnerDiagnosticInfo: ")
+
+    def test_a_status_codes_symbol_must_be_its_codes(self) -> None:
+        for status in ({"Code": S.BadOutOfRange, "Symbol": "Good"}, {"Symbol": "BadOutOfRange"}):
+            e = refused(status, VT.StatusCode)
+            assert e.status == S.BadTypeMismatch and "Symbol" in e.message
+        assert refused({"Code": 0x80FF0000, "Symbol": "Bad"}, VT.StatusCode).status == (
+            S.BadTypeMismatch  # an unknown code has no Symbol
+        )
+
+    def test_variants_inside_a_value_are_typed_values(self) -> None:
+        def variants(*items: Any) -> ua.Variant:
+            return conv({"UaType": 24, "Value": list(items)}, 24, value_rank=1)
+
+        assert variants({"UaType": 21, "Value": {"Text": "a"}}).Value == [
+            ua.Variant(ua.LocalizedText("a"), VT.LocalizedText)
+        ]
+        e = refused(
+            {"UaType": 24, "Value": [{"UaType": 21, "Value": {"Text": "a", "x": 1}}]},
+            24,
+            value_rank=1,
+        )
+        assert e.status == S.BadTypeMismatch and "'x'" in e.message
+        for malformed, what in (
+            ({"UaType": 6, "Valeu": 1}, "'Valeu'"),  # unknown member
+            ({"UaType": 6}, "Value"),  # a write says what it writes
+            ({"Type": 6, "Body": 1}, "UaType"),  # the 1.04 form
+        ):
+            e = refused({"UaType": 24, "Value": [malformed]}, 24, value_rank=1)
+            assert e.status == S.BadDecodingError and what in e.message, e.message
+        # a matrix inside: the JSON is flat, the decoded value nested
+        matrix = {"UaType": 21, "Value": [{}, {}, {}, {"Txt": "d"}], "Dimensions": [2, 2]}
+        e = refused({"UaType": 24, "Value": [matrix]}, 24, value_rank=1)
+        assert "Value/3" in e.message and "'Txt'" in e.message
+        # a Variant in a Variant, which the decoder unwraps
+        inner = {"UaType": 24, "Value": {"UaType": 21, "Value": {"Text": "a", "x": 1}}}
+        assert "'x'" in refused({"UaType": 24, "Value": inner}, 24).message
+
+    def test_data_values(self) -> None:
+        dv = {
+            "UaType": 21,
+            "Value": {"Text": "a"},
+            "Status": {"Code": S.BadOutOfRange},
+            "SourceTimestamp": "2030-01-01T00:00:00Z",
+        }
+        written = conv({"UaType": 23, "Value": dv}, VT.DataValue).Value
+        assert written.Value == ua.Variant(ua.LocalizedText("a"), VT.LocalizedText)
+        assert written.StatusCode == ua.StatusCode(S.BadOutOfRange)
+        for broken, status in (
+            ({**dv, "Statsu": {}}, S.BadTypeMismatch),
+            ({**dv, "Status": {"Code": 0, "Q": 1}}, S.BadTypeMismatch),
+            ({**dv, "Value": {"Txet": "a"}}, S.BadTypeMismatch),
+            ({"Value": {"Type": 21, "Body": {"Text": "a"}}}, S.BadDecodingError),  # 1.04
+            ({"Value": {"UaType": 21, "Value": {"Text": "a"}}}, S.BadDecodingError),  # not inline
+        ):
+            assert refused({"UaType": 23, "Value": broken}, VT.DataValue).status == status
+
+    def test_structures_in_the_1_04_envelope_are_refused(self) -> None:
+        e = refused({"TypeId": RANGE, "Body": {"Low": 1, "High": 2}}, VT.ExtensionObject)
+        assert e.status == S.BadTypeMismatch and "'Body', 'TypeId'" in e.message
+
+    def test_an_unknown_structure_is_refused_at_any_depth(self) -> None:
+        unknown = {"UaType": 22, "Value": {"UaTypeId": f"nsu={PLANT};i=99999", "A": 1}}
+        e = refused({"UaType": 24, "Value": [unknown]}, 24, value_rank=1)
+        assert e.status == S.BadTypeMismatch and f"nsu={PLANT};i=99999" not in e.message
+        assert "ns=1;i=99999 is not known" in e.message
+
+
+#: Objects that convert exactly as they are, at least one of each structured form, nested where
+#: a form holds others: the property below puts a member they do not have somewhere inside.
+EXACT_OBJECTS: list[tuple[int, Any]] = [
+    (VT.LocalizedText, {"Locale": "en", "Text": "hi"}),
+    (VT.LocalizedText, [{"Text": "a"}, {}]),
+    (VT.QualifiedName, {"Name": "Speed", "Uri": 1}),
+    (VT.NodeId, {"IdType": 1, "Id": "Line1.Speed", "Namespace": 1}),
+    (VT.ExpandedNodeId, {"IdType": 0, "Id": 5, "Namespace": "urn:elsewhere", "ServerUri": 0}),
+    (VT.StatusCode, {"Code": S.BadOutOfRange, "Symbol": "BadOutOfRange"}),
+    (
+        VT.DiagnosticInfo,
+        {"SymbolicId": 1, "InnerStatusCode": {"Code": 0}, "InnerDiagnosticInfo": {"Locale": 2}},
+    ),
+    (VT.ExtensionObject, {"UaTypeId": {"IdType": 0, "Id": 884}, "Low": 1.0, "High": 2.0}),
+    (
+        VT.ExtensionObject,
+        {
+            "UaTypeId": EU_INFORMATION,
+            "NamespaceUri": "u",
+            "UnitId": 1,
+            "DisplayName": {"Text": "m"},
+            "Description": {"Locale": "en", "Text": "metre"},
+        },
+    ),
+    (VT.ExtensionObject, {"UaTypeId": "i=1", "UaEncoding": 1, "UaBody": "AAE="}),
+    (
+        VT.DataValue,
+        {
+            "UaType": 23,
+            "Value": {
+                "UaType": 21,
+                "Value": {"Text": "a"},
+                "Status": {"Code": 0},
+                "SourceTimestamp": "2030-01-01T00:00:00Z",
+            },
+        },
+    ),
+    (
+        VT.Variant,
+        {
+            "UaType": 24,
+            "Value": [
+                {"UaType": 20, "Value": {"Name": "n"}},
+                {"UaType": 21, "Value": [{"Text": "a"}, {}, {}, {}], "Dimensions": [2, 2]},
+                {"UaType": 24, "Value": {"UaType": 19, "Value": {"Code": 0}}},
+            ],
+        },
+    ),
+]
+KNOWN_MEMBERS = frozenset(
+    {"Locale", "Text", "Name", "Uri", "IdType", "Id", "Namespace", "ServerUri", "Code", "Symbol"}
+    | {"SymbolicId", "NamespaceUri", "LocalizedText", "AdditionalInfo", "InnerStatusCode"}
+    | {"InnerDiagnosticInfo", "UaTypeId", "UaEncoding", "UaBody", "Low", "High", "UnitId"}
+    | {"DisplayName", "Description", "UaType", "Value", "Dimensions", "Status", "SourceTimestamp"}
+    | {"SourcePicoseconds", "ServerTimestamp", "ServerPicoseconds"}
+)
+
+
+def _objects_in(x: Any) -> list[dict[str, Any]]:
+    if isinstance(x, list):
+        return [d for item in x for d in _objects_in(item)]
+    if isinstance(x, dict):
+        return [x, *(d for v in x.values() for d in _objects_in(v))]
+    return []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.sampled_from(EXACT_OBJECTS),
+    where=st.integers(min_value=0),
+    member=st.one_of(
+        st.sampled_from(["Txet", "Body", "Type", "Valeu", "x", ""]),
+        st.text(max_size=8).filter(lambda k: k not in KNOWN_MEMBERS),
+    ),
+    value=st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+)
+def test_an_object_with_a_member_it_does_not_have_is_refused(
+    case: tuple[int, Any], where: int, member: str, value: Any
+) -> None:
+    vt, exact = case
+    conv(exact, vt, value_rank=-2)
+    changed = copy.deepcopy(exact)
+    holders = _objects_in(changed)
+    holders[where % len(holders)][member] = value
+    e = refused(changed, vt, value_rank=-2)
+    assert e.status in (S.BadTypeMismatch, S.BadDecodingError)
+    assert repr(member)[:20] in e.message, e.message
+
+
 class TestArrays:
     def test_rank_1(self) -> None:
         v = conv([1, 2, 3], VT.Int32, value_rank=1)
@@ -768,6 +997,11 @@ class TestParseRequest:
             (b'{"ReplyTo": "a/#", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "ReplyTo"),
             (b'{"ReplyTo": "$SYS/x", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "ReplyTo"),
             (b'{"ReplyTo": "", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "ReplyTo"),
+            (b'{"ReplyTo": "a/\\n", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "ReplyTo"),
+            (b'{"ReplyTo": "a/\\u0085", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "ReplyTo"),
+            (b'{"ReplyTo": "a/\\uffff", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "ReplyTo"),
+            (b'{"ReplyTo": "a/\\ud800", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "ReplyTo"),
+            (b'{"RequestId": "\\u009b", "Targets": [{"NodeId": "i=1", "Value": 1}]}', "RequestId"),
             (b'{"Target": [{"NodeId": "i=1", "Value": 1}]}', "Target"),
             (b'{"Targets": [{"NodeId": "i=1", "Value": NaN}]}', "NaN"),
             (b'{"Targets": [{"NodeId": "i=1", "Value": Infinity}]}', "Infinity"),
@@ -804,6 +1038,71 @@ def _refused_request(payload: bytes, **kw: Any) -> RequestError:
     with pytest.raises(RequestError) as info:
         parse_request(payload, **kw)
     return info.value
+
+
+# -------------------------------------------------------- the schema agrees with the bridge
+
+#: Topics of any characters, those a broker refuses and their neighbours drawn more often.
+REPLY_TOPICS = st.text(
+    st.characters()
+    | st.sampled_from(
+        "$+#/% \x00\x1f\x7f\x85\x9f\xa0\ufdcf\ufdd0\ufdef\ufdf0\ufffd\ufffe\uffff"
+        "\U0001fffd\U0001fffe\U0010ffff\ud800\udfff"
+    ),
+    max_size=12,
+)
+
+
+def _with(**top: Any) -> dict[str, Any]:
+    return {**top, "Targets": [{"NodeId": "i=1", "Value": 1}]}
+
+
+@settings(max_examples=500, deadline=None)
+@given(topic=REPLY_TOPICS)
+def test_the_schema_takes_exactly_the_reply_topics_the_bridge_answers_to(topic: str) -> None:
+    assert validator("write-request").is_valid(_with(ReplyTo=topic)) is _publishable(topic)
+
+
+@settings(max_examples=300, deadline=None)
+@given(topic=REPLY_TOPICS)
+def test_a_request_is_read_exactly_when_the_bridge_can_answer_to_its_reply_to(topic: str) -> None:
+    payload = json.dumps(_with(ReplyTo=topic)).encode()  # a lone surrogate as its \u escape
+    try:
+        accepted = parse_request(payload).reply_to == topic
+    except RequestError as e:
+        assert e.status == S.BadDecodingError and e.message.startswith("ReplyTo: "), e.message
+        accepted = False
+    assert accepted is _publishable(topic)
+
+
+@pytest.mark.parametrize(
+    ("topic", "taken"),
+    [
+        ("a" * 65535, True),
+        ("a" * 65536, False),  # past maxLength
+        ("é" * 32767 + "a", True),  # 65,535 bytes
+        ("é" * 32768, False),  # 65,536 bytes in 32,768 characters: only the bytes tell
+    ],
+)
+def test_a_reply_topic_is_at_most_65535_bytes(topic: str, taken: bool) -> None:
+    assert _publishable(topic) is taken
+    payload = json.dumps(_with(ReplyTo=topic), ensure_ascii=False).encode()
+    if taken:
+        assert parse_request(payload, max_bytes=10**6).reply_to == topic
+    else:
+        e = _refused_request(payload, max_bytes=10**6)
+        assert e.message.startswith("ReplyTo: ") and "65535" in e.message, e.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    request_id=st.text(st.characters() | st.sampled_from("\n\x00\x7f\x85\x9f\xa0"), max_size=130)
+)
+def test_a_request_id_is_1_to_128_characters_without_control_characters(request_id: str) -> None:
+    valid = 1 <= len(request_id) <= 128 and not any(
+        unicodedata.category(c) == "Cc" for c in request_id
+    )
+    assert validator("write-request").is_valid(_with(RequestId=request_id)) is valid
 
 
 # -------------------------------------------------------------- hostile payloads
@@ -1345,3 +1644,20 @@ def test_the_documented_messages_follow_the_schemas() -> None:
             parse_request(json.dumps(block).encode())
             requests += 1
     assert requests >= 2 and responses >= 2
+
+
+@given(st.text(max_size=140))
+def test_valid_request_id_is_exactly_the_schemas_request_id_rule(text: str) -> None:
+    """The bridge reads the RequestId of a request it refuses unparsed by this rule."""
+    schema_says = not any(
+        e.path and e.path[0] == "RequestId"
+        for e in validator(REQUEST_SCHEMA).iter_errors({"RequestId": text})
+    )
+    assert valid_request_id(text) is schema_says
+
+
+def test_valid_request_id_refuses_c1_controls_and_overlong_ids() -> None:
+    assert valid_request_id("7f3c-ok")
+    assert not valid_request_id("a\x85b")
+    assert not valid_request_id("x" * 129)
+    assert not valid_request_id(7)
