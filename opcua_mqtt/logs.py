@@ -15,6 +15,14 @@ from typing import Any
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})))
 
+#: Characters that some readers take for a line end (C1 NEL, U+2028, U+2029) or a terminal
+#: command (the other C1 controls): messages quote values from the network, and one such
+#: character could forge a log line or rewrite a terminal. Escaped as \uXXXX: in a JSON line
+#: that is the same string, in a text line it is visible.
+_LINE_SAFE = {c: f"\\u{c:04x}" for c in (*range(0x80, 0xA0), 0x2028, 0x2029)}
+#: In text lines the C0 controls too (JSON escapes them anyway), but for newline and tab.
+_TEXT_SAFE = {**_LINE_SAFE, **{c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F) if c not in (9, 10)}}
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
@@ -31,7 +39,17 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value if isinstance(value, str | int | float | bool) else repr(value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+        return json.dumps(out, ensure_ascii=False).translate(_LINE_SAFE)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, with control characters made visible."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_TEXT_SAFE)
 
 
 def configure(level: str = "info", fmt: str = "text") -> None:
@@ -40,9 +58,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

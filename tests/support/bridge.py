@@ -9,13 +9,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.opcua_server import OpcUaTestServer
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 
@@ -34,7 +35,7 @@ def write_config(
     endpoint: str,
     broker: MosquittoBroker,
     signing_dir: Path,
-    fields: list[Mapping[str, Any]],
+    fields: Sequence[Mapping[str, Any]],
     publisher_id: str = "e2e-bridge",
     opcua: Mapping[str, Any] | None = None,
     write_back: Mapping[str, Any] | None = None,
@@ -69,6 +70,33 @@ def write_config(
     return path
 
 
+#: The built-in types of the asyncua test server's simulated variables.
+SIMULATED_TYPES = {"Counter": "UInt32", "Sine": "Double", "Toggle": "Boolean"}
+
+
+def simulated_fields(server: OpcUaTestServer, *names: str) -> list[dict[str, Any]]:
+    """Configured fields for the asyncua test server's simulated variables ``names`` (values
+    that change all the time), each named as the variable."""
+    sim = server.manifest["simulation"]
+    return [{"name": n, "node_id": sim[n], "builtin_type": SIMULATED_TYPES[n]} for n in names]
+
+
+def simulation_config(
+    directory: Path, server: OpcUaTestServer, broker: MosquittoBroker, **opcua: Any
+) -> Path:
+    """``directory``/bridge.yaml: writer W publishes the server's simulated Counter and Sine,
+    metadata signed by a PKI made in ``directory``/certs; ``opcua`` adds to its opcua
+    section."""
+    return write_config(
+        directory / "bridge.yaml",
+        endpoint=server.endpoint,
+        broker=broker,
+        signing_dir=make_certs(directory / "certs"),
+        fields=simulated_fields(server, "Counter", "Sine"),
+        opcua=opcua,
+    )
+
+
 class BridgeProcess(subprocess.Popen[str]):
     """`opcua-mqtt run` with its stdout and stderr in a file, never in a pipe: an unread pipe
     fills after 64 KiB, and the process then blocks in its next write (a bridge that logs a lot
@@ -85,8 +113,16 @@ class BridgeProcess(subprocess.Popen[str]):
 
     def records(self) -> list[dict[str, Any]]:
         """The complete JSON log lines so far."""
-        lines = self.output().splitlines(keepends=True)
-        return [json.loads(x) for x in lines if x.startswith("{") and x.endswith("\n")]
+        return json_records(self.output())
+
+
+def json_records(output: str) -> list[dict[str, Any]]:
+    """The JSON log records in a process's output: every complete line that is a JSON object.
+
+    Lines end at "\n" only: ``str.splitlines`` also breaks at U+0085, U+2028 and U+2029, which
+    a record quoting a hostile value may hold, and would cut such a record in pieces."""
+    *complete, _unfinished = output.split("\n")
+    return [json.loads(line) for line in complete if line.startswith("{")]
 
 
 class BridgeProcesses:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from opcua_mqtt.logs import JsonFormatter, non_blocking
+from opcua_mqtt.logs import JsonFormatter, TextFormatter, non_blocking
 
 
 @pytest.fixture
@@ -84,3 +84,37 @@ def test_non_blocking_restores_the_handlers_and_keeps_exception_text(
     record = json.loads(buffer.getvalue())
     assert record["message"] == "failed here"
     assert "ValueError: boom" in record["exception"]
+
+
+HOSTILE = "value \x85forged\u2028line\u2029 \x9b31m \x1b[2J\r"
+
+
+def _format(formatter: logging.Formatter, message: str) -> str:
+    record = logging.makeLogRecord(
+        {
+            "name": "t",
+            "levelno": logging.WARNING,
+            "levelname": "WARNING",
+            "msg": "%s",
+            "args": (message,),
+        }
+    )
+    return formatter.format(record)
+
+
+def test_json_lines_escape_what_readers_take_for_line_ends_and_still_decode_the_same() -> None:
+    line = _format(JsonFormatter(), HOSTILE)
+    assert line.split("\n") == line.splitlines() == [line]  # one line for every reader
+    assert all(not (0x80 <= ord(c) < 0xA0 or c in "\u2028\u2029") for c in line)
+    assert json.loads(line)["message"] == HOSTILE  # escaped, not altered
+
+
+def test_text_lines_show_control_characters_instead_of_obeying_them() -> None:
+    line = _format(TextFormatter(), HOSTILE + "\nsecond line\tkept")
+    assert line.endswith("second line\tkept")  # our own newlines and tabs stay
+    first = line.split("\n")[0]
+    assert first == first.splitlines()[0]
+    assert "\\u001b[2J" in first and "\\u000d" in first and "\\u0085" in first
+    assert all(
+        c == "\t" or (c.isprintable() and c not in "\u2028\u2029") for c in line.replace("\n", "")
+    )
