@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
+from tests.support.bridge import BridgeProcesses, bridge_processes
 from tests.support.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker, find_mosquitto
 from tests.support.pki import CLIENT_COMMON_NAME, Pki, generate_pki
 
@@ -29,14 +31,10 @@ def mosquitto_executable() -> str:
 def _run_broker(
     executable: str, pki: Pki, workdir: Path, *, mutual_tls: bool, extra: tuple[str, ...] = ()
 ) -> Iterator[MosquittoBroker]:
-    broker = MosquittoBroker(
+    with MosquittoBroker(
         executable=executable, pki=pki, workdir=workdir, mutual_tls=mutual_tls, extra_config=extra
-    )
-    broker.start()
-    try:
+    ) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 # Function scope: a broker starts in about 20 ms, and a test may stop or restart its broker.
@@ -93,6 +91,12 @@ def mosquitto_mtls_acl(
     )
 
 
+@pytest.fixture
+def bridges() -> Iterator[BridgeProcesses]:
+    """Starts `opcua-mqtt run` processes (tests/support/bridge.py); none outlives the test."""
+    yield from bridge_processes()
+
+
 # -- real OPC UA servers (tests/support/opcua_server.py) ----------------------------------------
 # Each server runs in its own process on a free 127.0.0.1 port, is waited for with a bounded
 # timeout (a server that does not come up fails the test with its stderr) and is stopped by PID.
@@ -100,11 +104,27 @@ def mosquitto_mtls_acl(
 from tests.support.opcua_server import (  # noqa: E402 - appended section, kept together
     NodeOpcuaTestServer,
     OpcUaTestServer,
+    ServerProcess,
     ServerStartError,
     node_opcua_missing,
     start_node_opcua_server,
     start_opcua_server,
 )
+
+S = TypeVar("S", bound=ServerProcess)
+
+
+def _serve(start: Callable[..., S], workdir: Path, **options: Any) -> Iterator[S]:
+    """``start(workdir, **options)`` for the length of a fixture, then stop it by PID. A server
+    that does not come up fails the test (with its stderr), never errors it."""
+    try:
+        server = start(workdir, **options)
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -125,35 +145,26 @@ def opcua_server(
     username, password, manifest (parsed JSON), manifest_path, pid, startup_seconds, workdir;
     ``variables`` (the manifest's entries), ``nodeid(path)``, ``running``, ``output()``, ``stop()``.
     """
-    try:
-        server = start_opcua_server(
-            tmp_path_factory.mktemp("opcua-server"),
-            variables=10_000,
-            cert_dir=opcua_server_cert_dir,
-            timeout=60.0,
-        )
-    except ServerStartError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(
+        start_opcua_server,
+        tmp_path_factory.mktemp("opcua-server"),
+        variables=10_000,
+        cert_dir=opcua_server_cert_dir,
+        timeout=60.0,
+    )
 
 
 @pytest.fixture
 def small_opcua_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[OpcUaTestServer]:
     """A fresh asyncua test server with about 200 variables, for tests that change the model
     (Control methods) or stop the server. Same attributes as ``opcua_server``."""
-    try:
-        server = start_opcua_server(
-            tmp_path / "opcua-server", variables=200, cert_dir=opcua_server_cert_dir, timeout=30.0
-        )
-    except ServerStartError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(
+        start_opcua_server,
+        tmp_path / "opcua-server",
+        variables=200,
+        cert_dir=opcua_server_cert_dir,
+        timeout=30.0,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -167,11 +178,6 @@ def node_opcua_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node
     missing = node_opcua_missing()
     if missing is not None:
         pytest.fail(missing, pytrace=False)
-    try:
-        server = start_node_opcua_server(tmp_path_factory.mktemp("node-opcua-server"), timeout=60.0)
-    except ServerStartError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(
+        start_node_opcua_server, tmp_path_factory.mktemp("node-opcua-server"), timeout=60.0
+    )

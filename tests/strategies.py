@@ -39,6 +39,9 @@ NULLABLE_SCALARS = frozenset(
     {VT.String, VT.ByteString, VT.XmlElement, VT.DateTime, VT.ExtensionObject}
 )
 
+#: Value range of each integer built-in type (OPC 10000-6 §5.1.2). Written out here, not taken
+#: from opcua_mqtt.core.json_encoding.INT_RANGES: the tests check the product's ranges against
+#: this table, which a shared table would make them agree with whatever it says.
 INT_RANGES: dict[ua.VariantType, tuple[int, int]] = {
     VT.SByte: (-(2**7), 2**7 - 1),
     VT.Byte: (0, 2**8 - 1),

@@ -5,6 +5,7 @@ a real bridge, examples/subscriber.py prints verified values, the systemd unit v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -13,7 +14,8 @@ import ssl
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from opcua_mqtt import devpki
-from tests.support.bridge import EXE, BridgeProcesses, bridge_processes, make_certs, write_config
+from tests.support.bridge import (
+    EXE,
+    BridgeProcesses,
+    make_certs,
+    simulated_fields,
+    write_config,
+)
 from tests.support.mosquitto import MosquittoBroker, client_ssl_context, run_as_lines
 from tests.support.mqtt import MqttProbe
 from tests.support.opcua_server import REPO_ROOT, OpcUaTestServer
@@ -164,16 +172,8 @@ def example_broker(mosquitto_executable: str, pki: Pki, tmp_path: Path) -> Itera
     )
     workdir.mkdir()
     shutil.copy(EXAMPLES / "mosquitto" / "opcua-mqtt.acl", broker.acl)
-    broker.start()
-    try:
+    with broker:
         yield broker
-    finally:
-        broker.stop()
-
-
-@pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
 
 
 def _client_certs(pki: Pki, directory: Path) -> dict[str, tuple[Path, Path]]:
@@ -191,6 +191,49 @@ def _client_certs(pki: Pki, directory: Path) -> dict[str, tuple[Path, Path]]:
         key.write_bytes(issued.key_pem())
         out[name] = (cert, key)
     return out
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The example ACL's identities as clients of the example broker: each has a certificate
+    from the CA the broker trusts and names itself with it."""
+
+    broker: MosquittoBroker
+    ca: Path
+    certs: dict[str, tuple[Path, Path]]
+
+    @property
+    def address(self) -> str:
+        return f"{self.broker.host}:{self.broker.port}"
+
+    def tls_options(self, identity: str) -> list[str]:
+        """The command-line options that present ``identity``'s certificate."""
+        cert, key = self.certs[identity]
+        return ["--ca", str(self.ca), "--cert", str(cert), "--key", str(key)]
+
+    def cli(self, identity: str, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``opcua-mqtt COMMAND BROKER ARGS`` connecting as ``identity``."""
+        return _cli(command, self.address, *args, *self.tls_options(identity))
+
+    def status(self, identity: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``opcua-mqtt status`` as JSON, after listening half a second."""
+        return self.cli(identity, "status", "--format", "json", "--wait", "0.5", *args)
+
+    def write_setpoint(
+        self, identity: str, value: str, *args: str
+    ) -> subprocess.CompletedProcess[str]:
+        """``opcua-mqtt write`` of the example bridge's W/Setpoint."""
+        return self.cli(identity, "write", "W/Setpoint", value, "--publisher", BRIDGE, *args)
+
+    @contextlib.asynccontextmanager
+    async def probe(self, identity: str, client_id: str) -> AsyncIterator[MqttProbe]:
+        """An MQTT client connected as ``identity``."""
+        cert, key = self.certs[identity]
+        async with MqttProbe(client_id) as probe:
+            await probe.connect(
+                self.broker.host, self.broker.port, client_ssl_context(self.ca, cert, key)
+            )
+            yield probe
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -231,11 +274,7 @@ async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
         signing_dir=signing,
         publisher_id=BRIDGE,
         fields=[
-            {
-                "name": "Counter",
-                "node_id": small_opcua_server.manifest["simulation"]["Counter"],
-                "builtin_type": "UInt32",
-            },
+            *simulated_fields(small_opcua_server, "Counter"),
             {"name": "Setpoint", "node_id": setpoint["nodeid"], "builtin_type": "Double"},
         ],
     )
@@ -245,11 +284,9 @@ async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
     doc["write_back"] = {"enabled": True, "allow": ["G/W/Setpoint"]}
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     bridges.start(config)
-    broker = f"{example_broker.host}:{example_broker.port}"
-    ca = str(pki.ca_cert)
+    clients = Clients(example_broker, pki.ca_cert, certs)
 
     # A subscriber reads what the bridge publishes: examples/subscriber.py, as a user runs it.
-    cert, key = certs[SUBSCRIBER]
     sub = subprocess.run(
         [
             sys.executable,
@@ -257,12 +294,7 @@ async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
             example_broker.host,
             "--port",
             str(example_broker.port),
-            "--ca",
-            ca,
-            "--cert",
-            str(cert),
-            "--key",
-            str(key),
+            *clients.tls_options(SUBSCRIBER),
             "--trust",
             str(signing / "ca.pem"),
             "--count",
@@ -278,80 +310,30 @@ async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
     assert any(ln.startswith(f"{BRIDGE}/W Counter = ") for ln in printed), sub.stdout
     # Data that arrives before its retained metadata is skipped as missing, never as untrusted.
     assert all(value.match(ln) or ln.endswith("metadata missing") for ln in printed), sub.stdout
-    status = _cli(
-        "status",
-        broker,
-        "--ca",
-        ca,
-        "--cert",
-        str(cert),
-        "--key",
-        str(key),
-        "--format",
-        "json",
-        "--wait",
-        "0.5",
-        "--require-operational",
-    )
+    status = clients.status(SUBSCRIBER, "--require-operational")
     assert status.returncode == 0, status.stderr
     assert [b["publisher_id"] for b in json.loads(status.stdout)["bridges"]] == [BRIDGE]
 
     # A subscriber may not send commands ...
-    denied = _cli(
-        "write",
-        broker,
-        "W/Setpoint",
-        "13",
-        "--publisher",
-        BRIDGE,
-        "--ca",
-        ca,
-        "--cert",
-        str(cert),
-        "--key",
-        str(key),
-        "--client-id",
-        "historian-cmd",
-        "--timeout",
-        "2",
+    denied = clients.write_setpoint(
+        SUBSCRIBER, "13", "--client-id", "historian-cmd", "--timeout", "2"
     )
     assert denied.returncode == 4, denied.stdout + denied.stderr
     await _denied(example_broker, "historian-cmd", f"opcua/json/cmd/{BRIDGE}/write")
     # ... nor publish data or status under the bridge's name.
-    async with MqttProbe("historian-probe") as probe:
-        await probe.connect(
-            example_broker.host, example_broker.port, client_ssl_context(pki.ca_cert, cert, key)
-        )
+    async with clients.probe(SUBSCRIBER, "historian-probe") as probe:
         probe.publish(f"opcua/json/data/{BRIDGE}/G", b"{}")
         await _denied(example_broker, "historian-probe", f"opcua/json/data/{BRIDGE}/G")
         probe.publish(f"opcua/json/status/{BRIDGE}", b"{}", retain=True)
         await _denied(example_broker, "historian-probe", f"opcua/json/status/{BRIDGE}")
 
     # The commander's request reaches the bridge, which answers on the commander's reply topic.
-    cert, key = certs[COMMANDER]
-    written = _cli(
-        "write",
-        broker,
-        "W/Setpoint",
-        "42.5",
-        "--publisher",
-        BRIDGE,
-        "--ca",
-        ca,
-        "--cert",
-        str(cert),
-        "--key",
-        str(key),
-    )
+    written = clients.write_setpoint(COMMANDER, "42.5")
     assert written.returncode == 0, written.stdout + written.stderr
     assert json.loads(written.stdout)["Result"]["Code"] == 0
 
     # The bridge's own identity is bound to its PublisherId: it cannot speak for another bridge.
-    cert, key = certs[BRIDGE]
-    async with MqttProbe("bridge-probe") as probe:
-        await probe.connect(
-            example_broker.host, example_broker.port, client_ssl_context(pki.ca_cert, cert, key)
-        )
+    async with clients.probe(BRIDGE, "bridge-probe") as probe:
         probe.publish("opcua/json/status/other-bridge", b"{}", retain=True)
         await _denied(example_broker, "bridge-probe", "opcua/json/status/other-bridge")
 
@@ -368,21 +350,7 @@ async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
     await example_broker.wait_for_log("peer did not return a certificate")
 
     # None of the refused messages landed: the broker still knows one bridge, Operational.
-    cert, key = certs[SUBSCRIBER]
-    status = _cli(
-        "status",
-        broker,
-        "--ca",
-        ca,
-        "--cert",
-        str(cert),
-        "--key",
-        str(key),
-        "--format",
-        "json",
-        "--wait",
-        "0.5",
-    )
+    status = clients.status(SUBSCRIBER)
     bridges_seen = json.loads(status.stdout)["bridges"]
     assert [(b["publisher_id"], b["state"], b["problems"]) for b in bridges_seen] == [
         (BRIDGE, "Operational", [])

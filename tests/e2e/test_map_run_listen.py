@@ -6,26 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from asyncua import Client
 
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
-from tests.support.bridge import EXE, BridgeProcesses, bridge_processes, make_certs
+from tests.support.bridge import EXE, BridgeProcesses, make_certs
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.opcua_server import parse_nodeid
 
 #: Variables the node-opcua plant changes every 100 ms: compared by type only.
 CHANGING = {"BottleCount", "CapCount", "LastCap", "Pressure", "NozzleTemperatures"}
-
-
-@pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -153,7 +146,10 @@ def test_listen_refuses_a_malformed_topic_filter_as_a_usage_error() -> None:
     """Mosquitto drops a client for such a filter: refused before any connection is made."""
     run = subprocess.run(
         [EXE, "listen", "127.0.0.1:1", "opcua/#/data"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert run.returncode == 2, run.stderr
     assert "'#' is not the last level" in run.stderr

@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from opcua_mqtt import __version__
-from tests.support.bridge import EXE, BridgeProcesses, bridge_processes, make_certs, write_config
+from tests.support.bridge import EXE, BridgeProcess, BridgeProcesses, simulation_config
 from tests.support.mosquitto import LOOPBACK, MosquittoBroker, free_port
 from tests.support.opcua_server import OpcUaTestServer
 
@@ -27,22 +27,17 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
-
-
-def _config(tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker) -> Path:
-    sim = server.manifest["simulation"]
-    return write_config(
-        tmp_path / "bridge.yaml",
-        endpoint=server.endpoint,
-        broker=broker,
-        signing_dir=make_certs(tmp_path / "certs"),
-        fields=[
-            {"name": "Counter", "node_id": sim["Counter"], "builtin_type": "UInt32"},
-            {"name": "Sine", "node_id": sim["Sine"], "builtin_type": "Double"},
-        ],
-    )
+def metrics_bridge(
+    tmp_path: Path,
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> tuple[int, BridgeProcess]:
+    """`opcua-mqtt run --metrics-port PORT` publishing the simulated Counter and Sine, on a
+    free port: the port and the process."""
+    port = free_port()
+    config = simulation_config(tmp_path, small_opcua_server, mosquitto_tls)
+    return port, bridges.start(config, "--metrics-port", str(port))
 
 
 def _request(port: int, path: str) -> tuple[int, bytes]:
@@ -111,15 +106,9 @@ async def _scrape_until(
 
 
 async def test_metrics_move_with_traffic_and_readiness_follows_the_broker(
-    tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    bridges: BridgeProcesses,
+    mosquitto_tls: MosquittoBroker, metrics_bridge: tuple[int, BridgeProcess]
 ) -> None:
-    port = free_port()
-    proc = bridges.start(
-        _config(tmp_path, small_opcua_server, mosquitto_tls), "--metrics-port", str(port)
-    )
+    port, proc = metrics_bridge
     assert (await _readyz(port, 200, 30))["down"] == []
     assert await _get(port, "/healthz") == (200, b"ok\n")
 
@@ -182,13 +171,9 @@ async def test_metrics_move_with_traffic_and_readiness_follows_the_broker(
 
 
 async def test_readiness_names_the_opcua_side_when_the_server_goes_away(
-    tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    bridges: BridgeProcesses,
+    small_opcua_server: OpcUaTestServer, metrics_bridge: tuple[int, BridgeProcess]
 ) -> None:
-    port = free_port()
-    bridges.start(_config(tmp_path, small_opcua_server, mosquitto_tls), "--metrics-port", str(port))
+    port, _proc = metrics_bridge
     await _readyz(port, 200, 30)
     await asyncio.to_thread(small_opcua_server.stop)
     report = await _readyz(port, 503, 30)

@@ -8,52 +8,24 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from asyncua import ua
 
-from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
 from opcua_mqtt.core.messages import decode_message
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.subscriber import Subscriber, TrustState
-from tests.support.bridge import EXE, BridgeProcesses, bridge_processes, make_certs, write_config
+from tests.support.bridge import EXE, BridgeProcesses, simulated_fields, simulation_config
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
+from tests.support.mqtt import MqttProbe, adapter_options
 from tests.support.opcua_server import OpcUaTestServer
 
 
-def _config(tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker, **opcua: Any) -> Path:
-    sim = server.manifest["simulation"]
-    return write_config(
-        tmp_path / "bridge.yaml",
-        endpoint=server.endpoint,
-        broker=broker,
-        signing_dir=make_certs(tmp_path / "certs"),
-        fields=[
-            {"name": "Counter", "node_id": sim["Counter"], "builtin_type": "UInt32"},
-            {"name": "Sine", "node_id": sim["Sine"], "builtin_type": "Double"},
-        ],
-        opcua=opcua,
-    )
-
-
-@pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
-
-
 def _subscriber(broker: MosquittoBroker, trust_pem: Path) -> Subscriber:
-    mqtt = MqttOptions(
-        host=broker.host,
-        port=broker.port,
-        client_id="e2e-sub",
-        tls=TlsOptions(ca=str(broker.ca_cert)),
-    )
-    return Subscriber(mqtt, trust=TrustStore.from_pem(trust_pem.read_bytes()))
+    trust = TrustStore.from_pem(trust_pem.read_bytes())
+    return Subscriber(adapter_options(broker, "e2e-sub"), trust=trust)
 
 
 async def _status(broker: MosquittoBroker) -> ua.PubSubState:
@@ -71,7 +43,7 @@ async def test_run_publishes_verified_data_and_stops_cleanly_on_sigterm(
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    config = _config(tmp_path, small_opcua_server, mosquitto_tls)
+    config = simulation_config(tmp_path, small_opcua_server, mosquitto_tls)
     proc = bridges.start(config)
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
         it = sub.__aiter__()
@@ -92,7 +64,7 @@ async def test_a_killed_bridge_leaves_its_last_will_error_status(
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    proc = bridges.start(_config(tmp_path, small_opcua_server, mosquitto_tls))
+    proc = bridges.start(simulation_config(tmp_path, small_opcua_server, mosquitto_tls))
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
         await asyncio.wait_for(sub.__aiter__().__anext__(), 20)
     proc.send_signal(signal.SIGKILL)
@@ -114,7 +86,7 @@ async def test_run_over_basic256sha256_with_a_user_name_and_password(
     trusted = tmp_path / "trusted-servers"
     trusted.mkdir()
     shutil.copy(small_opcua_server.server_cert_path, trusted / "server.der")
-    config = _config(
+    config = simulation_config(
         tmp_path,
         small_opcua_server,
         mosquitto_tls,
@@ -153,16 +125,15 @@ async def test_bundled_writers_share_one_network_message_on_the_group_topic(
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    config = _config(tmp_path, small_opcua_server, mosquitto_tls)
+    config = simulation_config(tmp_path, small_opcua_server, mosquitto_tls)
     doc = yaml.safe_load(config.read_text())
     group = doc["writer_groups"][0]
     group["bundle_writers"] = True
-    sim = small_opcua_server.manifest["simulation"]
     group["writers"].append(
         {
             "name": "W2",
             "dataset_writer_id": 1002,
-            "fields": [{"name": "Toggle", "node_id": sim["Toggle"], "builtin_type": "Boolean"}],
+            "fields": simulated_fields(small_opcua_server, "Toggle"),
         }
     )
     config.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -9,7 +9,7 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,17 +18,18 @@ import pytest
 from asyncua import ua
 
 from opcua_mqtt.core.messages import StatusMessage, dumps, encode_status_message
-from tests.support.bridge import EXE, BridgeProcesses, bridge_processes, make_certs, write_config
+from tests.support.bridge import (
+    EXE,
+    BridgeProcesses,
+    make_certs,
+    simulated_fields,
+    write_config,
+)
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import MqttProbe
 from tests.support.opcua_server import OpcUaTestServer
 
 PUBLISHERS = ("line-a", "line-b")
-
-
-@pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
 
 
 def _status(broker: MosquittoBroker, *args: str) -> subprocess.CompletedProcess[str]:
@@ -76,7 +77,6 @@ async def test_status_follows_two_bridges_through_kill_and_clean_stop(
     assert "no bridge found" in empty.stderr
 
     certs = make_certs(tmp_path / "certs")
-    sim = small_opcua_server.manifest["simulation"]
     procs = {
         publisher: bridges.start(
             write_config(
@@ -84,7 +84,7 @@ async def test_status_follows_two_bridges_through_kill_and_clean_stop(
                 endpoint=small_opcua_server.endpoint,
                 broker=mosquitto_tls,
                 signing_dir=certs,
-                fields=[{"name": "Counter", "node_id": sim["Counter"], "builtin_type": "UInt32"}],
+                fields=simulated_fields(small_opcua_server, "Counter"),
                 publisher_id=publisher,
             )
         )

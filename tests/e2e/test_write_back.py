@@ -20,7 +20,7 @@ from asyncua import Client, ua
 from opcua_mqtt.adapters.mqtt import Outgoing
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
 from tests.strategies import assert_ua_equal
-from tests.support.bridge import EXE, BridgeProcesses, bridge_processes, make_certs, write_config
+from tests.support.bridge import EXE, BridgeProcesses
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import MqttProbe
 from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
@@ -30,17 +30,27 @@ from tests.support.write_back import (
     PUBLISHER,
     REPLIES,
     Requester,
+    WriteBackNodes,
     check_response,
     pick_new_value,
     read_variant,
     serving_requester,
-    writable_scalars,
+    write_back_config,
 )
 
 
-@pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
+def _write_cli(broker: MosquittoBroker, *args: str) -> list[str]:
+    """The command line of `opcua-mqtt write` to the test bridge through ``broker``."""
+    return [
+        EXE,
+        "write",
+        f"{broker.host}:{broker.port}",
+        "--ca",
+        str(broker.ca_cert),
+        "--publisher",
+        PUBLISHER,
+        *args,
+    ]
 
 
 @pytest.fixture
@@ -50,51 +60,17 @@ def setup(
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> Iterator[dict[str, Any]]:
-    writable = writable_scalars(small_opcua_server)
-    assert set(CANDIDATES) <= set(writable)
-    read_only = next(
-        v
-        for v in small_opcua_server.variables
-        if not v["writable"] and v["builtin_type"] == "Double" and v["value_rank"] == -1
-    )
-    not_allowed = next(
-        v
-        for v in small_opcua_server.variables
-        if v["writable"]
-        and v["builtin_type"] == "Double"
-        and v["value_rank"] == -1
-        and v["nodeid"] != writable["Double"]["nodeid"]
-    )
-    fields = [
-        {"name": t, "node_id": v["nodeid"], "builtin_type": t}
-        for t, v in writable.items()
-        if t in CANDIDATES
-    ]
-    fields += [
-        {"name": "ReadOnly", "node_id": read_only["nodeid"], "builtin_type": "Double"},
-        {"name": "NotAllowed", "node_id": not_allowed["nodeid"], "builtin_type": "Double"},
-    ]
-    config = write_config(
-        tmp_path / "bridge.yaml",
-        endpoint=small_opcua_server.endpoint,
-        broker=mosquitto_tls,
-        signing_dir=make_certs(tmp_path / "certs"),
-        fields=fields,
-        publisher_id=PUBLISHER,
-        write_back={
-            "enabled": True,
-            "allow": [*(f"G/W/{t}" for t in CANDIDATES), "G/W/ReadOnly"],
-            "rate_per_s": 1000,
-            "burst": 5000,
-        },
+    nodes = WriteBackNodes.of(small_opcua_server)
+    config = write_back_config(
+        tmp_path, small_opcua_server.endpoint, mosquitto_tls, nodes.fields(), nodes.ALLOW
     )
     proc = bridges.start(config)
     yield {
         "server": small_opcua_server,
         "broker": mosquitto_tls,
-        "writable": writable,
-        "read_only": read_only,
-        "not_allowed": not_allowed,
+        "writable": nodes.writable,
+        "read_only": nodes.read_only,
+        "not_allowed": nodes.not_allowed,
         "proc": proc,
         "config": config,
         "tmp": tmp_path,
@@ -221,16 +197,7 @@ async def test_mqtt311_clients_get_their_answer_on_reply_to(
 def test_write_cli_prints_the_answer_and_exits_by_result(
     setup: dict[str, Any], requester: Requester
 ) -> None:
-    broker = setup["broker"]
-    base = [
-        EXE,
-        "write",
-        f"{broker.host}:{broker.port}",
-        "--ca",
-        str(broker.ca_cert),
-        "--publisher",
-        PUBLISHER,
-    ]
+    base = _write_cli(setup["broker"])
     ok = subprocess.run([*base, "W/Double", "7.25"], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["Result"]["Code"] == 0
@@ -311,19 +278,7 @@ async def test_write_cli_gives_its_request_a_message_expiry_interval_up_to_its_d
         await probe.subscribe(COMMANDS)
         run = await asyncio.to_thread(
             subprocess.run,
-            [
-                EXE,
-                "write",
-                f"{broker.host}:{broker.port}",
-                "--ca",
-                str(broker.ca_cert),
-                "--publisher",
-                PUBLISHER,
-                "--deadline",
-                "6.5",
-                "W/Double",
-                "9.25",
-            ],
+            _write_cli(broker, "--deadline", "6.5", "W/Double", "9.25"),
             capture_output=True,
             text=True,
             timeout=60,

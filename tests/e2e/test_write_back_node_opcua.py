@@ -5,9 +5,8 @@ reached it at all."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,18 @@ import pytest
 from asyncua import Client, ua
 
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
-from tests.support.bridge import BridgeProcesses, bridge_processes, make_certs, write_config
+from tests.support.bridge import BridgeProcess, BridgeProcesses
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer, parse_nodeid
 from tests.support.write_back import (
     CANDIDATES,
-    PUBLISHER,
     REPLIES,
     Requester,
     check_response,
     pick_new_value,
     read_variant,
     serving_requester,
+    write_back_config,
 )
 
 #: The built-in types beyond CANDIDATES that the node-opcua plant offers writable: with them,
@@ -61,17 +60,12 @@ def _path(name: str) -> str:
 
 
 @pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
-
-
-@pytest.fixture
 def bridge(
     tmp_path: Path,
     node_opcua_server: NodeOpcuaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
-) -> subprocess.Popen[str]:
+) -> BridgeProcess:
     """`opcua-mqtt run` publishing every WriteBack variable as a field of G/W and allowing
     writes to all of them but NotAllowed."""
     server = node_opcua_server
@@ -93,26 +87,13 @@ def bridge(
         for name in ("ReadOnly", "NotAllowed")
     ]
     allow = [f"G/W/{f['name']}" for f in fields if f["name"] != "NotAllowed"]
-    config = write_config(
-        tmp_path / "bridge.yaml",
-        endpoint=server.endpoint,
-        broker=mosquitto_tls,
-        signing_dir=make_certs(tmp_path / "certs"),
-        fields=fields,
-        publisher_id=PUBLISHER,
-        write_back={
-            "enabled": True,
-            "allow": [*allow, server.nodeid(MISSING)],
-            "rate_per_s": 1000,
-            "burst": 5000,
-        },
-    )
-    return bridges.start(config)
+    allow.append(server.nodeid(MISSING))
+    return bridges.start(write_back_config(tmp_path, server.endpoint, mosquitto_tls, fields, allow))
 
 
 @pytest.fixture
 async def requester(
-    bridge: subprocess.Popen[str], mosquitto_tls: MosquittoBroker
+    bridge: BridgeProcess, mosquitto_tls: MosquittoBroker
 ) -> AsyncIterator[Requester]:
     async with serving_requester(mosquitto_tls, bridge=bridge) as r:
         yield r

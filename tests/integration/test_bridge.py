@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from asyncua import Client, ua
 
 from opcua_mqtt import devpki
-from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions
+from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.core.messages import loads
 from opcua_mqtt.core.schema_validation import validator
@@ -23,7 +23,7 @@ from opcua_mqtt.core.signing import Signer, TrustStore
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber, TrustState
 from tests.strategies import assert_ua_equal
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
+from tests.support.mqtt import MqttProbe, adapter_options
 from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 SKIP_TYPES = {0, 24}  # Null holds no value; a Variant variable only exists as an array
@@ -35,15 +35,6 @@ def signing() -> tuple[Signer, TrustStore]:
     ca = devpki.make_ca("bridge test CA", now)
     leaf = devpki.issue(ca, "bridge test signer", now)
     return Signer(leaf.key, [leaf.cert, ca.cert]), TrustStore.from_pem(ca.cert_pem())
-
-
-def _mqtt(broker: MosquittoBroker, client_id: str) -> MqttOptions:
-    return MqttOptions(
-        host=broker.host,
-        port=broker.port,
-        client_id=client_id,
-        tls=TlsOptions(ca=str(broker.ca_cert)),
-    )
 
 
 def _field(name: str, entry: dict[str, Any], sampling: float = 50) -> FieldPlan:
@@ -60,28 +51,98 @@ def _field(name: str, entry: dict[str, Any], sampling: float = 50) -> FieldPlan:
     )
 
 
-@contextlib.asynccontextmanager
-async def running_bridge(
-    plan: BridgePlan, server: OpcUaTestServer, broker: MosquittoBroker, signer: Signer
-) -> AsyncIterator[Bridge]:
-    bridge = Bridge(
-        plan,
-        _mqtt(broker, f"bridge-{uuid.uuid4().hex[:6]}"),
-        lambda: Client(server.endpoint, timeout=10),
-        signer=signer,
+@dataclass(frozen=True)
+class Rig:
+    """What every test here wires together: the OPC UA server, a broker with the TLS options
+    its clients use, and the metadata signer with the trust store that checks it."""
+
+    server: OpcUaTestServer
+    broker: MosquittoBroker
+    signer: Signer
+    trust: TrustStore
+    client_cert: bool = False  # clients present the test client certificate (mutual TLS)
+
+    def mqtt(self, client_id: str) -> MqttOptions:
+        return adapter_options(self.broker, client_id, client_cert=self.client_cert)
+
+    @contextlib.asynccontextmanager
+    async def bridge(self, plan: BridgePlan) -> AsyncIterator[Bridge]:
+        """The bridge running ``plan`` in this process, once it is ready."""
+        bridge = Bridge(
+            plan,
+            self.mqtt(f"bridge-{uuid.uuid4().hex[:6]}"),
+            lambda: Client(self.server.endpoint, timeout=10),
+            signer=self.signer,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(bridge.run(stop))
+        try:
+            await asyncio.wait_for(bridge.ready.wait(), 30)
+            yield bridge
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    @contextlib.asynccontextmanager
+    async def subscribed(self, plan: BridgePlan, client_id: str) -> AsyncIterator[Subscriber]:
+        """A subscriber connected before the bridge running ``plan`` starts."""
+        async with (
+            Subscriber(self.mqtt(client_id), trust=self.trust) as sub,
+            self.bridge(plan),
+        ):
+            yield sub
+
+
+def make_rig(
+    server: OpcUaTestServer,
+    broker: MosquittoBroker,
+    signing: tuple[Signer, TrustStore],
+    *,
+    client_cert: bool = False,
+) -> Rig:
+    signer, trust = signing
+    return Rig(server, broker, signer, trust, client_cert)
+
+
+@pytest.fixture
+def rig(
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    signing: tuple[Signer, TrustStore],
+) -> Rig:
+    return make_rig(small_opcua_server, mosquitto_tls, signing)
+
+
+def _plan(
+    publisher_id: str, writer: WriterPlan, interval_ms: float = 100, **options: Any
+) -> BridgePlan:
+    """A plan with one writer group "G" holding ``writer``."""
+    return BridgePlan(
+        publisher_id,
+        (GroupPlan("G", (writer,), publishing_interval_ms=interval_ms),),
+        **options,
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
-    try:
-        await asyncio.wait_for(bridge.ready.wait(), 30)
-        yield bridge
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+
+
+def _sampled(name: str, node_id: str, builtin_type: int) -> FieldPlan:
+    return FieldPlan(
+        name, node_id, builtin_type, f"i={builtin_type}", uuid.uuid4(), sampling_interval_ms=50
+    )
 
 
 async def _next(sub: Subscriber, timeout: float = 10) -> ReceivedDataSet:
     return await asyncio.wait_for(sub.__aiter__().__anext__(), timeout)
+
+
+async def _first_where(
+    sub: Subscriber, wanted: Callable[[ReceivedDataSet], bool], attempts: int, failure: str
+) -> ReceivedDataSet:
+    """The first of the next ``attempts`` data sets that is ``wanted``; else the test fails."""
+    for _ in range(attempts):
+        ds = await _next(sub)
+        if wanted(ds):
+            return ds
+    pytest.fail(f"{failure}; last: {ds.fields}")
 
 
 def _scalar_per_type(server: OpcUaTestServer) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -98,27 +159,16 @@ def _scalar_per_type(server: OpcUaTestServer) -> Iterator[tuple[str, dict[str, A
         yield f"{entry['builtin_type']}{'Array' if kind[1] == 1 else ''}", entry
 
 
-async def test_every_builtin_type_reaches_the_subscriber_as_the_server_holds_it(
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    signing: tuple[Signer, TrustStore],
-) -> None:
-    signer, trust = signing
-    chosen = dict(_scalar_per_type(small_opcua_server))
+async def test_every_builtin_type_reaches_the_subscriber_as_the_server_holds_it(rig: Rig) -> None:
+    chosen = dict(_scalar_per_type(rig.server))
     assert {e["builtin_type_id"] for e in chosen.values()} >= set(range(1, 24)) | {25} - SKIP_TYPES
     fields = tuple(_field(name, entry) for name, entry in chosen.items())
-    plan = BridgePlan(
-        "bridge-types",
-        (GroupPlan("G", (WriterPlan("AllTypes", 101, fields),), publishing_interval_ms=200),),
-    )
-    async with (
-        Subscriber(_mqtt(mosquitto_tls, "sub-types"), trust=trust) as sub,
-        running_bridge(plan, small_opcua_server, mosquitto_tls, signer),
-    ):
+    plan = _plan("bridge-types", WriterPlan("AllTypes", 101, fields), interval_ms=200)
+    async with rig.subscribed(plan, "sub-types") as sub:
         ds = await _next(sub)
     assert ds.message_type == "ua-keyframe"
     assert ds.verification.state is TrustState.VERIFIED, ds.verification.detail
-    async with Client(small_opcua_server.endpoint, timeout=10) as client:
+    async with Client(rig.server.endpoint, timeout=10) as client:
         namespaces = await client.get_namespace_array()
         for name, entry in chosen.items():
             expected = await client.get_node(
@@ -136,33 +186,22 @@ async def test_every_builtin_type_reaches_the_subscriber_as_the_server_holds_it(
 
 
 async def test_fields_configured_without_a_type_take_builtin_type_and_data_type_from_the_server(
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    signing: tuple[Signer, TrustStore],
+    rig: Rig,
 ) -> None:
     """The config schema promises that a null builtin_type/data_type is read at start."""
-    signer, trust = signing
     chosen = {
-        name: entry
-        for name, entry in _scalar_per_type(small_opcua_server)
-        if entry["value_rank"] == -1
+        name: entry for name, entry in _scalar_per_type(rig.server) if entry["value_rank"] == -1
     }
     fields = tuple(
         replace(_field(name, entry), builtin_type=0, data_type=None)
         for name, entry in chosen.items()
     )
-    plan = BridgePlan(
-        "bridge-untyped",
-        (GroupPlan("G", (WriterPlan("Untyped", 102, fields),), publishing_interval_ms=200),),
-    )
-    async with (
-        Subscriber(_mqtt(mosquitto_tls, "sub-untyped"), trust=trust) as sub,
-        running_bridge(plan, small_opcua_server, mosquitto_tls, signer),
-    ):
+    plan = _plan("bridge-untyped", WriterPlan("Untyped", 102, fields), interval_ms=200)
+    async with rig.subscribed(plan, "sub-untyped") as sub:
         ds = await _next(sub)
     assert ds.metadata is not None
     described = {f.Name: f for f in ds.metadata.Fields}
-    async with Client(small_opcua_server.endpoint, timeout=10) as client:
+    async with Client(rig.server.endpoint, timeout=10) as client:
         namespaces = await client.get_namespace_array()
         for name, entry in chosen.items():
             node = client.get_node(parse_nodeid(entry["nodeid"], namespaces))
@@ -186,24 +225,16 @@ def _ids(value: Any) -> Any:
     return (value.Identifier, value.NamespaceIndex)
 
 
-async def test_metadata_comes_first_and_sequence_numbers_have_no_gaps(
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    signing: tuple[Signer, TrustStore],
-) -> None:
-    signer, _trust = signing
-    sim = small_opcua_server.manifest["simulation"]
+async def test_metadata_comes_first_and_sequence_numbers_have_no_gaps(rig: Rig) -> None:
+    sim = rig.server.manifest["simulation"]
     fields = tuple(
-        FieldPlan(name, sim[name], t, f"i={t}", uuid.uuid4(), sampling_interval_ms=50)
-        for name, t in (("Counter", 7), ("Sine", 11), ("Toggle", 1))
+        _sampled(name, sim[name], t) for name, t in (("Counter", 7), ("Sine", 11), ("Toggle", 1))
     )
-    plan = BridgePlan(
-        "bridge-seq", (GroupPlan("G", (WriterPlan("Sim", 7, fields),), publishing_interval_ms=100),)
-    )
+    plan = _plan("bridge-seq", WriterPlan("Sim", 7, fields))
     async with MqttProbe() as probe:
-        await probe.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
+        await probe.connect(rig.broker.host, rig.broker.port, rig.broker.ssl_context())
         await probe.subscribe("opcua/json/#")
-        async with running_bridge(plan, small_opcua_server, mosquitto_tls, signer):
+        async with rig.bridge(plan):
             received = [await probe.next_message(5) for _ in range(25)]
     kinds = [(m.topic.split("/")[2], loads(m.payload)) for m in received]
     per_writer = [(k, msg) for k, msg in kinds if k in ("metadata", "data")]
@@ -223,33 +254,23 @@ async def test_metadata_comes_first_and_sequence_numbers_have_no_gaps(
 
 
 async def test_a_data_type_change_on_the_server_bumps_major_version_and_republishes_metadata(
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    signing: tuple[Signer, TrustStore],
+    rig: Rig,
 ) -> None:
-    signer, trust = signing
-    mutable = small_opcua_server.nodeid("Plant.Dynamic.Mutable")
-    fields = (FieldPlan("Mutable", mutable, 6, "i=6", uuid.uuid4(), sampling_interval_ms=50),)
-    plan = BridgePlan(
-        "bridge-dtype",
-        (GroupPlan("G", (WriterPlan("Dyn", 9, fields),), publishing_interval_ms=100),),
-    )
-    async with (
-        Subscriber(_mqtt(mosquitto_tls, "sub-dtype"), trust=trust) as sub,
-        running_bridge(plan, small_opcua_server, mosquitto_tls, signer),
-    ):
+    mutable = rig.server.nodeid("Plant.Dynamic.Mutable")
+    plan = _plan("bridge-dtype", WriterPlan("Dyn", 9, (_sampled("Mutable", mutable, 6),)))
+    async with rig.subscribed(plan, "sub-dtype") as sub:
         first = await _next(sub)
         assert first.fields["Mutable"].variant_type == ua.VariantType.Int32
-        await _control(small_opcua_server, "ChangeDataType", mutable)
-        for _ in range(30):
-            ds = await _next(sub)
-            if (
-                ds.fields.get("Mutable")
+        await _control(rig.server, "ChangeDataType", mutable)
+        ds = await _first_where(
+            sub,
+            lambda ds: (
+                bool(ds.fields.get("Mutable"))
                 and ds.fields["Mutable"].variant_type == ua.VariantType.Double
-            ):
-                break
-        else:
-            pytest.fail(f"no Double value arrived after the type change; last: {ds.fields}")
+            ),
+            attempts=30,
+            failure="no Double value arrived after the type change",
+        )
     assert ds.metadata_version is not None and first.metadata_version is not None
     assert ds.metadata_version[0] > first.metadata_version[0]
     assert ds.verification.state is TrustState.VERIFIED  # new metadata arrived before the data
@@ -263,78 +284,33 @@ async def test_bridge_works_under_mutual_tls_and_an_acl_confining_it_to_its_pref
     signing: tuple[Signer, TrustStore],
 ) -> None:
     broker = mosquitto_mtls_acl
-    signer, trust = signing
-
-    def mtls(client_id: str) -> MqttOptions:
-        return MqttOptions(
-            host=broker.host,
-            port=broker.port,
-            client_id=client_id,
-            tls=TlsOptions(
-                ca=str(broker.ca_cert),
-                certificate=str(broker.client_cert),
-                private_key=str(broker.client_key),
-            ),
-        )
-
-    sim = small_opcua_server.manifest["simulation"]
-    fields = (
-        FieldPlan("Counter", sim["Counter"], 7, "i=7", uuid.uuid4(), sampling_interval_ms=50),
-    )
-    plan = BridgePlan(
-        "bridge-acl", (GroupPlan("G", (WriterPlan("Sim", 3, fields),), publishing_interval_ms=100),)
-    )
-    bridge = Bridge(
-        plan,
-        mtls("bridge-acl"),
-        lambda: Client(small_opcua_server.endpoint, timeout=10),
-        signer=signer,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
-    try:
-        async with Subscriber(mtls("sub-acl"), trust=trust) as sub:
-            ds = await _next(sub)
-            assert ds.verification.ok and ds.fields["Counter"].status.is_good()
-            # The same identity may not publish outside the prefix: the broker refuses it.
-            rogue = MqttSession(mtls("acl-probe"))
-            await rogue.start(wait=True)
-            rogue.publish(Outgoing("plant/elsewhere", b"x", qos=1))
-            await broker.wait_for_log("Denied PUBLISH", timeout=5)
-            await rogue.stop()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    rig = make_rig(small_opcua_server, broker, signing, client_cert=True)
+    sim = rig.server.manifest["simulation"]
+    plan = _plan("bridge-acl", WriterPlan("Sim", 3, (_sampled("Counter", sim["Counter"], 7),)))
+    # As a plant runs it: the bridge first, a subscriber joining later (metadata is retained).
+    async with rig.bridge(plan), Subscriber(rig.mqtt("sub-acl"), trust=rig.trust) as sub:
+        ds = await _next(sub)
+        assert ds.verification.ok and ds.fields["Counter"].status.is_good()
+        # The same identity may not publish outside the prefix: the broker refuses it.
+        rogue = MqttSession(rig.mqtt("acl-probe"))
+        await rogue.start(wait=True)
+        rogue.publish(Outgoing("plant/elsewhere", b"x", qos=1))
+        await broker.wait_for_log("Denied PUBLISH", timeout=5)
+        await rogue.stop()
 
 
-async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    signing: tuple[Signer, TrustStore],
-) -> None:
-    signer, trust = signing
-    mutable = small_opcua_server.nodeid("Plant.Dynamic.Mutable")
-    fields = (FieldPlan("Mutable", mutable, 6, "i=6", uuid.uuid4(), sampling_interval_ms=50),)
-    plan = BridgePlan(
-        "bridge-gone",
-        (
-            GroupPlan(
-                "G", (WriterPlan("Dyn", 5, fields, key_frame_count=2),), publishing_interval_ms=100
-            ),
-        ),
-        node_check_interval_s=0.3,
-    )
-    async with (
-        Subscriber(_mqtt(mosquitto_tls, "sub-gone"), trust=trust) as sub,
-        running_bridge(plan, small_opcua_server, mosquitto_tls, signer),
-    ):
+async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(rig: Rig) -> None:
+    mutable = rig.server.nodeid("Plant.Dynamic.Mutable")
+    writer = WriterPlan("Dyn", 5, (_sampled("Mutable", mutable, 6),), key_frame_count=2)
+    plan = _plan("bridge-gone", writer, node_check_interval_s=0.3)
+    async with rig.subscribed(plan, "sub-gone") as sub:
         first = await _next(sub)
         assert first.fields["Mutable"].status.is_good()
-        await _control(small_opcua_server, "DeleteVariable", mutable)
-        for _ in range(40):
-            ds = await _next(sub)
-            if "Mutable" in ds.fields and ds.fields["Mutable"].status.is_bad():
-                break
-        else:
-            pytest.fail("the deleted node's field never turned Bad")
+        await _control(rig.server, "DeleteVariable", mutable)
+        ds = await _first_where(
+            sub,
+            lambda ds: "Mutable" in ds.fields and ds.fields["Mutable"].status.is_bad(),
+            attempts=40,
+            failure="the deleted node's field never turned Bad",
+        )
     assert ds.fields["Mutable"].status.value == ua.StatusCodes.BadNodeIdUnknown

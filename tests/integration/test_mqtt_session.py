@@ -10,17 +10,7 @@ import pytest
 
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession, Outgoing, TlsOptions
 from tests.support.mosquitto import MosquittoBroker, free_port
-
-
-def _options(broker: MosquittoBroker, client_id: str, **kw: object) -> MqttOptions:
-    tls = TlsOptions(ca=str(broker.ca_cert))
-    return MqttOptions(
-        host=broker.host,
-        port=broker.port,
-        client_id=client_id,
-        tls=tls,
-        **kw,  # type: ignore[arg-type]
-    )
+from tests.support.mqtt import adapter_options
 
 
 class Collector:
@@ -47,18 +37,29 @@ class Collector:
 
 async def _subscriber(broker: MosquittoBroker, topic_filter: str) -> tuple[MqttSession, Collector]:
     collector = Collector()
-    session = MqttSession(_options(broker, "test-subscriber"))
+    session = MqttSession(adapter_options(broker, "test-subscriber"))
     session.subscribe(topic_filter, collector)
     await session.start(wait=True)
     await asyncio.sleep(0.1)  # let the SUBACK arrive
     return session, collector
 
 
+async def _never_connects(options: MqttOptions, within: float) -> None:
+    """A session with ``options`` starts, but waiting for its connection fails."""
+    session = MqttSession(options)
+    await session.start()
+    try:
+        with pytest.raises(MqttError):
+            await session.wait_connected(within)
+    finally:
+        await session.stop(drain_s=0)
+
+
 async def test_qos1_stream_beyond_the_brokers_receive_maximum_arrives_complete_and_in_order(
     mosquitto_tls: MosquittoBroker,
 ) -> None:
     sub, got = await _subscriber(mosquitto_tls, "t/seq")
-    pub = MqttSession(_options(mosquitto_tls, "test-publisher"))
+    pub = MqttSession(adapter_options(mosquitto_tls, "test-publisher"))
     await pub.start(wait=True)
     for i in range(2000):  # Mosquitto's Receive Maximum is 20: gmqtt alone would overflow
         pub.publish(Outgoing("t/seq", str(i).encode(), qos=1))
@@ -74,7 +75,7 @@ async def test_messages_published_while_the_broker_is_down_arrive_after_it_retur
 ) -> None:
     broker = mosquitto_persistent
     sub, got = await _subscriber(broker, "t/outage")
-    pub = MqttSession(_options(broker, "test-publisher"))
+    pub = MqttSession(adapter_options(broker, "test-publisher"))
     await pub.start(wait=True)
     for i in range(300):
         pub.publish(Outgoing("t/outage", str(i).encode(), qos=1))
@@ -116,7 +117,7 @@ async def test_spool_is_bounded_and_drops_the_oldest_with_a_count(
 async def test_retained_state_is_sent_again_after_a_broker_restart(
     mosquitto_tls: MosquittoBroker,
 ) -> None:
-    pub = MqttSession(_options(mosquitto_tls, "test-retained"))
+    pub = MqttSession(adapter_options(mosquitto_tls, "test-retained"))
     await pub.start(wait=True)
     pub.publish(Outgoing("state/x", b"7", qos=1, retain=True))
     await asyncio.sleep(0.3)
@@ -134,48 +135,21 @@ async def test_retained_state_is_sent_again_after_a_broker_restart(
 async def test_broker_certificate_from_an_untrusted_ca_is_refused(
     mosquitto_tls: MosquittoBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    options = MqttOptions(
-        host=mosquitto_tls.host,
-        port=mosquitto_tls.port,
-        client_id="test-rogue",
-        tls=TlsOptions(ca=str(mosquitto_tls.rogue_ca_cert)),
-        connect_timeout_s=2,
+    rogue = adapter_options(
+        mosquitto_tls, "test-rogue", ca=mosquitto_tls.rogue_ca_cert, connect_timeout_s=2
     )
-    pub = MqttSession(options)
     with caplog.at_level(logging.WARNING, logger="opcua_mqtt.adapters.mqtt"):
-        await pub.start()
-        with pytest.raises(MqttError):
-            await pub.wait_connected(3)
+        await _never_connects(rogue, within=3)
     assert "not trusted" in caplog.text
-    await pub.stop(drain_s=0)
 
 
 async def test_client_without_certificate_is_refused_where_mutual_tls_is_required(
     mosquitto_mtls: MosquittoBroker,
 ) -> None:
-    options = MqttOptions(
-        host=mosquitto_mtls.host,
-        port=mosquitto_mtls.port,
-        client_id="test-nocert",
-        tls=TlsOptions(ca=str(mosquitto_mtls.ca_cert)),
-        connect_timeout_s=2,
+    await _never_connects(
+        adapter_options(mosquitto_mtls, "test-nocert", connect_timeout_s=2), within=4
     )
-    pub = MqttSession(options)
-    await pub.start()
-    with pytest.raises(MqttError):
-        await pub.wait_connected(4)
-    await pub.stop(drain_s=0)
-    with_cert = MqttOptions(
-        host=mosquitto_mtls.host,
-        port=mosquitto_mtls.port,
-        client_id="test-cert",
-        tls=TlsOptions(
-            ca=str(mosquitto_mtls.ca_cert),
-            certificate=str(mosquitto_mtls.client_cert),
-            private_key=str(mosquitto_mtls.client_key),
-        ),
-    )
-    ok = MqttSession(with_cert)
+    ok = MqttSession(adapter_options(mosquitto_mtls, "test-cert", client_cert=True))
     await ok.start(wait=True)
     await ok.stop()
 
@@ -192,7 +166,7 @@ async def test_session_expiry_zero_connects_with_a_clean_session_and_nothing_is_
     Mosquitto logs each CONNECT as (pN, cN, ...): p2 is its code for 3.1.1, c1 a clean session."""
     client_id = f"session-{protocol}-{expiry}"
     session = MqttSession(
-        _options(mosquitto_tls, client_id, protocol=protocol, session_expiry_s=expiry)
+        adapter_options(mosquitto_tls, client_id, protocol=protocol, session_expiry_s=expiry)
     )
     await session.start(wait=True)
     await session.stop()
@@ -219,7 +193,7 @@ async def test_a_drop_during_the_reconnect_is_noticed_and_nothing_is_lost(
     broker = mosquitto_persistent
     unlimited = broker.extra_config
     sub, got = await _subscriber(broker, "t/drop")
-    pub = MqttSession(_options(broker, "test-publisher"))
+    pub = MqttSession(adapter_options(broker, "test-publisher"))
     await pub.start(wait=True)
     await broker.astop()
     broker.extra_config = (*unlimited, "max_packet_size 4096")
@@ -270,12 +244,12 @@ async def test_a_topic_the_broker_refuses_is_refused_before_the_spool_and_publis
     """gmqtt would keep such a message and replay it after every reconnect, each time dropped
     again. The same holds for the will's topic and for text properties."""
     sub, got = await _subscriber(mosquitto_tls, "t/after")
-    pub = MqttSession(_options(mosquitto_tls, "test-publisher"))
+    pub = MqttSession(adapter_options(mosquitto_tls, "test-publisher"))
     await pub.start(wait=True)
     with pytest.raises(ValueError, match="cannot publish to"):
         pub.publish(Outgoing(topic, b"0"))
     with pytest.raises(ValueError, match="cannot publish to"):
-        MqttSession(_options(mosquitto_tls, "test-will"), will=Outgoing(topic, b""))
+        MqttSession(adapter_options(mosquitto_tls, "test-will"), will=Outgoing(topic, b""))
     as_reply = Outgoing("t/after", b"1", properties={"response_topic": topic})
     if bad_string:
         with pytest.raises(ValueError, match="cannot publish with response_topic"):
@@ -301,7 +275,7 @@ async def test_topics_the_broker_takes_are_published_as_they_are(
     """Next to the refused characters: U+00A0, U+FFFD, U+FEFF, empty levels, 65,535 bytes."""
     topics = ["a\xa0b", "a\ufffdb", "\ufeffa", "/a//b/", "a" * 65_535]
     sub, got = await _subscriber(mosquitto_tls, "#")
-    pub = MqttSession(_options(mosquitto_tls, "test-publisher"))
+    pub = MqttSession(adapter_options(mosquitto_tls, "test-publisher"))
     await pub.start(wait=True)
     for i, topic in enumerate(topics):
         pub.publish(Outgoing(topic, str(i).encode()))
@@ -327,7 +301,7 @@ async def test_a_filter_the_broker_refuses_is_refused_by_subscribe(
     mosquitto_tls: MosquittoBroker, topic_filter: str
 ) -> None:
     """Refused before it is kept: the session subscribes again after every reconnect."""
-    session = MqttSession(_options(mosquitto_tls, "test-subscriber"))
+    session = MqttSession(adapter_options(mosquitto_tls, "test-subscriber"))
     with pytest.raises(ValueError, match="cannot subscribe"):
         session.subscribe(topic_filter, Collector())
     await session.start(wait=True)

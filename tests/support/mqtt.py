@@ -25,12 +25,35 @@ import contextlib
 import ssl
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import gmqtt
 
+from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
+from tests.support.mosquitto import MosquittoBroker
+
 #: ``reconnect_retries`` value that makes gmqtt never reconnect (see the module docstring).
 NO_RECONNECT = -2
+
+
+def adapter_options(
+    broker: MosquittoBroker,
+    client_id: str,
+    *,
+    ca: Path | None = None,
+    client_cert: bool = False,
+    **options: Any,
+) -> MqttOptions:
+    """Options for the product's MQTT adapter as a client of ``broker`` over TLS: trusting
+    ``ca`` (the broker's CA unless given), presenting the test client certificate with
+    ``client_cert``; ``options`` set any other MqttOptions field."""
+    tls = TlsOptions(
+        ca=str(ca or broker.ca_cert),
+        certificate=str(broker.client_cert) if client_cert else None,
+        private_key=str(broker.client_key) if client_cert else None,
+    )
+    return MqttOptions(host=broker.host, port=broker.port, client_id=client_id, tls=tls, **options)
 
 
 @dataclass(frozen=True)

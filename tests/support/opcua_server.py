@@ -752,17 +752,26 @@ async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
         _logger.info("AddVariable: %s", nodeid)
         return [ua.Variant(nodeid_to_string(nodeid, await namespaces()), ua.VariantType.String)]
 
-    async def change_data_type(_parent: Any, text: Any) -> Any:
+    async def variable(text: Any, *, plant_only: bool) -> tuple[ua.NodeId, Any] | ua.StatusCode:
+        """The variable (NodeId and address-space node) that a Control method's NodeId argument
+        names, or the StatusCode that refuses the argument."""
         text = text.Value if isinstance(text, ua.Variant) else text
         try:
             nodeid = parse_nodeid(text, await namespaces())
         except (ValueError, TypeError):
             return ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)
         node = aspace.get(nodeid)
-        if node is None:
+        if node is None or (plant_only and nodeid.NamespaceIndex != ns):
             return ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
         if node.attributes[ua.AttributeIds.NodeClass].value.Value.Value != ua.NodeClass.Variable:
             return ua.StatusCode(ua.StatusCodes.BadNodeClassInvalid)
+        return nodeid, node
+
+    async def change_data_type(_parent: Any, text: Any) -> Any:
+        found = await variable(text, plant_only=False)
+        if isinstance(found, ua.StatusCode):
+            return found
+        nodeid, node = found
         value_attr = node.attributes[ua.AttributeIds.Value]
         old = value_attr.value.Value if value_attr.value is not None else ua.Variant()
         old_type = old.VariantType
@@ -799,16 +808,10 @@ async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
         ]
 
     async def delete_variable(_parent: Any, text: Any) -> Any:
-        text = text.Value if isinstance(text, ua.Variant) else text
-        try:
-            nodeid = parse_nodeid(text, await namespaces())
-        except (ValueError, TypeError):
-            return ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)
-        node = aspace.get(nodeid)
-        if node is None or nodeid.NamespaceIndex != ns:
-            return ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
-        if node.attributes[ua.AttributeIds.NodeClass].value.Value.Value != ua.NodeClass.Variable:
-            return ua.StatusCode(ua.StatusCodes.BadNodeClassInvalid)
+        found = await variable(text, plant_only=True)
+        if isinstance(found, ua.StatusCode):
+            return found
+        nodeid, _node = found
         results = server.iserver.node_mgt_service.delete_nodes(
             ua.DeleteNodesParameters(
                 NodesToDelete=[ua.DeleteNodesItem(NodeId=nodeid, DeleteTargetReferences=True)]
@@ -1408,28 +1411,19 @@ def _spawn(cmd: list[str], workdir: Path, name: str, cwd: Path) -> _Process:
 
 
 @dataclass
-class OpcUaTestServer:
-    """A running ``python -m tests.support.opcua_server`` process."""
+class ServerProcess:
+    """What every test server process offers: where it listens, who may log in, its plant
+    namespace, and its process (stopped by PID)."""
 
     endpoint: str
     port: int
     namespace_uri: str
-    application_uri: str
     server_cert_path: Path
-    cert_dir: Path
     username: str
     password: str
-    manifest: dict[str, Any]
-    manifest_path: Path
     pid: int
     startup_seconds: float
-    workdir: Path
     _process: _Process = field(repr=False)
-
-    @property
-    def variables(self) -> list[dict[str, Any]]:
-        """The manifest's variable entries (nodeid, path, builtin_type, value_rank, ...)."""
-        return list(self.manifest["variables"])
 
     def nodeid(self, path: str) -> str:
         """``nsu=<plant namespace>;s=<path>``, e.g. ``nodeid("Plant.Dynamic.Mutable")``."""
@@ -1446,6 +1440,22 @@ class OpcUaTestServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server by PID (SIGTERM, then SIGKILL); idempotent."""
         self._process.stop(timeout)
+
+
+@dataclass
+class OpcUaTestServer(ServerProcess):
+    """A running ``python -m tests.support.opcua_server`` process (server_cert_path: DER)."""
+
+    application_uri: str
+    cert_dir: Path
+    manifest: dict[str, Any]
+    manifest_path: Path
+    workdir: Path
+
+    @property
+    def variables(self) -> list[dict[str, Any]]:
+        """The manifest's variable entries (nodeid, path, builtin_type, value_rank, ...)."""
+        return list(self.manifest["variables"])
 
 
 def start_opcua_server(
@@ -1555,33 +1565,14 @@ def node_opcua_missing() -> str | None:
 
 
 @dataclass
-class NodeOpcuaTestServer:
+class NodeOpcuaTestServer(ServerProcess):
     """A running ``node interop/plant-server.mjs`` process.
 
     Its model (namespace :data:`NODE_NAMESPACE_URI`, string NodeIds ``s=Plant.Line1.Filler.Speed``
-    etc.) is described at the top of interop/plant-server.mjs.
+    etc.) is described at the top of interop/plant-server.mjs. Its server_cert_path is PEM.
     """
 
-    endpoint: str
-    port: int
-    namespace_uri: str
-    server_cert_path: Path  # PEM
     pki_dir: Path
-    username: str
-    password: str
-    pid: int
-    startup_seconds: float
-    _process: _Process = field(repr=False)
-
-    def nodeid(self, path: str) -> str:
-        return f"nsu={self.namespace_uri};s={path}"
-
-    @property
-    def running(self) -> bool:
-        return self._process.proc.poll() is None
-
-    def output(self) -> str:
-        return self._process.output()
 
     def writes(self, path: str) -> list[str]:
         """Results (StatusCode names) of the Writes that reached the WriteBack variable
@@ -1590,9 +1581,6 @@ class NodeOpcuaTestServer:
         prefix = f"WRITE {path} "
         text = self._process.stdout_path.read_text(errors="replace")
         return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)]
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._process.stop(timeout)
 
 
 def start_node_opcua_server(

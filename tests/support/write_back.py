@@ -8,16 +8,19 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
 
-from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions
+from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
 from opcua_mqtt.core.json_encoding import JsonCodec
 from opcua_mqtt.core.schema_validation import validator
-from tests.support.bridge import BridgeProcess
+from tests.support.bridge import BridgeProcess, make_certs, write_config
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.mqtt import adapter_options
 from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 PUBLISHER = "wb-bridge"  # the bridges' publisher_id
@@ -63,6 +66,69 @@ def writable_scalars(server: OpcUaTestServer) -> dict[str, dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class WriteBackNodes:
+    """The asyncua test server's nodes behind a write-back bridge's writer W: a writable scalar
+    per type of :data:`CANDIDATES`, a read-only Double and a writable Double that the allow list
+    leaves out (manifest entries)."""
+
+    writable: dict[str, dict[str, Any]]
+    read_only: dict[str, Any]
+    not_allowed: dict[str, Any]
+
+    #: What a write-back bridge allows: every candidate field and ReadOnly (which the server
+    #: refuses, not the bridge); not NotAllowed.
+    ALLOW = (*(f"G/W/{t}" for t in CANDIDATES), "G/W/ReadOnly")
+
+    @classmethod
+    def of(cls, server: OpcUaTestServer) -> WriteBackNodes:
+        writable = writable_scalars(server)
+        assert set(CANDIDATES) <= set(writable)
+        doubles = [
+            v for v in server.variables if v["builtin_type"] == "Double" and v["value_rank"] == -1
+        ]
+        read_only = next(v for v in doubles if not v["writable"])
+        not_allowed = next(
+            v for v in doubles if v["writable"] and v["nodeid"] != writable["Double"]["nodeid"]
+        )
+        return cls(writable, read_only, not_allowed)
+
+    def fields(self) -> list[dict[str, Any]]:
+        """Writer W's fields: one per candidate type, named after it; ReadOnly; NotAllowed."""
+        return [
+            *(
+                {"name": t, "node_id": self.writable[t]["nodeid"], "builtin_type": t}
+                for t in CANDIDATES
+            ),
+            {"name": "ReadOnly", "node_id": self.read_only["nodeid"], "builtin_type": "Double"},
+            {"name": "NotAllowed", "node_id": self.not_allowed["nodeid"], "builtin_type": "Double"},
+        ]
+
+
+def write_back_config(
+    directory: Path,
+    endpoint: str,
+    broker: MosquittoBroker,
+    fields: Sequence[Mapping[str, Any]],
+    allow: Iterable[str],
+    **limits: Any,
+) -> Path:
+    """``directory``/bridge.yaml of a bridge named :data:`PUBLISHER` whose writer W holds
+    ``fields`` and that accepts writes to ``allow``; ``limits`` add to or override its
+    write_back section (by default 1000 requests/s in bursts of 5000: no test runs into them).
+    The metadata signing PKI is made in ``directory``/certs."""
+    return write_config(
+        directory / "bridge.yaml",
+        endpoint=endpoint,
+        broker=broker,
+        signing_dir=make_certs(directory / "certs"),
+        fields=fields,
+        publisher_id=PUBLISHER,
+        write_back={"enabled": True, "allow": list(allow), "rate_per_s": 1000, "burst": 5000}
+        | limits,
+    )
+
+
 class Requester:
     """An MQTT client that sends write requests and collects the answers by RequestId."""
 
@@ -72,13 +138,7 @@ class Requester:
         self.props: dict[str, Any] = {}
         self.arrived = asyncio.Event()
         self.session = MqttSession(
-            MqttOptions(
-                host=broker.host,
-                port=broker.port,
-                client_id=f"req-{uuid.uuid4().hex[:6]}",
-                protocol=protocol,
-                tls=TlsOptions(ca=str(broker.ca_cert)),
-            )
+            adapter_options(broker, f"req-{uuid.uuid4().hex[:6]}", protocol=protocol)
         )
         self.session.subscribe(REPLIES, self._on_answer)
 
@@ -117,9 +177,7 @@ class Requester:
 
         return await asyncio.wait_for(wait(), timeout)
 
-    async def until_served(
-        self, bridge: BridgeProcess | None = None, attempts: int = 100
-    ) -> None:
+    async def until_served(self, bridge: BridgeProcess | None = None, attempts: int = 100) -> None:
         """Wait until the bridge serves requests: it subscribes to its command topic once it is
         up, and it answers BadServerNotConnected until its OPC UA session is. It is asked to
         write :data:`PROBE`, which it refuses, so that waiting writes nothing. A ``bridge``

@@ -318,142 +318,123 @@ def test_unknown_option_far_from_anything_has_no_suggestion() -> None:
     assert messages(doc) == {"mqtt/zzzz": "unknown option 'zzzz'"}
 
 
+REMOVED = object()  # what put() sets to delete an option
+
+
+def put(doc: Any, where: str, value: Any) -> None:
+    """Set the option at the slash path ``where`` (list items by index, missing mappings made
+    on the way) to ``value``, or remove it if ``value`` is :data:`REMOVED`."""
+    *parents, last = where.split("/")
+    for step in parents:
+        doc = doc[int(step)] if isinstance(doc, list) else doc.setdefault(step, {})
+    if value is REMOVED:
+        del doc[last]
+    elif isinstance(doc, list):
+        doc[int(last)] = value
+    else:
+        doc[last] = value
+
+
+def wrong(where: str, value: Any, message: str, *, reported_at: str | None = None) -> Any:
+    """A case: ``value`` at ``where`` in base() is refused with ``message``, reported at
+    ``reported_at`` (``where`` unless given)."""
+    path = where if reported_at is None else reported_at
+    shown = "(removed)" if value is REMOVED else repr(value)
+    return pytest.param(where, value, path, message, id=f"{where}={shown}")
+
+
+W0 = "writer_groups/0/writers/0"
+
+
 @pytest.mark.parametrize(
-    ("change", "path", "message"),
+    ("where", "value", "path", "message"),
     [
-        (
-            lambda d: d["opcua"].pop("endpoint"),
-            "opcua",
-            "missing required option 'endpoint'",
-        ),
-        (lambda d: d.pop("publisher_id"), "", "missing required option 'publisher_id'"),
-        (
-            lambda d: d["opcua"].update(endpoint="http://h"),
+        wrong("opcua/endpoint", REMOVED, "missing required option 'endpoint'", reported_at="opcua"),
+        wrong("publisher_id", REMOVED, "missing required option 'publisher_id'", reported_at=""),
+        wrong(
             "opcua/endpoint",
+            "http://h",
             "expected an opc.tcp:// URL such as opc.tcp://plc1:4840, got 'http://h'",
         ),
-        (
-            lambda d: d.update(mqtt={"port": 0}),
-            "mqtt/port",
-            "expected an integer from 1 to 65535, got 0",
-        ),
-        (
-            lambda d: d.update(mqtt={"port": "8883"}),
-            "mqtt/port",
-            "expected an integer, got '8883'",
-        ),
-        (
-            lambda d: d.update(mqtt={"protocol": 5}),
-            "mqtt/protocol",
-            "expected one of 5, 3.1.1, got 5 (write it as a string: '5')",
-        ),
-        (
-            lambda d: d.update(mqtt={"tls": {"enabled": "yes"}}),
-            "mqtt/tls/enabled",
-            "expected true or false, got 'yes'",
-        ),
-        (
-            lambda d: d.update(defaults={"publishing_interval_ms": 0}),
+        wrong("mqtt/port", 0, "expected an integer from 1 to 65535, got 0"),
+        wrong("mqtt/port", "8883", "expected an integer, got '8883'"),
+        wrong("mqtt/protocol", 5, "expected one of 5, 3.1.1, got 5 (write it as a string: '5')"),
+        wrong("mqtt/tls/enabled", "yes", "expected true or false, got 'yes'"),
+        wrong(
             "defaults/publishing_interval_ms",
+            0,
             "expected a number > 0 and <= 86400000 (24 h), got 0",
         ),
-        (
-            lambda d: d.update(defaults={"keep_alive_ms": 86_400_001}),
+        wrong(
             "defaults/keep_alive_ms",
+            86_400_001,
             "expected a number > 0 and <= 86400000 (24 h), got 86400001",
         ),
-        (
-            lambda d: d.update(defaults={"queue_size": 65536}),
-            "defaults/queue_size",
-            "expected an integer from 1 to 65535, got 65536",
-        ),
-        (
-            lambda d: d.update(defaults={"qos": 3}),
-            "defaults/qos",
-            "expected an integer from 0 to 2, got 3",
-        ),
-        (
-            lambda d: d.update(defaults={"key_frame_count": 0}),
-            "defaults/key_frame_count",
-            "expected an integer from 1 to 4294967295, got 0",
-        ),
-        (
-            lambda d: d.update(defaults={"encoding": "json"}),
+        wrong("defaults/queue_size", 65536, "expected an integer from 1 to 65535, got 65536"),
+        wrong("defaults/qos", 3, "expected an integer from 0 to 2, got 3"),
+        wrong("defaults/key_frame_count", 0, "expected an integer from 1 to 4294967295, got 0"),
+        wrong(
             "defaults/encoding",
+            "json",
             "expected one of compact, verbose, reversible, non-reversible, got 'json'",
         ),
-        (
-            lambda d: d.update(defaults={"deadband": {"type": "percent", "value": 101}}),
-            "defaults/deadband/value",
+        wrong(
+            "defaults/deadband",
+            {"type": "percent", "value": 101},
             "expected a number from 0 to 100, got 101",
+            reported_at="defaults/deadband/value",
         ),
-        (
-            lambda d: d.update(defaults={"deadband": {"type": "relative"}}),
-            "defaults/deadband/type",
+        wrong(
+            "defaults/deadband",
+            {"type": "relative"},
             "expected one of none, absolute, percent, got 'relative'",
+            reported_at="defaults/deadband/type",
         ),
-        (
-            lambda d: d.update(defaults={"field_content": ["status", "status"]}),
+        wrong(
             "defaults/field_content",
+            ["status", "status"],
             "expected each item once, 'status' appears more than once",
         ),
-        (
-            lambda d: d.update(defaults={"field_content": ["sourcetimestamp"]}),
-            "defaults/field_content/0",
+        wrong(
+            "defaults/field_content",
+            ["sourcetimestamp"],
             "expected one of status, source_timestamp, server_timestamp, source_picoseconds, "
             "server_picoseconds, raw, got 'sourcetimestamp' (did you mean 'source_timestamp'?)",
+            reported_at="defaults/field_content/0",
         ),
-        (
-            lambda d: d["writer_groups"][0]["writers"][0].update(dataset_writer_id=65536),
-            "writer_groups/0/writers/0/dataset_writer_id",
-            "expected an integer from 1 to 65535, got 65536",
-        ),
-        (
-            lambda d: d["writer_groups"][0]["writers"][0].update(dataset_writer_id=0),
-            "writer_groups/0/writers/0/dataset_writer_id",
-            "expected an integer from 1 to 65535, got 0",
-        ),
-        (
-            lambda d: d["writer_groups"][0]["writers"][0].update(fields=[]),
-            "writer_groups/0/writers/0/fields",
-            "expected at least 1 item, got none",
-        ),
-        (
-            lambda d: d["writer_groups"][0].update(name="a/b"),
+        wrong(f"{W0}/dataset_writer_id", 65536, "expected an integer from 1 to 65535, got 65536"),
+        wrong(f"{W0}/dataset_writer_id", 0, "expected an integer from 1 to 65535, got 0"),
+        wrong(f"{W0}/fields", [], "expected at least 1 item, got none"),
+        wrong(
             "writer_groups/0/name",
+            "a/b",
             "expected a non-empty name without '/' or control characters, got 'a/b'",
         ),
-        (
-            lambda d: d["writer_groups"][0]["writers"][0]["fields"][0].update(
-                dataset_field_id="42"
-            ),
-            "writer_groups/0/writers/0/fields/0/dataset_field_id",
+        wrong(
+            f"{W0}/fields/0/dataset_field_id",
+            "42",
             "expected a Guid such as 6f1c2a9e-0d5b-5c3e-9a41-2f7d8e1b0c55, got '42'",
         ),
-        (
-            lambda d: d["writer_groups"][0]["writers"][0]["fields"][0].update(
-                builtin_type="Dobule"
-            ),
-            "writer_groups/0/writers/0/fields/0/builtin_type",
+        wrong(
+            f"{W0}/fields/0/builtin_type",
+            "Dobule",
             "expected one of " + ", ".join(BUILTIN_TYPES[1:]) + ", null, got 'Dobule' "
             "(did you mean 'Double'?)",
         ),
-        (lambda d: d.update(version=2), "version", "expected 1, got 2"),
-        (
-            lambda d: d["opcua"].update(password_env="MY-PASSWORD"),
+        wrong("version", 2, "expected 1, got 2"),
+        wrong(
             "opcua/password_env",
+            "MY-PASSWORD",
             "expected an environment variable name such as OPCUA_PASSWORD, got 'MY-PASSWORD'",
         ),
-        (
-            lambda d: d.update(writer_groups={}),
-            "writer_groups",
-            "expected a list, got a mapping",
-        ),
+        wrong("writer_groups", {}, "expected a list, got a mapping"),
     ],
 )
-def test_schema_messages_say_what_was_expected(change: Any, path: str, message: str) -> None:
+def test_schema_messages_say_what_was_expected(
+    where: str, value: Any, path: str, message: str
+) -> None:
     doc = base()
-    change(doc)
+    put(doc, where, value)
     assert messages(doc) == {path: message}
 
 

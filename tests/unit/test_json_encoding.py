@@ -328,32 +328,76 @@ def test_datetime_clamps_and_converts(value: datetime, text: str, decoded: datet
 GUID = uuid.UUID("09087e75-8e5e-499b-954f-f2a9603db28a")
 
 
-@pytest.mark.parametrize(
-    ("node_id", "text"),
-    [
-        (ua.NodeId(13, 0), "i=13"),
-        (ua.NodeId(4294967295, 0, ua.NodeIdType.Numeric), "i=4294967295"),
-        (ua.NodeId("Hello:World", 1), f"nsu={NS1};s=Hello:World"),
-        (ua.NodeId(GUID, 2), f"nsu={NS2_ESCAPED};g=09087E75-8E5E-499B-954F-F2A9603DB28A"),
-        (ua.NodeId(b"\x00\x01", 3), "ns=3;b=AAE="),
-        (ua.NodeId("", 0), "s="),
-    ],
-)
-def test_node_id_string_form_uses_namespace_uris(node_id: ua.NodeId, text: str) -> None:
+def _string_forms(vt: ua.VariantType, cases: list[tuple[Any, str]]) -> list[Any]:
+    return [pytest.param(vt, value, text, id=f"{vt.name}:{text}") for value, text in cases]
+
+
+STRING_FORMS = [
+    *_string_forms(
+        VT.NodeId,
+        [
+            (ua.NodeId(13, 0), "i=13"),
+            (ua.NodeId(4294967295, 0, ua.NodeIdType.Numeric), "i=4294967295"),
+            (ua.NodeId("Hello:World", 1), f"nsu={NS1};s=Hello:World"),
+            (ua.NodeId(GUID, 2), f"nsu={NS2_ESCAPED};g=09087E75-8E5E-499B-954F-F2A9603DB28A"),
+            (ua.NodeId(b"\x00\x01", 3), "ns=3;b=AAE="),
+            (ua.NodeId("", 0), "s="),
+        ],
+    ),
+    *_string_forms(
+        VT.ExpandedNodeId,
+        [
+            (ua.ExpandedNodeId(5, 0), "i=5"),
+            (ua.ExpandedNodeId(5, 1, ServerIndex=1), f"svu={SRV1_ESCAPED};nsu={NS1};i=5"),
+            (ua.ExpandedNodeId("x", 3, ServerIndex=2), "svr=2;ns=3;s=x"),
+            (
+                ua.ExpandedNodeId("x", 0, NamespaceUri="urn:else;where"),
+                "nsu=urn:else%3Bwhere;s=x",
+            ),
+            (ua.ExpandedNodeId(7, 0, NamespaceUri="urn:e", ServerIndex=3), "svr=3;nsu=urn:e;i=7"),
+        ],
+    ),
+    *_string_forms(
+        VT.QualifiedName,
+        [
+            (ua.QualifiedName("Temp", 0), "Temp"),
+            (ua.QualifiedName("Temp", 1), f"nsu={NS1};Temp"),
+            (ua.QualifiedName("a;b", 2), f"nsu={NS2_ESCAPED};a;b"),
+            (ua.QualifiedName("Temp", 3), "ns=3;Temp"),
+            (ua.QualifiedName("", 0), ""),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("vt", "value", "text"), STRING_FORMS)
+def test_node_id_expanded_node_id_and_qualified_name_string_forms_use_namespace_uris(
+    vt: ua.VariantType, value: Any, text: str
+) -> None:
     """ns 0: <identifier>; a URI in the table: nsu=<escaped URI>; no URI: ns=<index> (first
-    abnormal state)."""
+    abnormal state); a server likewise svu=<escaped URI> or svr=<index>. Compact and Verbose
+    write and read the same string."""
     for form in (C, V):
-        assert CODECS[form].encode_value(node_id, VT.NodeId) == text
-        assert_ua_equal(CODECS[form].decode_value(text, VT.NodeId), node_id)
+        assert CODECS[form].encode_value(value, vt) == text
+        assert_ua_equal(CODECS[form].decode_value(text, vt), value)
 
 
 @pytest.mark.parametrize("form", REVERSIBLE_FORMS, ids=lambda f: f.value)
+@pytest.mark.parametrize(
+    ("vt", "values"),
+    [
+        pytest.param(VT.NodeId, node_ids(), id="NodeId"),
+        pytest.param(VT.ExpandedNodeId, expanded_node_ids(), id="ExpandedNodeId"),
+        pytest.param(VT.QualifiedName, qualified_names(), id="QualifiedName"),
+    ],
+)
 @MORE
-@given(node_id=node_ids())
-def test_node_id_of_every_kind_and_namespace_round_trips(
-    form: FieldEncoding, node_id: ua.NodeId
+@given(data=st.data())
+def test_node_id_expanded_node_id_and_qualified_name_of_every_kind_and_namespace_round_trip(
+    form: FieldEncoding, vt: ua.VariantType, values: st.SearchStrategy[Any], data: st.DataObject
 ) -> None:
-    assert_ua_equal(value_trip(form, node_id, VT.NodeId), node_id)
+    value = data.draw(values, label=vt.name)
+    assert_ua_equal(value_trip(form, value, vt), value)
 
 
 @pytest.mark.parametrize("text", ["nsu=urn:unknown;i=5", "nsu=urn:unknown;s=a;b"])
@@ -370,29 +414,6 @@ def test_node_id_percent_decoding_is_utf8() -> None:
     assert_ua_equal(CODECS[C].decode_value(text, VT.NodeId), ua.NodeId(7, 2))
 
 
-@pytest.mark.parametrize(
-    ("node_id", "text"),
-    [
-        (ua.ExpandedNodeId(5, 0), "i=5"),
-        (ua.ExpandedNodeId(5, 1, ServerIndex=1), f"svu={SRV1_ESCAPED};nsu={NS1};i=5"),
-        (ua.ExpandedNodeId("x", 3, ServerIndex=2), "svr=2;ns=3;s=x"),
-        (ua.ExpandedNodeId("x", 0, NamespaceUri="urn:else;where"), "nsu=urn:else%3Bwhere;s=x"),
-        (ua.ExpandedNodeId(7, 0, NamespaceUri="urn:e", ServerIndex=3), "svr=3;nsu=urn:e;i=7"),
-    ],
-)
-def test_expanded_node_id_string_forms(node_id: ua.ExpandedNodeId, text: str) -> None:
-    for form in (C, V):
-        assert CODECS[form].encode_value(node_id, VT.ExpandedNodeId) == text
-        assert_ua_equal(CODECS[form].decode_value(text, VT.ExpandedNodeId), node_id)
-
-
-@pytest.mark.parametrize("form", REVERSIBLE_FORMS, ids=lambda f: f.value)
-@MORE
-@given(node_id=expanded_node_ids())
-def test_expanded_node_id_round_trips(form: FieldEncoding, node_id: ua.ExpandedNodeId) -> None:
-    assert_ua_equal(value_trip(form, node_id, VT.ExpandedNodeId), node_id)
-
-
 def test_expanded_node_id_abnormal_states() -> None:
     codec = CODECS[C]
     # an unknown server URI: the whole text as a ns-0 String identifier (§5.4.2.11)
@@ -405,29 +426,6 @@ def test_expanded_node_id_abnormal_states() -> None:
         codec.decode_value(f"nsu={NS1};i=1", VT.ExpandedNodeId),
         ua.ExpandedNodeId(1, 1, ua.NodeIdType.Numeric),
     )
-
-
-@pytest.mark.parametrize(
-    ("qn", "text"),
-    [
-        (ua.QualifiedName("Temp", 0), "Temp"),
-        (ua.QualifiedName("Temp", 1), f"nsu={NS1};Temp"),
-        (ua.QualifiedName("a;b", 2), f"nsu={NS2_ESCAPED};a;b"),
-        (ua.QualifiedName("Temp", 3), "ns=3;Temp"),
-        (ua.QualifiedName("", 0), ""),
-    ],
-)
-def test_qualified_name_string_forms(qn: ua.QualifiedName, text: str) -> None:
-    for form in (C, V):
-        assert CODECS[form].encode_value(qn, VT.QualifiedName) == text
-        assert_ua_equal(CODECS[form].decode_value(text, VT.QualifiedName), qn)
-
-
-@pytest.mark.parametrize("form", REVERSIBLE_FORMS, ids=lambda f: f.value)
-@MORE
-@given(qn=qualified_names())
-def test_qualified_name_round_trips(form: FieldEncoding, qn: ua.QualifiedName) -> None:
-    assert_ua_equal(value_trip(form, qn, VT.QualifiedName), qn)
 
 
 def test_qualified_name_cases_that_cannot_round_trip_by_design() -> None:

@@ -569,42 +569,49 @@ def test_default_settings_key_frame_exact() -> None:
     assert_ua_equal(decoded.messages[0].payload, pump_fields())
 
 
-def test_delta_frame_exact() -> None:
-    """§7.2.5.4.1: a delta frame carries only the changed fields."""
-    changed = {"Temperature": ua.DataValue(ua.Variant(21.75, VT.Double), SourceTimestamp=T1)}
-    msg = pump_message(pump(43, DELTA, changed, at=T1), "msg-2")
+@pytest.mark.parametrize(
+    ("seq", "kind", "payload", "message_id", "encoded_payload"),
+    [
+        pytest.param(
+            43,
+            DELTA,
+            {"Temperature": ua.DataValue(ua.Variant(21.75, VT.Double), SourceTimestamp=T1)},
+            "msg-2",
+            '"MessageType":"ua-deltaframe","Payload":{"Temperature":{"UaType":11,"Value":21.75,'
+            '"SourceTimestamp":"2024-05-01T12:00:01Z"}}',
+            id="delta frame",
+        ),
+        pytest.param(44, KEEP, None, "msg-3", '"MessageType":"ua-keepalive"', id="keep-alive"),
+    ],
+)
+def test_delta_frame_and_keep_alive_exact(
+    seq: int,
+    kind: DataSetMessageType,
+    payload: dict[str, ua.DataValue] | None,
+    message_id: str,
+    encoded_payload: str,
+) -> None:
+    """§7.2.5.4.1: a delta frame carries only the changed fields; a keep-alive is a
+    DataSetMessage without a Payload member."""
+    msg = pump_message(pump(seq, kind, payload, at=T1), message_id)
     value = encode_network_message(msg, JsonMessageSettings())
-    assert dumps(value) == (
-        b'{"MessageId":"msg-2","MessageType":"ua-data","PublisherId":"bridge-1",'
-        b'"WriterGroupName":"Line1","Messages":[{"DataSetWriterId":1,"DataSetWriterName":"Pump1",'
-        b'"SequenceNumber":43,"MetaDataVersion":{"MajorVersion":1714564800,'
-        b'"MinorVersion":1714564801},"Timestamp":"2024-05-01T12:00:01Z",'
-        b'"MessageType":"ua-deltaframe","Payload":{"Temperature":{"UaType":11,"Value":21.75,'
-        b'"SourceTimestamp":"2024-05-01T12:00:01Z"}}}]}'
+    expected = (
+        f'{{"MessageId":"{message_id}","MessageType":"ua-data","PublisherId":"bridge-1",'
+        '"WriterGroupName":"Line1","Messages":[{"DataSetWriterId":1,"DataSetWriterName":"Pump1",'
+        f'"SequenceNumber":{seq},"MetaDataVersion":{{"MajorVersion":1714564800,'
+        '"MinorVersion":1714564801},"Timestamp":"2024-05-01T12:00:01Z",'
+        f"{encoded_payload}}}]}}"
     )
-    assert_valid("ua-data", value)
-    decoded = decode_message(dumps(value))
-    assert isinstance(decoded, NetworkMessage)
-    assert decoded.messages[0].message_type is DELTA
-    assert_ua_equal(decoded.messages[0].payload, changed)
-
-
-def test_keep_alive_exact() -> None:
-    """§7.2.5.4.1: a keep-alive is a DataSetMessage without a Payload member."""
-    msg = pump_message(pump(44, KEEP, None, at=T1), "msg-3")
-    value = encode_network_message(msg, JsonMessageSettings())
-    assert dumps(value) == (
-        b'{"MessageId":"msg-3","MessageType":"ua-data","PublisherId":"bridge-1",'
-        b'"WriterGroupName":"Line1","Messages":[{"DataSetWriterId":1,"DataSetWriterName":"Pump1",'
-        b'"SequenceNumber":44,"MetaDataVersion":{"MajorVersion":1714564800,'
-        b'"MinorVersion":1714564801},"Timestamp":"2024-05-01T12:00:01Z",'
-        b'"MessageType":"ua-keepalive"}]}'
-    )
+    assert dumps(value) == expected.encode()
     assert_valid("ua-data", value)
     decoded = decode_message(dumps(value))
     assert isinstance(decoded, NetworkMessage)
     (m,) = decoded.messages
-    assert (m.message_type, m.payload, m.sequence_number) == (KEEP, None, 44)
+    assert (m.message_type, m.sequence_number) == (kind, seq)
+    if payload is None:
+        assert m.payload is None
+    else:
+        assert_ua_equal(m.payload, payload)
 
 
 def test_raw_data_minimal_message_exact() -> None:

@@ -49,6 +49,7 @@ from opcua_mqtt.core.write_request import (
     status_json,
     valid_request_id,
 )
+from tests.strategies import INT_RANGES
 
 VT = ua.VariantType
 S = ua.StatusCodes
@@ -57,16 +58,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "write-back.md"
 PLANT = "urn:plant"
 CODEC = JsonCodec(namespaces=["http://opcfoundation.org/UA/", PLANT, "urn:a;b"])
 
-INT_RANGES: dict[ua.VariantType, tuple[int, int]] = {
-    VT.SByte: (-(2**7), 2**7 - 1),
-    VT.Byte: (0, 2**8 - 1),
-    VT.Int16: (-(2**15), 2**15 - 1),
-    VT.UInt16: (0, 2**16 - 1),
-    VT.Int32: (-(2**31), 2**31 - 1),
-    VT.UInt32: (0, 2**32 - 1),
-    VT.Int64: (-(2**63), 2**63 - 1),
-    VT.UInt64: (0, 2**64 - 1),
-}
 INT_TYPES = list(INT_RANGES)
 FLOAT32_MAX = 3.4028234663852886e38
 
