@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,26 +35,21 @@ from asyncua import Client, ua
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions
-from opcua_mqtt.core.json_encoding import INT_RANGES
-from tests.support.bridge import (
-    BridgeProcesses,
-    bridge_processes,
-    json_records,
-    make_certs,
-    write_config,
-)
+from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
+from tests.strategies import INT_RANGES
+from tests.support.bridge import BridgeProcesses, json_records, simulated_fields
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
+from tests.support.mqtt import MqttProbe, adapter_options
 from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 from tests.support.write_back import (
     CANDIDATES,
     COMMANDS,
     PUBLISHER,
+    WriteBackNodes,
     check_response,
     read_variant,
     serving_requester,
-    writable_scalars,
+    write_back_config,
 )
 
 MAX_BYTES = 8192
@@ -568,11 +563,6 @@ def batches(strategy: st.SearchStrategy[Case], count: int) -> list[list[Case]]:
 
 
 @pytest.fixture
-def bridges() -> Iterator[BridgeProcesses]:
-    yield from bridge_processes()
-
-
-@pytest.fixture
 def plant(
     tmp_path: Path,
     small_opcua_server: OpcUaTestServer,
@@ -583,47 +573,18 @@ def plant(
     and a not-allowed field, and the simulated Counter (delta frames every 100 ms); writer K
     with a field that never changes (keep-alives every 300 ms)."""
     server = small_opcua_server
-    writable = writable_scalars(server)
-    read_only = next(
-        v
-        for v in server.variables
-        if not v["writable"] and v["builtin_type"] == "Double" and v["value_rank"] == -1
-    )
-    not_allowed = next(
-        v
-        for v in server.variables
-        if v["writable"]
-        and v["builtin_type"] == "Double"
-        and v["value_rank"] == -1
-        and v["nodeid"] != writable["Double"]["nodeid"]
-    )
-    fields: list[Mapping[str, Any]] = [
-        {"name": t, "node_id": writable[t]["nodeid"], "builtin_type": t} for t in CANDIDATES
-    ]
-    fields += [
-        {"name": "ReadOnly", "node_id": read_only["nodeid"], "builtin_type": "Double"},
-        {"name": "NotAllowed", "node_id": not_allowed["nodeid"], "builtin_type": "Double"},
-        {
-            "name": "Counter",
-            "node_id": server.manifest["simulation"]["Counter"],
-            "builtin_type": "UInt32",
-        },
-    ]
-    config = write_config(
-        tmp_path / "bridge.yaml",
-        endpoint=server.endpoint,
-        broker=mosquitto_tls,
-        signing_dir=make_certs(tmp_path / "certs"),
-        fields=fields,
-        publisher_id=PUBLISHER,
-        write_back={
-            "enabled": True,
-            "allow": [*(f"G/W/{t}" for t in CANDIDATES), "G/W/ReadOnly"],
-            "max_request_bytes": MAX_BYTES,
-            "max_targets": MAX_TARGETS,
-            "rate_per_s": RATE_PER_S,
-            "burst": BURST,
-        },
+    nodes = WriteBackNodes.of(server)
+    fields = [*nodes.fields(), *simulated_fields(server, "Counter")]
+    config = write_back_config(
+        tmp_path,
+        server.endpoint,
+        mosquitto_tls,
+        fields,
+        WriteBackNodes.ALLOW,
+        max_request_bytes=MAX_BYTES,
+        max_targets=MAX_TARGETS,
+        rate_per_s=RATE_PER_S,
+        burst=BURST,
     )
     doc = yaml.safe_load(config.read_text())
     doc["writer_groups"][0]["writers"].append(
@@ -632,7 +593,7 @@ def plant(
             "dataset_writer_id": 1002,
             "keep_alive_ms": 300,
             "fields": [
-                {"name": "Static", "node_id": not_allowed["nodeid"], "builtin_type": "Double"}
+                {"name": "Static", "node_id": nodes.not_allowed["nodeid"], "builtin_type": "Double"}
             ],
         }
     )
@@ -645,10 +606,10 @@ def plant(
         "plant": Plant(
             writable=tuple(sorted(CANDIDATES)),
             known=frozenset({("W", f["name"]) for f in fields} | {("K", "Static")}),
-            read_only=read_only["nodeid"],
-            not_allowed=not_allowed["nodeid"],
+            read_only=nodes.read_only["nodeid"],
+            not_allowed=nodes.not_allowed["nodeid"],
         ),
-        "allowed": {t: writable[t]["nodeid"] for t in CANDIDATES},
+        "allowed": {t: nodes.writable[t]["nodeid"] for t in CANDIDATES},
     }
 
 
@@ -660,14 +621,7 @@ class Barrage:
     for ReplyTo answers, its RequestId."""
 
     def __init__(self, broker: MosquittoBroker) -> None:
-        self.session = MqttSession(
-            MqttOptions(
-                host=broker.host,
-                port=broker.port,
-                client_id=f"hostile-{uuid.uuid4().hex[:6]}",
-                tls=TlsOptions(ca=str(broker.ca_cert)),
-            )
-        )
+        self.session = MqttSession(adapter_options(broker, f"hostile-{uuid.uuid4().hex[:6]}"))
         self.session.subscribe(f"{REPLY_ROOT}/#", self._on_answer)
         self.answers: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
         self.sent: list[Sent] = []
