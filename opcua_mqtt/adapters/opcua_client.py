@@ -36,10 +36,10 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlparse
 
 from asyncua import Client, ua
@@ -70,6 +70,7 @@ __all__ = [
     "OpcUaConnectionError",
     "browse_client",
     "browse_endpoint",
+    "builtin_types",
     "connect",
     "filter_nodes",
     "normalise_endpoint",
@@ -646,11 +647,30 @@ class _Found:
     children: list[ua.NodeId] = field(default_factory=list)
 
 
+#: Service results saying a request was too large for the server: it goes again in halves.
+_TOO_LARGE: Final = frozenset(
+    {
+        ua.StatusCodes.BadTooManyOperations,
+        ua.StatusCodes.BadResponseTooLarge,
+        ua.StatusCodes.BadEncodingLimitsExceeded,
+    }
+)
+
+
+@dataclass
+class _Batch:
+    """How many operations a request of one service carries; it shrinks when one is refused."""
+
+    service: str  # "Read", "Browse": for the log
+    unit: str  # what an operation is: "items", "nodes"
+    size: int
+
+
 class _Limits:
-    def __init__(self, per_browse: int, per_read: int, continuation_points: int) -> None:
-        self.per_browse = per_browse
-        self.per_read = per_read
-        self.continuation_points = continuation_points
+    def __init__(self) -> None:
+        self.browse = _Batch("Browse", "nodes", DEFAULT_NODES_PER_BROWSE)
+        self.read = _Batch("Read", "items", DEFAULT_NODES_PER_READ)
+        self.continuation_points = 0
 
 
 def _null_view() -> ua.ViewDescription:
@@ -659,107 +679,127 @@ def _null_view() -> ua.ViewDescription:
     return view
 
 
+def _descriptions(
+    nodes: Iterable[ua.NodeId],
+    direction: ua.BrowseDirection,
+    reference_type: int,
+    *,
+    subtypes: bool,
+) -> list[ua.BrowseDescription]:
+    """What to browse of each of ``nodes``: its references of one type (with ``subtypes``, of
+    its subtypes too) in one direction, to nodes of any class, every result field."""
+    return [
+        ua.BrowseDescription(
+            NodeId=n,
+            BrowseDirection=direction,
+            ReferenceTypeId=ua.NodeId(reference_type),
+            IncludeSubtypes=subtypes,
+            NodeClassMask=0,
+            ResultMask=ua.BrowseResultMask.All,
+        )
+        for n in nodes
+    ]
+
+
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_Send = Callable[[Sequence[_T]], Awaitable[list[_R]]]
 
 
 class _Walker:
     """Batched Browse/BrowseNext/Read on one session, with a bound on requests in flight."""
 
     def __init__(self, client: Client, stats: BrowseStats, concurrency: int) -> None:
-        self.client = client
         self.uaclient = client.uaclient
         self.stats = stats
-        self.concurrency = concurrency
         self.slots = asyncio.Semaphore(concurrency)
-        self.limits = _Limits(DEFAULT_NODES_PER_BROWSE, DEFAULT_NODES_PER_READ, 0)
+        self.limits = _Limits()
 
-    # ----------------------------------------------------------------- Read
-    async def _read_once(self, items: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
-        params = ua.ReadParameters()
-        params.MaxAge = 0
-        params.TimestampsToReturn = ua.TimestampsToReturn.Neither
-        params.NodesToRead = list(items)
+    async def _send(
+        self, service: str, call: Callable[[Any], Awaitable[list[Any]]], params: Any, count: int
+    ) -> list[Any]:
+        """One request, in a free slot; its answer must hold a result per operation."""
         async with self.slots:
-            self.stats.read_requests += 1
-            self.stats.read_operations += len(items)
-            results: list[ua.DataValue] = await self.uaclient.read(params)
-        if len(results) != len(items):
-            raise ua.UaError(f"Read answered {len(results)} results for {len(items)} items")
+            results: list[Any] = await call(params)
+        if len(results) != count:
+            raise ua.UaError(f"{service} answered {len(results)} results for {count}")
         return results
 
+    async def _batched(
+        self,
+        batch: _Batch,
+        items: Sequence[_T],
+        send: _Send[_T, _R],
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> list[_R]:
+        """``send`` ``items`` in chunks of the batch size, several in flight; results in order.
+
+        ``on_chunk(first, count)`` is told of each chunk done.
+        """
+        size = batch.size
+
+        async def one(start: int) -> list[_R]:
+            chunk = items[start : start + size]
+            result = await send(chunk)
+            if on_chunk is not None:
+                on_chunk(start, len(chunk))
+            return result
+
+        parts = await asyncio.gather(*(one(s) for s in range(0, len(items), size)))
+        return [r for part in parts for r in part]
+
+    async def _halves(
+        self,
+        batch: _Batch,
+        items: Sequence[_T],
+        refusal: UaStatusCodeError,
+        send: _Send[_T, _R],
+    ) -> list[_R]:
+        """After the server refused ``items`` in one request: ``send`` them in two halves if it
+        found the request too large (later batches no larger than a half), else re-raise."""
+        if refusal.code not in _TOO_LARGE or len(items) < 2:
+            raise refusal
+        half = len(items) // 2
+        batch.size = max(1, min(batch.size, half))
+        _log.info(
+            "%s of %d %s refused (%s): halving", batch.service, len(items), batch.unit, refusal
+        )
+        first = await send(items[:half])
+        return first + await send(items[half:])
+
+    # ----------------------------------------------------------------- Read
     async def read(
         self,
         items: Sequence[ua.ReadValueId],
         on_chunk: Callable[[int, int], None] | None = None,
     ) -> list[ua.DataValue]:
         """Read ``items`` in chunks of MaxNodesPerRead, several in flight; results in order."""
-        chunks = _chunks(items, self.limits.per_read)
-        starts = [i * self.limits.per_read for i in range(len(chunks))]
-
-        async def one(start: int, chunk: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
-            result = await self._read_split(chunk)
-            if on_chunk is not None:
-                on_chunk(start, len(chunk))
-            return result
-
-        parts = await asyncio.gather(*(one(s, c) for s, c in zip(starts, chunks, strict=True)))
-        return [dv for part in parts for dv in part]
+        return await self._batched(self.limits.read, items, self._read_split, on_chunk)
 
     async def _read_split(self, items: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
+        self.stats.read_requests += 1
+        self.stats.read_operations += len(items)
+        params = ua.ReadParameters(
+            MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Neither, NodesToRead=list(items)
+        )
         try:
-            return await self._read_once(items)
+            return await self._send("Read", self.uaclient.read, params, len(items))
         except UaStatusCodeError as e:
-            if (
-                e.code
-                in (
-                    ua.StatusCodes.BadTooManyOperations,
-                    ua.StatusCodes.BadResponseTooLarge,
-                    ua.StatusCodes.BadEncodingLimitsExceeded,
-                )
-                and len(items) > 1
-            ):
-                half = len(items) // 2
-                self.limits.per_read = max(1, min(self.limits.per_read, half))
-                _log.info("Read of %d items refused (%s): halving", len(items), e)
-                return await self._read_split(items[:half]) + await self._read_split(items[half:])
-            raise
+            return await self._halves(self.limits.read, items, e, self._read_split)
 
     # ---------------------------------------------------------------- Browse
-    async def _browse_once(self, descriptions: Sequence[ua.BrowseDescription]) -> list[Any]:
-        params = ua.BrowseParameters()
-        params.View = _null_view()
-        params.RequestedMaxReferencesPerNode = 0
-        params.NodesToBrowse = list(descriptions)
-        async with self.slots:
-            self.stats.browse_requests += 1
-            self.stats.browse_operations += len(descriptions)
-            results: list[Any] = await self.uaclient.browse(params)
-        if len(results) != len(descriptions):
-            raise ua.UaError(f"Browse answered {len(results)} results for {len(descriptions)}")
-        return results
-
-    async def _browse_next(self, points: list[bytes]) -> list[Any]:
-        params = ua.BrowseNextParameters()
-        params.ReleaseContinuationPoints = False
-        params.ContinuationPoints = points
-        async with self.slots:
-            self.stats.browse_next_requests += 1
-            results: list[Any] = await self.uaclient.browse_next(params)
-        return results
-
     async def browse(
         self, descriptions: Sequence[ua.BrowseDescription]
     ) -> list[tuple[list[Any], int]]:
         """Browse ``descriptions`` in chunks within the limits, several chunks in flight."""
-        if not descriptions:
-            return []
         # Full batches even when the server states few MaxBrowseContinuationPoints: with
         # RequestedMaxReferencesPerNode 0 servers hand out continuation points only for nodes
         # with very many references, and running out is repaired below.
-        chunks = _chunks(descriptions, self.limits.per_browse)
-        parts = await asyncio.gather(*(self._browse_chunk(c) for c in chunks))
-        results = [item for part in parts for item in part]
+        results = await self._batched(self.limits.browse, descriptions, self._browse_chunk)
         # Nodes the server had no continuation point for: again, in batches no larger than its
         # supply, one batch at a time (each batch's points are used up before the next).
         for _attempt in range(8):
@@ -780,24 +820,16 @@ class _Walker:
     async def _browse_chunk(
         self, descriptions: Sequence[ua.BrowseDescription]
     ) -> list[tuple[list[Any], int]]:
+        """One Browse request (halved if too large), then BrowseNext while points are left."""
+        self.stats.browse_requests += 1
+        self.stats.browse_operations += len(descriptions)
+        params = ua.BrowseParameters(
+            View=_null_view(), RequestedMaxReferencesPerNode=0, NodesToBrowse=list(descriptions)
+        )
         try:
-            results = await self._browse_once(descriptions)
+            results = await self._send("Browse", self.uaclient.browse, params, len(descriptions))
         except UaStatusCodeError as e:
-            if (
-                e.code
-                in (
-                    ua.StatusCodes.BadTooManyOperations,
-                    ua.StatusCodes.BadResponseTooLarge,
-                    ua.StatusCodes.BadEncodingLimitsExceeded,
-                )
-                and len(descriptions) > 1
-            ):
-                half = len(descriptions) // 2
-                self.limits.per_browse = max(1, min(self.limits.per_browse, half))
-                _log.info("Browse of %d nodes refused (%s): halving", len(descriptions), e)
-                first = await self._browse_chunk(descriptions[:half])
-                return first + await self._browse_chunk(descriptions[half:])
-            raise
+            return await self._halves(self.limits.browse, descriptions, e, self._browse_chunk)
         refs: list[list[Any]] = []
         status: list[int] = []
         origin: dict[bytes, int] = {}
@@ -808,9 +840,13 @@ class _Walker:
                 origin[bytes(r.ContinuationPoint)] = i
         while origin:
             points = list(origin)
-            more = await self._browse_next(points)
-            if len(more) != len(points):
-                raise ua.UaError(f"BrowseNext answered {len(more)} results for {len(points)}")
+            self.stats.browse_next_requests += 1
+            more = await self._send(
+                "BrowseNext",
+                self.uaclient.browse_next,
+                ua.BrowseNextParameters(ReleaseContinuationPoints=False, ContinuationPoints=points),
+                len(points),
+            )
             next_origin: dict[bytes, int] = {}
             for point, r in zip(points, more, strict=True):
                 i = origin[point]
@@ -871,6 +907,55 @@ def _text(lt: Any) -> str | None:
     return str(text) if text else None
 
 
+async def _builtin_types(
+    walker: _Walker, namespaces: NamespaceTable, type_ids: Iterable[ua.NodeId]
+) -> dict[ua.NodeId, int | None]:
+    """DataType -> the built-in type behind it (None where its supertypes lead to none): the
+    HasSubtype references are browsed upwards for all of them at once, one batch a level."""
+    originals = list(dict.fromkeys(type_ids))
+    supertype: dict[ua.NodeId, ua.NodeId | None] = {}
+    frontier = [n for n in originals if not _is_terminal_type(n)]
+    while frontier:
+        descriptions = _descriptions(
+            frontier, ua.BrowseDirection.Inverse, ua.ObjectIds.HasSubtype, subtypes=False
+        )
+        following: list[ua.NodeId] = []
+        for nid, (refs, _status) in zip(frontier, await walker.browse(descriptions), strict=True):
+            parent = next((_local(r.NodeId, namespaces) for r in refs if not r.IsForward), None)
+            supertype[nid] = parent
+            if (
+                parent is not None
+                and not _is_terminal_type(parent)
+                and parent not in supertype
+                and parent not in following
+            ):
+                following.append(parent)
+        frontier = [n for n in following if n not in supertype]
+
+    out: dict[ua.NodeId, int | None] = {}
+    for nid in originals:
+        builtin: int | None = None
+        cursor: ua.NodeId | None = nid
+        seen: set[ua.NodeId] = set()
+        while cursor is not None and cursor not in seen:
+            if _is_terminal_type(cursor):
+                builtin = _terminal_builtin(cursor)
+                break
+            seen.add(cursor)
+            cursor = supertype.get(cursor)
+        out[nid] = builtin
+    return out
+
+
+async def builtin_types(
+    client: Client, type_ids: Iterable[ua.NodeId]
+) -> dict[ua.NodeId, int | None]:
+    """DataType -> the built-in type behind it, None where its supertypes lead to none; asked
+    of a connected client the way browse asks (batched, within the default limits)."""
+    walker = _Walker(client, BrowseStats(), DEFAULT_CONCURRENCY)
+    return await _builtin_types(walker, NamespaceTable(), type_ids)
+
+
 class _Browse:
     """One browse run over a connected client."""
 
@@ -924,13 +1009,13 @@ class _Browse:
         limits = self.walker.limits
         self.stats.server_max_nodes_per_browse = stated(per_browse)
         self.stats.server_max_nodes_per_read = stated(per_read)
-        limits.per_browse = min(
+        limits.browse.size = min(
             stated(per_browse) or DEFAULT_NODES_PER_BROWSE, MAX_NODES_PER_BROWSE
         )
-        limits.per_read = min(stated(per_read) or DEFAULT_NODES_PER_READ, MAX_NODES_PER_READ)
+        limits.read.size = min(stated(per_read) or DEFAULT_NODES_PER_READ, MAX_NODES_PER_READ)
         limits.continuation_points = stated(cps)
-        self.stats.browse_batch = limits.per_browse
-        self.stats.read_batch = limits.per_read
+        self.stats.browse_batch = limits.browse.size
+        self.stats.read_batch = limits.read.size
 
     def parse_start(self, start: str) -> ua.NodeId:
         try:
@@ -962,17 +1047,12 @@ class _Browse:
         while level:
             to_browse = [n for n in level if max_depth is None or n.depth < max_depth]
             to_read = [n for n in level if n is not root]
-            descriptions = [
-                ua.BrowseDescription(
-                    NodeId=n.node_id,
-                    BrowseDirection=ua.BrowseDirection.Forward,
-                    ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
-                    IncludeSubtypes=True,
-                    NodeClassMask=0,
-                    ResultMask=ua.BrowseResultMask.All,
-                )
-                for n in to_browse
-            ]
+            descriptions = _descriptions(
+                [n.node_id for n in to_browse],
+                ua.BrowseDirection.Forward,
+                ua.ObjectIds.HierarchicalReferences,
+                subtypes=True,
+            )
             browsed, _ = await asyncio.gather(
                 self.walker.browse(descriptions), self.read_attributes(to_read)
             )
@@ -1044,74 +1124,30 @@ class _Browse:
     async def resolve_data_types(
         self, type_ids: Iterable[ua.NodeId]
     ) -> dict[ua.NodeId, tuple[str, int | None]]:
-        """DataType -> (name, built-in type), walking HasSubtype upwards in batches."""
+        """DataType -> (name, built-in type); the names are read while the supertypes are
+        browsed."""
         originals = list(dict.fromkeys(type_ids))
-        supertype: dict[ua.NodeId, ua.NodeId | None] = {}
+        builtins, names = await asyncio.gather(
+            _builtin_types(self.walker, self.namespaces, originals), self._type_names(originals)
+        )
+        return {nid: (names.get(nid, str(nid.Identifier)), builtins[nid]) for nid in originals}
+
+    async def _type_names(self, type_ids: Sequence[ua.NodeId]) -> dict[ua.NodeId, str]:
+        """The BrowseNames of DataTypes, read only for those OPC UA does not name itself."""
         names: dict[ua.NodeId, str] = {}
         need_names = []
-        for nid in originals:
+        for nid in type_ids:
             if nid.NamespaceIndex == 0 and isinstance(nid.Identifier, int):
                 known = ua.ObjectIdNames.get(nid.Identifier)
                 if known is not None:
                     names[nid] = str(known)
                     continue
             need_names.append(nid)
-
-        async def read_names() -> None:
-            items = [ua.ReadValueId(NodeId=n, AttributeId=_A.BrowseName) for n in need_names]
-            for nid, dv in zip(need_names, await self.walker.read(items), strict=True):
-                if _is_good(dv) and dv.Value is not None:
-                    names[nid] = str(dv.Value.Value.Name)
-
-        frontier = [n for n in originals if not _is_terminal_type(n)]
-        first = True
-        while frontier:
-            descriptions = [
-                ua.BrowseDescription(
-                    NodeId=n,
-                    BrowseDirection=ua.BrowseDirection.Inverse,
-                    ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasSubtype),
-                    IncludeSubtypes=False,
-                    NodeClassMask=0,
-                    ResultMask=ua.BrowseResultMask.All,
-                )
-                for n in frontier
-            ]
-            if first:
-                results, _ = await asyncio.gather(self.walker.browse(descriptions), read_names())
-                first = False
-            else:
-                results = await self.walker.browse(descriptions)
-            following: list[ua.NodeId] = []
-            for nid, (refs, _status) in zip(frontier, results, strict=True):
-                parent = next(
-                    (_local(r.NodeId, self.namespaces) for r in refs if not r.IsForward), None
-                )
-                supertype[nid] = parent
-                if (
-                    parent is not None
-                    and not _is_terminal_type(parent)
-                    and parent not in supertype
-                    and parent not in following
-                ):
-                    following.append(parent)
-            frontier = [n for n in following if n not in supertype]
-        if first and need_names:
-            await read_names()
-
-        out: dict[ua.NodeId, tuple[str, int | None]] = {}
-        for nid in originals:
-            builtin: int | None = None
-            cursor: ua.NodeId | None = nid
-            seen: set[ua.NodeId] = set()
-            while cursor is not None and cursor not in seen:
-                if _is_terminal_type(cursor):
-                    builtin = _terminal_builtin(cursor)
-                    break
-                seen.add(cursor)
-                cursor = supertype.get(cursor)
-            out[nid] = (names.get(nid, str(nid.Identifier)), builtin)
-        return out
+        items = [ua.ReadValueId(NodeId=n, AttributeId=_A.BrowseName) for n in need_names]
+        for nid, dv in zip(need_names, await self.walker.read(items), strict=True):
+            if _is_good(dv) and dv.Value is not None:
+                names[nid] = str(dv.Value.Value.Name)
+        return names
 
     def build(
         self, found: Sequence[_Found], types: dict[ua.NodeId, tuple[str, int | None]]
@@ -1267,8 +1303,8 @@ async def browse_client(
     nodes = filter_nodes(
         nodes, node_classes=node_classes, path_glob=path_glob, data_types=data_types
     )
-    stats.browse_batch = run.walker.limits.per_browse  # smaller if the server refused a batch
-    stats.read_batch = run.walker.limits.per_read
+    stats.browse_batch = run.walker.limits.browse.size  # smaller if the server refused a batch
+    stats.read_batch = run.walker.limits.read.size
     stats.seconds = time.monotonic() - began
     return BrowseResult(
         endpoint=endpoint,

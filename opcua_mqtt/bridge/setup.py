@@ -4,12 +4,12 @@ the metadata signer. Files (keys, certificates) are read here, once, at start-up
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
-from opcua_mqtt.adapters.opcua_client import ConnectionOptions
-from opcua_mqtt.bridge.runtime import BridgePlan, FieldPlan, GroupPlan, WriterPlan
+from opcua_mqtt.adapters.opcua_client import ConnectionOptions, connect
+from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.write_back import WriteBackSettings
 from opcua_mqtt.core.config import (
     BUILTIN_TYPES,
@@ -198,3 +198,16 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
             idempotency_window_s=wb.idempotency_window_s,
         )
     return BridgeSetup(plan_from_config(config), mqtt, opcua, signer, write_back)
+
+
+def build_bridge(setup: BridgeSetup) -> Bridge:
+    """The Bridge of ``setup``; its OPC UA session reconnects by itself, so the bridge rides out
+    server restarts."""
+    opcua = replace(setup.opcua, auto_reconnect=True)
+    return Bridge(
+        setup.plan,
+        setup.mqtt,
+        lambda: connect(opcua),
+        signer=setup.signer,
+        write_back=setup.write_back,
+    )

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import click
 import orjson
@@ -22,7 +22,7 @@ from opcua_mqtt.adapters.opcua_client import (
     OpcUaConnectionError,
     browse_endpoint,
 )
-from opcua_mqtt.cli import main
+from opcua_mqtt.cli import common, main
 from opcua_mqtt.cli.opcua_options import connection_options_from, opcua_connection_options
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
 from opcua_mqtt.core.globs import glob_regex
@@ -51,22 +51,12 @@ _SUFFIX_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "cs
 @main.command()
 @click.argument("endpoint")
 @opcua_connection_options
-@click.option(
-    "--start",
-    default="i=85",
-    show_default=True,
-    metavar="NODEID",
-    help="Node to start from (i=85 is the Objects folder), e.g. 'nsu=urn:plant;s=Line1'.",
+@common.browse_scope_options(
+    "Node to start from (i=85 is the Objects folder), e.g. 'nsu=urn:plant;s=Line1'.",
+    "Levels below --start to go (default: all).",
 )
-@click.option(
-    "--depth", type=click.IntRange(min=1), help="Levels below --start to go (default: all)."
-)
-@click.option(
-    "--node-class",
-    "node_classes",
-    multiple=True,
-    type=click.Choice([c.value for c in NodeClass], case_sensitive=False),
-    help="Report only nodes of this class (repeatable).",
+@common.node_class_option(
+    "--node-class", "node_classes", "Report only nodes of this class (repeatable)."
 )
 @click.option(
     "--path",
@@ -75,32 +65,18 @@ _SUFFIX_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "cs
     help="Report only nodes whose browse path matches, e.g. 'Line1/*/Temp*' "
     "(* and ? stay within one level, ** crosses levels).",
 )
-@click.option(
-    "--data-type",
-    "data_types",
-    multiple=True,
-    metavar="NAME",
-    help="Report only variables of this DataType or built-in type, e.g. Double (repeatable).",
-)
+@common.data_type_option("Report")
 @click.option("--values", is_flag=True, help="Read the current value of each variable too.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    help="Output format. Default: tree on a terminal, else from the -o suffix, else json.",
+@common.format_option(
+    FORMATS, "Output format. Default: tree on a terminal, else from the -o suffix, else json."
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write the result to this file instead of standard output.",
-)
+@common.output_option("result", writable=True)
 def browse(
     endpoint: str,
     opcua_params: dict[str, Any],
     start: str,
     depth: int | None,
-    node_classes: tuple[str, ...],
+    node_classes: tuple[NodeClass, ...],
     path_glob: str | None,
     data_types: tuple[str, ...],
     values: bool,
@@ -144,7 +120,7 @@ def browse(
                 options,
                 start=start,
                 max_depth=depth,
-                node_classes=[NodeClass(_class_name(c)) for c in node_classes] or None,
+                node_classes=list(node_classes) or None,
                 path_glob=path_glob,
                 data_types=list(data_types) or None,
                 read_values=values,
@@ -173,23 +149,16 @@ def browse(
     click.echo(summary(result, stats), err=True)
 
 
-def _class_name(text: str) -> str:
-    return next(c.value for c in NodeClass if c.value.lower() == text.lower())
-
-
 def _default_format(output: str | None) -> str:
     if output:
         return _SUFFIX_FORMATS.get(Path(output).suffix.lower(), "json")
     return "tree" if sys.stdout.isatty() else "json"
 
 
-def _fail(message: str, hint: str | None, code: int, progress: _Progress | None) -> None:
+def _fail(message: str, hint: str | None, code: int, progress: _Progress | None) -> NoReturn:
     if progress is not None:
         progress.clear()
-    click.echo(f"error: {message}", err=True)
-    if hint:
-        click.echo(f"hint: {hint}", err=True)
-    raise SystemExit(code)
+    common.fail(message, code, hint)
 
 
 def _quiet_asyncua() -> None:

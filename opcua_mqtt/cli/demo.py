@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from opcua_mqtt.cli import main
+from opcua_mqtt.cli.common import format_option
 
 
 @main.command()
@@ -31,11 +32,9 @@ from opcua_mqtt.cli import main
     metavar="SECONDS",
     help="Stop by itself this long after start-up (for scripts and tests).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    help="Live table (default on a terminal) or JSON lines on stdout, as `listen` prints them "
+@format_option(
+    ["table", "json"],
+    "Live table (default on a terminal) or JSON lines on stdout, as `listen` prints them "
     "(default otherwise; the instructions then go to stderr).",
 )
 @click.option(

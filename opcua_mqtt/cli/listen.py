@@ -14,6 +14,7 @@ import orjson
 
 from opcua_mqtt.adapters.mqtt import MqttError
 from opcua_mqtt.cli import main
+from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.json_encoding import JsonCodec
 from opcua_mqtt.core.signing import TrustStore
@@ -34,11 +35,8 @@ WIDTH = 100
     "signatures must chain to. Without it, signatures are reported as unchecked.",
 )
 @click.option("--prefix", default="opcua", show_default=True, help="Topic tree prefix.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    help="Live table (default on a terminal) or JSON lines (default otherwise).",
+@format_option(
+    ["table", "json"], "Live table (default on a terminal) or JSON lines (default otherwise)."
 )
 @click.option("--count", type=int, help="Exit after this many DataSetMessages.")
 @click.option(

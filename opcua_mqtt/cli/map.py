@@ -7,14 +7,15 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import yaml
 
-from opcua_mqtt.cli import main
+from opcua_mqtt.cli import common, main
 from opcua_mqtt.cli.opcua_options import opcua_connection_options
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from opcua_mqtt.core.config import (
@@ -45,18 +46,27 @@ _CARRIED = {
 }
 
 
+def _defaults_option(
+    flag: str, member: str, kind: click.ParamType[Any, Any] = _MS, note: str = ""
+) -> Callable[[common.F], common.F]:
+    """An option for ``defaults.<member>`` of the configuration, its default shown; members in
+    milliseconds show the metavar MS."""
+    return click.option(
+        flag,
+        type=kind,
+        default=getattr(_DEFAULTS, member),
+        show_default=True,
+        metavar="MS" if member.endswith("_ms") else None,
+        help=f"defaults.{member}{note}.",
+    )
+
+
 @main.command("map")
 @click.argument("source")
 @opcua_connection_options
-@click.option(
-    "--start",
-    default="i=85",
-    show_default=True,
-    metavar="NODEID",
-    help="With an endpoint: node to browse from (i=85 is the Objects folder).",
-)
-@click.option(
-    "--depth", type=click.IntRange(min=1), help="With an endpoint: levels below --start to browse."
+@common.browse_scope_options(
+    "With an endpoint: node to browse from (i=85 is the Objects folder).",
+    "With an endpoint: levels below --start to browse.",
 )
 @click.option(
     "--include",
@@ -76,21 +86,13 @@ _CARRIED = {
     help="Map only variables whose NodeId matches this glob, in nsu= or ns= form, or the "
     "regular expression re:REGEX (repeatable).",
 )
-@click.option(
+@common.node_class_option(
     "--parent-class",
     "parent_classes",
-    multiple=True,
-    type=click.Choice([c.value for c in NodeClass], case_sensitive=False),
-    help="Map only variables whose parent node is of this class (repeatable). Default: Object "
-    "and Variable, which leaves out the arguments of Methods.",
+    "Map only variables whose parent node is of this class (repeatable). Default: Object and "
+    "Variable, which leaves out the arguments of Methods.",
 )
-@click.option(
-    "--data-type",
-    "data_types",
-    multiple=True,
-    metavar="NAME",
-    help="Map only variables of this DataType or built-in type, e.g. Double (repeatable).",
-)
+@common.data_type_option("Map")
 @click.option("--writable-only", is_flag=True, help="Map only variables this user may write.")
 @click.option(
     "--standard-nodes",
@@ -106,62 +108,20 @@ _CARRIED = {
     "(parent), or one for everything (none). Writers are always one per object.",
 )
 @click.option("--publisher-id", help="PublisherId. Default: opcua-mqtt-<endpoint host>.")
-@click.option(
-    "--publishing-interval",
-    type=_MS,
-    default=_DEFAULTS.publishing_interval_ms,
-    show_default=True,
-    metavar="MS",
-    help="defaults.publishing_interval_ms.",
-)
-@click.option(
-    "--sampling-interval",
-    type=_MS,
-    default=_DEFAULTS.sampling_interval_ms,
-    show_default=True,
-    metavar="MS",
-    help="defaults.sampling_interval_ms.",
-)
-@click.option(
-    "--queue-size",
-    type=click.IntRange(1, 65535),
-    default=_DEFAULTS.queue_size,
-    show_default=True,
-    help="defaults.queue_size.",
-)
-@click.option(
+@_defaults_option("--publishing-interval", "publishing_interval_ms")
+@_defaults_option("--sampling-interval", "sampling_interval_ms")
+@_defaults_option("--queue-size", "queue_size", click.IntRange(1, 65535))
+@_defaults_option(
     "--key-frame-count",
-    type=click.IntRange(min=1, max=2**32 - 1),
-    default=_DEFAULTS.key_frame_count,
-    show_default=True,
-    help="defaults.key_frame_count (1: key frames only).",
+    "key_frame_count",
+    click.IntRange(min=1, max=2**32 - 1),
+    " (1: key frames only)",
 )
-@click.option(
-    "--keep-alive",
-    type=_MS,
-    default=_DEFAULTS.keep_alive_ms,
-    show_default=True,
-    metavar="MS",
-    help="defaults.keep_alive_ms.",
-)
-@click.option(
-    "--encoding",
-    type=click.Choice(_ENCODINGS),
-    default=_DEFAULTS.encoding,
-    show_default=True,
-    help="defaults.encoding.",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the configuration to this file instead of standard output.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["yaml", "json"]),
-    help="Output format. Default: from the --output suffix (.json), else yaml.",
+@_defaults_option("--keep-alive", "keep_alive_ms")
+@_defaults_option("--encoding", "encoding", click.Choice(_ENCODINGS))
+@common.output_option("configuration", path_type=Path)
+@common.format_option(
+    ["yaml", "json"], "Output format. Default: from the --output suffix (.json), else yaml."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
 def map_command(
@@ -172,7 +132,7 @@ def map_command(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     node_ids: tuple[str, ...],
-    parent_classes: tuple[str, ...],
+    parent_classes: tuple[NodeClass, ...],
     data_types: tuple[str, ...],
     writable_only: bool,
     standard_nodes: bool,
@@ -220,8 +180,7 @@ def map_command(
             include=include,
             exclude=exclude,
             node_ids=node_ids,
-            parent_classes=tuple(_node_class(c) for c in parent_classes)
-            or MappingRules.parent_classes,
+            parent_classes=parent_classes or MappingRules.parent_classes,
             data_types=data_types,
             writable_only=writable_only,
             standard_nodes=standard_nodes,
@@ -239,7 +198,7 @@ def map_command(
         encoding=encoding,
     )
     if output is not None and output.exists() and not force:
-        _fail(f"{output} already exists; use --force to replace it", EXIT_USAGE)
+        common.fail(f"{output} already exists; use --force to replace it", EXIT_USAGE)
     if _is_endpoint(source):
         result = _browse(source, opcua_params, start, depth)
     else:
@@ -248,14 +207,14 @@ def map_command(
     try:
         plan = plan_mapping(result, rules, settings)
     except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
-        _fail(f"{source}: malformed browse result: {e}", EXIT_USAGE)
+        common.fail(f"{source}: malformed browse result: {e}", EXIT_USAGE)
     _carry_connection(plan, opcua_params)
     for node_id, reason in plan.skipped[:10]:
         click.echo(f"warning: skipped {node_id}: {reason}", err=True)
     if len(plan.skipped) > 10:
         click.echo(f"warning: skipped {len(plan.skipped) - 10} more variables", err=True)
     if plan.mapped == 0:
-        _fail(
+        common.fail(
             f"no variable matched ({plan.variables:,} in {source}); nothing written",
             EXIT_INVALID,
             "loosen --include/--exclude/--node-id/--data-type, or add --standard-nodes",
@@ -271,19 +230,8 @@ def map_command(
     click.echo(_summary(plan, config, output), err=True)
 
 
-def _node_class(text: str) -> NodeClass:
-    return next(c for c in NodeClass if c.value.lower() == text.lower())
-
-
 def _is_endpoint(source: str) -> bool:
     return source.lower().startswith("opc.tcp://")
-
-
-def _fail(message: str, code: int, hint: str | None = None) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    if hint:
-        click.echo(f"hint: {hint}", err=True)
-    raise SystemExit(code)
 
 
 def read_browse_file(path: Path) -> BrowseResult:
@@ -292,7 +240,7 @@ def read_browse_file(path: Path) -> BrowseResult:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        _fail(f"{path}: cannot read: {reason}", EXIT_USAGE)
+        common.fail(f"{path}: cannot read: {reason}", EXIT_USAGE)
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -301,14 +249,14 @@ def read_browse_file(path: Path) -> BrowseResult:
             data = json.loads(text)
     except (ValueError, yaml.YAMLError) as e:
         kind = "JSON" if isinstance(e, ValueError) else "YAML"
-        _fail(f"{path}: not valid {kind}: {e}", EXIT_USAGE)
+        common.fail(f"{path}: not valid {kind}: {e}", EXIT_USAGE)
     try:
         if not isinstance(data, dict):
             raise ValueError("expected a mapping at the top level")
         return BrowseResult.from_json(data)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
-        _fail(
+        common.fail(
             f"{path}: not an opcua-mqtt browse result (format opcua-mqtt-browse/1): {detail}",
             EXIT_USAGE,
             "make one with: opcua-mqtt browse ENDPOINT -o FILE.json",
@@ -324,11 +272,11 @@ def _browse(endpoint: str, params: dict[str, Any], start: str, depth: int | None
     try:
         return asyncio.run(browse_endpoint(options, start=start, max_depth=depth))
     except OpcUaConnectionError as e:
-        _fail(e.message, EXIT_CONNECTION, e.hint)
+        common.fail(e.message, EXIT_CONNECTION, e.hint)
     except BrowseError as e:
-        _fail(str(e), EXIT_USAGE, "give --start as i=…, ns=…;s=… or nsu=<uri>;s=…")
+        common.fail(str(e), EXIT_USAGE, "give --start as i=…, ns=…;s=… or nsu=<uri>;s=…")
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        common.fail("interrupted", 130)
 
 
 def _carry_connection(plan: MappingPlan, params: dict[str, Any]) -> None:
@@ -350,7 +298,7 @@ def _checked(plan: MappingPlan) -> Config:
     for issue in result.issues:
         click.echo(str(issue), err=True)
     if result.config is None:
-        _fail("refusing to write an invalid configuration (see above)", EXIT_INVALID)
+        common.fail("refusing to write an invalid configuration (see above)", EXIT_INVALID)
     return result.config
 
 
@@ -377,7 +325,7 @@ def _write_atomically(path: Path, text: str) -> None:
             f.write(text)
         os.replace(tmp, path)
     except OSError as e:
-        _fail(f"{path}: cannot write: {e.strerror or e}", EXIT_USAGE)
+        common.fail(f"{path}: cannot write: {e.strerror or e}", EXIT_USAGE)
 
 
 def _summary(plan: MappingPlan, config: Config, output: Path | None) -> str:

@@ -41,6 +41,19 @@ _PARAMS = (
 )
 
 
+def _pki_option(
+    flag: str, default: str, help_text: str, *, folder: bool = False
+) -> Callable[[F], F]:
+    """An option naming a file (or, with ``folder``, a folder) of our PKI, its default shown."""
+    return click.option(
+        flag,
+        type=click.Path(file_okay=not folder, dir_okay=folder),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def opcua_connection_options(func: F) -> F:
     """Add the OPC UA connection options; the command receives ``opcua_params`` (a dict)."""
     options = [
@@ -56,27 +69,22 @@ def opcua_connection_options(func: F) -> F:
             type=click.Choice(list(SECURITY_MODES)),
             help="Message security mode. Default: SignAndEncrypt, or None with policy None.",
         ),
-        click.option(
+        _pki_option(
             "--certificate",
-            type=click.Path(dir_okay=False),
-            default=DEFAULT_CERTIFICATE,
-            show_default=True,
-            help="Our application instance certificate (PEM or DER). Made, self-signed, on "
-            "first use when it and the key are both missing; the server must trust it.",
+            DEFAULT_CERTIFICATE,
+            "Our application instance certificate (PEM or DER). Made, self-signed, on first use "
+            "when it and the key are both missing; the server must trust it.",
         ),
-        click.option(
+        _pki_option(
             "--private-key",
-            type=click.Path(dir_okay=False),
-            default=DEFAULT_PRIVATE_KEY,
-            show_default=True,
-            help="Private key of --certificate (RSA, PEM or DER; written mode 0600 when made).",
+            DEFAULT_PRIVATE_KEY,
+            "Private key of --certificate (RSA, PEM or DER; written mode 0600 when made).",
         ),
-        click.option(
+        _pki_option(
             "--trust-dir",
-            type=click.Path(file_okay=False),
-            default=DEFAULT_TRUST_DIR,
-            show_default=True,
-            help="Folder of trusted server certificates (or of the CAs that issued them).",
+            DEFAULT_TRUST_DIR,
+            "Folder of trusted server certificates (or of the CAs that issued them).",
+            folder=True,
         ),
         click.option(
             "--trust-server-cert",

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import click
 
-from opcua_mqtt.adapters.opcua_client import connect
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
-from opcua_mqtt.bridge.setup import SetupError, bridge_setup
+from opcua_mqtt.bridge.setup import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.cli import main
 from opcua_mqtt.core.config import MetricsConfig, check_config
 from opcua_mqtt.logs import non_blocking
@@ -63,14 +62,7 @@ def run(config: Path, metrics_port: int | None) -> None:
     except SetupError as e:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
-    opcua = replace(setup.opcua, auto_reconnect=True)
-    bridge = Bridge(
-        setup.plan,
-        setup.mqtt,
-        lambda: connect(opcua),
-        signer=setup.signer,
-        write_back=setup.write_back,
-    )
+    bridge = build_bridge(setup)
     metrics = result.config.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)

@@ -15,6 +15,7 @@ from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession
 from opcua_mqtt.cli import main
+from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.messages import ConnectionMessage, StatusMessage, decode_message
@@ -84,11 +85,8 @@ class BridgeReport:
     multiple=True,
     help="Only this PublisherId (repeatable). A named bridge the broker does not know exits 4.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    help="A table (default on a terminal) or one JSON document (default otherwise).",
+@format_option(
+    ["table", "json"], "A table (default on a terminal) or one JSON document (default otherwise)."
 )
 @click.option(
     "--wait",

@@ -209,7 +209,7 @@ class JsonCodec:
             if variant.is_array:
                 flat = _flatten(value) if dims else value
                 enc = self.encode_array(flat, vtype)
-                return _nest(enc, dims) if dims and enc is not None else enc
+                return nest_matrix(enc, dims) if dims and enc is not None else enc
             return self.encode_value(value, vtype)
         if vtype is VT.Null:
             return None
@@ -494,10 +494,9 @@ class JsonCodec:
                         "Dimensions",
                         f"dimensions {dims} need {math.prod(dims)} elements, value has {len(flat)}",
                     )
-                if not flat and _sub_arrays(dims) > _MAX_EMPTY_SUB_ARRAYS:
-                    # [2**31-1, 0] has no elements but would need 2**31-1 empty lists
+                if not flat and empty_matrix_too_large(dims):
                     raise DecodeError("Dimensions", f"dimensions {dims} are too large")
-                return ua.Variant(_nest(flat, dims), vt, list(dims), is_array=True)
+                return ua.Variant(nest_matrix(flat, dims), vt, list(dims), is_array=True)
             return ua.Variant(flat, vt, is_array=True)
         if dims:
             raise DecodeError(value_key, "Dimensions given for a scalar value")
@@ -1033,12 +1032,12 @@ def _flatten(value: Any) -> list[Any]:
     return out
 
 
-def _nest(flat: list[Any], dims: Sequence[int]) -> list[Any]:
+def nest_matrix(flat: list[Any], dims: Sequence[int]) -> list[Any]:
     """Rebuild a matrix from its flat row-major form (Part 6 §5.2.2.16 ordering)."""
     if len(dims) <= 1:
         return list(flat)
     size = math.prod(dims[1:])
-    return [_nest(flat[i * size : (i + 1) * size], dims[1:]) for i in range(dims[0])]
+    return [nest_matrix(flat[i * size : (i + 1) * size], dims[1:]) for i in range(dims[0])]
 
 
 def _decode_dimensions(dims: Any) -> list[int]:
@@ -1057,18 +1056,20 @@ def _decode_dimensions(dims: Any) -> list[int]:
     return out
 
 
-def _sub_arrays(dims: Sequence[int]) -> int:
-    """How many nested lists :func:`_nest` builds for ``dims``."""
+#: Most nested lists an empty matrix may need ([65536, 0] is fine, [2**31-1, 0] is not).
+_MAX_EMPTY_SUB_ARRAYS: Final = 2**16
+
+
+def empty_matrix_too_large(dims: Sequence[int]) -> bool:
+    """Whether :func:`nest_matrix` would build too many lists for ``dims``: [2**31-1, 0] has no
+    elements but needs 2**31-1 empty lists."""
     total, width = 0, 1
     for d in dims[:-1]:
         width *= d
         total += width
         if width == 0:
             break
-    return total
-
-
-_MAX_EMPTY_SUB_ARRAYS: Final = 2**16
+    return total > _MAX_EMPTY_SUB_ARRAYS
 
 
 def _opt_dims(obj: dict[str, Any]) -> list[int] | None:

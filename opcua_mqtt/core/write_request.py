@@ -85,7 +85,9 @@ from opcua_mqtt.core.json_encoding import (
     FieldEncoding,
     JsonCodec,
     UnknownStructure,
+    empty_matrix_too_large,
     json_type,
+    nest_matrix,
     status_symbol,
 )
 from opcua_mqtt.core.schema_validation import load_schema, validator
@@ -126,8 +128,6 @@ BAD_REQUEST_TOO_LARGE: Final = 0x80B80000
 
 #: Arrays of more dimensions than this are refused (BadOutOfRange).
 MAX_RANK: Final = 32
-#: Most nested lists an empty matrix may need ([65536, 0] is fine, [2**31-1, 0] is not).
-_MAX_EMPTY_SUB_ARRAYS: Final = 2**16
 #: Integers a double holds exactly, with no neighbour that rounds to it: |n| < 2**53.
 _EXACT_DOUBLE_INT: Final = 2**53
 _FLOAT32_MAX: Final = 3.4028234663852886e38
@@ -491,7 +491,7 @@ def convert_value(
     ]
     if len(shape) == 1:
         return ua.Variant(elements, vt, is_array=True)
-    return ua.Variant(_nest(elements, shape), vt, list(shape), is_array=True)
+    return ua.Variant(nest_matrix(elements, shape), vt, list(shape), is_array=True)
 
 
 _DEFAULT_CODEC: Final = JsonCodec()
@@ -545,7 +545,7 @@ def _typed_shape(body: Any, dims: tuple[int, ...] | None) -> tuple[tuple[int, ..
                 BAD_DECODING_ERROR,
                 f"Dimensions {list(dims)} need {math.prod(dims)} elements, Value has {len(body)}",
             )
-        if not body and _sub_arrays(dims) > _MAX_EMPTY_SUB_ARRAYS:
+        if not body and empty_matrix_too_large(dims):
             raise ConversionError(BAD_OUT_OF_RANGE, f"Dimensions {list(dims)} are too large")
         shape, flat = dims, body
     elif isinstance(body, list):
@@ -589,23 +589,6 @@ def _plain_shape(value: Any) -> tuple[tuple[int, ...], list[Any]]:
             BAD_TYPE_MISMATCH, f"the arrays are not rectangular (deeper than {len(shape)} levels)"
         )
     return tuple(shape), level
-
-
-def _sub_arrays(dims: Sequence[int]) -> int:
-    total, width = 0, 1
-    for d in dims[:-1]:
-        width *= d
-        total += width
-        if width == 0:
-            break
-    return total
-
-
-def _nest(flat: list[Any], shape: Sequence[int]) -> list[Any]:
-    if len(shape) <= 1:
-        return list(flat)
-    size = math.prod(shape[1:])
-    return [_nest(flat[i * size : (i + 1) * size], shape[1:]) for i in range(shape[0])]
 
 
 def _element_path(i: int, shape: tuple[int, ...]) -> str:

@@ -33,10 +33,8 @@ from opcua_mqtt.adapters.opcua_client import (
     ConnectionOptions,
     OpcUaConnectionError,
     browse_endpoint,
-    connect,
 )
-from opcua_mqtt.bridge.runtime import Bridge
-from opcua_mqtt.bridge.setup import SetupError, bridge_setup
+from opcua_mqtt.bridge.setup import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.cli.listen import LiveTable, json_line
 from opcua_mqtt.core.config import (
     Config,
@@ -331,14 +329,7 @@ class Demo:
             setup = bridge_setup(config, path)
         except SetupError as e:
             raise DemoError(str(e)) from None
-        opcua = replace(setup.opcua, auto_reconnect=True)
-        bridge = Bridge(
-            setup.plan,
-            setup.mqtt,
-            lambda: connect(opcua),
-            signer=setup.signer,
-            write_back=setup.write_back,
-        )
+        bridge = build_bridge(setup)
         stop = asyncio.Event()
         running = _RunningBridge(asyncio.create_task(bridge.run(stop), name="bridge"), stop)
         stack.push_async_callback(running.stop)
