@@ -27,7 +27,7 @@ from asyncua import Client, ua
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua_client import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
-from opcua_mqtt.adapters.opcua_types import builtin_type_of
+from opcua_mqtt.adapters.opcua_types import BuiltinTypes
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings, command_topic
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
@@ -174,6 +174,7 @@ class Bridge:
         self._accepted_types: set[tuple[tuple[int, int, str], int]] = set()
         self._recheck_tasks: set[asyncio.Task[None]] = set()
         self._client: Client | None = None
+        self._builtin_types = BuiltinTypes()
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
         will = Outgoing(self._status_topic, self._status(ua.PubSubState.Error), qos=1, retain=True)
@@ -299,8 +300,7 @@ class Bridge:
                 if f.builtin_type == 0
             }
         )
-        found: dict[str, tuple[int, ua.NodeId]] = {}
-        builtins: dict[ua.NodeId, int] = {}
+        read: dict[str, ua.NodeId] = {}
         for start in range(0, len(open_ids), _READ_BATCH):
             chunk = open_ids[start : start + _READ_BATCH]
             nodes = [client.get_node(codec.decode_node_id(n)) for n in chunk]
@@ -314,10 +314,9 @@ class Bridge:
                         dv.StatusCode.name,
                     )
                     continue
-                data_type = dv.Value.Value
-                if data_type not in builtins:
-                    builtins[data_type] = await builtin_type_of(client, data_type)
-                found[node_id] = (builtins[data_type], data_type)
+                read[node_id] = dv.Value.Value
+        builtins = await self._builtin_types.of(client, read.values())
+        found = {node_id: (builtins[dt], dt) for node_id, dt in read.items()}
         if open_ids:
             _log.info("read the DataType of %d fields configured without one", len(found))
         return found
@@ -412,7 +411,7 @@ class Bridge:
             node = self._client.get_node(codec.decode_node_id(fieldp.node_id))
             data_type = await node.read_data_type()
             value_rank = await node.read_value_rank()
-            builtin = await builtin_type_of(self._client, data_type)
+            builtin = await self._builtin_types.one(self._client, data_type)
             new_spec = replace(
                 fieldp.spec,
                 builtin_type=builtin,

@@ -24,7 +24,7 @@ from typing import Any
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua_types import builtin_type_of
+from opcua_mqtt.adapters.opcua_types import BuiltinTypes
 from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable, status_symbol
@@ -89,6 +89,7 @@ class WriteBack:
         self._namespaces = namespaces
         self._monotonic = monotonic
         self._seen = IdempotencyCache(settings.idempotency_window_s)
+        self._builtin_types = BuiltinTypes()
         self._rate = RateLimiter(settings.rate_per_s, settings.burst)
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one request at a time: writes stay in arrival order
@@ -320,6 +321,9 @@ class WriteBack:
                 ]
             )
         )
+        builtins = await self._builtin_types.of(
+            client, (dv.Value.Value for dv in read[:: len(attrs)] if dv.StatusCode.is_good())
+        )
         writes: list[tuple[int, Target, str, ua.Variant, Any]] = []
         for k, (i, target, text, _node_id) in enumerate(pending):
             dtype, rank, dims, access, user_access, old = read[
@@ -339,10 +343,9 @@ class WriteBack:
                 )
                 continue
             try:
-                builtin = await builtin_type_of(client, dtype.Value.Value)
                 variant = convert_value(
                     target.value,
-                    builtin_type=builtin,
+                    builtin_type=builtins[dtype.Value.Value],
                     value_rank=int(rank.Value.Value) if rank.StatusCode.is_good() else -1,
                     array_dimensions=tuple(dims.Value.Value or ())
                     if dims.StatusCode.is_good() and dims.Value is not None and dims.Value.Value

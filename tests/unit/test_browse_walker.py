@@ -18,7 +18,7 @@ from asyncua import ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from opcua_mqtt.adapters.opcua_client import BrowseError, BrowseStats, browse_client
-from opcua_mqtt.adapters.opcua_types import builtin_type_of
+from opcua_mqtt.adapters.opcua_types import BuiltinTypes
 from opcua_mqtt.core.address_space import NodeClass
 
 NS = "urn:fake:plant"
@@ -415,13 +415,23 @@ async def test_an_unknown_start_node_is_a_browse_error() -> None:
         await run(server, start="not a node id")
 
 
-async def test_builtin_type_of_walks_the_subtype_chain_like_browse() -> None:
+async def test_builtin_types_walk_the_subtype_chain_like_browse_and_are_asked_once() -> None:
     server = FakeServer()
     client: Any = SimpleNamespace(uaclient=server)
-    assert await builtin_type_of(client, nid(11)) == 11  # a built-in type: no request
+    types = BuiltinTypes()
+    assert await types.one(client, nid(11)) == 11  # a built-in type: no request
     assert not server.calls
-    assert await builtin_type_of(client, nid(290)) == 11  # Duration -> Double
-    assert await builtin_type_of(client, nid("MyEnum")) == 6  # an enumeration is an Int32
-    assert await builtin_type_of(client, nid("DerivedStruct")) == 22  # ExtensionObject
-    assert await builtin_type_of(client, nid("Nowhere")) == 24  # no supertype: Variant
+    assert await types.of(client, [nid(290), nid("MyEnum"), nid("DerivedStruct")]) == {
+        nid(290): 11,  # Duration -> Double
+        nid("MyEnum"): 6,  # an enumeration is an Int32
+        nid("DerivedStruct"): 22,  # ExtensionObject
+    }
+    assert await types.one(client, nid("Nowhere")) == 24  # no supertype: Variant
     assert {kind for kind, _ in server.calls} == {"Browse"}
+    asked = len(server.calls)
+    assert await types.of(client, [nid(290), nid("MyEnum"), nid("Nowhere")]) == {
+        nid(290): 11,
+        nid("MyEnum"): 6,
+        nid("Nowhere"): 24,
+    }
+    assert len(server.calls) == asked  # remembered: the type hierarchy does not change
