@@ -3,9 +3,10 @@
 Order of checks for one request (docs/write-back.md): rate limit, size, syntax and schema,
 reply topic, deadline and MQTT 5 message expiry, idempotency (a repeated RequestId gets the
 first answer again, nothing is written twice), then per target: allow-list, the server's
-AccessLevel and UserAccessLevel, exact conversion to the node's DataType; only then one batched
-Write. Every request and target is logged once: a refusal with its reason, a Write with the old
-value, the new value and the result. Nothing here can stop publishing: a failure becomes an
+AccessLevel and UserAccessLevel, exact conversion to the node's DataType (strings within the
+node's and the server's MaxStringLength, ByteStrings within MaxByteStringLength); only then one
+batched Write. Every request and target is logged once: a refusal with its reason, a Write with
+the old value, the new value and the result. Nothing here can stop publishing: a failure becomes an
 error response (or only a log line when there is nowhere to answer), and an answer is never
 published to a topic the broker would refuse, since the broker drops a client that does so.
 """
@@ -24,6 +25,7 @@ from typing import Any
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
+from opcua_mqtt.adapters.opcua_limits import LengthLimits, StringLimits
 from opcua_mqtt.adapters.opcua_types import BuiltinTypes
 from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError
@@ -90,6 +92,7 @@ class WriteBack:
         self._monotonic = monotonic
         self._seen = IdempotencyCache(settings.idempotency_window_s)
         self._builtin_types = BuiltinTypes()
+        self._string_limits = StringLimits()
         self._rate = RateLimiter(settings.rate_per_s, settings.burst)
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one request at a time: writes stay in arrival order
@@ -324,8 +327,16 @@ class WriteBack:
         builtins = await self._builtin_types.of(
             client, (dv.Value.Value for dv in read[:: len(attrs)] if dv.StatusCode.is_good())
         )
+        limits = await self._string_limits.of(
+            client,
+            {
+                node_id: builtins[dtype.Value.Value]
+                for (_, _, _, node_id), dtype in zip(pending, read[:: len(attrs)], strict=True)
+                if dtype.StatusCode.is_good()
+            },
+        )
         writes: list[tuple[int, Target, str, ua.Variant, Any]] = []
-        for k, (i, target, text, _node_id) in enumerate(pending):
+        for k, (i, target, text, node_id) in enumerate(pending):
             dtype, rank, dims, access, user_access, old = read[
                 k * len(attrs) : (k + 1) * len(attrs)
             ]
@@ -352,6 +363,7 @@ class WriteBack:
                     else (),
                     codec=codec,
                     index_range=target.index_range,
+                    **_length_limits(limits[node_id]),
                 )
             except ConversionError as e:
                 results[i] = self._refuse(rid, target, e.status, text, e.message)
@@ -391,6 +403,19 @@ class WriteBack:
                 writer=target.writer,
                 field=target.field,
             )
+
+
+def _length_limits(limits: LengthLimits) -> dict[str, Any]:
+    """convert_value's keyword arguments for ``limits``."""
+    out: dict[str, Any] = {}
+    if (string := limits.string) is not None:
+        out |= {"max_string_length": string.length, "max_string_length_of": string.owner}
+    if (byte_string := limits.byte_string) is not None:
+        out |= {
+            "max_byte_string_length": byte_string.length,
+            "max_byte_string_length_of": byte_string.owner,
+        }
+    return out
 
 
 def _canonical(node_id: str) -> str | None:

@@ -409,6 +409,12 @@ def _schema_message(error: Any) -> str:
 class _Limits:
     max_string_length: int | None
     max_byte_string_length: int | None
+    string_owner: str = "the node's"
+    byte_string_owner: str = "the node's"
+
+    @property
+    def string_limit_name(self) -> str:
+        return f"{self.string_owner} MaxStringLength"
 
 
 @cache
@@ -433,6 +439,8 @@ def convert_value(
     codec: JsonCodec | None = None,
     max_byte_string_length: int | None = None,
     index_range: str | None = None,
+    max_string_length_of: str = "the node's",
+    max_byte_string_length_of: str = "the node's",
 ) -> ua.Variant:
     """The Variant to write for ``value`` (plain JSON or a typed Variant object) to a node of
     built-in type ``builtin_type`` (0 or 24: any), ValueRank ``value_rank`` and ArrayDimensions
@@ -440,7 +448,9 @@ def convert_value(
     namespace table for NodeId-like values. ``index_range`` is the target's IndexRange: the value
     is then the part written. ``max_string_length`` (MaxStringLength: UTF-8 bytes of a String or
     of a LocalizedText's text) and ``max_byte_string_length`` (MaxByteStringLength) apply to each
-    element; None or 0 means no limit."""
+    element; None or 0 means no limit. ``max_string_length_of`` and ``max_byte_string_length_of``
+    say whose limit it is in a refusal's message ("the node's", "the server's"): a limit may be
+    the server's rather than the node's own."""
     codec = codec if codec is not None else _DEFAULT_CODEC
     try:
         node_vt = VT(builtin_type)
@@ -448,7 +458,12 @@ def convert_value(
         raise ConversionError(
             BAD_TYPE_MISMATCH, f"built-in type {builtin_type} is not one that can be written"
         ) from None
-    limits = _Limits(max_string_length or None, max_byte_string_length or None)
+    limits = _Limits(
+        max_string_length or None,
+        max_byte_string_length or None,
+        max_string_length_of,
+        max_byte_string_length_of,
+    )
     ranges = _index_ranges(index_range) if index_range is not None else None
 
     if isinstance(value, dict) and "UaType" in value:
@@ -762,7 +777,7 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
     if vt is VT.String:
         if not isinstance(x, str):
             raise _mismatch(x, vt)
-        _check_text(x, limits.max_string_length, "MaxStringLength")
+        _check_text(x, limits.max_string_length, limits.string_limit_name)
         return x
     if vt is VT.DateTime:
         return _to_datetime_value(x)
@@ -780,11 +795,11 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
         if limit is not None and value is not None and len(value) > limit:
             raise ConversionError(
                 BAD_OUT_OF_RANGE,
-                f"{len(value)} bytes; the node's MaxByteStringLength is {limit}",
+                f"{len(value)} bytes; {limits.byte_string_owner} MaxByteStringLength is {limit}",
             )
     elif vt is VT.LocalizedText:
         if value.Text is not None:
-            _check_text(value.Text, limits.max_string_length, "MaxStringLength")
+            _check_text(value.Text, limits.max_string_length, limits.string_limit_name)
         if value.Locale is not None:
             _check_text(value.Locale, None, "")
     elif vt in (VT.NodeId, VT.ExpandedNodeId, VT.QualifiedName):
@@ -1053,7 +1068,7 @@ def _check_text(text: str, limit: int | None, what: str) -> None:
         ) from None
     if limit is not None and size > limit:
         raise ConversionError(
-            BAD_OUT_OF_RANGE, f"the text is {size} UTF-8 bytes; the node's {what} is {limit}"
+            BAD_OUT_OF_RANGE, f"the text is {size} UTF-8 bytes; {what} is {limit}"
         )
 
 

@@ -4,6 +4,7 @@ writes confirmed by independent reads from the OPC UA server, every refusal answ
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -23,7 +24,12 @@ from tests.strategies import assert_ua_equal
 from tests.support.bridge import EXE, BridgeProcesses
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import MqttProbe
-from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
+from tests.support.opcua_server import (
+    LIMITED,
+    SERVER_MAX_BYTE_STRING_LENGTH,
+    OpcUaTestServer,
+    parse_nodeid,
+)
 from tests.support.write_back import (
     CANDIDATES,
     COMMANDS,
@@ -128,6 +134,67 @@ async def test_refusals_are_answered_and_nothing_is_written(
     assert_ua_equal(await read_variant(server.endpoint, byte_node), before)
     not_allowed = await read_variant(server.endpoint, setup["not_allowed"]["nodeid"])
     assert not_allowed.Value != 1.0
+
+
+async def test_strings_longer_than_the_node_or_the_server_allows_are_refused_unwritten(
+    tmp_path: Path,
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    """MaxStringLength / MaxByteStringLength: the node's Property (Plant/Limits), else the
+    server's ServerCapabilities value (the Parameters ByteString); counted in UTF-8 bytes."""
+    server = small_opcua_server
+    nodes = WriteBackNodes.of(server)
+    short_string, short_bytes = (server.nodeid(path) for path in LIMITED)
+    assert [n for *_, n in LIMITED.values()] == [8, 4]  # what the values below are made for
+    limited = [
+        {"name": "ShortString", "node_id": short_string, "builtin_type": "String"},
+        {"name": "ShortBytes", "node_id": short_bytes, "builtin_type": "ByteString"},
+    ]
+    config = write_back_config(
+        tmp_path,
+        server.endpoint,
+        mosquitto_tls,
+        [*nodes.fields(), *limited],
+        [*nodes.ALLOW, "G/W/ShortString", "G/W/ShortBytes"],
+    )
+    proc = bridges.start(config)
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    def target(field: str, value: Any) -> dict[str, Any]:
+        return {"Writer": "W", "Field": field, "Value": value}
+
+    async with serving_requester(mosquitto_tls, bridge=proc) as requester:
+        within = await requester.ask(
+            {"Targets": [target("ShortString", "8 bytes!"), target("ShortBytes", b64(b"abcd"))]}
+        )
+        check_response(within)
+        assert within["Result"]["Code"] == 0, within
+        written = {n: await read_variant(server.endpoint, n) for n in (short_string, short_bytes)}
+        assert (written[short_string].Value, written[short_bytes].Value) == ("8 bytes!", b"abcd")
+
+        byte_string = nodes.writable["ByteString"]["nodeid"]
+        before = await read_variant(server.endpoint, byte_string)
+        over = await requester.ask(
+            {
+                "Targets": [
+                    target("ShortString", "ÄÖÜ€"),  # 4 characters, 9 UTF-8 bytes
+                    target("ShortBytes", b64(b"abcde")),
+                    target("ByteString", b64(bytes(SERVER_MAX_BYTE_STRING_LENGTH + 1))),
+                ]
+            }
+        )
+    check_response(over)
+    assert [t["Status"]["Symbol"] for t in over["Targets"]] == ["BadOutOfRange"] * 3, over
+    messages = [t["Message"] for t in over["Targets"]]
+    assert "the node's MaxStringLength is 8" in messages[0]
+    assert "the node's MaxByteStringLength is 4" in messages[1]
+    assert f"the server's MaxByteStringLength is {SERVER_MAX_BYTE_STRING_LENGTH}" in messages[2]
+    for node, value in (*written.items(), (byte_string, before)):
+        assert_ua_equal(await read_variant(server.endpoint, node), value)
 
 
 async def test_a_repeated_request_id_gets_the_first_answer_and_no_second_write(

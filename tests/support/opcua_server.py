@@ -102,6 +102,15 @@ NODE_NAMESPACE_URI = "urn:opcua-mqtt:interop:plant"
 MACHINES_PER_LINE = 8
 LINES_PER_AREA = 4
 
+#: Plant/Limits: writable variables with a length-limit Property (OPC 10000-3 §5.6.2), by
+#: string NodeId: (built-in type id, initial value, Property, its value).
+LIMITED: dict[str, tuple[int, Any, str, int]] = {
+    "Plant.Limits.ShortString": (12, "short", "MaxStringLength", 8),
+    "Plant.Limits.ShortBytes": (15, b"\x01\x02", "MaxByteStringLength", 4),
+}
+#: The server's ServerCapabilities MaxByteStringLength (its MaxStringLength stays 0: no limit).
+SERVER_MAX_BYTE_STRING_LENGTH = 4096
+
 _BASE_TIME = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
 
 
@@ -477,6 +486,34 @@ class _Builder:
         self.variable_count += 1
         return nodeid
 
+    def prop(self, nodeid: Any, name: str, parent: Any, value: int) -> Any:
+        """A read-only UInt32 Property (HasProperty, PropertyType, browse name in namespace 0)."""
+        ua = self.ua
+        attrs = ua.VariableAttributes(
+            DisplayName=ua.LocalizedText(name),
+            Description=ua.LocalizedText(),
+            Value=ua.Variant(value, ua.VariantType.UInt32),
+            DataType=ua.NodeId(ua.ObjectIds.UInt32),
+            ValueRank=-1,
+            AccessLevel=ua.AccessLevel.CurrentRead.mask,
+            UserAccessLevel=ua.AccessLevel.CurrentRead.mask,
+            MinimumSamplingInterval=0.0,
+            Historizing=False,
+        )
+        self.items.append(
+            ua.AddNodesItem(
+                ParentNodeId=parent,
+                ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasProperty),
+                RequestedNewNodeId=nodeid,
+                BrowseName=ua.QualifiedName(name, 0),
+                NodeClass=ua.NodeClass.Variable,
+                NodeAttributes=attrs,
+                TypeDefinition=ua.NodeId(ua.ObjectIds.PropertyType),
+            )
+        )
+        self.variable_count += 1
+        return nodeid
+
     def flush(self) -> None:
         if not self.items:
             return
@@ -598,6 +635,8 @@ async def build_address_space(server: Any, variables: int) -> Model:
                                        opaque id
       Simulation/                      Sine, Counter, Toggle, Sawtooth, Clock, Wave (every 100 ms)
       Dynamic/Mutable                  Int32, writable; AddVariable adds here
+      Limits/ShortString, ShortBytes   writable, with a MaxStringLength / MaxByteStringLength
+                                       Property (:data:`LIMITED`)
     Objects/Control (s=Control)        methods AddVariable, ChangeDataType, DeleteVariable,
                                        WriteCount
     """
@@ -674,6 +713,15 @@ async def build_address_space(server: Any, variables: int) -> Model:
     # The part of the model that the Control methods change.
     dynamic = b.obj(b.sid("Plant.Dynamic"), "Dynamic", plant, description="Changed by Control")
     b.var(b.sid("Plant.Dynamic.Mutable"), "Mutable", dynamic, 6, 42, writable=True)
+
+    # Length limits: per node (Properties) and server-wide (ServerCapabilities).
+    limits = b.obj(b.sid("Plant.Limits"), "Limits", plant, description="Length-limited values")
+    for path, (type_id, value, prop, length) in LIMITED.items():
+        node = b.var(b.sid(path), path.rsplit(".", 1)[1], limits, type_id, value, writable=True)
+        b.prop(b.sid(f"{path}.{prop}"), prop, node, length)
+    await server.get_node(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength).write_value(
+        ua.Variant(SERVER_MAX_BYTE_STRING_LENGTH, ua.VariantType.UInt32)
+    )
 
     control = b.obj(
         b.sid("Control"), "Control", objects, organizes=True, description="Changes the model"

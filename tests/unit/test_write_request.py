@@ -254,6 +254,14 @@ class TestStrings:
         assert refused("é", VT.String, max_string_length=1).status == S.BadOutOfRange
         assert conv("é", VT.String, max_string_length=2).Value == "é"
 
+    def test_the_message_says_whose_limit_it_is(self) -> None:
+        e = refused("abc", VT.String, max_string_length=2, max_string_length_of="the server's")
+        assert "the server's MaxStringLength is 2" in e.message
+        assert (
+            "the node's MaxStringLength is 2"
+            in refused("abc", VT.String, max_string_length=2).message
+        )
+
     def test_zero_or_none_max_string_length_means_no_limit(self) -> None:
         assert conv("x" * 1000, VT.String, max_string_length=0).Value == "x" * 1000
         assert conv("x" * 1000, VT.String, max_string_length=None).Value == "x" * 1000
