@@ -435,3 +435,6 @@ async def test_builtin_types_walk_the_subtype_chain_like_browse_and_are_asked_on
         nid("Nowhere"): 24,
     }
     assert len(server.calls) == asked  # remembered: the type hierarchy does not change
+    other: Any = SimpleNamespace(uaclient=server)  # another session: asked again
+    assert await types.one(other, nid(290)) == 11
+    assert len(server.calls) > asked
