@@ -8,13 +8,19 @@
 Data is matched to metadata by PublisherId, DataSetWriterId and MetaDataVersion (Part 14
 §7.2.5.5.2). Metadata is never trusted silently: each DataSet carries the verification result of
 the metadata that describes it, ``missing`` when none with that version was seen.
+
+QoS 0 data can overtake the QoS 1 metadata published before it, so a DataSet whose metadata has
+not been seen is held back for ``metadata_wait_s`` (in order behind any other held DataSet of its
+writer) and released as soon as that metadata arrives, or as ``missing`` when the wait ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +33,7 @@ from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import (
     ConnectionMessage,
+    DataSetMessage,
     MetaDataMessage,
     NetworkMessage,
     StatusMessage,
@@ -103,11 +110,25 @@ class _KnownMetaData:
         return (int(v.MajorVersion), int(v.MinorVersion)) if v is not None else (0, 0)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A DataSet waiting for its metadata; the parsed message is kept to decode it again with
+    the field types and namespaces that metadata brings."""
+
+    topic: str
+    raw: Any
+    index: int
+    message: DataSetMessage
+    deadline: float
+
+
 class Subscriber:
     """Subscribe to the Part 14 topic tree and yield :class:`ReceivedDataSet` objects.
 
     ``topic_filter`` defaults to everything under the tree's prefix. Status and connection
     messages are kept in :attr:`statuses` / :attr:`connections`, keyed by PublisherId.
+    ``metadata_wait_s`` is how long a DataSet waits for its metadata (0: not at all), at most
+    ``metadata_hold`` per writer; when more arrive, the oldest held is released as ``missing``.
     """
 
     def __init__(
@@ -118,7 +139,11 @@ class Subscriber:
         topics: TopicTree | None = None,
         topic_filter: str | None = None,
         queue_size: int = 10_000,
+        metadata_wait_s: float = 2.0,
+        metadata_hold: int = 1_000,
     ) -> None:
+        if metadata_wait_s < 0 or metadata_hold < 1:
+            raise ValueError("metadata_wait_s must be >= 0 and metadata_hold >= 1")
         self.topics = topics or TopicTree()
         self.topic_filter = topic_filter or f"{self.topics.prefix}/{self.topics.encoding}/#"
         self.trust = trust
@@ -128,6 +153,10 @@ class Subscriber:
         self.decode_errors = 0
         self._metadata: dict[tuple[str | None, int], _KnownMetaData] = {}
         self._queue: asyncio.Queue[ReceivedDataSet] = asyncio.Queue(maxsize=queue_size)
+        self._metadata_wait_s = metadata_wait_s
+        self._metadata_hold = metadata_hold
+        self._held: dict[tuple[str | None, int], deque[_Held]] = {}
+        self._timers: dict[tuple[str | None, int], asyncio.TimerHandle] = {}
         self._codec = JsonCodec()
         self._codecs: dict[str, JsonCodec] = {}
         self._session = MqttSession(mqtt)
@@ -145,6 +174,8 @@ class Subscriber:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._session.stop(drain_s=0)
+        for key in list(self._held):
+            self._release(key, expire_all=True)
 
     def __aiter__(self) -> AsyncIterator[ReceivedDataSet]:
         return self._iterate()
@@ -161,8 +192,18 @@ class Subscriber:
     def handle(self, topic: str, payload: bytes) -> list[ReceivedDataSet]:
         """Decode one MQTT message; return the DataSets it carries (none for metadata/status).
 
-        Public so that programs with their own MQTT client can use the matching and checking.
+        Public so that programs with their own MQTT client can use the matching and checking;
+        it returns at once, so data ahead of its metadata comes back ``missing`` (only the
+        iterator holds it back for ``metadata_wait_s``).
         """
+        decoded = self._decode(topic, payload)
+        if decoded is None:
+            return []
+        return [self._dataset(topic, m) for m in decoded[1].messages]
+
+    def _decode(self, topic: str, payload: bytes) -> tuple[Any, NetworkMessage] | None:
+        """Decode and file away metadata, status and connection messages; return a data
+        message with its parsed JSON, None for anything else."""
         try:
             raw = loads(payload)
             codec = self._codec_for(topic)
@@ -170,25 +211,96 @@ class Subscriber:
         except DecodeError as e:
             self.decode_errors += 1
             _log.warning("undecodable message on %s: %s", topic, e)
-            return []
+            return None
         if isinstance(message, MetaDataMessage):
             self._remember_metadata(message, raw)
-            return []
+            return None
         if isinstance(message, StatusMessage):
             self.statuses[message.publisher_id] = message
-            return []
+            return None
         if isinstance(message, ConnectionMessage):
             self.connections[message.publisher_id] = message
-            return []
+            return None
         assert isinstance(message, NetworkMessage)
-        return [self._dataset(topic, message, m) for m in message.messages]
+        return raw, message
 
     def _on_message(self, topic: str, payload: bytes, _props: dict[str, Any]) -> None:
-        for ds in self.handle(topic, payload):
-            if self._queue.full():
-                self._queue.get_nowait()
-                self.dropped += 1
-            self._queue.put_nowait(ds)
+        decoded = self._decode(topic, payload)
+        if decoded is None:
+            return
+        raw, message = decoded
+        now = asyncio.get_running_loop().time()
+        for index, m in enumerate(message.messages):
+            if m.dataset_writer_id is None or self._metadata_wait_s == 0:
+                self._put(self._dataset(topic, m))
+                continue
+            key = (m.publisher_id, m.dataset_writer_id)
+            held = self._held.get(key)
+            if held is None and self._settled(m):
+                self._put(self._dataset(topic, m))
+                continue
+            if held is None:
+                held = self._held[key] = deque()
+            held.append(_Held(topic, raw, index, m, now + self._metadata_wait_s))
+            self._release(key, expire_oldest=len(held) > self._metadata_hold)
+
+    def _put(self, ds: ReceivedDataSet) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(ds)
+
+    def _settled(self, m: DataSetMessage) -> bool:
+        """Whether waiting cannot change ``m``'s verification: the metadata of its version was
+        seen, or a newer version was (versions are times, so the older one will not come)."""
+        assert m.dataset_writer_id is not None
+        known = self._metadata.get((m.publisher_id, m.dataset_writer_id))
+        if known is None or m.metadata_version is None:
+            return known is not None
+        v = m.metadata_version
+        return (int(v.MajorVersion), int(v.MinorVersion)) <= known.version
+
+    def _release(
+        self,
+        key: tuple[str | None, int],
+        *,
+        expire_oldest: bool = False,
+        expire_all: bool = False,
+    ) -> None:
+        """Release held DataSets of one writer from the front, in arrival order: those whose
+        metadata has arrived or been superseded and those whose wait is over; then wait for the
+        new front."""
+        held = self._held[key]
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        while held and (
+            expire_all
+            or expire_oldest
+            or held[0].deadline <= loop.time()
+            or self._settled(held[0].message)
+        ):
+            self._put(self._redecode(held.popleft()))
+            expire_oldest = False
+        if held:
+            expire = functools.partial(self._release, key, expire_oldest=True)
+            self._timers[key] = loop.call_at(held[0].deadline, expire)
+        else:
+            del self._held[key]
+
+    def _redecode(self, h: _Held) -> ReceivedDataSet:
+        """The held DataSet decoded with the metadata known now; as first decoded when that
+        fails (the metadata that arrived does not describe this data)."""
+        try:
+            nm = decode_message(
+                h.raw, codec=self._codec_for(h.topic), field_types=self._field_types
+            )
+        except DecodeError as e:
+            _log.warning("held message on %s does not decode with its metadata: %s", h.topic, e)
+            return self._dataset(h.topic, h.message)
+        assert isinstance(nm, NetworkMessage)
+        return self._dataset(h.topic, nm.messages[h.index])
 
     def codec(self, publisher_id: str | None) -> JsonCodec:
         """A codec with the namespace table of ``publisher_id``'s metadata, to write values
@@ -220,6 +332,8 @@ class Subscriber:
         self._metadata[key] = _KnownMetaData(
             message, verification, metadata_field_types(message.metadata)
         )
+        if key in self._held:
+            self._release(key)
         log = _log.info if verification.ok else _log.warning
         log(
             "metadata %s/%s v%d.%d: %s %s",
@@ -238,7 +352,7 @@ class Subscriber:
         known = self._metadata.get((publisher, writer_id))
         return known.field_types if known else None
 
-    def _dataset(self, topic: str, nm: NetworkMessage, m: Any) -> ReceivedDataSet:
+    def _dataset(self, topic: str, m: DataSetMessage) -> ReceivedDataSet:
         version = None
         if m.metadata_version is not None:
             version = (int(m.metadata_version.MajorVersion), int(m.metadata_version.MinorVersion))
