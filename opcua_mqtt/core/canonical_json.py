@@ -188,3 +188,14 @@ def _shortest_digits(value: float) -> tuple[str, int]:
     # position len(whole) - leading_zeros relative to the decimal point.
     n = len(whole) - leading_zeros + exponent
     return digits, n
+
+
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook that refuses a repeated member name: parsers disagree on
+    which copy wins, so a signed or commanded document must not have one (I-JSON, RFC 7493 §2.3)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate member {key[:60]!r}")
+        out[key] = value
+    return out

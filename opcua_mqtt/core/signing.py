@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.x509.oid import ExtensionOID
 
-from .canonical_json import canonicalize
+from .canonical_json import canonicalize, unique_members
 
 __all__ = [
     "ALGORITHMS",
@@ -594,7 +594,7 @@ def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: 
 def _decode_header(protected: str) -> dict[str, Any]:
     raw = _b64url_decode(protected, "protected header")
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_members)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Failure(
             VerifyFailure.MALFORMED_SIGNATURE, f"protected header is not JSON: {exc}"
@@ -602,15 +602,6 @@ def _decode_header(protected: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise _Failure(VerifyFailure.MALFORMED_SIGNATURE, "protected header is not a JSON object")
     return header
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate header parameter {key!r}")
-        result[key] = value
-    return result
 
 
 def _header_alg(header: Mapping[str, Any]) -> str:

@@ -74,6 +74,7 @@ from asyncua import ua
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
+from opcua_mqtt.core.canonical_json import unique_members
 from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError, EncodeError
 from opcua_mqtt.core.globs import glob_match, glob_regex
@@ -117,14 +118,7 @@ VT = ua.VariantType
 REQUEST_SCHEMA: Final = "write-request"
 RESPONSE_SCHEMA: Final = "write-response"
 
-GOOD: Final = 0
-BAD_DECODING_ERROR: Final = 0x80070000
-BAD_TOO_MANY_OPERATIONS: Final = 0x80100000
-BAD_INDEX_RANGE_INVALID: Final = 0x80360000
-BAD_INDEX_RANGE_NO_DATA: Final = 0x80370000
-BAD_OUT_OF_RANGE: Final = 0x803C0000
-BAD_TYPE_MISMATCH: Final = 0x80740000
-BAD_REQUEST_TOO_LARGE: Final = 0x80B80000
+S = ua.StatusCodes
 
 #: Arrays of more dimensions than this are refused (BadOutOfRange).
 MAX_RANK: Final = 32
@@ -217,44 +211,44 @@ def parse_request(
     size = len(payload)
     if size > max_bytes:
         raise RequestError(
-            BAD_REQUEST_TOO_LARGE, f"the request is {size} bytes; the limit is {max_bytes}"
+            S.BadRequestTooLarge, f"the request is {size} bytes; the limit is {max_bytes}"
         )
     try:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RequestError(BAD_DECODING_ERROR, f"not UTF-8 (byte {e.start})") from None
+        raise RequestError(S.BadDecodingError, f"not UTF-8 (byte {e.start})") from None
     try:
         obj = json.loads(
             text,
             parse_float=_json_float,
             parse_constant=_json_constant,
-            object_pairs_hook=_json_object,
+            object_pairs_hook=unique_members,
         )
     except RecursionError:
-        raise RequestError(BAD_DECODING_ERROR, "not JSON: nested too deeply") from None
+        raise RequestError(S.BadDecodingError, "not JSON: nested too deeply") from None
     except ValueError as e:  # JSONDecodeError and the hooks' errors
-        raise RequestError(BAD_DECODING_ERROR, f"not JSON: {_short(str(e))}") from None
+        raise RequestError(S.BadDecodingError, f"not JSON: {_short(str(e))}") from None
     if "\\u" in text:  # only an escape can smuggle in a lone surrogate
         _check_unicode(obj)
     if not isinstance(obj, dict):
-        raise RequestError(BAD_DECODING_ERROR, f"expected a JSON object, got {json_type(obj)}")
+        raise RequestError(S.BadDecodingError, f"expected a JSON object, got {json_type(obj)}")
     targets = obj.get("Targets")
     if isinstance(targets, list) and len(targets) > max_targets:
         raise RequestError(
-            BAD_TOO_MANY_OPERATIONS,
+            S.BadTooManyOperations,
             f"the request has {len(targets)} targets; the limit is {max_targets}",
         )
     _validate(obj)
     reply_to = obj.get("ReplyTo")
     # Past the schema, only the length in bytes is left to check (JSON Schema counts characters).
     if reply_to is not None and (problem := topic_problem(reply_to)) is not None:
-        raise RequestError(BAD_DECODING_ERROR, f"ReplyTo: not an MQTT topic name: {problem}")
+        raise RequestError(S.BadDecodingError, f"ReplyTo: not an MQTT topic name: {problem}")
     deadline = _parse_deadline(obj["Deadline"]) if "Deadline" in obj else None
     parsed: list[Target] = []
     for i, t in enumerate(obj["Targets"]):
         index_range = t.get("IndexRange")
         if index_range is not None and not _INDEX_RANGE.fullmatch(index_range):
-            raise RequestError(BAD_DECODING_ERROR, f"Targets/{i}/IndexRange: {_INDEX_RANGE_HELP}")
+            raise RequestError(S.BadDecodingError, f"Targets/{i}/IndexRange: {_INDEX_RANGE_HELP}")
         parsed.append(
             Target(
                 writer=t.get("Writer"),
@@ -283,15 +277,6 @@ def _json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (a Float or Double takes the string {name!r})")
 
 
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate member {_short(repr(key), 60)}")
-        out[key] = value
-    return out
-
-
 def _check_unicode(obj: Any) -> None:
     """Refuse lone surrogates (``"\\ud800"``): they cannot be written, logged or echoed."""
     stack: list[tuple[Any, str]] = [(obj, "")]
@@ -313,18 +298,18 @@ def _utf8(text: str, path: str) -> None:
     except UnicodeEncodeError:
         where = _short(path, 80) or "(top level)"
         raise RequestError(
-            BAD_DECODING_ERROR, f"{where}: a string holds a lone surrogate (not Unicode text)"
+            S.BadDecodingError, f"{where}: a string holds a lone surrogate (not Unicode text)"
         ) from None
 
 
 def _parse_deadline(text: str) -> datetime:
     m = _DATETIME.fullmatch(text)
     if m is None or m.group(8) is None:
-        raise RequestError(BAD_DECODING_ERROR, f"Deadline: {_DEADLINE_HELP}")
+        raise RequestError(S.BadDecodingError, f"Deadline: {_DEADLINE_HELP}")
     try:
         return _to_datetime(m)
     except (ValueError, OverflowError) as e:
-        raise RequestError(BAD_DECODING_ERROR, f"Deadline: {e}") from None
+        raise RequestError(S.BadDecodingError, f"Deadline: {e}") from None
 
 
 def _to_datetime(m: re.Match[str]) -> datetime:
@@ -357,7 +342,7 @@ def _validate(obj: dict[str, Any]) -> None:
     try:
         error = best_match(validator(REQUEST_SCHEMA).iter_errors(obj))
     except RecursionError:  # jsonschema renders the instance into its messages
-        raise RequestError(BAD_DECODING_ERROR, "a member is nested too deeply") from None
+        raise RequestError(S.BadDecodingError, "a member is nested too deeply") from None
     if error is None:
         return
     # A oneOf (Writer+Field or NodeId) fails with a guess at a branch: say what the rule is.
@@ -365,10 +350,10 @@ def _validate(obj: dict[str, Any]) -> None:
     while e is not None:
         if e.validator == "oneOf":
             path = _path(e)
-            raise RequestError(BAD_DECODING_ERROR, f"{path or '(top level)'}: {_TARGET_SHAPE}")
+            raise RequestError(S.BadDecodingError, f"{path or '(top level)'}: {_TARGET_SHAPE}")
         e = e.parent
     path = _path(error)
-    raise RequestError(BAD_DECODING_ERROR, f"{path or '(top level)'}: {_schema_message(error)}")
+    raise RequestError(S.BadDecodingError, f"{path or '(top level)'}: {_schema_message(error)}")
 
 
 def _path(error: Any) -> str:
@@ -456,7 +441,7 @@ def convert_value(
         node_vt = VT(builtin_type)
     except ValueError:
         raise ConversionError(
-            BAD_TYPE_MISMATCH, f"built-in type {builtin_type} is not one that can be written"
+            S.BadTypeMismatch, f"built-in type {builtin_type} is not one that can be written"
         ) from None
     limits = _Limits(
         max_string_length or None,
@@ -470,20 +455,20 @@ def convert_value(
         vt, body, dims = _envelope(value)
         if node_vt not in _ANY_TYPE and vt is not node_vt:
             raise ConversionError(
-                BAD_TYPE_MISMATCH,
+                S.BadTypeMismatch,
                 f"the value is typed {_type_name(vt)}; the node's built-in type is "
                 f"{_type_name(node_vt)}",
             )
         if vt is VT.Null:
             if ranges is not None:
-                raise ConversionError(BAD_TYPE_MISMATCH, "a Null Variant cannot fill an IndexRange")
+                raise ConversionError(S.BadTypeMismatch, "a Null Variant cannot fill an IndexRange")
             _check_rank((), value_rank)
             return ua.Variant()
         shape, flat = _typed_shape(body, dims)
     else:
         if node_vt in _ANY_TYPE:
             raise ConversionError(
-                BAD_TYPE_MISMATCH,
+                S.BadTypeMismatch,
                 "the node's DataType is abstract (BaseDataType, Number, …): give a typed value "
                 '{"UaType": <built-in type id>, "Value": …}',
             )
@@ -517,33 +502,33 @@ def _type_name(vt: ua.VariantType) -> str:
 
 
 def _envelope(obj: dict[str, Any]) -> tuple[ua.VariantType, Any, tuple[int, ...] | None]:
-    _only_members(obj, ("UaType", "Value", "Dimensions"), "a typed value", "", BAD_DECODING_ERROR)
+    _only_members(obj, ("UaType", "Value", "Dimensions"), "a typed value", "", S.BadDecodingError)
     raw_type = obj["UaType"]
     if isinstance(raw_type, bool) or not isinstance(raw_type, int) or not 0 <= raw_type <= 25:
         raise ConversionError(
-            BAD_DECODING_ERROR, f"UaType must be a built-in type id 0..25, got {_show(raw_type)}"
+            S.BadDecodingError, f"UaType must be a built-in type id 0..25, got {_show(raw_type)}"
         )
     vt = VT(raw_type)
     if vt is VT.Null:
         if obj.get("Value") is not None or obj.get("Dimensions") is not None:
-            raise ConversionError(BAD_DECODING_ERROR, "a Null Variant (UaType 0) has no Value")
+            raise ConversionError(S.BadDecodingError, "a Null Variant (UaType 0) has no Value")
         return vt, None, None
     if "Value" not in obj:
         raise ConversionError(
-            BAD_DECODING_ERROR, "a typed value needs its Value (a write says what it writes)"
+            S.BadDecodingError, "a typed value needs its Value (a write says what it writes)"
         )
     raw_dims = obj.get("Dimensions")
     if raw_dims is None:
         return vt, obj["Value"], None
     if not isinstance(raw_dims, list) or not raw_dims or len(raw_dims) > MAX_RANK:
         raise ConversionError(
-            BAD_DECODING_ERROR, f"Dimensions must be an array of 1..{MAX_RANK} lengths"
+            S.BadDecodingError, f"Dimensions must be an array of 1..{MAX_RANK} lengths"
         )
     dims: list[int] = []
     for d in raw_dims:
         if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 2**31 - 1:
             raise ConversionError(
-                BAD_DECODING_ERROR, f"Dimensions: {_show(d)} is not a length (0..2147483647)"
+                S.BadDecodingError, f"Dimensions: {_show(d)} is not a length (0..2147483647)"
             )
         dims.append(d)
     return vt, obj["Value"], tuple(dims)
@@ -553,15 +538,15 @@ def _typed_shape(body: Any, dims: tuple[int, ...] | None) -> tuple[tuple[int, ..
     if dims is not None:
         if not isinstance(body, list):
             raise ConversionError(
-                BAD_DECODING_ERROR, f"Dimensions need an array Value, got {json_type(body)}"
+                S.BadDecodingError, f"Dimensions need an array Value, got {json_type(body)}"
             )
         if math.prod(dims) != len(body):
             raise ConversionError(
-                BAD_DECODING_ERROR,
+                S.BadDecodingError,
                 f"Dimensions {list(dims)} need {math.prod(dims)} elements, Value has {len(body)}",
             )
         if not body and empty_matrix_too_large(dims):
-            raise ConversionError(BAD_OUT_OF_RANGE, f"Dimensions {list(dims)} are too large")
+            raise ConversionError(S.BadOutOfRange, f"Dimensions {list(dims)} are too large")
         shape, flat = dims, body
     elif isinstance(body, list):
         shape, flat = (len(body),), body
@@ -569,7 +554,7 @@ def _typed_shape(body: Any, dims: tuple[int, ...] | None) -> tuple[tuple[int, ..
         return (), [body]
     if any(isinstance(x, list) for x in flat):
         raise ConversionError(
-            BAD_DECODING_ERROR,
+            S.BadDecodingError,
             "a typed matrix is a flat Value with Dimensions (OPC 10000-6), not nested arrays",
         )
     return shape, flat
@@ -583,7 +568,7 @@ def _plain_shape(value: Any) -> tuple[tuple[int, ...], list[Any]]:
     x: Any = value
     while isinstance(x, list):
         if len(shape) == MAX_RANK:
-            raise ConversionError(BAD_OUT_OF_RANGE, f"more than {MAX_RANK} array dimensions")
+            raise ConversionError(S.BadOutOfRange, f"more than {MAX_RANK} array dimensions")
         shape.append(len(x))
         if not x:
             break
@@ -594,14 +579,14 @@ def _plain_shape(value: Any) -> tuple[tuple[int, ...], list[Any]]:
         for item in level:
             if not isinstance(item, list) or len(item) != n:
                 raise ConversionError(
-                    BAD_TYPE_MISMATCH,
+                    S.BadTypeMismatch,
                     f"the arrays are not rectangular (level {depth + 1} should have length {n})",
                 )
             following.extend(item)
         level = following
     if any(isinstance(e, list) for e in level):
         raise ConversionError(
-            BAD_TYPE_MISMATCH, f"the arrays are not rectangular (deeper than {len(shape)} levels)"
+            S.BadTypeMismatch, f"the arrays are not rectangular (deeper than {len(shape)} levels)"
         )
     return tuple(shape), level
 
@@ -646,7 +631,7 @@ def _check_rank(shape: tuple[int, ...], value_rank: int) -> None:
     if not _rank_ok(len(shape), value_rank):
         want = _RANK_NAMES.get(value_rank) or _describe_rank(value_rank)
         raise ConversionError(
-            BAD_TYPE_MISMATCH,
+            S.BadTypeMismatch,
             f"the node holds {want} (ValueRank {value_rank}); the value is "
             f"{_describe_rank(len(shape))}",
         )
@@ -658,7 +643,7 @@ def _check_dimensions(shape: tuple[int, ...], array_dimensions: tuple[int, ...])
     for i, (n, limit) in enumerate(zip(shape, array_dimensions, strict=True)):
         if limit and n > limit:
             raise ConversionError(
-                BAD_OUT_OF_RANGE,
+                S.BadOutOfRange,
                 f"dimension {i + 1} has {n} elements; the node's ArrayDimensions allow {limit}",
             )
 
@@ -691,7 +676,7 @@ def _index_ranges(text: str) -> tuple[tuple[int, int], ...]:
     try:
         return parse_index_range(text)
     except ValueError as e:
-        raise ConversionError(BAD_INDEX_RANGE_INVALID, f"IndexRange: {e}") from None
+        raise ConversionError(S.BadIndexRangeInvalid, f"IndexRange: {e}") from None
 
 
 def _fit_index_range(
@@ -707,15 +692,15 @@ def _fit_index_range(
         if vt in _SUBSTRING and n == 1:
             if shape:
                 raise ConversionError(
-                    BAD_TYPE_MISMATCH, f"a range of a {vt.name} is written with a {vt.name}"
+                    S.BadTypeMismatch, f"a range of a {vt.name} is written with a {vt.name}"
                 )
             return ()  # a substring: the server checks its length
         raise ConversionError(
-            BAD_INDEX_RANGE_INVALID, "the node holds a scalar: an IndexRange selects nothing"
+            S.BadIndexRangeInvalid, "the node holds a scalar: an IndexRange selects nothing"
         )
     if (value_rank == -3 and n != 1) or (value_rank >= 1 and n != value_rank):
         raise ConversionError(
-            BAD_INDEX_RANGE_INVALID,
+            S.BadIndexRangeInvalid,
             f"the IndexRange has {n} dimensions; the node's ValueRank is {value_rank}",
         )
     sizes = tuple(hi - lo + 1 for lo, hi in ranges)
@@ -723,14 +708,14 @@ def _fit_index_range(
         for i, ((_, hi), limit) in enumerate(zip(ranges, array_dimensions, strict=True)):
             if limit and hi >= limit:
                 raise ConversionError(
-                    BAD_INDEX_RANGE_NO_DATA,
+                    S.BadIndexRangeNoData,
                     f"index {hi} of dimension {i + 1} is past the node's ArrayDimensions ({limit})",
                 )
     if not shape and all(s == 1 for s in sizes):
         return sizes  # one element, given as a scalar
     if shape != sizes:
         raise ConversionError(
-            BAD_TYPE_MISMATCH,
+            S.BadTypeMismatch,
             f"the IndexRange selects {_show_shape(sizes)} elements; the value has "
             f"{_show_shape(shape) if shape else 'a scalar'}",
         )
@@ -763,7 +748,7 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
             return None
         if vt is VT.Variant:
             return ua.Variant()
-        raise ConversionError(BAD_TYPE_MISMATCH, f"null is not a {vt.name}")
+        raise ConversionError(S.BadTypeMismatch, f"null is not a {vt.name}")
     if vt is VT.Boolean:
         if not isinstance(x, bool):
             raise _mismatch(x, vt)
@@ -794,7 +779,7 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
         limit = limits.max_byte_string_length
         if limit is not None and value is not None and len(value) > limit:
             raise ConversionError(
-                BAD_OUT_OF_RANGE,
+                S.BadOutOfRange,
                 f"{len(value)} bytes; {limits.byte_string_owner} MaxByteStringLength is {limit}",
             )
     elif vt is VT.LocalizedText:
@@ -811,9 +796,9 @@ def _decode(codec: JsonCodec, x: Any, vt: ua.VariantType) -> Any:
     try:
         return codec.decode_value(x, vt)
     except DecodeError as e:
-        raise ConversionError(BAD_TYPE_MISMATCH, f"not a {vt.name}: {_short(str(e))}") from None
+        raise ConversionError(S.BadTypeMismatch, f"not a {vt.name}: {_short(str(e))}") from None
     except RecursionError:
-        raise ConversionError(BAD_TYPE_MISMATCH, f"not a {vt.name}: nested too deeply") from None
+        raise ConversionError(S.BadTypeMismatch, f"not a {vt.name}: nested too deeply") from None
 
 
 # ------------------------------------------------------------------------- exact objects
@@ -834,7 +819,7 @@ def _check_exact(x: Any, value: Any, where: str) -> None:
     type tells which form ``x`` was read as."""
     if isinstance(value, UnknownStructure):
         raise ConversionError(
-            BAD_TYPE_MISMATCH,
+            S.BadTypeMismatch,
             f"{_where(where)}the structure DataType {value.type_id.to_string()} is not known to "
             "the bridge",
         )
@@ -855,12 +840,12 @@ def _check_exact(x: Any, value: Any, where: str) -> None:
     if form is None:
         return
     what, members = form
-    _only_members(x, tuple(members), what, where, BAD_TYPE_MISMATCH)
+    _only_members(x, tuple(members), what, where, S.BadTypeMismatch)
     if isinstance(value, ua.StatusCode) and "Symbol" in x:
         symbol = status_symbol(value.value)
         if x["Symbol"] != symbol:
             raise ConversionError(
-                BAD_TYPE_MISMATCH,
+                S.BadTypeMismatch,
                 f"{_where(where)}Symbol {_show(x['Symbol'])} is not that of Code {value.value} "
                 f"({symbol or 'an unknown code, which has no Symbol'})",
             )
@@ -905,7 +890,7 @@ def _check_variant(x: dict[str, Any], variant: ua.Variant, where: str) -> None:
     """A Variant inside a value follows the rules of a typed value (:func:`_envelope`)."""
     if "UaType" not in x:
         raise ConversionError(
-            BAD_DECODING_ERROR,
+            S.BadDecodingError,
             f'{_where(where)}a Variant is {{"UaType": n, "Value": …}} (OPC UA JSON 1.05); '
             f"it has {_names(x) or 'no members'}",
         )
@@ -926,13 +911,13 @@ def _check_variant(x: dict[str, Any], variant: ua.Variant, where: str) -> None:
 
 
 def _check_data_value(x: dict[str, Any], dv: ua.DataValue, where: str) -> None:
-    _only_members(x, _DATA_VALUE_MEMBERS, "a DataValue", where, BAD_TYPE_MISMATCH)
+    _only_members(x, _DATA_VALUE_MEMBERS, "a DataValue", where, S.BadTypeMismatch)
     if "UaType" in x:
         inline: dict[str, Any] = {k: x[k] for k in ("UaType", "Value", "Dimensions") if k in x}
         _check_variant(inline, dv.Value if dv.Value is not None else ua.Variant(), where)
     elif "Value" in x or "Dimensions" in x:
         raise ConversionError(
-            BAD_DECODING_ERROR,
+            S.BadDecodingError,
             f"{_where(where)}a DataValue's value needs its UaType beside it (OPC UA JSON 1.05)",
         )
     if "Status" in x:
@@ -966,7 +951,7 @@ def _where(where: str) -> str:
 
 
 def _mismatch(x: Any, vt: ua.VariantType) -> ConversionError:
-    return ConversionError(BAD_TYPE_MISMATCH, f"{_show(x)} is not a {vt.name}")
+    return ConversionError(S.BadTypeMismatch, f"{_show(x)} is not a {vt.name}")
 
 
 def _to_int(x: Any, vt: ua.VariantType) -> int:
@@ -979,12 +964,12 @@ def _to_int(x: Any, vt: ua.VariantType) -> int:
         if math.isnan(x):
             raise _mismatch(x, vt)
         if math.isinf(x) or not lo <= x <= hi:
-            raise ConversionError(BAD_OUT_OF_RANGE, f"{_show(x)} is out of range for {_range(vt)}")
+            raise ConversionError(S.BadOutOfRange, f"{_show(x)} is out of range for {_range(vt)}")
         if not x.is_integer():
-            raise ConversionError(BAD_TYPE_MISMATCH, f"{_show(x)} is not an integer ({vt.name})")
+            raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not an integer ({vt.name})")
         if abs(x) >= _EXACT_DOUBLE_INT:
             raise ConversionError(
-                BAD_TYPE_MISMATCH,
+                S.BadTypeMismatch,
                 f"{_show(x)} is a JSON float at or past 2**53, where floats are not exact: "
                 "send a JSON integer or a decimal string",
             )
@@ -996,7 +981,7 @@ def _to_int(x: Any, vt: ua.VariantType) -> int:
     else:
         raise _mismatch(x, vt)
     if not lo <= n <= hi:
-        raise ConversionError(BAD_OUT_OF_RANGE, f"{_show(n)} is out of range for {_range(vt)}")
+        raise ConversionError(S.BadOutOfRange, f"{_show(n)} is out of range for {_range(vt)}")
     return n
 
 
@@ -1014,10 +999,10 @@ def _to_double(x: Any) -> float:
         try:
             f = float(x)
         except OverflowError:
-            raise ConversionError(BAD_OUT_OF_RANGE, f"{_show(x)} is beyond Double") from None
+            raise ConversionError(S.BadOutOfRange, f"{_show(x)} is beyond Double") from None
         if f != x:
             raise ConversionError(
-                BAD_OUT_OF_RANGE,
+                S.BadOutOfRange,
                 f"{_show(x)} cannot be held exactly by a Double (it would be {f!r})",
             )
         return f
@@ -1036,18 +1021,18 @@ def _to_float(x: Any) -> float:
     if isinstance(x, float) and not math.isfinite(x):
         return x
     if abs(x) > _FLOAT32_MAX:
-        raise ConversionError(BAD_OUT_OF_RANGE, f"{_show(x)} is out of range for Float")
+        raise ConversionError(S.BadOutOfRange, f"{_show(x)} is out of range for Float")
     f = float(x)  # exact for an int within the Float range? not always: compared below
     single = _float32(f)
     if isinstance(x, int) or f.is_integer():
         if single != x:
             raise ConversionError(
-                BAD_OUT_OF_RANGE,
+                S.BadOutOfRange,
                 f"{_show(x)} cannot be held exactly by a Float (it would be {single!r})",
             )
     elif single == 0.0:
         raise ConversionError(
-            BAD_OUT_OF_RANGE, f"{_show(x)} is too small for a Float (it would be 0)"
+            S.BadOutOfRange, f"{_show(x)} is too small for a Float (it would be 0)"
         )
     return single
 
@@ -1056,7 +1041,7 @@ def _float32(f: float) -> float:
     try:
         return float(struct.unpack("<f", struct.pack("<f", f))[0])
     except OverflowError:  # rounds past the largest Float
-        raise ConversionError(BAD_OUT_OF_RANGE, f"{f!r} is out of range for Float") from None
+        raise ConversionError(S.BadOutOfRange, f"{f!r} is out of range for Float") from None
 
 
 def _check_text(text: str, limit: int | None, what: str) -> None:
@@ -1064,11 +1049,11 @@ def _check_text(text: str, limit: int | None, what: str) -> None:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
         raise ConversionError(
-            BAD_TYPE_MISMATCH, "the text holds a lone surrogate (not Unicode)"
+            S.BadTypeMismatch, "the text holds a lone surrogate (not Unicode)"
         ) from None
     if limit is not None and size > limit:
         raise ConversionError(
-            BAD_OUT_OF_RANGE, f"the text is {size} UTF-8 bytes; {what} is {limit}"
+            S.BadOutOfRange, f"the text is {size} UTF-8 bytes; {what} is {limit}"
         )
 
 
@@ -1079,29 +1064,29 @@ def _to_datetime_value(x: Any) -> datetime:
         return DATETIME_MIN  # Part 6 §5.4.2.6: the literal for DateTime.MinValue
     m = _DATETIME.fullmatch(x)
     if m is None:
-        raise ConversionError(BAD_TYPE_MISMATCH, f"{_show(x)} is not an ISO 8601 date and time")
+        raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not an ISO 8601 date and time")
     if m.group(8) is None:
         raise ConversionError(
-            BAD_TYPE_MISMATCH, f"{_show(x)} has no time zone (add Z for UTC, or ±hh:mm)"
+            S.BadTypeMismatch, f"{_show(x)} has no time zone (add Z for UTC, or ±hh:mm)"
         )
     fraction = m.group(7) or ""
     if fraction[6:].strip("0"):
         raise ConversionError(
-            BAD_OUT_OF_RANGE, f"{_show(x)} is finer than a microsecond, which cannot be written"
+            S.BadOutOfRange, f"{_show(x)} is finer than a microsecond, which cannot be written"
         )
     if int(m.group(6)) == 60:
-        raise ConversionError(BAD_OUT_OF_RANGE, f"{_show(x)} is a leap second")
+        raise ConversionError(S.BadOutOfRange, f"{_show(x)} is a leap second")
     try:
         dt = _to_datetime(m)
     except ValueError as e:
-        raise ConversionError(BAD_TYPE_MISMATCH, f"{_show(x)} is not a valid date: {e}") from None
+        raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not a valid date: {e}") from None
     except OverflowError:
         raise ConversionError(
-            BAD_OUT_OF_RANGE, f"{_show(x)} is out of range for DateTime"
+            S.BadOutOfRange, f"{_show(x)} is out of range for DateTime"
         ) from None
     if not DATETIME_MIN <= dt <= DATETIME_MAX:
         raise ConversionError(
-            BAD_OUT_OF_RANGE,
+            S.BadOutOfRange,
             f"{_show(x)} is outside the DateTime range 1601-01-01 … 9999-12-31T23:59:59Z",
         )
     return dt
@@ -1121,7 +1106,7 @@ def _check_namespace_known(x: Any, value: Any, vt: ua.VariantType) -> None:
         )
     if unknown:
         raise ConversionError(
-            BAD_TYPE_MISMATCH,
+            S.BadTypeMismatch,
             f"the namespace (or server) URI of {_show(x)} is not in the server's table",
         )
 
@@ -1335,7 +1320,7 @@ def build_response(
         if codec.encoding is FieldEncoding.COMPACT
         else JsonCodec(FieldEncoding.COMPACT, codec.namespaces, codec.server_uris)
     )
-    overall = next((r.status for r in results if not _is_good(r.status)), GOOD)
+    overall = next((r.status for r in results if not _is_good(r.status)), S.Good)
     out: dict[str, Any] = {}
     if request_id is not None:
         out["RequestId"] = request_id
