@@ -231,7 +231,8 @@ class Subscriber:
 
         Public so that programs with their own MQTT client can use the matching and checking;
         it returns at once, so data ahead of its metadata comes back ``missing`` (only the
-        iterator holds it back for ``metadata_wait_s``).
+        iterator holds it back for ``metadata_wait_s``). A refused message returns none and
+        counts in :attr:`refused`.
         """
         decoded = self._decode(topic, payload)
         if decoded is None:
