@@ -520,7 +520,10 @@ async def _wait_line(child: Child, kind: str, count: int, timeout: float) -> dic
 
 
 async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    from cryptography import x509
+
     from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
+    from opcua_mqtt.core.identity import SignerMap
     from opcua_mqtt.core.signing import TrustStore
     from opcua_mqtt.subscriber import Subscriber
     from tests.support.mosquitto import MosquittoBroker
@@ -580,8 +583,13 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
             tls=TlsOptions(ca=str(broker.ca_cert)),
         )
         receiver = Receiver(size)
+        # The bench signer is not bound to bench-<size> by a SAN URI: the subscriber allows it.
+        signer_cert = x509.load_pem_x509_certificates(env.signer_chain.read_bytes())[0]
         async with Subscriber(
-            mqtt, trust=TrustStore.from_pem(env.trust_pem), queue_size=100_000
+            mqtt,
+            trust=TrustStore.from_pem(env.trust_pem),
+            signers=SignerMap({f"bench-{size}": [signer_cert]}),
+            queue_size=100_000,
         ) as sub:
 
             async def consume() -> None:

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from opcua_mqtt.core.identity import publisher_uri
+
 VALIDITY = dt.timedelta(days=365)
 BRIDGE_NAME = "opcua-mqtt bridge"  # default common name of the bridge's MQTT certificate
 
@@ -186,7 +188,10 @@ def write_pki(
         "broker": issue(ca, "opcua-mqtt broker", now, server=True, dns=dns, ips=ips),
         "bridge-mqtt": issue(ca, bridge_name, now, client=True),
         "mqtt-client": issue(ca, "opcua-mqtt client", now, client=True),
-        "metadata-signer": issue(ca, "opcua-mqtt metadata signer", now),
+        # Bound to the PublisherId: subscribers accept its signatures for that publisher only.
+        "metadata-signer": issue(
+            ca, "opcua-mqtt metadata signer", now, uris=(publisher_uri(bridge_name),)
+        ),
         "opcua-client": issue(
             ca,
             "opcua-mqtt bridge",

@@ -9,6 +9,13 @@ Data is matched to metadata by PublisherId, DataSetWriterId and MetaDataVersion 
 §7.2.5.5.2). Metadata is never trusted silently: each DataSet carries the verification result of
 the metadata that describes it, ``missing`` when none with that version was seen.
 
+Who a message speaks for is what its topic and, for signed metadata, its signer confirm
+(:mod:`opcua_mqtt.core.identity`, docs/signing.md). Refused, counted in :attr:`Subscriber.refused`
+and never stored or yielded: a message whose PublisherId, WriterGroup or DataSetWriter differs
+from its topic's (or that is on no topic of the tree); signed metadata whose signer is bound to
+another PublisherId; and, with ``require_signed``, metadata that does not verify for a publisher
+whose metadata did.
+
 QoS 0 data can overtake the QoS 1 metadata published before it, so a DataSet whose metadata has
 not been seen is held back for ``metadata_wait_s`` (in order behind any other held DataSet of its
 writer) and released as soon as that metadata arrives, or as ``missing`` when the wait ends.
@@ -20,7 +27,7 @@ import asyncio
 import enum
 import functools
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,8 +37,10 @@ from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, topic_matches
 from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.identity import SignerBinding, SignerMap, check_signer, topic_disagreement
 from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import (
+    AnyMessage,
     ConnectionMessage,
     DataSetMessage,
     MetaDataMessage,
@@ -42,24 +51,38 @@ from opcua_mqtt.core.messages import (
     metadata_field_types,
 )
 from opcua_mqtt.core.signing import SIGNATURE_MEMBER, TrustStore, verify_message
-from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.topics import TopicInfo, TopicTree
 
 _log = logging.getLogger(__name__)
 
+#: Refusals are logged once per reason and topic, for this many (reason, topic) pairs at most.
+_MAX_LOGGED_REFUSALS = 1_000
+
 
 class TrustState(enum.StrEnum):
-    VERIFIED = "verified"  # signed, and the signature checks out against the trust store
+    VERIFIED = "verified"  # signed by a trusted signer bound to the PublisherId
     UNVERIFIED = "unverified"  # signed, but the check failed (reason in ``detail``)
     UNSIGNED = "unsigned"  # the metadata carries no signature
     NO_TRUST = "no-trust"  # signed, but the subscriber was given nothing to check it against
     MISSING = "missing"  # no metadata with this version has been seen
 
 
+class Refusal(enum.StrEnum):
+    """Why a message was refused (:attr:`Subscriber.refused` counts them)."""
+
+    TOPIC = "topic"  # its names disagree with its topic, or it is on no topic of the tree
+    SIGNER = "signer"  # signed metadata whose signer is bound to another PublisherId
+    DOWNGRADE = "downgrade"  # metadata that does not verify, for a publisher whose metadata did
+
+
 @dataclass(frozen=True)
 class Verification:
+    """``identity`` is the PublisherId the signer is bound to (only when ``verified``)."""
+
     state: TrustState
     detail: str = ""
     signer: str | None = None
+    identity: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,6 +152,11 @@ class Subscriber:
     messages are kept in :attr:`statuses` / :attr:`connections`, keyed by PublisherId.
     ``metadata_wait_s`` is how long a DataSet waits for its metadata (0: not at all), at most
     ``metadata_hold`` per writer; when more arrive, the oldest held is released as ``missing``.
+
+    ``signers`` maps PublisherIds to the signer certificates allowed for them, instead of the
+    certificates' SAN binding (:class:`~opcua_mqtt.core.identity.SignerMap`). ``require_signed``
+    (default: on when ``trust`` is given) refuses metadata that does not verify for a publisher
+    whose metadata verified before, so that it cannot be downgraded to ``unsigned``.
     """
 
     def __init__(
@@ -141,16 +169,25 @@ class Subscriber:
         queue_size: int = 10_000,
         metadata_wait_s: float = 2.0,
         metadata_hold: int = 1_000,
+        signers: SignerMap | None = None,
+        require_signed: bool | None = None,
     ) -> None:
         if metadata_wait_s < 0 or metadata_hold < 1:
             raise ValueError("metadata_wait_s must be >= 0 and metadata_hold >= 1")
+        if require_signed and trust is None:
+            raise ValueError("require_signed needs a trust store to verify signatures with")
         self.topics = topics or TopicTree()
         self.topic_filter = topic_filter or f"{self.topics.prefix}/{self.topics.encoding}/#"
         self.trust = trust
+        self.signers = signers
+        self.require_signed = trust is not None if require_signed is None else require_signed
         self.statuses: dict[str, StatusMessage] = {}
         self.connections: dict[str, ConnectionMessage] = {}
         self.dropped = 0
         self.decode_errors = 0
+        self.refused: Counter[Refusal] = Counter()
+        self._refusals_logged: set[tuple[Refusal, str]] = set()
+        self._verified_publishers: set[str] = set()
         self._metadata: dict[tuple[str | None, int], _KnownMetaData] = {}
         self._queue: asyncio.Queue[ReceivedDataSet] = asyncio.Queue(maxsize=queue_size)
         self._metadata_wait_s = metadata_wait_s
@@ -194,7 +231,8 @@ class Subscriber:
 
         Public so that programs with their own MQTT client can use the matching and checking;
         it returns at once, so data ahead of its metadata comes back ``missing`` (only the
-        iterator holds it back for ``metadata_wait_s``).
+        iterator holds it back for ``metadata_wait_s``). A refused message returns none and
+        counts in :attr:`refused`.
         """
         decoded = self._decode(topic, payload)
         if decoded is None:
@@ -203,17 +241,24 @@ class Subscriber:
 
     def _decode(self, topic: str, payload: bytes) -> tuple[Any, NetworkMessage] | None:
         """Decode and file away metadata, status and connection messages; return a data
-        message with its parsed JSON, None for anything else."""
+        message with its parsed JSON, None for anything else (or anything refused)."""
+        try:
+            info = self.topics.parse(topic)
+        except DecodeError as e:
+            self._refuse(Refusal.TOPIC, topic, f"not a topic of the tree: {e}")
+            return None
         try:
             raw = loads(payload)
-            codec = self._codec_for(topic)
-            message = decode_message(raw, codec=codec, field_types=self._field_types)
+            message = self._decode_raw(info, raw)
         except DecodeError as e:
             self.decode_errors += 1
             _log.warning("undecodable message on %s: %s", topic, e)
             return None
+        if problem := topic_disagreement(info, message):
+            self._refuse(Refusal.TOPIC, topic, f"message {problem}")
+            return None
         if isinstance(message, MetaDataMessage):
-            self._remember_metadata(message, raw)
+            self._remember_metadata(topic, message, raw)
             return None
         if isinstance(message, StatusMessage):
             self.statuses[message.publisher_id] = message
@@ -222,7 +267,27 @@ class Subscriber:
             self.connections[message.publisher_id] = message
             return None
         assert isinstance(message, NetworkMessage)
+        _name_from_topic(info, message)
         return raw, message
+
+    def _decode_raw(self, info: TopicInfo, raw: Any) -> AnyMessage:
+        """Decode with the namespaces and field types of the publisher the topic names (a
+        body may leave its PublisherId out, and one that names another is refused anyway)."""
+        publisher = info.publisher_id
+        return decode_message(
+            raw,
+            codec=self._codecs.get(publisher, self._codec),
+            field_types=lambda _named, writer_id: self._field_types(publisher, writer_id),
+        )
+
+    def _refuse(self, reason: Refusal, topic: str, detail: str) -> None:
+        """Count a refused message; log the first of each reason per topic (bounded, so a
+        flood of forgeries on ever new topics cannot grow memory or the log)."""
+        self.refused[reason] += 1
+        key = (reason, topic)
+        if key not in self._refusals_logged and len(self._refusals_logged) < _MAX_LOGGED_REFUSALS:
+            self._refusals_logged.add(key)
+            _log.warning("refused message on %s (%s): %s", topic, reason.value, detail)
 
     def _on_message(self, topic: str, payload: bytes, _props: dict[str, Any]) -> None:
         decoded = self._decode(topic, payload)
@@ -292,40 +357,63 @@ class Subscriber:
     def _redecode(self, h: _Held) -> ReceivedDataSet:
         """The held DataSet decoded with the metadata known now; as first decoded when that
         fails (the metadata that arrived does not describe this data)."""
+        info = self.topics.parse(h.topic)  # parsed before it was held
         try:
-            nm = decode_message(
-                h.raw, codec=self._codec_for(h.topic), field_types=self._field_types
-            )
+            nm = self._decode_raw(info, h.raw)
         except DecodeError as e:
             _log.warning("held message on %s does not decode with its metadata: %s", h.topic, e)
             return self._dataset(h.topic, h.message)
         assert isinstance(nm, NetworkMessage)
+        _name_from_topic(info, nm)
         return self._dataset(h.topic, nm.messages[h.index])
 
     def codec(self, publisher_id: str | None) -> JsonCodec:
         """A codec with the namespace table of ``publisher_id``'s metadata, to write values
-        back to JSON with the same namespace URIs the publisher used."""
+        back to JSON with the same namespace URIs the publisher used (values name namespaces
+        by URI; the metadata gives their indexes)."""
         return self._codecs.get(publisher_id or "", self._codec)
 
-    def _codec_for(self, topic: str) -> JsonCodec:
-        """Values name namespaces by URI; the publisher's metadata gives their indexes, so
-        decoded NodeIds index into the same table as the metadata's DataTypes."""
-        try:
-            publisher = self.topics.parse(topic).publisher_id
-        except DecodeError:
-            return self._codec
-        return self._codecs.get(publisher, self._codec)
-
-    def _remember_metadata(self, message: MetaDataMessage, raw: Mapping[str, Any]) -> None:
+    def _verify(self, message: MetaDataMessage, raw: Mapping[str, Any]) -> Verification | str:
+        """The verification of a metadata message, or why it is refused as a forgery (its
+        signer is bound to another PublisherId)."""
         if SIGNATURE_MEMBER not in raw:
-            verification = Verification(TrustState.UNSIGNED, "the metadata carries no signature")
-        elif self.trust is None:
-            verification = Verification(TrustState.NO_TRUST, "no trusted CA given (--trust)")
-        else:
-            result = verify_message(raw, self.trust, at=datetime.now(UTC))
-            state = TrustState.VERIFIED if result.ok else TrustState.UNVERIFIED
-            reason = "" if result.ok or result.reason is None else f"{result.reason.value}: "
-            verification = Verification(state, reason + result.detail, result.signer_subject)
+            return Verification(TrustState.UNSIGNED, "the metadata carries no signature")
+        if self.trust is None:
+            return Verification(TrustState.NO_TRUST, "no trusted CA given (--trust)")
+        result = verify_message(raw, self.trust, at=datetime.now(UTC))
+        if not result.ok or result.signer_certificate is None:
+            reason = f"{result.reason.value}: " if result.reason else ""
+            return Verification(
+                TrustState.UNVERIFIED, reason + result.detail, result.signer_subject
+            )
+        bound = check_signer(result.signer_certificate, message.publisher_id, self.signers)
+        if bound.binding is SignerBinding.OTHER:
+            return bound.detail
+        if bound.binding is SignerBinding.UNBOUND:
+            return Verification(
+                TrustState.UNVERIFIED, f"unbound-signer: {bound.detail}", result.signer_subject
+            )
+        return Verification(
+            TrustState.VERIFIED, result.detail, result.signer_subject, message.publisher_id
+        )
+
+    def _remember_metadata(
+        self, topic: str, message: MetaDataMessage, raw: Mapping[str, Any]
+    ) -> None:
+        verification = self._verify(message, raw)
+        if isinstance(verification, str):
+            self._refuse(Refusal.SIGNER, topic, verification)
+            return
+        if verification.ok:
+            self._verified_publishers.add(message.publisher_id)
+        elif self.require_signed and message.publisher_id in self._verified_publishers:
+            self._refuse(
+                Refusal.DOWNGRADE,
+                topic,
+                f"{verification.state.value} metadata for a publisher whose metadata verified "
+                f"before ({verification.detail})",
+            )
+            return
         key = (message.publisher_id, message.dataset_writer_id)
         namespaces = [OPC_UA_NAMESPACE, *(message.metadata.Namespaces or [])]
         self._codecs[message.publisher_id] = JsonCodec(namespaces=NamespaceTable(namespaces))
@@ -396,3 +484,11 @@ class Subscriber:
             metadata=known.message.metadata if known else None,
             verification=verification,
         )
+
+
+def _name_from_topic(info: TopicInfo, message: NetworkMessage) -> None:
+    """Fill in the PublisherId and WriterGroup a data message leaves out (its content mask
+    may) from its topic, which :func:`topic_disagreement` has found consistent with it."""
+    for m in message.messages:
+        m.publisher_id = m.publisher_id or info.publisher_id
+        m.writer_group_name = m.writer_group_name or info.writer_group

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,7 +20,7 @@ from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.json_encoding import JsonCodec
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.core.topics import TopicTree, topic_problem
-from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber
+from opcua_mqtt.subscriber import ReceivedDataSet, Refusal, Subscriber
 
 WIDTH = 100
 
@@ -32,7 +33,8 @@ WIDTH = 100
     "--trust",
     type=click.Path(exists=True, dir_okay=False),
     help="CA certificate(s) or pinned signer certificates (PEM) that metadata "
-    "signatures must chain to. Without it, signatures are reported as unchecked.",
+    "signatures must chain to. Without it, signatures are reported as unchecked. With it, a "
+    "publisher whose metadata verified cannot be downgraded to unsigned metadata.",
 )
 @click.option("--prefix", default="opcua", show_default=True, help="Topic tree prefix.")
 @format_option(
@@ -57,7 +59,10 @@ def listen(
     BROKER is host[:port] (port 8883 with TLS, 1883 with --no-tls). TOPIC_FILTER defaults to
     everything under the prefix. Data is matched to its metadata by PublisherId,
     DataSetWriterId and MetaDataVersion; metadata that is unsigned, unverifiable or missing is
-    shown as such, never silently trusted.
+    shown as such, never silently trusted. Verified metadata was signed by a certificate bound
+    to its PublisherId. Messages whose names disagree with their topic, metadata signed for
+    another PublisherId and downgrades are refused: never shown, counted per reason (the
+    "refused" member of each JSON line, the table's last line) and logged.
 
     \b
     Examples:
@@ -107,11 +112,26 @@ async def _listen(
                 return 4
             seen += 1
             if table is not None:
+                table.footer = refused_footer(sub.refused)
                 table.update(ds)
             else:
-                sys.stdout.write(json_line(ds, sub.codec(ds.publisher_id)) + "\n")
+                line = dataset_json(ds, sub.codec(ds.publisher_id))
+                line["refused"] = refused_json(sub.refused)
+                sys.stdout.write(orjson.dumps(line).decode() + "\n")
                 sys.stdout.flush()
     return 0
+
+
+def refused_json(refused: Mapping[Refusal, int]) -> dict[str, int]:
+    """Messages refused so far: the total and the count per :class:`Refusal` reason."""
+    return {"total": sum(refused.values()), **{r.value: refused.get(r, 0) for r in Refusal}}
+
+
+def refused_footer(refused: Mapping[Refusal, int]) -> str:
+    if not (total := sum(refused.values())):
+        return ""
+    reasons = ", ".join(f"{r.value} {n}" for r, n in refused.items() if n)
+    return f"refused {total} forged or misdirected messages ({reasons}): see the log"
 
 
 def dataset_json(ds: ReceivedDataSet, codec: JsonCodec) -> dict[str, Any]:
@@ -141,6 +161,7 @@ def dataset_json(ds: ReceivedDataSet, codec: JsonCodec) -> dict[str, Any]:
             "state": ds.verification.state.value,
             "detail": ds.verification.detail,
             "signer": ds.verification.signer,
+            "identity": ds.verification.identity,
         },
         "fields": fields,
     }

@@ -18,6 +18,7 @@ from opcua_mqtt.cli import main
 from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.identity import topic_disagreement
 from opcua_mqtt.core.messages import ConnectionMessage, StatusMessage, decode_message
 from opcua_mqtt.core.topics import MessageType, TopicTree
 
@@ -189,15 +190,13 @@ async def _collect(
         except DecodeError as e:
             report.problems.append(f"undecodable message on {topic}: {e}")
             return
+        # Shown with its problem (forged, or a misconfigured bridge) if it is of the topic's kind.
         if isinstance(message, StatusMessage) and info.message_type is MessageType.STATUS:
             report.status = message
         elif isinstance(message, ConnectionMessage) and info.message_type is MessageType.CONNECTION:
             report.connection = message
-        else:
-            report.problems.append(f"unexpected {type(message).__name__} on {topic}")
-            return
-        if message.publisher_id != info.publisher_id:  # forged, or a misconfigured bridge
-            report.problems.append(f"message on {topic} names PublisherId {message.publisher_id!r}")
+        if problem := topic_disagreement(info, message):
+            report.problems.append(f"message on {topic} {problem}")
 
     session = MqttSession(options)
     for kind in (MessageType.STATUS, MessageType.CONNECTION):

@@ -22,10 +22,9 @@ Signing input is the ordinary JWS one, ``BASE64URL(protected) || '.' || BASE64UR
 (``b64`` stays true), so every JOSE library can verify it once the payload is re-attached.
 
 Verification (:func:`verify_message`) never raises for bad input: it returns a
-:class:`VerificationResult` whose :class:`VerifyFailure` says which check failed. Certificate
-checks are implemented explicitly rather than with ``cryptography.x509.verification``, whose
-single ``VerificationError`` does not tell the failures apart and whose web-PKI profile (EKU,
-SAN, AKI requirements) rejects typical OPC UA / private-CA certificates.
+:class:`VerificationResult` whose :class:`VerifyFailure` says which check failed. The trust store
+and the certificate path checks are in :mod:`.x509_trust`; which PublisherId a signer may speak
+for is :mod:`.identity`.
 
 No I/O and no clock reads: callers pass ``issued_at`` and ``at``.
 """
@@ -37,14 +36,14 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -52,12 +51,20 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from cryptography.x509.oid import ExtensionOID
 
 from .canonical_json import canonicalize, unique_members
+from .x509_trust import (
+    CERT_ERRORS,
+    MAX_CHAIN_LENGTH,
+    CertificateProblem,
+    TrustStore,
+    check_trust,
+    subject_name,
+)
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_CLOCK_SKEW",
     "JWS_TYPE",
     "MAX_CHAIN_LENGTH",
     "SIGNATURE_MEMBER",
@@ -81,40 +88,16 @@ JWS_TYPE = "opcua-mqtt+jws"
 #: Accepted ``alg`` values. ``Ed25519`` is the RFC 9864 fully-specified name of ``EdDSA``/Ed25519.
 ALGORITHMS = frozenset({"ES256", "EdDSA", "Ed25519", "RS256"})
 
-#: Longest accepted certificate path, signer and trust anchor included.
-MAX_CHAIN_LENGTH = 8
+#: How far ``iat`` may lie ahead of the verifier's clock: clocks differ a little, but a
+#: signature dated well into the future would outlive any freshness check made on it.
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 
 _MIN_RSA_BITS = 2048
 _P256_BYTES = 32
-_MAX_PATH_SEARCH_STEPS = 256
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 #: Private keys a :class:`Signer` accepts.
 SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
-
-# Extensions whose criticality we honour: the ones checked below, plus ones that never restrict
-# the use of a key for signing. A certificate with any other critical extension (name or policy
-# constraints, ...) is refused, as RFC 5280 §4.2 requires of a verifier that does not process it.
-_UNDERSTOOD_EXTENSIONS = frozenset(
-    {
-        ExtensionOID.BASIC_CONSTRAINTS,
-        ExtensionOID.KEY_USAGE,
-        ExtensionOID.EXTENDED_KEY_USAGE,
-        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-        ExtensionOID.ISSUER_ALTERNATIVE_NAME,
-        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
-        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-    }
-)
-
-# Exceptions cryptography raises for certificates it can parse but not fully interpret.
-_CERT_ERRORS = (
-    ValueError,
-    TypeError,
-    UnsupportedAlgorithm,
-    x509.DuplicateExtension,
-    x509.InvalidVersion,
-)
 
 
 class VerifyFailure(Enum):
@@ -142,11 +125,14 @@ class VerifyFailure(Enum):
     CERT_NOT_YET_VALID = "cert-not-yet-valid"
     #: A certificate of the path has expired at the verification time.
     CERT_EXPIRED = "cert-expired"
-    #: A certificate's extensions forbid this use: the signer lacks keyUsage digitalSignature
-    #: (a missing keyUsage extension counts as lacking it), an issuer lacks basicConstraints
+    #: A certificate's extensions forbid this use: the signer is a CA (basicConstraints CA=true)
+    #: or lacks keyUsage digitalSignature (a missing keyUsage extension counts as lacking it),
+    #: an issuer lacks basicConstraints
     #: CA=true or keyUsage keyCertSign, a pathLenConstraint is exceeded, or a certificate has a
     #: critical extension we do not process.
     KEY_USAGE = "key-usage"
+    #: ``iat`` lies further in the future than the allowed clock skew.
+    ISSUED_IN_FUTURE = "issued-in-future"
 
 
 @dataclass(frozen=True)
@@ -154,7 +140,9 @@ class VerificationResult:
     """Outcome of :func:`verify_message`.
 
     ``signer_subject`` (RFC 4514), ``thumbprint`` (x5t#S256) and ``issued_at`` (from ``iat``) are
-    filled in as soon as they could be read, also for most failures, for logging.
+    filled in as soon as they could be read, also for most failures, for logging;
+    ``signer_certificate`` only when the signature verified (so that a caller can ask what the
+    signer may speak for, :mod:`.identity`).
     """
 
     ok: bool
@@ -163,6 +151,7 @@ class VerificationResult:
     signer_subject: str | None = None
     thumbprint: str | None = None
     issued_at: datetime | None = None
+    signer_certificate: x509.Certificate | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -403,77 +392,16 @@ def sign_message(message: dict[str, Any], signer: Signer, *, issued_at: datetime
 # trust
 
 
-@dataclass(frozen=True, eq=False)
-class TrustStore:
-    """What a verifier trusts.
-
-    ``anchors``: CA certificates; a signer certificate chaining up to one of them (through the
-    message's ``x5c``) is trusted. ``pinned``: signer certificates trusted as they are, matched
-    by exact DER equality. A signer certificate equal to an anchor is trusted directly, too.
-    Validity periods and key usage are checked for every certificate either way.
-    """
-
-    anchors: Sequence[x509.Certificate] = ()
-    pinned: Sequence[x509.Certificate] = ()
-    _direct: frozenset[bytes] = field(init=False, repr=False)
-    _anchor_ders: frozenset[bytes] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        anchors = tuple(self.anchors)
-        pinned = tuple(self.pinned)
-        for certificate in (*anchors, *pinned):
-            if not isinstance(certificate, x509.Certificate):
-                raise TypeError(f"not an x509.Certificate: {type(certificate).__name__}")
-        if not anchors and not pinned:
-            raise ValueError("a trust store needs at least one CA or pinned certificate")
-        object.__setattr__(self, "anchors", anchors)
-        object.__setattr__(self, "pinned", pinned)
-        anchor_ders = frozenset(_der(c) for c in anchors)
-        object.__setattr__(self, "_anchor_ders", anchor_ders)
-        object.__setattr__(self, "_direct", anchor_ders | {_der(c) for c in pinned})
-
-    @classmethod
-    def from_certificates(cls, certificates: Iterable[x509.Certificate]) -> TrustStore:
-        """Sort certificates into anchors (basicConstraints CA=true) and pinned (the rest)."""
-        anchors: list[x509.Certificate] = []
-        pinned: list[x509.Certificate] = []
-        for certificate in certificates:
-            (anchors if _is_ca(certificate) else pinned).append(certificate)
-        return cls(anchors=tuple(anchors), pinned=tuple(pinned))
-
-    @classmethod
-    def from_pem(cls, bundle: bytes) -> TrustStore:
-        """Load a PEM bundle, sorted as in :meth:`from_certificates`.
-
-        Raises ``ValueError`` if the bundle holds no certificate.
-        """
-        return cls.from_certificates(x509.load_pem_x509_certificates(bundle))
-
-    def trusts_directly(self, certificate: x509.Certificate) -> bool:
-        return _der(certificate) in self._direct
-
-    def is_anchor(self, certificate: x509.Certificate) -> bool:
-        return _der(certificate) in self._anchor_ders
-
-
-def _der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.DER)
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
-        return False
-    return constraints.value.ca
-
-
 # --------------------------------------------------------------------------------------------
 # verification
 
 
 def verify_message(
-    message: Mapping[str, Any], trust: TrustStore, *, at: datetime
+    message: Mapping[str, Any],
+    trust: TrustStore,
+    *,
+    at: datetime,
+    max_clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
 ) -> VerificationResult:
     """Verify the :data:`SIGNATURE_MEMBER` of ``message`` against ``trust`` at time ``at``.
 
@@ -482,7 +410,8 @@ def verify_message(
     message without the member canonicalises; the signature verifies over header and canonical
     message; the signer certificate is pinned or chains (issuer name and signature, each link)
     to an anchor; every certificate of that path is valid at ``at``; key usage and basic
-    constraints allow the path.
+    constraints allow the path (the signer a leaf); ``iat`` is at most ``max_clock_skew`` after
+    ``at``.
 
     Never raises for any ``message`` content; raises ``ValueError`` only for a naive ``at``.
     """
@@ -490,6 +419,12 @@ def verify_message(
     state = _State()
     try:
         _verify(message, trust, at, state)
+        if state.issued_at is not None and state.issued_at > at + max_clock_skew:
+            raise _Failure(
+                VerifyFailure.ISSUED_IN_FUTURE,
+                f"signed at {state.issued_at.isoformat()} (iat), more than "
+                f"{max_clock_skew.total_seconds():g} s after {at.isoformat()}",
+            )
     except _Failure as failure:
         return VerificationResult(
             ok=False,
@@ -515,6 +450,7 @@ def verify_message(
         signer_subject=state.subject,
         thumbprint=state.thumbprint,
         issued_at=state.issued_at,
+        signer_certificate=state.certificate,
     )
 
 
@@ -525,6 +461,7 @@ class _State:
     issued_at: datetime | None = None
     alg: str | None = None
     path_detail: str = ""
+    certificate: x509.Certificate | None = None
 
 
 def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: _State) -> None:
@@ -558,10 +495,7 @@ def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: 
     chain = _header_chain(header)
     signer_cert = chain[0]
     state.thumbprint = thumbprint_s256(signer_cert)
-    try:
-        state.subject = signer_cert.subject.rfc4514_string()
-    except _CERT_ERRORS:
-        state.subject = "(unreadable subject)"
+    state.subject = subject_name(signer_cert)
     x5t = header.get("x5t#S256")
     if x5t is not None and x5t != state.thumbprint:
         raise _Failure(
@@ -570,7 +504,7 @@ def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: 
         )
     try:
         public_key = signer_cert.public_key()
-    except _CERT_ERRORS as exc:
+    except CERT_ERRORS as exc:
         raise _Failure(
             VerifyFailure.ALG_KEY_MISMATCH, f"signer certificate key unusable: {exc}"
         ) from exc
@@ -588,7 +522,11 @@ def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: 
             VerifyFailure.BAD_SIGNATURE,
             "signature does not match the message (changed after signing?)",
         )
-    state.path_detail = _check_trust(chain, trust, at)
+    try:
+        state.path_detail = check_trust(chain, trust, at)
+    except CertificateProblem as problem:
+        raise _Failure(VerifyFailure(problem.code), problem.detail) from problem
+    state.certificate = signer_cert
 
 
 def _decode_header(protected: str) -> dict[str, Any]:
@@ -650,7 +588,7 @@ def _header_chain(header: Mapping[str, Any]) -> list[x509.Certificate]:
             der = base64.b64decode(entry, validate=True)
             certificate = x509.load_der_x509_certificate(der)
             _ = certificate.extensions  # parse now: malformed extensions are a header problem
-        except (binascii.Error, *_CERT_ERRORS) as exc:
+        except (binascii.Error, *CERT_ERRORS) as exc:
             raise _Failure(
                 VerifyFailure.MALFORMED_SIGNATURE, f"x5c[{index}] is not a DER certificate: {exc}"
             ) from exc
@@ -676,178 +614,3 @@ def _signature_ok(alg: str, key: CertificatePublicKeyTypes, data: bytes, signatu
     except (InvalidSignature, ValueError):
         return False
     return False  # pragma: no cover - _alg_fits_key ran first
-
-
-def _check_trust(chain: list[x509.Certificate], trust: TrustStore, at: datetime) -> str:
-    """Return a description of the accepted path, or raise the most relevant failure."""
-    signer = chain[0]
-    if trust.trusts_directly(signer):
-        _check_path([signer], at)
-        return "pinned signer certificate"
-    paths = _candidate_paths(signer, chain[1:], trust)
-    if not paths:
-        raise _Failure(
-            VerifyFailure.UNTRUSTED_CHAIN,
-            f"no path from {_subject(signer)} to a trusted CA "
-            f"(issuer {_issuer(signer)}) and the certificate is not pinned",
-        )
-    first_failure: _Failure | None = None
-    for path in paths:
-        try:
-            _check_path(path, at)
-        except _Failure as failure:
-            first_failure = first_failure or failure
-            continue
-        return "chain " + " -> ".join(_subject(c) for c in path) + " (anchor)"
-    assert first_failure is not None
-    raise first_failure
-
-
-def _candidate_paths(
-    signer: x509.Certificate, pool: list[x509.Certificate], trust: TrustStore
-) -> list[list[x509.Certificate]]:
-    """All paths signer -> ... -> anchor whose links have matching names and signatures.
-
-    Intermediates come from ``pool`` (the rest of x5c, in any order); the path ends at the first
-    certificate that is an anchor. Work is bounded by :data:`MAX_CHAIN_LENGTH` and a step budget.
-    """
-    candidates: dict[bytes, x509.Certificate] = {}
-    for certificate in (*trust.anchors, *pool):
-        candidates.setdefault(_der(certificate), certificate)
-    link_cache: dict[tuple[bytes, bytes], bool] = {}
-    paths: list[list[x509.Certificate]] = []
-    steps = 0
-
-    def issued_by(child: x509.Certificate, child_der: bytes, issuer_der: bytes) -> bool:
-        key = (child_der, issuer_der)
-        if key not in link_cache:
-            issuer = candidates[issuer_der]
-            try:
-                ok = child.issuer == issuer.subject
-                if ok:
-                    child.verify_directly_issued_by(issuer)
-            except (InvalidSignature, *_CERT_ERRORS):
-                ok = False
-            link_cache[key] = ok
-        return link_cache[key]
-
-    def extend(path: list[x509.Certificate], ders: list[bytes]) -> None:
-        nonlocal steps
-        steps += 1
-        if steps > _MAX_PATH_SEARCH_STEPS:
-            return
-        if len(path) > 1 and trust.is_anchor(path[-1]):
-            paths.append(list(path))
-            return
-        if len(path) >= MAX_CHAIN_LENGTH:
-            return
-        child, child_der = path[-1], ders[-1]
-        for issuer_der, issuer in candidates.items():
-            if issuer_der in ders or not issued_by(child, child_der, issuer_der):
-                continue
-            path.append(issuer)
-            ders.append(issuer_der)
-            extend(path, ders)
-            path.pop()
-            ders.pop()
-
-    extend([signer], [_der(signer)])
-    return paths
-
-
-def _check_path(path: list[x509.Certificate], at: datetime) -> None:
-    """Validity of every certificate, then extensions (path[0] signer, path[-1] anchor)."""
-    for certificate in path:
-        if at < certificate.not_valid_before_utc:
-            raise _Failure(
-                VerifyFailure.CERT_NOT_YET_VALID,
-                f"{_subject(certificate)} is valid from "
-                f"{certificate.not_valid_before_utc.isoformat()}, checked at {at.isoformat()}",
-            )
-        if at > certificate.not_valid_after_utc:
-            raise _Failure(
-                VerifyFailure.CERT_EXPIRED,
-                f"{_subject(certificate)} expired "
-                f"{certificate.not_valid_after_utc.isoformat()}, checked at {at.isoformat()}",
-            )
-    for certificate in path:
-        _check_critical_extensions(certificate)
-    _check_signer_usage(path[0])
-    for depth, issuer in enumerate(path[1:], start=1):
-        _check_issuer(issuer, intermediates_below=depth - 1)
-
-
-def _extension(certificate: x509.Certificate, kind: type[Any]) -> Any:
-    try:
-        return certificate.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-    except _CERT_ERRORS as exc:
-        raise _Failure(
-            VerifyFailure.KEY_USAGE, f"{_subject(certificate)}: unreadable extensions: {exc}"
-        ) from exc
-
-
-def _check_critical_extensions(certificate: x509.Certificate) -> None:
-    try:
-        extensions = list(certificate.extensions)
-    except _CERT_ERRORS as exc:
-        raise _Failure(
-            VerifyFailure.KEY_USAGE, f"{_subject(certificate)}: unreadable extensions: {exc}"
-        ) from exc
-    for extension in extensions:
-        if extension.critical and extension.oid not in _UNDERSTOOD_EXTENSIONS:
-            name = getattr(extension.oid, "_name", extension.oid.dotted_string)
-            raise _Failure(
-                VerifyFailure.KEY_USAGE,
-                f"{_subject(certificate)} has critical extension {name} that is not processed",
-            )
-
-
-def _check_signer_usage(certificate: x509.Certificate) -> None:
-    usage = _extension(certificate, x509.KeyUsage)
-    if usage is None:
-        raise _Failure(
-            VerifyFailure.KEY_USAGE,
-            f"signer {_subject(certificate)} has no keyUsage extension (digitalSignature required)",
-        )
-    if not usage.digital_signature:
-        raise _Failure(
-            VerifyFailure.KEY_USAGE,
-            f"signer {_subject(certificate)} keyUsage lacks digitalSignature",
-        )
-
-
-def _check_issuer(certificate: x509.Certificate, *, intermediates_below: int) -> None:
-    constraints = _extension(certificate, x509.BasicConstraints)
-    if constraints is None or not constraints.ca:
-        raise _Failure(
-            VerifyFailure.KEY_USAGE,
-            f"issuer {_subject(certificate)} is not a CA (basicConstraints CA=true required)",
-        )
-    if constraints.path_length is not None and intermediates_below > constraints.path_length:
-        raise _Failure(
-            VerifyFailure.KEY_USAGE,
-            f"issuer {_subject(certificate)} allows {constraints.path_length} intermediate CAs "
-            f"below it, the path has {intermediates_below}",
-        )
-    usage = _extension(certificate, x509.KeyUsage)
-    if usage is not None and not usage.key_cert_sign:
-        raise _Failure(
-            VerifyFailure.KEY_USAGE,
-            f"issuer {_subject(certificate)} keyUsage lacks keyCertSign",
-        )
-
-
-def _subject(certificate: x509.Certificate) -> str:
-    try:
-        return certificate.subject.rfc4514_string() or "(empty subject)"
-    except _CERT_ERRORS:
-        return "(unreadable subject)"
-
-
-def _issuer(certificate: x509.Certificate) -> str:
-    try:
-        return certificate.issuer.rfc4514_string() or "(empty issuer)"
-    except _CERT_ERRORS:
-        return "(unreadable issuer)"

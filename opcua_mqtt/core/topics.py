@@ -284,6 +284,31 @@ class TopicInfo:
         """See :func:`is_retained`."""
         return is_retained(self.message_type)
 
+    def disagreement(
+        self,
+        message_type: MessageType,
+        publisher_id: str | None,
+        writer_group: str | None = None,
+        dataset_writer: str | None = None,
+    ) -> str | None:
+        """What a message found on this topic says against it, or None.
+
+        The broker's ACL grants topics, not message contents: a message is only as much a
+        publisher's as its topic, so one whose own names (None: the message does not say)
+        differ from the topic levels, or whose kind differs from the topic's, speaks for
+        someone it may not. The answer completes "message on <topic> ...".
+        """
+        if message_type is not self.message_type:
+            return f"is a {message_type.value} message, the topic is for {self.message_type.value}"
+        for level, topic_name, named in (
+            ("PublisherId", self.publisher_id, publisher_id),
+            ("WriterGroup", self.writer_group, writer_group),
+            ("DataSetWriter", self.dataset_writer, dataset_writer),
+        ):
+            if named is not None and topic_name is not None and named != topic_name:
+                return f"names {level} {named!r}"
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class TopicTree:

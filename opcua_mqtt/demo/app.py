@@ -212,7 +212,8 @@ class Demo:
         self.say("opcua-mqtt demo: a simulated plant, a broker and the bridge, on 127.0.0.1 only")
         port = self._port(self.options.port, DEFAULT_PORT)
         certs = workdir / "certs"
-        await asyncio.to_thread(devpki.write_pki, certs)  # RSA key generation: not in the loop
+        # RSA key generation: not in the loop. The signer is bound to the demo's PublisherId.
+        await asyncio.to_thread(devpki.write_pki, certs, bridge_name=PUBLISHER)
         broker = Broker(
             self.broker_kind,
             port,

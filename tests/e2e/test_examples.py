@@ -261,7 +261,7 @@ async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
     bridges: BridgeProcesses,
 ) -> None:
     certs = _client_certs(pki, tmp_path / "clients")
-    signing = make_certs(tmp_path / "signing")
+    signing = make_certs(tmp_path / "signing", BRIDGE)
     setpoint = next(
         v
         for v in small_opcua_server.variables

@@ -19,6 +19,7 @@ from tests.support.opcua_server import parse_nodeid
 
 #: Variables the node-opcua plant changes every 100 ms: compared by type only.
 CHANGING = {"BottleCount", "CapCount", "LastCap", "Pressure", "NozzleTemperatures"}
+PUBLISHER = "node-opcua-bridge"
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -45,7 +46,7 @@ def _mapped_config(tmp_path: Path, endpoint: str, broker: MosquittoBroker, certs
     )
     assert mapped.returncode == 0, mapped.stderr
     doc = yaml.safe_load((tmp_path / "plant.yaml").read_text())
-    doc["publisher_id"] = "node-opcua-bridge"
+    doc["publisher_id"] = PUBLISHER
     doc["mqtt"] = {"host": broker.host, "port": broker.port, "tls": {"ca": str(broker.ca_cert)}}
     doc["metadata_signing"] = {
         "private_key": str(certs / "metadata-signer.key"),
@@ -86,7 +87,7 @@ def test_map_run_listen_delivers_every_node_opcua_value_verified(
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    certs = make_certs(tmp_path / "certs")
+    certs = make_certs(tmp_path / "certs", PUBLISHER)
     config = _mapped_config(tmp_path, node_opcua_server.endpoint, mosquitto_tls, certs)
     bridges.start(config)
     lines = _listen(tmp_path, mosquitto_tls, certs / "ca.pem", count=12)
@@ -126,8 +127,8 @@ def test_listen_shows_metadata_signed_by_an_untrusted_key_as_unverified(
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    certs = make_certs(tmp_path / "certs")
-    other_ca = make_certs(tmp_path / "other") / "ca.pem"
+    certs = make_certs(tmp_path / "certs", PUBLISHER)
+    other_ca = make_certs(tmp_path / "other", PUBLISHER) / "ca.pem"
     bridges.start(_mapped_config(tmp_path, node_opcua_server.endpoint, mosquitto_tls, certs))
     lines = _listen(tmp_path, mosquitto_tls, other_ca, count=3)
     states = {

@@ -17,6 +17,7 @@ from asyncua import Client, ua
 from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
+from opcua_mqtt.core.identity import publisher_uri
 from opcua_mqtt.core.messages import loads
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.signing import Signer, TrustStore
@@ -33,7 +34,9 @@ SKIP_TYPES = {0, 24}  # Null holds no value; a Variant variable only exists as a
 def signing() -> tuple[Signer, TrustStore]:
     now = datetime.now(UTC)
     ca = devpki.make_ca("bridge test CA", now)
-    leaf = devpki.issue(ca, "bridge test signer", now)
+    # One signer for the bridges of every test here: bound to each of their PublisherIds.
+    bridges = ("bridge-types", "bridge-untyped", "bridge-seq", "bridge-dtype", "bridge-acl")
+    leaf = devpki.issue(ca, "bridge test signer", now, uris=tuple(map(publisher_uri, bridges)))
     return Signer(leaf.key, [leaf.cert, ca.cert]), TrustStore.from_pem(ca.cert_pem())
 
 

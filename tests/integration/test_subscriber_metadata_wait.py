@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from opcua_mqtt import devpki
+from opcua_mqtt.core.identity import publisher_uri
 from opcua_mqtt.core.messages import dumps
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message
 from opcua_mqtt.core.topics import TopicTree
@@ -78,7 +79,7 @@ def metadata(version: int = 1) -> dict[str, Any]:
 def signing() -> tuple[Signer, TrustStore]:
     now = datetime.now(UTC)
     ca = devpki.make_ca("metadata wait test CA", now)
-    leaf = devpki.issue(ca, "metadata wait test signer", now)
+    leaf = devpki.issue(ca, "metadata wait test signer", now, uris=(publisher_uri(PUBLISHER),))
     return Signer(leaf.key, [leaf.cert, ca.cert]), TrustStore.from_pem(ca.cert_pem())
 
 

@@ -21,10 +21,14 @@ from tests.support.opcua_server import OpcUaTestServer
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 
 
-def make_certs(directory: Path) -> Path:
-    """A development PKI made with `opcua-mqtt certs`; returns its folder."""
+def make_certs(directory: Path, publisher_id: str = "e2e-bridge") -> Path:
+    """A development PKI made with `opcua-mqtt certs`, its metadata signer bound to
+    ``publisher_id`` (the default is :func:`write_config`'s); returns its folder."""
     subprocess.run(
-        [EXE, "certs", "--dir", str(directory)], check=True, capture_output=True, timeout=60
+        [EXE, "certs", "--dir", str(directory), "--publisher-id", publisher_id],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return directory
 

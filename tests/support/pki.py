@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from opcua_mqtt.core.identity import publisher_uri
+
 #: Common name of the client certificate; with ``use_identity_as_username`` it is the MQTT user.
 CLIENT_COMMON_NAME = "opcua-mqtt-test-client"
 
@@ -106,7 +108,7 @@ def _make_ca(common_name: str, now: dt.datetime) -> _Issued:
 def _issue_leaf(
     issuer: _Issued,
     common_name: str,
-    usage: x509.ObjectIdentifier,
+    usage: x509.ObjectIdentifier | None,
     now: dt.datetime,
     san: list[x509.GeneralName] | None = None,
 ) -> _Issued:
@@ -135,13 +137,14 @@ def _issue_leaf(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
             critical=False,
         )
     )
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
     return _Issued(key, builder.sign(issuer.key, hashes.SHA256()))
@@ -211,3 +214,26 @@ def generate_pki(directory: Path) -> Pki:
         rogue_client_cert=rogue_client_cert,
         rogue_client_key=rogue_client_key,
     )
+
+
+def issue_signer(pki: Pki, directory: Path, publisher_id: str | None) -> Path:
+    """A metadata signer issued by the test CA, bound to ``publisher_id`` (SAN URI
+    ``urn:opcua-mqtt:publisher:<id>``; None: bound to nothing, as certificates made before the
+    binding existed). Writes ``metadata-signer.pem`` (certificate, then the CA) and
+    ``metadata-signer.key`` into ``directory``, the names a bridge configuration's
+    ``metadata_signing`` uses (tests/support/bridge.py); returns ``directory``.
+
+    Every signer of a test run chains to the same CA, the CA the subscriber trusts: a signer's
+    binding is then all that tells one publisher's signature from another's.
+    """
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = _Issued(ca_key, x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()))
+    san = [x509.UniformResourceIdentifier(publisher_uri(publisher_id))] if publisher_id else None
+    common_name = f"metadata signer {publisher_id or '(unbound)'}"
+    signer = _issue_leaf(ca, common_name, None, dt.datetime.now(dt.UTC), san)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_pair(directory, "metadata-signer", signer)
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (signer.cert, ca.cert))
+    _write(directory / "metadata-signer.pem", chain)
+    return directory

@@ -879,7 +879,9 @@ def test_expired_and_not_yet_valid_signers_are_refused_at_the_verification_time(
     assert _reason(future, trust) is VerifyFailure.CERT_NOT_YET_VALID
     # the verification time decides, not the issue time
     before = pki.expired.cert.not_valid_after_utc - timedelta(days=1)
-    assert verify_message(expired, trust, at=before).ok
+    signed_before = sign_message(metadata_message(), _signer(pki.expired), issued_at=before)
+    assert verify_message(signed_before, trust, at=before).ok
+    assert _reason(signed_before, trust) is VerifyFailure.CERT_EXPIRED
     assert verify_message(future, trust, at=NOW + timedelta(days=1)).ok
 
 
@@ -921,6 +923,42 @@ def test_path_length_constraint_is_enforced(pki: Pki) -> None:
     result = _verify(signed, TrustStore(anchors=[pki.path_len_zero_root.cert]))
     assert result.reason is VerifyFailure.KEY_USAGE
     assert "intermediate CAs" in result.detail
+
+
+@pytest.mark.parametrize("trusted_as", ["anchor", "pinned"])
+def test_a_ca_certificate_cannot_sign_even_when_trusted(pki: Pki, trusted_as: str) -> None:
+    """A CA key signs certificates; a message signed with it is refused whether the CA is a
+    trust anchor or pinned (it has digitalSignature, so only basicConstraints tells)."""
+    signed = sign_message(metadata_message(), _signer(pki.root), issued_at=NOW)
+    store = TrustStore(**{"anchors" if trusted_as == "anchor" else "pinned": [pki.root.cert]})
+    result = _verify(signed, store)
+    assert result.reason is VerifyFailure.KEY_USAGE
+    assert "is a CA certificate" in result.detail
+    assert result.signer_certificate is None
+
+
+def test_a_leaf_without_basic_constraints_may_sign(pki: Pki) -> None:
+    """RFC 5280: no basicConstraints means CA=false (pinned self-signed leaf)."""
+    signed = sign_message(metadata_message(), _signer(pki.pinned_self_signed), issued_at=NOW)
+    assert _verify(signed, TrustStore(pinned=[pki.pinned_self_signed.cert])).ok
+
+
+def test_iat_in_the_future_beyond_the_clock_skew_is_refused(pki: Pki, trust: TrustStore) -> None:
+    """A signature dated ahead of the verifier's clock is refused beyond the skew (default
+    5 minutes, configurable), accepted within it; the signer is known either way."""
+    ahead = sign_message(
+        metadata_message(), _signer(pki.es256), issued_at=NOW + timedelta(minutes=6)
+    )
+    result = _verify(ahead, trust)
+    assert result.reason is VerifyFailure.ISSUED_IN_FUTURE
+    assert result.signer_subject == "CN=ES256 Publisher"
+    assert "more than 300 s after" in result.detail
+    assert verify_message(ahead, trust, at=NOW, max_clock_skew=timedelta(minutes=7)).ok
+    within = sign_message(
+        metadata_message(), _signer(pki.es256), issued_at=NOW + timedelta(minutes=4)
+    )
+    assert _verify(within, trust).ok
+    assert _verify(within, trust).signer_certificate == pki.es256.cert
 
 
 def test_pinned_signer_still_needs_digital_signature_usage(pki: Pki) -> None:
@@ -1087,6 +1125,9 @@ def test_failure_reasons_are_pairwise_distinct(pki: Pki, trust: TrustStore) -> N
         VerifyFailure.CERT_NOT_YET_VALID: signed(pki.not_yet_valid),
         VerifyFailure.CERT_EXPIRED: signed(pki.expired),
         VerifyFailure.KEY_USAGE: signed(pki.no_digital_signature),
+        VerifyFailure.ISSUED_IN_FUTURE: sign_message(
+            metadata_message(), _signer(pki.es256), issued_at=NOW + timedelta(hours=1)
+        ),
     }
     reasons = {expected: _reason(message, trust) for expected, message in cases.items()}
     assert reasons == {expected: expected for expected in cases}
