@@ -5,6 +5,12 @@ answers ``/healthz`` proves nothing about the event loop doing the work, while a
 here means the loop runs. Why not a web framework: a few GET routes that return bytes. Each
 connection sends one request head (bounded in size and time), gets one answer with a
 Content-Length, and is closed; bodies, keep-alive and chunking are not needed by scrapers.
+
+Slow clients cannot starve the process: each connection has one deadline for its whole life (head
+read and answer written), and at most ``MAX_CONNECTIONS`` are open at once. The connection that
+tips it over the cap is served, and the oldest one still sending its head is closed instead: a
+scraper's request completes in milliseconds, so what waits longest is what holds a slot without
+using it (300 silent connections once exhausted the bridge's file descriptors).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from dataclasses import dataclass, field
 
 MAX_HEAD_BYTES = 8192
 HEAD_TIMEOUT_S = 5.0
+#: Seconds one connection may live, head and answer: a reader that never drains holds no slot.
+CONNECTION_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -44,26 +53,67 @@ class _BadRequest(Exception):
 
 async def start_http_server(host: str, port: int, routes: Mapping[str, Route]) -> asyncio.Server:
     """Listen on ``host:port`` (port 0: any free one); GET and HEAD of ``routes``' paths."""
-    handler = functools.partial(_serve, dict(routes))
+    handler = functools.partial(_serve, dict(routes), _Slots(MAX_CONNECTIONS))
     return await asyncio.start_server(handler, host, port, limit=MAX_HEAD_BYTES)
 
 
+class _Slots:
+    """The open connections of one server, oldest first, and which still read their head."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[asyncio.StreamWriter, bool] = {}  # insertion order: oldest first
+
+    def enter(self, writer: asyncio.StreamWriter) -> None:
+        if len(self.open) >= self.limit:
+            idle = next((w for w, reading in self.open.items() if reading), None)
+            victim = idle or next(iter(self.open))
+            self.open.pop(victim)
+            victim.transport.abort()  # frees the descriptor now; its task ends on the error
+        self.open[writer] = True
+
+    def answering(self, writer: asyncio.StreamWriter) -> None:
+        if writer in self.open:
+            self.open[writer] = False
+
+    def leave(self, writer: asyncio.StreamWriter) -> None:
+        self.open.pop(writer, None)
+
+
 async def _serve(
-    routes: Mapping[str, Route], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    routes: Mapping[str, Route],
+    slots: _Slots,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
+    slots.enter(writer)
+    try:
+        # A client that went quiet or away, or was evicted, has nobody left to answer.
+        with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            async with asyncio.timeout(CONNECTION_TIMEOUT_S):
+                await _exchange(routes, slots, reader, writer)
+    finally:
+        slots.leave(writer)
+        writer.close()
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()
+
+
+async def _exchange(
+    routes: Mapping[str, Route],
+    slots: _Slots,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
     try:
-        try:
-            request = await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT_S)
-        except _BadRequest as e:
-            await _write(writer, Response(400, f"{e}\n".encode()), head_only=False)
-            return
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            return  # the client went quiet or away: nobody to answer
-        await _write(writer, _dispatch(routes, request), head_only=request.method == "HEAD")
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        request = await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT_S)
+    except _BadRequest as e:
+        slots.answering(writer)
+        await _write(writer, Response(400, f"{e}\n".encode()), head_only=False)
+        return
+    slots.answering(writer)
+    await _write(writer, _dispatch(routes, request), head_only=request.method == "HEAD")
 
 
 def _dispatch(routes: Mapping[str, Route], request: Request) -> Response:
@@ -119,5 +169,4 @@ async def _write(writer: asyncio.StreamWriter, response: Response, *, head_only:
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode("ascii"))
     if not head_only:
         writer.write(response.body)
-    with contextlib.suppress(ConnectionError):
-        await writer.drain()
+    await writer.drain()

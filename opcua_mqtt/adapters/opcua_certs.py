@@ -76,12 +76,39 @@ def load_private_key(data: bytes) -> rsa.RSAPrivateKey:
 
 def application_uri_of(cert: x509.Certificate) -> str | None:
     """The first URI in the certificate's subjectAltName (the OPC UA application URI)."""
+    uris = _san_uris(cert)
+    return uris[0] if uris else None
+
+
+def server_certificate_problem(
+    cert: x509.Certificate, application_uri: str | None, now: dt.datetime
+) -> str | None:
+    """Why ``cert`` cannot stand for the server that presented it, or None. Two of the checks
+    of OPC 10000-4 §6.1.3 (Table 106) that a trust list alone does not make: the validity
+    period (Bad_CertificateTimeInvalid) and the application URI in the subjectAltName equal
+    to the server's ApplicationDescription (Bad_CertificateUriInvalid): a certificate copied
+    from another trusted server must not vouch for this one."""
+    if now < cert.not_valid_before_utc:
+        return f"it is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    if now > cert.not_valid_after_utc:
+        return f"it expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if application_uri:
+        uris = _san_uris(cert)
+        if application_uri not in uris:
+            named = ", ".join(uris) if uris else "no URI"
+            return (
+                f"it names {named} in its subjectAltName, but the server's ApplicationUri is "
+                f"{application_uri}"
+            )
+    return None
+
+
+def _san_uris(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return None
-    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    return uris[0] if uris else None
+        return []
+    return list(san.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def subject_name(cert: x509.Certificate) -> str:

@@ -38,6 +38,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlparse
@@ -53,6 +54,7 @@ from opcua_mqtt.adapters.opcua_certs import (
     TrustList,
     client_application_uri,
     load_or_create_client_credentials,
+    server_certificate_problem,
     subject_name,
     thumbprint,
 )
@@ -370,8 +372,12 @@ def _session_error(
     )
 
 
-def _check_server_certificate(url: str, cert_der: bytes | None, options: ConnectionOptions) -> None:
-    """Refuse a server certificate that is not in the trust folder (or save it, if asked)."""
+def _check_server_certificate(
+    url: str, endpoint: ua.EndpointDescription, options: ConnectionOptions
+) -> None:
+    """Refuse a server certificate that is outside its validity period, names another
+    application, or is not in the trust folder (an unknown one is saved there, if asked)."""
+    cert_der = endpoint.ServerCertificate
     if not cert_der:
         raise OpcUaConnectionError(
             f"{url} offers no certificate for {options.security_policy}",
@@ -379,6 +385,18 @@ def _check_server_certificate(url: str, cert_der: bytes | None, options: Connect
             kind="server-untrusted",
         )
     cert = uacrypto.x509_from_der(cert_der)
+    server = endpoint.Server
+    problem = server_certificate_problem(
+        cert, server.ApplicationUri if server is not None else None, datetime.now(UTC)
+    )
+    if problem is not None:
+        raise OpcUaConnectionError(
+            f"the server certificate of {url} ({subject_name(cert)}, thumbprint "
+            f"{thumbprint(cert)}) cannot be used: {problem}",
+            "the server needs a current certificate issued for its own ApplicationUri; "
+            "trusting it does not help",
+            kind="server-untrusted",
+        )
     trust = TrustList(options.trust_dir)
     if trust.is_trusted(cert):
         return
@@ -497,7 +515,7 @@ async def _open(options: ConnectionOptions) -> Client:
 
     creds: ClientCredentials | None = None
     if policy_cls is not None or token_encrypted:
-        _check_server_certificate(url, chosen.ServerCertificate, options)
+        _check_server_certificate(url, chosen, options)
     if policy_cls is not None:
         creds = _load_credentials(options)
         client.application_uri = creds.application_uri or client.application_uri

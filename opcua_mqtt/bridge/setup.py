@@ -3,7 +3,9 @@ the metadata signer. Files (keys, certificates) are read here, once, at start-up
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from opcua_mqtt.core.messages import (
 )
 from opcua_mqtt.core.signing import Signer
 from opcua_mqtt.core.topics import TopicTree
+
+_log = logging.getLogger(__name__)
 
 DM = DataSetMessageContentMask
 FM = DataSetFieldContentMask
@@ -145,6 +149,25 @@ def _file(base: Path, name: str | None) -> str | None:
     return str(path)
 
 
+def _warn_if_exposed(key: str | Path | None) -> None:
+    """A private key other users can read is a key others may already hold: say so at start
+    (a warning, not a refusal: the file system is the operator's to judge)."""
+    if key is None:
+        return
+    try:
+        mode = Path(key).stat().st_mode
+    except OSError:
+        return  # not made yet (the OPC UA client key is created on first use) or reported later
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        _log.warning(
+            "private key %s is readable by every user of this machine (mode %04o): "
+            "run chmod 600 %s (or 640 for a group that needs it)",
+            key,
+            stat.S_IMODE(mode),
+            key,
+        )
+
+
 def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
     base = config_path.parent
     m = config.mqtt
@@ -165,12 +188,15 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
         password=_secret(m.password_env),
     )
     o = config.opcua
+    opcua_key = base / (o.private_key or "certs/opcua-client.key")
+    for key in (tls.private_key, opcua_key, _file(base, config.metadata_signing.private_key)):
+        _warn_if_exposed(key)
     opcua = ConnectionOptions(
         endpoint=o.endpoint,
         security_policy=o.security_policy,
         security_mode=o.security_mode,
         certificate=base / (o.certificate or "certs/opcua-client.pem"),
-        private_key=base / (o.private_key or "certs/opcua-client.key"),
+        private_key=opcua_key,
         trust_dir=(base / o.trust_dir) if o.trust_dir else None,
         username=o.username,
         password=_secret(o.password_env) if o.username else None,

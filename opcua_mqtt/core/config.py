@@ -612,8 +612,46 @@ def _parse_yaml(text: str, report: _Report) -> Any:
     finally:
         loader.dispose()
     if node is not None:
+        expanded, distinct = _node_counts(node)
+        if expanded > distinct * ALIAS_EXPANSION + ALIAS_ALLOWANCE:
+            report.add(
+                (),
+                f"YAML aliases expand this file to {expanded:,} values from {distinct:,}: "
+                "anchors (&) and aliases (*) may repeat parts of a configuration, not multiply it",
+                line=1,
+            )
+            return None
         report.lines.walk(node, ())
     return data
+
+
+#: How far aliases may expand a YAML file: to this many times its own values, plus this many.
+#: Shared defaults referenced by every writer stay far below; an alias bomb (a few hundred
+#: bytes that expand to billions of values) is refused before anything walks the expansion.
+ALIAS_EXPANSION = 10
+ALIAS_ALLOWANCE = 10_000
+
+
+def _node_counts(root: yaml.Node) -> tuple[int, int]:
+    """(values as expanded, distinct values) of a composed YAML document, in linear time: each
+    node's expanded size is computed once. A node inside itself counts once (refused later)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # while in progress: a cycle counts once
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        sizes[id(node)] = total
+        return total
+
+    expanded = size(root)
+    return expanded, len(sizes)
 
 
 def _parse_json(text: str, report: _Report) -> Any:

@@ -24,9 +24,13 @@ from opcua_mqtt.adapters.opcua_client import (
 )
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from tests.support.opcua_server import (
+    APPLICATION_URI,
+    SERVER_CERT_NAME,
+    SERVER_KEY_NAME,
     NodeOpcuaTestServer,
     OpcUaTestServer,
     free_port,
+    make_application_certificate,
     start_opcua_server,
 )
 
@@ -362,6 +366,39 @@ async def test_untrusted_server_certificate(opcua_server: OpcUaTestServer, tmp_p
     assert "is not trusted" in error.message
     assert thumbprint(_load(opcua_server.server_cert_path)) in error.message
     assert "--trust-server-cert" in (error.hint or "")
+    assert not (tmp_path / "trusted").exists() or not any((tmp_path / "trusted").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("certificate", "problem"),
+    [
+        ({"application_uri": "urn:another:server"}, "names urn:another:server in its"),
+        ({"days": -2, "valid_since_days": 30}, "it expired on"),
+        ({"days": 30, "valid_since_days": -5}, "it is not valid before"),
+    ],
+    ids=["another-application-uri", "expired", "not-yet-valid"],
+)
+async def test_server_certificate_that_cannot_stand_for_the_server_is_refused_even_when_trusting(
+    tmp_path: Path, certificate: dict[str, Any], problem: str
+) -> None:
+    """OPC 10000-4 §6.1.3 Table 106: validity period and application URI are checked whatever
+    the trust list says, and --trust-server-cert never saves such a certificate."""
+    cert_dir = tmp_path / "server-pki"
+    make_application_certificate(
+        cert_dir / SERVER_CERT_NAME,
+        cert_dir / SERVER_KEY_NAME,
+        certificate.get("application_uri", APPLICATION_URI),
+        common_name="odd server",
+        days=certificate.get("days", 30),
+        valid_since_days=certificate.get("valid_since_days", 1),
+    )
+    server = start_opcua_server(tmp_path / "server", variables=10, cert_dir=cert_dir)
+    try:
+        error = await _fails(secure(server, tmp_path, trust_server_cert=True))
+    finally:
+        server.stop()
+    assert error.kind == "server-untrusted"
+    assert problem in error.message and "cannot be used" in error.message
     assert not (tmp_path / "trusted").exists() or not any((tmp_path / "trusted").iterdir())
 
 

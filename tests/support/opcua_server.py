@@ -126,6 +126,7 @@ def make_application_certificate(
     *,
     common_name: str,
     days: int = 30,
+    valid_since_days: int = 1,
 ) -> None:
     """Write a self-signed OPC UA application instance certificate and its RSA 2048 key.
 
@@ -156,7 +157,7 @@ def make_application_certificate(
         .issuer_name(name)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(days=valid_since_days))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(

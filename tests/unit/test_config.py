@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import textwrap
+import tracemalloc
 import uuid
 from pathlib import Path
 from typing import Any
@@ -534,6 +536,37 @@ def test_self_containing_yaml_aliases_and_non_text_keys() -> None:
         ("writer_groups/0", 4, "a YAML alias that contains itself"),
         ("defaults", 5, "option names are text, got 1"),
     }
+
+
+def test_a_yaml_alias_bomb_is_refused_without_expanding_it() -> None:
+    """The security review's 700-byte file (nine levels of nine aliases: 9**9 values) made
+    `validate` use 4.4 GB; it is now one finding, and checking it allocates next to nothing."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    text = "version: 1\npublisher_id: p\n" + "\n".join(levels) + "\n"
+    assert len(text.encode()) < 800
+    tracemalloc.start()
+    try:
+        found = check_config(text, "bomb.yaml").issues
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(i.path, i.line) for i in found] == [("", 1)]
+    expanded = re.search(r"expand this file to ([\d,]+) values", found[0].message)
+    assert expanded is not None and int(expanded[1].replace(",", "")) > 9**9
+    assert peak < 20 * 1024 * 1024
+
+
+def test_shared_defaults_through_aliases_stay_allowed() -> None:
+    groups = "\n".join(
+        f"  - {{name: g{n}, publishing_interval_ms: 500, writers: *writers}}" for n in range(50)
+    )
+    text = (
+        "version: 1\npublisher_id: p\nopcua: {endpoint: 'opc.tcp://h:1'}\n"
+        "shared: &writers [{name: w, fields: [{name: f, node_id: 'nsu=urn:x;s=a'}]}]\n"
+        f"writer_groups:\n{groups}\n"
+    )
+    assert not any("aliases expand" in i.message for i in check_config(text, "c.yaml").issues)
 
 
 @pytest.mark.parametrize(

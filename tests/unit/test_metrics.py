@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from opcua_mqtt import __version__
-from opcua_mqtt.adapters.http_endpoint import start_http_server
+from opcua_mqtt.adapters.http_endpoint import MAX_CONNECTIONS, Response, start_http_server
 from opcua_mqtt.adapters.mqtt import MqttOptions, Outgoing
 from opcua_mqtt.bridge.metrics import bridge_registry, readiness, serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
@@ -294,3 +294,31 @@ def test_other_hosts_warn_that_the_endpoint_has_no_authentication(host: str) -> 
     assert result.ok
     [warning] = [i for i in result.warnings if i.path == "metrics/host"]
     assert "no authentication" in warning.message
+
+
+async def test_silent_connections_cannot_exhaust_the_endpoint() -> None:
+    """300 connections that never send a request (the slow-loris of the security review) leave
+    at most MAX_CONNECTIONS open on the server, and a real scrape is still answered."""
+    server = await start_http_server(LOOPBACK, 0, {"/healthz": lambda _r: Response(200, b"ok\n")})
+    port = server.sockets[0].getsockname()[1]
+    silent = [await asyncio.open_connection(LOOPBACK, port) for _ in range(300)]
+    try:
+        await asyncio.sleep(0.2)  # let the server accept (and evict) them all
+        assert (await _raw(port, b"GET /healthz HTTP/1.1\r\n\r\n"))[::2] == (200, b"ok\n")
+        evicted = [await _closed_by_server(reader) for reader, _writer in silent]
+        assert len(silent) - sum(evicted) <= MAX_CONNECTIONS < len(silent)
+        assert not all(evicted)  # the newest silent ones are still waiting for their head
+    finally:
+        for _reader, writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), 0.05) == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
