@@ -150,6 +150,14 @@ def _until_ok(argv: list[str], attempts: int = 40) -> subprocess.CompletedProces
     return run
 
 
+def first_help_example(command: str, subs: dict[str, str]) -> list[str]:
+    """The first example of `opcua-mqtt COMMAND --help`, ``subs`` applied."""
+    shown = _cli(["opcua-mqtt", command, "--help"])
+    examples = shown.stdout.split("Examples:\n", 1)[1].replace("\\\n", " ")
+    ((argv, _background),) = readme_commands(examples.splitlines()[0], subs)
+    return argv
+
+
 def _listen_json(argv: list[str], count: int) -> subprocess.CompletedProcess[str]:
     """The README's listen, bounded: JSON lines, ``count`` DataSets or 30 s of silence."""
     return _cli([*argv, "--format", "json", "--count", str(count), "--timeout", "30"])
@@ -217,6 +225,12 @@ def test_the_readme_own_server_path_runs_as_written(
                 made = _cli(argv)
                 assert made.returncode == 0, made.stderr
         assert broker is not None and listen
+        # The first --help examples of status and listen work against this broker as well.
+        help_subs = {"localhost": LOOPBACK, README_PORT: port}
+        status = _cli(first_help_example("status", help_subs))
+        assert status.returncode == 0 and "line1" in status.stdout, status.stderr
+        seen = _listen_json(first_help_example("listen", help_subs), 2)
+        assert seen.returncode == 0 and seen.stdout.count("\n") == 2, seen.stderr
         if os.geteuid() == 0:  # started as root, it runs as `mosquitto` and read its key
             uid = Path(f"/proc/{broker.pid}/status").read_text().split("\nUid:")[1].split()[1]
             assert int(uid) == pwd.getpwnam("mosquitto").pw_uid
@@ -250,6 +264,8 @@ def test_the_readme_own_server_path_runs_as_written(
                 written = _until_ok(argv)
                 assert written.returncode == 0, written.stdout + written.stderr
                 assert json.loads(written.stdout)["Result"]["Code"] == 0
+                example = first_help_example("write", {**help_subs, "Filler/Setpoint": target})
+                assert _cli(example).returncode == 0
                 # The reader may not command: its request is dropped, nobody answers.
                 refused = _cli([*_with_identity(argv, certs, "historian"), "--timeout", "3"])
                 assert refused.returncode == 4, refused.stdout + refused.stderr
