@@ -133,6 +133,10 @@ def certs(
     PKI cannot be read, 2 usage error.
     """
     _check_identity(publisher_id, "--publisher-id")
+    if publisher_id == devpki.TOOL_NAME:
+        raise click.BadParameter(
+            f"{publisher_id!r} is mqtt-client's name", param_hint="--publisher-id"
+        )
     for name in clients:
         if not _CLIENT_NAME.fullmatch(name) or name in _RESERVED:
             raise click.BadParameter(
@@ -140,6 +144,8 @@ def certs(
                 f"{', '.join(sorted(_RESERVED))}",
                 param_hint="--client",
             )
+        if name == publisher_id:
+            raise click.BadParameter(f"{name!r} is the bridge's name", param_hint="--client")
     try:
         topics = TopicTree(prefix=topic_prefix)
     except ValueError as e:
@@ -152,10 +158,11 @@ def certs(
                 f"{existing[0]} already exists; use --force to replace the whole PKI, or "
                 "--client NAME to add a client certificate to it"
             )
-        given = click.get_current_context().get_parameter_source("publisher_id")
-        _add_clients(
-            directory, added, topics, publisher_id, given == click.core.ParameterSource.COMMANDLINE
-        )
+        given = _given_options()
+        if ignored := given & {"broker_hosts", "application_uri", "broker_port", "bind"}:
+            flags = ", ".join(f"--{o.replace('_', '-').rstrip('s')}" for o in sorted(ignored))
+            _fail(f"{flags}: only for a new PKI; on the one in {directory}, --client adds clients")
+        _add_clients(directory, added, topics, publisher_id, "publisher_id" in given)
         return
     extra_hosts = (bind,) if bind not in (*_ANY_ADDRESS, "127.0.0.1", "localhost") else ()
     app_uri = devpki.write_pki(
@@ -190,6 +197,16 @@ def certs(
     click.echo(f"start the broker: mosquitto -c {directory.absolute() / devbroker.CONF}")
 
 
+def _given_options() -> set[str]:
+    """The parameters given on the command line (not defaults)."""
+    ctx = click.get_current_context()
+    return {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
+
+
 def _role(client: devbroker.Client) -> str:
     return "MQTT client: reads, sends commands" if client.commander else "MQTT client: reads"
 
@@ -210,6 +227,8 @@ def _add_clients(
     if publisher_id_given and publisher_id != bridge_id:
         _fail(f"the PKI in {directory} is for --publisher-id {bridge_id!r}, not {publisher_id!r}")
     for client in clients:
+        if client.name == bridge_id:
+            _fail(f"--client {client.name}: that is the bridge's name in {directory}")
         if (directory / f"{client.name}.key").exists():
             _fail(f"{directory / client.name}.key already exists: choose another --client name")
     for client in clients:

@@ -147,6 +147,11 @@ def test_client_is_added_with_the_existing_ca_and_never_replaced(tmp_path: Path)
     assert other.returncode == 1 and "'line1'" in other.stderr
     bad = _certs(tmp_path, "--client", "ca")
     assert bad.returncode == 2 and "--client" in bad.stderr
+    bridge = _certs(tmp_path, "--client", "line1")
+    assert bridge.returncode == 1 and "the bridge's name" in bridge.stderr
+    moved = _certs(tmp_path, "--client", "y", "--broker-port", "1883")
+    assert moved.returncode == 1 and "--broker-port: only for a new PKI" in moved.stderr
+    assert not (pki / "x.key").exists() and not (pki / "y.key").exists()
 
 
 def test_the_broker_key_is_readable_by_the_mosquitto_group_when_run_as_root(
