@@ -23,6 +23,7 @@ from opcua_mqtt.core.identity import publisher_uri
 
 VALIDITY = dt.timedelta(days=365)
 BRIDGE_NAME = "opcua-mqtt bridge"  # default common name of the bridge's MQTT certificate
+TOOL_NAME = "opcua-mqtt client"  # common name of mqtt-client.pem, people's tools
 
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -187,7 +188,7 @@ def write_pki(
         "ca": ca,
         "broker": issue(ca, "opcua-mqtt broker", now, server=True, dns=dns, ips=ips),
         "bridge-mqtt": issue(ca, bridge_name, now, client=True),
-        "mqtt-client": issue(ca, "opcua-mqtt client", now, client=True),
+        "mqtt-client": issue(ca, TOOL_NAME, now, client=True),
         # Bound to the PublisherId: subscribers accept its signatures for that publisher only.
         "metadata-signer": issue(
             ca, "opcua-mqtt metadata signer", now, uris=(publisher_uri(bridge_name),)
@@ -204,10 +205,35 @@ def write_pki(
         ),
     }
     for stem, item in issued.items():
-        chain = item.cert_pem() + (ca.cert_pem() if stem != "ca" else b"")
-        _write(directory / f"{stem}.pem", chain, 0o644)
-        _write(directory / f"{stem}.key", item.key_pem(), 0o600)
+        _write_pair(directory, stem, item, ca)
     return app_uri
+
+
+def load_ca(directory: Path) -> Issued:
+    """The CA that :func:`write_pki` wrote into ``directory``."""
+    key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ValueError(f"{directory / 'ca.key'}: not an EC or RSA private key")
+    return Issued(key, x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()))
+
+
+def add_client(directory: Path, ca: Issued, name: str) -> None:
+    """Write ``name``.pem/.key: an MQTT client certificate with common name ``name``, issued
+    by ``ca`` (the one already in ``directory``, so brokers and other clients keep working)."""
+    _write_pair(directory, name, issue(ca, name, dt.datetime.now(dt.UTC), client=True), ca)
+
+
+def common_name(path: Path) -> str:
+    """The subject common name of the (first) certificate in the PEM file ``path``."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+def _write_pair(directory: Path, stem: str, item: Issued, ca: Issued) -> None:
+    """NAME.pem (the certificate, followed by the CA's unless it is the CA) and NAME.key."""
+    chain = item.cert_pem() + (ca.cert_pem() if item is not ca else b"")
+    _write(directory / f"{stem}.pem", chain, 0o644)
+    _write(directory / f"{stem}.key", item.key_pem(), 0o600)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -66,7 +66,8 @@ def listen(
 
     \b
     Examples:
-      opcua-mqtt listen localhost:8883 --ca certs/ca.pem --trust certs/ca.pem
+      opcua-mqtt listen localhost:8883 --ca certs/ca.pem --cert certs/mqtt-client.pem \\
+          --key certs/mqtt-client.key --trust certs/ca.pem
       opcua-mqtt listen broker:8883 'opcua/json/data/plant1/#' --ca ca.pem --format json
     \b
     Exit codes: 0 done (--count reached or Ctrl-C), 2 bad usage (e.g. a malformed

@@ -121,7 +121,8 @@ def status(
 
     \b
     Examples:
-      opcua-mqtt status localhost:8883 --ca certs/ca.pem
+      opcua-mqtt status localhost:8883 --ca certs/ca.pem --cert certs/mqtt-client.pem \\
+          --key certs/mqtt-client.key
       opcua-mqtt status broker:8883 --ca ca.pem --cert me.pem --key me.key --format json
       opcua-mqtt status broker:8883 --ca ca.pem --publisher plant1-bridge --require-operational
     \b

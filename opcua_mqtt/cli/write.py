@@ -72,7 +72,8 @@ def write(
 
     \b
     Examples:
-      opcua-mqtt write localhost:8883 Filler/Setpoint 42.5 --publisher plant1-bridge --ca ca.pem
+      opcua-mqtt write localhost:8883 Filler/Setpoint 42.5 --publisher line1 --ca certs/ca.pem \\
+          --cert certs/mqtt-client.pem --key certs/mqtt-client.key
       opcua-mqtt write broker:8883 'nsu=urn:plant;s=Line1.Mode' '{"UaType":6,"Value":2}' \\
           --publisher plant1-bridge --ca ca.pem --cert me.pem --key me.key
     \b

@@ -55,7 +55,7 @@ def test_example_configuration_is_valid_without_warnings(config: Path) -> None:
 
 def test_the_plant_example_and_the_acl_name_the_same_bridge() -> None:
     config = yaml.safe_load((EXAMPLES / "s7-1500.yaml").read_text())
-    acl = (EXAMPLES / "mosquitto" / "opcua-mqtt.acl").read_text()
+    acl = (EXAMPLES / "mosquitto" / "mosquitto.acl").read_text()
     assert config["publisher_id"] == BRIDGE
     assert f"\nuser {BRIDGE}\n" in acl
     assert config["opcua"]["security_policy"] == "Basic256Sha256"
@@ -129,7 +129,8 @@ def test_containerfile_is_non_root_on_python_311_slim_and_copies_what_exists() -
 
 def example_broker_config(example: str, broker: MosquittoBroker, acl: Path) -> str:
     """examples/mosquitto/mosquitto.conf with only its paths and listener changed (and the
-    broker's log sent to the file the test harness watches, at debug level)."""
+    broker's log sent to the file the test harness watches, at debug level). The example is
+    what `opcua-mqtt certs` writes (tests/e2e/test_certs_cli.py keeps them equal)."""
     pki = broker.pki
     changes = {
         "listener": f"{broker.port} {broker.host}",
@@ -137,7 +138,6 @@ def example_broker_config(example: str, broker: MosquittoBroker, acl: Path) -> s
         "certfile": str(pki.server_cert),
         "keyfile": str(pki.server_key),
         "acl_file": str(acl),
-        "persistence_location": f"{broker.workdir}/",
         "log_dest": f"file {broker.log_path}",
     }
     lines, changed = [*run_as_lines()], set()
@@ -157,7 +157,7 @@ class ExampleBroker(MosquittoBroker):
 
     @property
     def acl(self) -> Path:
-        return self.workdir / "opcua-mqtt.acl"
+        return self.workdir / "mosquitto.acl"
 
     def _config(self) -> str:
         example = (EXAMPLES / "mosquitto" / "mosquitto.conf").read_text()
@@ -171,7 +171,7 @@ def example_broker(mosquitto_executable: str, pki: Pki, tmp_path: Path) -> Itera
         executable=mosquitto_executable, pki=pki, workdir=workdir, mutual_tls=True
     )
     workdir.mkdir()
-    shutil.copy(EXAMPLES / "mosquitto" / "opcua-mqtt.acl", broker.acl)
+    shutil.copy(EXAMPLES / "mosquitto" / "mosquitto.acl", broker.acl)
     with broker:
         yield broker
 
