@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opcua_mqtt.core.topics import MessageType, TopicTree, escape_level
+from opcua_mqtt.devpki import write_file
 
 CONF = "mosquitto.conf"
 ACL = "mosquitto.acl"
@@ -156,14 +157,11 @@ acl_file {d / ACL}
 def write_broker_files(directory: Path, conf: str, acl: str) -> None:
     """Write both files (mode 0644: they hold no secret, and the broker's user reads them)."""
     for name, text in ((CONF, conf), (ACL, acl)):
-        path = directory / name
-        path.write_text(text)
-        os.chmod(path, 0o644)
+        write_file(directory / name, text.encode(), 0o644)
 
 
 def append_acl(directory: Path, block: str) -> None:
-    with (directory / ACL).open("a") as f:
-        f.write("\n" + block)
+    write_file(directory / ACL, ("\n" + block).encode(), 0o644, append=True)
 
 
 def share_key_with_broker(key: Path) -> str | None:

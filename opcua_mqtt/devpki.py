@@ -7,6 +7,7 @@ EC P-256 (fast to make, ES256 for metadata signatures). Only :func:`write_pki` t
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import ipaddress
 import os
 import socket
@@ -232,16 +233,35 @@ def common_name(path: Path) -> str:
 def _write_pair(directory: Path, stem: str, item: Issued, ca: Issued) -> None:
     """NAME.pem (the certificate, followed by the CA's unless it is the CA) and NAME.key."""
     chain = item.cert_pem() + (ca.cert_pem() if item is not ca else b"")
-    _write(directory / f"{stem}.pem", chain, 0o644)
-    _write(directory / f"{stem}.key", item.key_pem(), 0o600)
+    write_file(directory / f"{stem}.pem", chain, 0o644)
+    write_file(directory / f"{stem}.key", item.key_pem(), 0o600)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Create the file with its final mode from the start: a key is never world-readable."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
+class SymlinkError(OSError):
+    """A file to write is a symbolic link: writing through it would put a key or a broker
+    setting wherever the link points (a file of another user, a system file when run as root)."""
+
+
+def write_file(path: Path, data: bytes, mode: int, *, append: bool = False) -> None:
+    """Create (or replace, or append to) ``path`` with its final mode from the start, never
+    through a symbolic link: a key is never world-readable, and never lands elsewhere."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SymlinkError(
+                errno.ELOOP, f"{path} is a symbolic link; refusing to write through it"
+            ) from None
+        raise
+    with os.fdopen(fd, "ab" if append else "wb") as f:
+        os.fchmod(f.fileno(), mode)
         f.write(data)
-    os.chmod(path, mode)
+
+
+def symlinks_among(paths: Sequence[Path]) -> list[Path]:
+    """The ``paths`` that are symbolic links (dangling ones included)."""
+    return [p for p in paths if p.is_symlink()]
 
 
 def _is_ip(text: str) -> bool:

@@ -151,6 +151,44 @@ def certs(
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--topic-prefix") from None
     added = [devbroker.Client(name, commander) for name in clients]
+    targets = [
+        directory / f"{stem}{suffix}"
+        for stem in (*devpki.FILES, *clients)
+        for suffix in (".pem", ".key")
+    ] + [directory / devbroker.CONF, directory / devbroker.ACL]
+    if links := devpki.symlinks_among(targets):
+        _fail(
+            f"{links[0]} is a symbolic link; certs never writes through one (remove it, or "
+            "choose another --dir)"
+        )
+    try:
+        _write(
+            directory,
+            added,
+            topics,
+            force,
+            publisher_id,
+            application_uri,
+            broker_hosts,
+            broker_port,
+            bind,
+        )
+    except devpki.SymlinkError as e:  # made between the check above and the write
+        _fail(str(e.strerror))
+
+
+def _write(
+    directory: Path,
+    added: list[devbroker.Client],
+    topics: TopicTree,
+    force: bool,
+    publisher_id: str,
+    application_uri: str | None,
+    broker_hosts: tuple[str, ...],
+    broker_port: int,
+    bind: str,
+) -> None:
+    clients = [c.name for c in added]
     existing = [directory / f"{s}.key" for s in devpki.FILES if (directory / f"{s}.key").exists()]
     if existing and not force:
         if not clients:

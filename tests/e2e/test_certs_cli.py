@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
@@ -171,3 +172,36 @@ def test_the_broker_key_is_readable_by_the_mosquitto_group_when_run_as_root(
     assert (stat.S_IMODE(key.st_mode), key.st_gid) == (0o640, gid)
     # pytest's tmp folders are 0700: certs says the broker's user cannot get there.
     assert "cannot enter" in run.stderr and "--dir" in run.stderr
+
+
+def test_certs_never_writes_through_a_symbolic_link(tmp_path: Path) -> None:
+    """`certs --force` (as root, say) must not overwrite whatever a planted link points to."""
+    assert _certs(tmp_path).returncode == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for name in ("ca.key", "mosquitto.acl", "historian.pem"):
+        link = tmp_path / "pki" / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(victim)
+        args = ("--client", "historian") if name == "historian.pem" else ("--force",)
+        run = _certs(tmp_path, *args)
+        assert run.returncode == 1, run.stdout
+        assert run.stderr == (
+            f"error: {link} is a symbolic link; certs never writes through one (remove it, or "
+            "choose another --dir)\n"
+        )
+        assert victim.read_text() == "precious\n"
+        link.unlink()
+        assert _certs(tmp_path, "--force").returncode == 0  # restore the PKI for the next
+
+
+def test_write_file_refuses_a_link_made_after_any_check(tmp_path: Path) -> None:
+    from opcua_mqtt.devpki import SymlinkError, write_file
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "key").symlink_to(victim)
+    for append in (False, True):
+        with pytest.raises(SymlinkError, match="is a symbolic link"):
+            write_file(tmp_path / "key", b"secret", 0o600, append=append)
+    assert victim.read_text() == "precious\n"
