@@ -7,25 +7,29 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
+from click.core import ParameterSource
 
 from opcua_mqtt.cli import common, main
+from opcua_mqtt.cli.mqtt_options import parse_broker
 from opcua_mqtt.cli.opcua_options import opcua_connection_options
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from opcua_mqtt.core.config import (
     Config,
     PublishingDefaults,
+    check_config,
     check_config_data,
     dump_json,
     dump_yaml,
 )
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
+from opcua_mqtt.core.remap import Place, keep_hand_edits
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -34,6 +38,34 @@ _DAY_MS = 86_400_000
 _DEFAULTS = PublishingDefaults()
 _MS = click.FloatRange(min=0, min_open=True, max=_DAY_MS)
 _ENCODINGS = ("compact", "verbose", "reversible", "non-reversible")
+_DEFAULT_PKI = Path("certs")  # where `opcua-mqtt certs` writes by default
+#: the files of `opcua-mqtt certs` that map points the configuration at
+_PKI_FILES = (
+    "ca.pem",
+    "bridge-mqtt.pem",
+    "bridge-mqtt.key",
+    "metadata-signer.pem",
+    "metadata-signer.key",
+)
+#: connection options that name files, and what they are in a `certs` folder
+_PKI_OPTIONS = {
+    "certificate": "opcua-client.pem",
+    "private_key": "opcua-client.key",
+    "trust_dir": "trusted-servers",
+}
+_DEFAULTS_OPTIONS = {
+    "publishing_interval": "publishing_interval_ms",
+    "sampling_interval": "sampling_interval_ms",
+    "queue_size": "queue_size",
+    "key_frame_count": "key_frame_count",
+    "keep_alive": "keep_alive_ms",
+    "encoding": "encoding",
+}
+#: a place filled from the PKI -> the line its comment goes before
+_PKI_NOTES: dict[Place, str] = {
+    ("mqtt", "tls", "ca"): "  tls:",
+    ("metadata_signing", "private_key"): "metadata_signing:",
+}
 #: connection option -> opcua member of the configuration it carries over to
 _CARRIED = {
     "security_policy": "security_policy",
@@ -123,7 +155,33 @@ def _defaults_option(
 @common.format_option(
     ["yaml", "json"], "Output format. Default: from the --output suffix (.json), else yaml."
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
+@click.option(
+    "--broker",
+    metavar="HOST[:PORT]",
+    help="The MQTT broker the bridge publishes to (mqtt.host and mqtt.port; port 8883 when "
+    "left out). Default: localhost:8883.",
+)
+@click.option(
+    "--mqtt-protocol",
+    type=click.Choice(["5", "3.1.1"]),
+    help="mqtt.protocol. Default: 5.",
+)
+@click.option(
+    "--certs",
+    "certs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder made by `opcua-mqtt certs`: mqtt.tls (CA, the bridge's client certificate "
+    "and key), metadata_signing and the OPC UA certificate, key and trust folder point at "
+    "it. Default: ./certs when it holds those files.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing --output file, keeping its hand edits: the connection, MQTT "
+    "and TLS, metadata signing, defaults, write-back (enabled, allow-list, limits), metrics "
+    "and the options set on groups, writers and fields; what the command line gives wins. "
+    "Delete the file to start afresh.",
+)
 def map_command(
     source: str,
     opcua_params: dict[str, Any],
@@ -146,6 +204,9 @@ def map_command(
     encoding: str,
     output: Path | None,
     fmt: str | None,
+    broker: str | None,
+    mqtt_protocol: str | None,
+    certs_dir: Path | None,
     force: bool,
 ) -> None:
     """Turn an OPC UA address space into a publishing configuration.
@@ -159,6 +220,15 @@ def map_command(
     NodeIds are written in nsu= form. Writable variables are listed under
     write_back.writable_nodes, but write-back stays disabled with an empty allow-list.
 
+    Whatever else map knows it fills in: --broker, and with a folder made by `opcua-mqtt
+    certs` (--certs, or ./certs) the TLS files, metadata signing and the OPC UA certificate.
+    Security policy and mode are the ones the browse used. Paths are written relative to the
+    output file's folder, as the bridge reads them.
+
+    Mapping again into the same file (--force) takes the nodes from the server afresh (new
+    ones are added, gone ones dropped, ids stay put) and keeps the file's hand edits (see
+    --force); YAML comments are not kept.
+
     The result is checked like `opcua-mqtt validate` does before it is written; an invalid
     one is never written. Output is sorted: mapping twice gives identical files.
 
@@ -170,10 +240,13 @@ def map_command(
           --publishing-interval 500 --group-by parent -o line1.yaml
       opcua-mqtt map plc1.json --data-type Double --data-type Float --node-id 're:;s=Line1\\.'
       opcua-mqtt map opc.tcp://127.0.0.1:4840 --security-policy None --writable-only
+      opcua-mqtt certs && opcua-mqtt map plc1.json --broker broker.local:8883 -o bridge.yaml
+      opcua-mqtt map plc1.json -o bridge.yaml --force   # re-map, hand edits kept
 
     \b
-    Exit codes: 0 written, 1 nothing matched or the result would not validate,
-    2 usage error or unreadable SOURCE, 3 connection, security or authentication failure.
+    Exit codes: 0 written, 1 nothing matched or the result (or, with --force, the file
+    replaced) would not validate, 2 usage error, unreadable SOURCE or --certs folder without
+    the files, 3 connection, security or authentication failure.
     """
     try:
         rules = MappingRules(
@@ -199,6 +272,15 @@ def map_command(
     )
     if output is not None and output.exists() and not force:
         common.fail(f"{output} already exists; use --force to replace it", EXIT_USAGE)
+    given = _given_on_command_line()
+    base = output.parent if output is not None else Path(".")
+    pki = _pki_folder(certs_dir)
+    located = given & set(_PKI_OPTIONS)  # paths from the working directory, not defaults
+    if pki is not None:  # the browse uses the PKI's OPC UA certificate too
+        for option, name in _PKI_OPTIONS.items():
+            if option not in given:
+                opcua_params[option] = str(pki / name)
+        located |= set(_PKI_OPTIONS)
     if _is_endpoint(source):
         result = _browse(source, opcua_params, start, depth)
     else:
@@ -208,7 +290,9 @@ def map_command(
         plan = plan_mapping(result, rules, settings)
     except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
         common.fail(f"{source}: malformed browse result: {e}", EXIT_USAGE)
-    _carry_connection(plan, opcua_params)
+    _carry_connection(plan, opcua_params, {o: base for o in located})
+    _fill_mqtt(plan.document, broker, mqtt_protocol)
+    from_pki = _fill_pki(plan.document, pki, base) if pki is not None else {}
     for node_id, reason in plan.skipped[:10]:
         click.echo(f"warning: skipped {node_id}: {reason}", err=True)
     if len(plan.skipped) > 10:
@@ -219,9 +303,17 @@ def map_command(
             EXIT_INVALID,
             "loosen --include/--exclude/--node-id/--data-type, or add --standard-nodes",
         )
+    if output is not None and output.exists():
+        plan.document = keep_hand_edits(plan.document, _existing(output), given_places(given))
+    notes = {
+        line: f"# the development PKI of `opcua-mqtt certs` in {pki}/: use your plant's in "
+        "production"
+        for place, line in _PKI_NOTES.items()
+        if place in from_pki and value_at(plan.document, place) == from_pki[place]
+    }
     config = _checked(plan)
     mode = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "yaml")
-    text = render(config, mode, result, output)
+    text = render(config, mode, result, output, notes)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -279,17 +371,137 @@ def _browse(endpoint: str, params: dict[str, Any], start: str, depth: int | None
         common.fail("interrupted", 130)
 
 
-def _carry_connection(plan: MappingPlan, params: dict[str, Any]) -> None:
-    """The connection that worked for browsing is the one the bridge should use."""
+def _given_on_command_line() -> set[str]:
+    """The parameters the user gave (not their defaults): these win over the existing file."""
+    ctx = click.get_current_context()
+    sources = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {
+        p.name for p in ctx.command.params if p.name and ctx.get_parameter_source(p.name) in sources
+    }
+
+
+def given_places(given: set[str]) -> set[Place]:
+    """The places of the configuration that the given parameters set."""
+    places: set[Place] = {("opcua", _CARRIED[p]) for p in given if p in _CARRIED}
+    if "security_policy" in given or "security_mode" in given:
+        places |= {("opcua", "security_policy"), ("opcua", "security_mode")}
+    places |= {("defaults", _DEFAULTS_OPTIONS[p]) for p in given if p in _DEFAULTS_OPTIONS}
+    if "publisher_id" in given:
+        places.add(("publisher_id",))
+    if "broker" in given:
+        places |= {("mqtt", "host"), ("mqtt", "port")}
+    if "mqtt_protocol" in given:
+        places.add(("mqtt", "protocol"))
+    if "certs_dir" in given:
+        places |= {("mqtt", "tls", k) for k in ("ca", "certificate", "private_key")}
+        places |= {("metadata_signing", k) for k in ("private_key", "certificate_chain")}
+        places |= {("opcua", _CARRIED[p]) for p in _PKI_OPTIONS}
+    return places
+
+
+def value_at(doc: Any, place: Place) -> Any:
+    """What ``doc`` holds at ``place`` (None when nothing)."""
+    for key in place:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
+def _pki_folder(certs_dir: Path | None) -> Path | None:
+    """The folder of `opcua-mqtt certs` to point at: --certs (which must hold the files), else
+    ./certs when it holds them."""
+    folder = certs_dir or _DEFAULT_PKI
+    missing = [name for name in _PKI_FILES if not (folder / name).is_file()]
+    if not missing:
+        return folder
+    if certs_dir is not None:
+        common.fail(
+            f"{certs_dir}: no {missing[0]} (expected the files of `opcua-mqtt certs`)",
+            EXIT_USAGE,
+            f"make them with: opcua-mqtt certs --dir {certs_dir}",
+        )
+    return None
+
+
+def _relative(path: str, base: Path) -> str:
+    """A path given relative to the working directory, made relative to the configuration's
+    folder (as the bridge reads it); absolute paths stay as they are."""
+    if os.path.isabs(path):
+        return path
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+
+
+def _carry_connection(
+    plan: MappingPlan, params: dict[str, Any], rebase: Mapping[str, Path]
+) -> None:
+    """The connection that worked for browsing is the one the bridge should use. The paths in
+    ``rebase`` are relative to the working directory: made relative to the given folder."""
     opcua = plan.document["opcua"]
     for option, member in _CARRIED.items():
         value = params.get(option)
         if value is not None and value != "":
+            if option in rebase:
+                value = _relative(str(value), rebase[option])
             opcua[member] = float(value) if member == "timeout_s" else str(value)
     policy = opcua.get("security_policy")
     if policy is not None:
         mode = params.get("security_mode") or ("None" if policy == "None" else "SignAndEncrypt")
         opcua["security_mode"] = mode
+
+
+def _fill_mqtt(doc: dict[str, Any], broker: str | None, protocol: str | None) -> None:
+    mqtt: dict[str, Any] = {}
+    if broker is not None:
+        try:
+            mqtt["host"], mqtt["port"] = parse_broker(broker, tls=True)
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message, param_hint="--broker") from None
+        if not mqtt["host"]:
+            raise click.BadParameter(f"{broker!r}: no host", param_hint="--broker")
+    if protocol is not None:
+        mqtt["protocol"] = protocol
+    if mqtt:
+        doc["mqtt"] = mqtt
+
+
+def _fill_pki(doc: dict[str, Any], pki: Path, base: Path) -> dict[Place, str]:
+    """Point TLS and metadata signing at the folder of `opcua-mqtt certs`; returns the places
+    that get a comment, with what they were set to."""
+
+    def path(name: str) -> str:
+        return _relative(str(pki / name), base)
+
+    doc.setdefault("mqtt", {})["tls"] = {
+        "ca": path("ca.pem"),
+        "certificate": path("bridge-mqtt.pem"),
+        "private_key": path("bridge-mqtt.key"),
+    }
+    doc["metadata_signing"] = {
+        "private_key": path("metadata-signer.key"),
+        "certificate_chain": path("metadata-signer.pem"),
+    }
+    return {place: str(value_at(doc, place)) for place in _PKI_NOTES}
+
+
+def _existing(path: Path) -> dict[str, Any]:
+    """The configuration --force replaces, as written, to keep its hand edits; exits 1 when it
+    does not validate (its edits could not be told from its mistakes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        common.fail(f"{path}: cannot read: {reason}", EXIT_USAGE)
+    checked = check_config(text, str(path))
+    if checked.config is None:
+        for issue in checked.errors:
+            click.echo(str(issue), err=True)
+        common.fail(
+            f"{path} does not validate (see above): its hand edits cannot be kept",
+            EXIT_INVALID,
+            "fix it, or delete it to map afresh",
+        )
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert isinstance(data, dict)  # it validated
+    return data
 
 
 def _checked(plan: MappingPlan) -> Config:
@@ -302,7 +514,14 @@ def _checked(plan: MappingPlan) -> Config:
     return result.config
 
 
-def render(config: Config, mode: str, result: BrowseResult, output: Path | None) -> str:
+def render(
+    config: Config,
+    mode: str,
+    result: BrowseResult,
+    output: Path | None,
+    notes: Mapping[str, str] | None = None,
+) -> str:
+    """The file's text; YAML gets a header and ``notes`` (a line -> the comment put before it)."""
     if mode == "json":
         return dump_json(config)
     target = output.name if output is not None else "FILE"
@@ -310,10 +529,22 @@ def render(config: Config, mode: str, result: BrowseResult, output: Path | None)
         f"opcua-mqtt bridge configuration, made by `opcua-mqtt map` from {result.endpoint}\n"
         f"(start node {result.start_node}). Edit freely, then check with:\n"
         f"  opcua-mqtt validate {target}\n"
+        "Mapping again with --force keeps your edits (see `opcua-mqtt map --help`).\n"
         "Reference: schemas/config.schema.json. Write-back stays off until you enable it\n"
         "and list what may be written in write_back.allow."
     )
-    return dump_yaml(config, header=header)
+    text = dump_yaml(config, header=header)
+    for line, comment in (notes or {}).items():
+        text = _comment_before(text, line, line[: len(line) - len(line.lstrip())] + comment)
+    return text
+
+
+def _comment_before(text: str, line: str, comment: str) -> str:
+    """``comment`` on its own line before the first line that is exactly ``line``."""
+    lines = text.split("\n")
+    if line in lines:
+        lines.insert(lines.index(line), comment)
+    return "\n".join(lines)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -336,5 +567,5 @@ def _summary(plan: MappingPlan, config: Config, output: Path | None) -> str:
         f"mapped {plan.mapped:,} of {plan.variables:,} variables into "
         f"{len(config.writer_groups):,} writer group{'s' if len(config.writer_groups) != 1 else ''}"
         f", {writers:,} writer{'s' if writers != 1 else ''} ({writable:,} writable; write-back "
-        f"disabled){where}"
+        f"{'enabled' if config.write_back.enabled else 'disabled'}){where}"
     )
