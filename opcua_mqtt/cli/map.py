@@ -100,7 +100,9 @@ def _defaults_option(
 @click.option(
     "--standard-nodes",
     is_flag=True,
-    help="Also map namespace 0 variables (the Server object's status and diagnostics).",
+    help="Also map namespace 0 variables and the Server object's subtree in every namespace "
+    "(status, diagnostics, sessions: left out by default, also when a server puts them in its "
+    "own namespace; an --include naming them takes them too).",
 )
 @click.option(
     "--group-by",

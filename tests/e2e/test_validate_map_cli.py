@@ -379,10 +379,21 @@ def test_map_certs_option_points_at_the_folder_relative_to_the_file(tmp_path: Pa
     assert run("certs", "--dir", str(pki)).returncode == 0
     (tmp_path / "conf").mkdir()
     source = str(browse_file(tmp_path))
-    result = run("map", source, "--certs", "pki", "-o", "conf/bridge.yaml", cwd=tmp_path)
+    result = run(
+        "map",
+        source,
+        "--certs",
+        "pki",
+        "--mqtt-protocol",
+        "3.1.1",
+        "-o",
+        "conf/bridge.yaml",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "conf" / "bridge.yaml").read_text()
     doc = yaml.safe_load(text)
+    assert doc["mqtt"]["protocol"] == "3.1.1"
     assert doc["mqtt"]["tls"] == {
         "enabled": True,
         "ca": "../pki/ca.pem",
