@@ -130,6 +130,20 @@ def test_a_whole_server_map_is_stable_leaves_sessions_out_and_runs_as_written(
     warnings = [line for line in checked.stdout.splitlines() if "warning:" in line]
     assert len(warnings) == 1 and "security policy None" in warnings[0]  # asked for
 
+    # hand edits survive a re-map of the same server: the file comes back as edited
+    doc["publisher_id"] = "hall2-bridge"
+    doc["defaults"]["queue_size"] = 5
+    doc["writer_groups"][0]["publishing_interval_ms"] = 300
+    double = next(f for f in _fields(doc) if f.get("builtin_type") == "Double")
+    double["deadband"] = {"type": "absolute", "value": 0.5}
+    doc["write_back"]["allow"] = [doc["write_back"]["writable_nodes"][0]["field"]]
+    (workdir / "bridge.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    remapped = _cli(
+        "map", endpoint, "--security-policy", "None", "-o", "bridge.yaml", "--force", cwd=workdir
+    )
+    assert remapped.returncode == 0, remapped.stderr
+    assert yaml.safe_load((workdir / "bridge.yaml").read_text()) == doc
+
     bridge = bridges.start(workdir / "bridge.yaml")
     listened = _cli(
         "listen",
