@@ -17,12 +17,13 @@ from opcua_mqtt.adapters.mqtt import MqttError
 from opcua_mqtt.cli import main
 from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
-from opcua_mqtt.core.json_encoding import JsonCodec
+from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable, nest_matrix
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.core.topics import TopicTree, topic_problem
 from opcua_mqtt.subscriber import ReceivedDataSet, Refusal, Subscriber
 
-WIDTH = 100
+WIDTH = 100  # when the terminal's width is unknown
+_VALUE_ROOM = 40  # columns a value may keep from a long name; longer values are cut
 
 
 @main.command()
@@ -177,8 +178,11 @@ class LiveTable:
 
     Each redraw moves the cursor back up over the previous drawing and clears below it, so what
     was printed before the table (the demo's instructions) stays on the screen. Lines are cut to
-    the terminal's width (100 columns at most) and the table to its height: a line that wraps or
-    a table that scrolls would make that cursor movement land in the wrong place.
+    the terminal's width and the table to its height: a line that wraps or a table that scrolls
+    would make that cursor movement land in the wrong place. Names get the width the values do
+    not need, and a name too long even so loses its start, not its end (the field's own name).
+    Values are shown as the Part 6 JSON encoder writes them (compact), and every control or
+    other unprintable character from the network is shown escaped, never sent to the terminal.
     """
 
     def __init__(self, out: TextIO, footer: str = "") -> None:
@@ -187,6 +191,7 @@ class LiveTable:
         self.rows: dict[tuple[str, str], tuple[ReceivedDataSet, str]] = {}
         self._last_draw = 0.0
         self._drawn = 0  # lines of the previous drawing, to move back over
+        self._codecs: dict[tuple[str, ...], JsonCodec] = {}
 
     def update(self, ds: ReceivedDataSet) -> None:
         writer = ds.dataset_writer_name or str(ds.dataset_writer_id)
@@ -197,39 +202,87 @@ class LiveTable:
             self._last_draw = now
             self.draw()
 
-    def _lines(self) -> list[str]:
-        """The header and one line per field, :data:`WIDTH` columns at most."""
-        now = datetime.now(UTC)
-        lines = [
-            f"{'WRITER / FIELD':<37}{'VALUE':<19}{'STATUS':<13}{'SOURCE TIME':<13}"
-            f"{'AGE':>6}  METADATA"
-        ]
+    def value_text(self, ds: ReceivedDataSet, name: str) -> str:
+        """A field's value in compact Part 6 JSON, NodeIds with the publisher's namespace URIs."""
+        namespaces = tuple(ds.metadata.Namespaces or ()) if ds.metadata is not None else ()
+        codec = self._codecs.get(namespaces)
+        if codec is None:
+            codec = JsonCodec(namespaces=NamespaceTable([OPC_UA_NAMESPACE, *namespaces]))
+            self._codecs[namespaces] = codec
+        variant = ds.fields[name].variant
+        value = codec.encode_variant(variant, raw=True)
+        if variant.Dimensions and isinstance(value, list):
+            value = nest_matrix(value, variant.Dimensions)
+        return orjson.dumps(value).decode()
+
+    def lines(self, width: int, now: datetime | None = None) -> list[str]:
+        """The header and one line per field, ``width`` columns at most."""
+        now = now or datetime.now(UTC)
+        rows = []
         for (writer, name), (ds, field_name) in sorted(self.rows.items()):
             f = ds.fields[field_name]
-            label = _fit(f"{writer}/{name}", 36)
-            value = _fit(repr(f.value) if isinstance(f.value, str) else str(f.value), 18)
-            status = _fit(f.status.name, 12)
             stamp = f.source_timestamp.strftime("%H:%M:%S.%f")[:12] if f.source_timestamp else "-"
-            age = f"{(now - ds.received_at).total_seconds():.0f}s"
-            lines.append(
-                f"{label:<37}{value:<19}{status:<13}{stamp:<13}{age:>6}  "
-                f"{ds.verification.state.value}"
+            rows.append(
+                (
+                    printable(f"{writer}/{name}"),
+                    printable(self.value_text(ds, field_name)),
+                    f"{printable(f.status.name)[:12]:<13}{stamp:<13}"
+                    f"{(now - ds.received_at).total_seconds():>5.0f}s  "
+                    f"{ds.verification.state.value}",
+                )
             )
-        return lines
+        tail = f"{'STATUS':<13}{'SOURCE TIME':<13}{'AGE':>6}  METADATA"
+        room = max(width - len(tail) - 2, 20)  # for the name and the value, a space after each
+        longest_value = min(max((len(v) for _, v, _ in rows), default=5), _VALUE_ROOM)
+        label_width = min(
+            max((len(label) for label, _, _ in rows), default=14),
+            max(room // 2, room - longest_value),
+        )
+        value_width = max(room - label_width, 5)
+        lines = [f"{'WRITER / FIELD':<{label_width}} {'VALUE':<{value_width}} {tail}"]
+        for label, value, rest in rows:
+            lines.append(
+                f"{_fit_left(label, label_width):<{label_width}} "
+                f"{_fit(value, value_width):<{value_width}} {rest}"
+            )
+        return [_fit(line, width) for line in lines]
 
     def draw(self) -> None:
         columns, rows = shutil.get_terminal_size((WIDTH, 25))
-        lines = self._lines() + ([self.footer] if self.footer else [])
+        lines = self.lines(columns) + ([_fit(self.footer, columns)] if self.footer else [])
         room = max(rows - 1, 2)  # the cursor's line below the table must not scroll it
         if len(lines) > room:
             hidden = len(lines) - room + 1
             lines = [*lines[: room - 1], f"… {hidden} more lines: make the terminal taller"]
         up = f"\x1b[{self._drawn}F" if self._drawn else ""
-        width = min(WIDTH, columns)
-        self.out.write(up + "\x1b[J" + "".join(_fit(line, width) + "\n" for line in lines))
+        self.out.write(up + "\x1b[J" + "".join(line + "\n" for line in lines))
         self.out.flush()
         self._drawn = len(lines)
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on or not show (controls, escape,
+    line and format characters such as bidirectional overrides) written as a Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _fit_left(text: str, width: int) -> str:
+    """``text`` cut at its start: the end of a writer/field name tells fields apart."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]

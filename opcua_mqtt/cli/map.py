@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,20 @@ import click
 import yaml
 
 from opcua_mqtt.cli import common, main
+from opcua_mqtt.cli.map_fill import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    PKI_NOTES,
+    PKI_OPTIONS,
+    carry_connection,
+    existing_config,
+    fill_mqtt,
+    fill_pki,
+    given_on_command_line,
+    given_places,
+    pki_folder,
+    value_at,
+)
 from opcua_mqtt.cli.opcua_options import opcua_connection_options
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from opcua_mqtt.core.config import (
@@ -26,24 +40,13 @@ from opcua_mqtt.core.config import (
     dump_yaml,
 )
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
+from opcua_mqtt.core.remap import keep_hand_edits
 
-EXIT_INVALID = 1
-EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 _DAY_MS = 86_400_000
 _DEFAULTS = PublishingDefaults()
 _MS = click.FloatRange(min=0, min_open=True, max=_DAY_MS)
 _ENCODINGS = ("compact", "verbose", "reversible", "non-reversible")
-#: connection option -> opcua member of the configuration it carries over to
-_CARRIED = {
-    "security_policy": "security_policy",
-    "certificate": "certificate",
-    "private_key": "private_key",
-    "trust_dir": "trust_dir",
-    "username": "username",
-    "password_env": "password_env",
-    "timeout": "timeout_s",
-}
 
 
 def _defaults_option(
@@ -97,7 +100,9 @@ def _defaults_option(
 @click.option(
     "--standard-nodes",
     is_flag=True,
-    help="Also map namespace 0 variables (the Server object's status and diagnostics).",
+    help="Also map namespace 0 variables and the Server object's subtree in every namespace "
+    "(status, diagnostics, sessions: left out by default, also when a server puts them in its "
+    "own namespace; an --include naming them takes them too).",
 )
 @click.option(
     "--group-by",
@@ -123,7 +128,33 @@ def _defaults_option(
 @common.format_option(
     ["yaml", "json"], "Output format. Default: from the --output suffix (.json), else yaml."
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
+@click.option(
+    "--broker",
+    metavar="HOST[:PORT]",
+    help="The MQTT broker the bridge publishes to (mqtt.host and mqtt.port; port 8883 when "
+    "left out). Default: localhost:8883.",
+)
+@click.option(
+    "--mqtt-protocol",
+    type=click.Choice(["5", "3.1.1"]),
+    help="mqtt.protocol. Default: 5.",
+)
+@click.option(
+    "--certs",
+    "certs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder made by `opcua-mqtt certs`: mqtt.tls (CA, the bridge's client certificate "
+    "and key), metadata_signing and the OPC UA certificate, key and trust folder point at "
+    "it. Default: ./certs when it holds those files.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing --output file, keeping its hand edits: the connection, MQTT "
+    "and TLS, metadata signing, defaults, write-back (enabled, allow-list, limits), metrics "
+    "and the options set on groups, writers and fields; what the command line gives wins. "
+    "Delete the file to start afresh.",
+)
 def map_command(
     source: str,
     opcua_params: dict[str, Any],
@@ -146,6 +177,9 @@ def map_command(
     encoding: str,
     output: Path | None,
     fmt: str | None,
+    broker: str | None,
+    mqtt_protocol: str | None,
+    certs_dir: Path | None,
     force: bool,
 ) -> None:
     """Turn an OPC UA address space into a publishing configuration.
@@ -159,6 +193,15 @@ def map_command(
     NodeIds are written in nsu= form. Writable variables are listed under
     write_back.writable_nodes, but write-back stays disabled with an empty allow-list.
 
+    Whatever else map knows it fills in: --broker, and with a folder made by `opcua-mqtt
+    certs` (--certs, or ./certs) the TLS files, metadata signing and the OPC UA certificate.
+    Security policy and mode are the ones the browse used. Paths are written relative to the
+    output file's folder, as the bridge reads them.
+
+    Mapping again into the same file (--force) takes the nodes from the server afresh (new
+    ones are added, gone ones dropped, ids stay put) and keeps the file's hand edits (see
+    --force); YAML comments are not kept.
+
     The result is checked like `opcua-mqtt validate` does before it is written; an invalid
     one is never written. Output is sorted: mapping twice gives identical files.
 
@@ -170,10 +213,13 @@ def map_command(
           --publishing-interval 500 --group-by parent -o line1.yaml
       opcua-mqtt map plc1.json --data-type Double --data-type Float --node-id 're:;s=Line1\\.'
       opcua-mqtt map opc.tcp://127.0.0.1:4840 --security-policy None --writable-only
+      opcua-mqtt certs && opcua-mqtt map plc1.json --broker broker.local:8883 -o bridge.yaml
+      opcua-mqtt map plc1.json -o bridge.yaml --force   # re-map, hand edits kept
 
     \b
-    Exit codes: 0 written, 1 nothing matched or the result would not validate,
-    2 usage error or unreadable SOURCE, 3 connection, security or authentication failure.
+    Exit codes: 0 written, 1 nothing matched or the result (or, with --force, the file
+    replaced) would not validate, 2 usage error, unreadable SOURCE or --certs folder without
+    the files, 3 connection, security or authentication failure.
     """
     try:
         rules = MappingRules(
@@ -199,6 +245,15 @@ def map_command(
     )
     if output is not None and output.exists() and not force:
         common.fail(f"{output} already exists; use --force to replace it", EXIT_USAGE)
+    given = given_on_command_line()
+    base = output.parent if output is not None else Path(".")
+    pki = pki_folder(certs_dir)
+    located = given & set(PKI_OPTIONS)  # paths from the working directory, not defaults
+    if pki is not None:  # the browse uses the PKI's OPC UA certificate too
+        for option, name in PKI_OPTIONS.items():
+            if option not in given:
+                opcua_params[option] = str(pki / name)
+        located |= set(PKI_OPTIONS)
     if _is_endpoint(source):
         result = _browse(source, opcua_params, start, depth)
     else:
@@ -208,7 +263,9 @@ def map_command(
         plan = plan_mapping(result, rules, settings)
     except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
         common.fail(f"{source}: malformed browse result: {e}", EXIT_USAGE)
-    _carry_connection(plan, opcua_params)
+    carry_connection(plan, opcua_params, {o: base for o in located})
+    fill_mqtt(plan.document, broker, mqtt_protocol)
+    from_pki = fill_pki(plan.document, pki, base) if pki is not None else {}
     for node_id, reason in plan.skipped[:10]:
         click.echo(f"warning: skipped {node_id}: {reason}", err=True)
     if len(plan.skipped) > 10:
@@ -219,9 +276,17 @@ def map_command(
             EXIT_INVALID,
             "loosen --include/--exclude/--node-id/--data-type, or add --standard-nodes",
         )
+    if output is not None and output.exists():
+        plan.document = keep_hand_edits(plan.document, existing_config(output), given_places(given))
+    notes = {
+        line: f"# the development PKI of `opcua-mqtt certs` in {pki}/: use your plant's in "
+        "production"
+        for place, line in PKI_NOTES.items()
+        if place in from_pki and value_at(plan.document, place) == from_pki[place]
+    }
     config = _checked(plan)
     mode = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "yaml")
-    text = render(config, mode, result, output)
+    text = render(config, mode, result, output, notes)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -279,19 +344,6 @@ def _browse(endpoint: str, params: dict[str, Any], start: str, depth: int | None
         common.fail("interrupted", 130)
 
 
-def _carry_connection(plan: MappingPlan, params: dict[str, Any]) -> None:
-    """The connection that worked for browsing is the one the bridge should use."""
-    opcua = plan.document["opcua"]
-    for option, member in _CARRIED.items():
-        value = params.get(option)
-        if value is not None and value != "":
-            opcua[member] = float(value) if member == "timeout_s" else str(value)
-    policy = opcua.get("security_policy")
-    if policy is not None:
-        mode = params.get("security_mode") or ("None" if policy == "None" else "SignAndEncrypt")
-        opcua["security_mode"] = mode
-
-
 def _checked(plan: MappingPlan) -> Config:
     """Validate before writing; an invalid configuration is reported and never written."""
     result = check_config_data(plan.document, "<map>")
@@ -302,7 +354,14 @@ def _checked(plan: MappingPlan) -> Config:
     return result.config
 
 
-def render(config: Config, mode: str, result: BrowseResult, output: Path | None) -> str:
+def render(
+    config: Config,
+    mode: str,
+    result: BrowseResult,
+    output: Path | None,
+    notes: Mapping[str, str] | None = None,
+) -> str:
+    """The file's text; YAML gets a header and ``notes`` (a line -> the comment put before it)."""
     if mode == "json":
         return dump_json(config)
     target = output.name if output is not None else "FILE"
@@ -310,10 +369,22 @@ def render(config: Config, mode: str, result: BrowseResult, output: Path | None)
         f"opcua-mqtt bridge configuration, made by `opcua-mqtt map` from {result.endpoint}\n"
         f"(start node {result.start_node}). Edit freely, then check with:\n"
         f"  opcua-mqtt validate {target}\n"
+        "Mapping again with --force keeps your edits (see `opcua-mqtt map --help`).\n"
         "Reference: schemas/config.schema.json. Write-back stays off until you enable it\n"
         "and list what may be written in write_back.allow."
     )
-    return dump_yaml(config, header=header)
+    text = dump_yaml(config, header=header)
+    for line, comment in (notes or {}).items():
+        text = _comment_before(text, line, line[: len(line) - len(line.lstrip())] + comment)
+    return text
+
+
+def _comment_before(text: str, line: str, comment: str) -> str:
+    """``comment`` on its own line before the first line that is exactly ``line``."""
+    lines = text.split("\n")
+    if line in lines:
+        lines.insert(lines.index(line), comment)
+    return "\n".join(lines)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -336,5 +407,5 @@ def _summary(plan: MappingPlan, config: Config, output: Path | None) -> str:
         f"mapped {plan.mapped:,} of {plan.variables:,} variables into "
         f"{len(config.writer_groups):,} writer group{'s' if len(config.writer_groups) != 1 else ''}"
         f", {writers:,} writer{'s' if writers != 1 else ''} ({writable:,} writable; write-back "
-        f"disabled){where}"
+        f"{'enabled' if config.write_back.enabled else 'disabled'}){where}"
     )

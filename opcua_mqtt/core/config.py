@@ -385,11 +385,28 @@ class Config:
                 "enabled": self.write_back.enabled,
                 "allow": list(self.write_back.allow),
                 "writable_nodes": [n.to_json() for n in self.write_back.writable_nodes],
+                **_limits(self.write_back),
             },
         }
         if self.metrics is not None:
             out["metrics"] = _section(self.metrics)
         return out
+
+
+def _limits(write_back: WriteBackConfig) -> dict[str, Any]:
+    """The write-back limits that differ from their defaults (the rest would be noise)."""
+    default = WriteBackConfig()
+    return {
+        name: _num(value) if isinstance(value, float) else value
+        for name in (
+            "max_request_bytes",
+            "max_targets",
+            "rate_per_s",
+            "burst",
+            "idempotency_window_s",
+        )
+        if (value := getattr(write_back, name)) != getattr(default, name)
+    }
 
 
 def _section(obj: Any) -> dict[str, Any]:
@@ -1159,6 +1176,13 @@ def _connection_rules(data: Mapping[str, Any], report: _Report) -> None:
         report.add(
             ("metadata_signing", which),
             "signing needs both private_key and certificate_chain (or neither)",
+        )
+    elif signing.get("private_key") is None:
+        report.add(
+            ("metadata_signing",),
+            "metadata is not signed: subscribers cannot tell it from forged metadata "
+            "(docs/signing.md; `opcua-mqtt certs` makes a signing key to try it with)",
+            "warning",
         )
     metrics_host = (data.get("metrics") or {}).get("host", "127.0.0.1")
     if not _is_loopback(metrics_host):

@@ -61,6 +61,7 @@ __all__ = [
 WRITER_ID_SLOTS: Final = 65535  # DataSetWriterId is a UInt16; 0 is invalid
 _NS_INDEX: Final = re.compile(r"ns=\d+;")
 _KNOWN_START_NAMES: Final = {"i=84": "Root", "i=85": "Objects", "i=86": "Types", "i=87": "Views"}
+SERVER_OBJECT: Final = "i=2253"  # the Server object: the server's own status and diagnostics
 
 
 class GroupBy(enum.StrEnum):
@@ -277,6 +278,19 @@ class _Space:
     def parent(self, node: BrowsedNode) -> str:
         return self.canonical(node.parent_node_id) or self.start
 
+    def under_server(self, key: str) -> bool:
+        """Whether the node is the Server object or below it (by the browse's parent links)."""
+        seen: set[str] = set()
+        while key not in seen:
+            if key == SERVER_OBJECT:
+                return True
+            seen.add(key)
+            node = self.nodes.get(key)
+            if node is None:
+                return False
+            key = self.parent(node)
+        return False
+
     def writer_object(self, node: BrowsedNode) -> str:
         """The nearest ancestor that is not a variable (the start node at the latest)."""
         key = self.parent(node)
@@ -323,37 +337,51 @@ def _type_names(node: BrowsedNode, space: _Space) -> set[str]:
     return {n.lower() for n in names if n}
 
 
+def _wanted(
+    node: BrowsedNode, node_id: str, space: _Space, rules: MappingRules, wanted_types: set[str]
+) -> bool:
+    """The rules that need a valid NodeId: namespace, Server object, NodeId patterns, parent
+    class, data type, writability."""
+    if not rules.standard_nodes:
+        if not node_id.startswith(("nsu=", "ns=")):
+            return False
+        if not rules.include and space.under_server(node_id):
+            return False
+    if rules.node_ids and not _matches_node_id(
+        rules.node_ids, [node_id, space.index_form(node_id)]
+    ):
+        return False
+    if rules.parent_classes:
+        parent = space.nodes.get(space.parent(node))
+        parent_class = parent.node_class if parent is not None else NodeClass.OBJECT
+        if parent_class not in rules.parent_classes:
+            return False
+    if wanted_types and not wanted_types & _type_names(node, space):
+        return False
+    return not (rules.writable_only and not node.writable)
+
+
 def _select(space: _Space, rules: MappingRules, skipped: list[tuple[str, str]]) -> list[_Var]:
+    """The variables the rules keep; ``skipped`` gets those kept but not mappable (and only
+    those: a node the filters leave out is no news)."""
     wanted_types = {t.lower() for t in rules.data_types}
     out: dict[str, _Var] = {}
     for node in space.result.variables():
         node_id = space.canonical(node.node_id)
-        if node_id is None:
-            skipped.append((node.node_id, "not a valid NodeId"))
-            continue
         if node_id in out:
             continue
-        if not rules.standard_nodes and not node_id.startswith(("nsu=", "ns=")):
-            continue
-        if node.readable is False:
-            skipped.append((node_id, "this user may not read it"))
+        if node_id is not None and not _wanted(node, node_id, space, rules, wanted_types):
             continue
         if rules.include and not _matches_path(rules.include, node.browse_path):
             continue
         if rules.exclude and _matches_path(rules.exclude, node.browse_path):
             continue
-        if rules.node_ids and not _matches_node_id(
-            rules.node_ids, [node_id, space.index_form(node_id)]
-        ):
+        if node_id is None:
+            if not rules.node_ids:
+                skipped.append((node.node_id, "not a valid NodeId"))
             continue
-        if rules.parent_classes:
-            parent = space.nodes.get(space.parent(node))
-            parent_class = parent.node_class if parent is not None else NodeClass.OBJECT
-            if parent_class not in rules.parent_classes:
-                continue
-        if wanted_types and not wanted_types & _type_names(node, space):
-            continue
-        if rules.writable_only and not node.writable:
+        if node.readable is False:
+            skipped.append((node_id, "this user may not read it"))
             continue
         writer_key = space.writer_object(node)
         object_path = space.path_of(writer_key)

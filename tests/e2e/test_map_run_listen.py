@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import yaml
 from asyncua import Client
 
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
-from tests.support.bridge import EXE, BridgeProcesses, make_certs
+from tests.support.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.opcua_server import parse_nodeid
+from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 #: Variables the node-opcua plant changes every 100 ms: compared by type only.
 CHANGING = {"BottleCount", "CapCount", "LastCap", "Pressure", "NozzleTemperatures"}
@@ -155,3 +158,58 @@ def test_listen_refuses_a_malformed_topic_filter_as_a_usage_error() -> None:
     assert run.returncode == 2, run.stderr
     assert "'#' is not the last level" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_listen_table_at_160_columns_tells_long_field_names_apart(
+    tmp_path: Path,
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    """Two fields whose names share a long start (the writer's path): the table, in a terminal
+    of 160 columns, shows each whole, with its value as Part 6 JSON."""
+    certs = make_certs(tmp_path / "certs")
+    counter, sine = simulated_fields(small_opcua_server, "Counter", "Sine")
+    config = write_config(
+        tmp_path / "bridge.yaml",
+        endpoint=small_opcua_server.endpoint,
+        broker=mosquitto_tls,
+        signing_dir=certs,
+        fields=[counter | {"name": "TargetCount"}, sine | {"name": "TargetTemperature"}],
+        publisher_id="opcua-mqtt-127.0.0.1",
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["writer_groups"][0]["writers"][0]["name"] = "Line1.Filler.Dosing"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    bridges.start(config)
+    broker = f"{mosquitto_tls.host}:{mosquitto_tls.port}"
+    child = pexpect.spawn(
+        EXE,
+        ["listen", broker, "--ca", str(mosquitto_tls.ca_cert), "--trust", str(certs / "ca.pem")],
+        dimensions=(24, 160),
+        env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
+        encoding="utf-8",
+        timeout=60,
+    )
+    try:
+        frame = ""
+        while not (
+            "TargetCount " in frame and "TargetTemperature " in frame and "verified" in frame
+        ):
+            child.expect(r"\x1b\[J")
+            child.expect(r"\x1b\[J|\x1b\[\d+F")  # one whole drawing
+            frame = child.before
+        child.sendintr()
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    lines = frame.replace("\r", "").split("\n")
+    assert max(len(line) for line in lines) <= 160, frame
+    label = "opcua-mqtt-127.0.0.1/Line1.Filler.Dosing/"
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(label)}
+    assert set(rows) == {label + "TargetCount", label + "TargetTemperature"}, frame
+    count, temperature = rows[label + "TargetCount"], rows[label + "TargetTemperature"]
+    assert re.fullmatch(r"\d+", count[1]) and re.fullmatch(
+        r"-?\d+(\.\d+)?(e-?\d+)?", temperature[1]
+    )
+    assert count[2] == temperature[2] == "Good" and count[-1] == "verified"

@@ -150,6 +150,24 @@ def test_validate_warnings_pass_unless_strict(tmp_path: Path) -> None:
     assert (quiet.returncode, quiet.stdout) == (0, "")
 
 
+def test_validate_strict_fails_when_metadata_is_not_signed(tmp_path: Path) -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    del doc["metadata_signing"]
+    config = tmp_path / "bridge.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    result = run("validate", str(config))
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        f"{config}:1: metadata_signing: warning: metadata is not signed: subscribers cannot tell "
+        "it from forged metadata (docs/signing.md; `opcua-mqtt certs` makes a signing key to "
+        "try it with)",
+        f"{config}: valid (0 errors, 1 warning): 2 writer groups, 3 writers, 5 fields",
+    ]
+    strict = run("validate", "--strict", str(config))
+    assert strict.returncode == 1
+    assert strict.stdout.splitlines()[-1] == f"{config}: invalid (0 errors, 1 warning)"
+
+
 def test_validate_unreadable_files_exit_2(tmp_path: Path) -> None:
     missing = run("validate", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
@@ -174,8 +192,10 @@ def test_validate_syntax_errors_exit_1_with_the_line(tmp_path: Path) -> None:
 def test_map_writes_a_configuration_that_validates(tmp_path: Path) -> None:
     source = browse_file(tmp_path)
     out = tmp_path / "bridge.yaml"
-    result = run("map", str(source), "-o", str(out))
+    assert run("certs", cwd=tmp_path).returncode == 0  # ./certs: map points TLS and signing there
+    result = run("map", str(source), "-o", str(out), "--broker", "mqtt.plant:8884", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
         f"mapped 4 of 4 variables into 2 writer groups, 3 writers (1 writable; write-back "
         f"disabled) -> {out}"
@@ -195,6 +215,10 @@ def test_map_writes_a_configuration_that_validates(tmp_path: Path) -> None:
             }
         ],
     }
+    assert doc["mqtt"]["host"] == "mqtt.plant" and doc["mqtt"]["port"] == 8884
+    assert doc["mqtt"]["tls"]["ca"] == "certs/ca.pem"
+    assert doc["metadata_signing"]["private_key"] == "certs/metadata-signer.key"
+    assert doc["opcua"]["certificate"] == "certs/opcua-client.pem"
     check = run("validate", "--strict", str(out))
     assert check.returncode == 0, check.stdout
 
@@ -264,7 +288,137 @@ def test_map_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "already exists; use --force" in result.stderr
     assert out.read_text() == "precious\n"
+    # --force keeps a file's hand edits, so it will not replace a file it cannot read as one
+    forced = run("map", str(browse_file(tmp_path)), "-o", str(out), "--force")
+    assert forced.returncode == 1
+    assert f"error: {out} does not validate (see above): its hand edits cannot be kept" in (
+        forced.stderr
+    )
+    assert "hint: fix it, or delete it to map afresh" in forced.stderr
+    assert out.read_text() == "precious\n"
+    out.unlink()
+    assert run("map", str(browse_file(tmp_path)), "-o", str(out)).returncode == 0
     assert run("map", str(browse_file(tmp_path)), "-o", str(out), "--force").returncode == 0
+
+
+def test_remap_with_force_keeps_hand_edits_and_adds_new_nodes(tmp_path: Path) -> None:
+    source = browse_file(tmp_path)
+    out = tmp_path / "bridge.yaml"
+    assert run("map", str(source), "-o", str(out)).returncode == 0
+    first = yaml.safe_load(out.read_text())
+    edited = yaml.safe_load(out.read_text())
+    edited["publisher_id"] = "hall2"
+    edited["opcua"] |= {"username": "bridge", "timeout_s": 3}
+    edited["mqtt"] |= {"host": "broker.plant", "port": 8884}
+    edited["mqtt"]["tls"] |= {"ca": "/etc/plant/ca.pem"}
+    edited["metadata_signing"] = {
+        "private_key": "/etc/plant/signer.key",
+        "certificate_chain": "/etc/plant/signer.pem",
+    }
+    edited["defaults"]["queue_size"] = 3
+    edited["write_back"] |= {"enabled": True, "allow": ["Line1/Filler/Setpoint"], "burst": 5}
+    edited["writer_groups"][0]["publishing_interval_ms"] = 250
+    filler = edited["writer_groups"][0]["writers"][1]
+    assert filler["name"] == "Filler"
+    filler["key_frame_count"] = 1
+    filler["fields"][1]["deadband"] = {"type": "absolute", "value": 0.5}
+    assert filler["fields"][1]["name"] == "Temperature"
+    edited["metrics"] = {"port": 9464}
+    out.write_text(yaml.safe_dump(edited, sort_keys=False))
+    grown = browse_document()
+    grown["nodes"].append(_var("Line1/Filler/Level", "Line1.Filler"))
+    source.write_text(json.dumps(grown))
+
+    result = run("map", str(source), "-o", str(out), "--force", "--sampling-interval", "100")
+    assert result.returncode == 0, result.stderr
+    assert "(1 writable; write-back enabled)" in result.stderr
+    again = yaml.safe_load(out.read_text())
+    new_field = {
+        "name": "Level",
+        "node_id": f"nsu={NS};s=Line1.Filler.Level",
+        "dataset_field_id": again["writer_groups"][0]["writers"][1]["fields"][0][
+            "dataset_field_id"
+        ],
+        "builtin_type": "Double",
+        "data_type": "i=11",
+    }
+    expected = json.loads(json.dumps(edited))
+    expected["defaults"]["sampling_interval_ms"] = 100  # the command line wins
+    expected["metrics"]["host"] = "127.0.0.1"  # sections are written out in full
+    expected["writer_groups"][0]["writers"][1]["fields"].insert(0, new_field)
+    assert again == expected
+    ids = {
+        f["node_id"]: f["dataset_field_id"]
+        for g in first["writer_groups"]
+        for w in g["writers"]
+        for f in w["fields"]
+    }
+    assert (
+        ids.items()
+        <= {
+            f["node_id"]: f["dataset_field_id"]
+            for g in again["writer_groups"]
+            for w in g["writers"]
+            for f in w["fields"]
+        }.items()
+    )
+    assert run("validate", str(out)).returncode == 0
+
+    moved = run("map", str(source), "-o", str(out), "--force", "--broker", "mqtt.new")
+    assert moved.returncode == 0, moved.stderr
+    mqtt = yaml.safe_load(out.read_text())["mqtt"]
+    assert (mqtt["host"], mqtt["port"], mqtt["tls"]["ca"]) == (
+        "mqtt.new",
+        8883,
+        "/etc/plant/ca.pem",
+    )
+
+
+def test_map_certs_option_points_at_the_folder_relative_to_the_file(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    assert run("certs", "--dir", str(pki)).returncode == 0
+    (tmp_path / "conf").mkdir()
+    source = str(browse_file(tmp_path))
+    result = run(
+        "map",
+        source,
+        "--certs",
+        "pki",
+        "--mqtt-protocol",
+        "3.1.1",
+        "-o",
+        "conf/bridge.yaml",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "conf" / "bridge.yaml").read_text()
+    doc = yaml.safe_load(text)
+    assert doc["mqtt"]["protocol"] == "3.1.1"
+    assert doc["mqtt"]["tls"] == {
+        "enabled": True,
+        "ca": "../pki/ca.pem",
+        "certificate": "../pki/bridge-mqtt.pem",
+        "private_key": "../pki/bridge-mqtt.key",
+        "verify": True,
+    }
+    assert doc["metadata_signing"] == {
+        "private_key": "../pki/metadata-signer.key",
+        "certificate_chain": "../pki/metadata-signer.pem",
+    }
+    assert (doc["opcua"]["certificate"], doc["opcua"]["trust_dir"]) == (
+        "../pki/opcua-client.pem",
+        "../pki/trusted-servers",
+    )
+    assert text.count("# the development PKI of `opcua-mqtt certs` in pki/") == 2
+    empty = run("map", source, "--certs", str(tmp_path / "conf"))
+    assert empty.returncode == 2
+    assert f"error: {tmp_path / 'conf'}: no ca.pem (expected the files of `opcua-mqtt certs`)" in (
+        empty.stderr
+    )
+    no_pki = run("map", source, cwd=tmp_path)  # no ./certs: nothing to point at
+    assert no_pki.returncode == 0
+    assert yaml.safe_load(no_pki.stdout)["metadata_signing"]["private_key"] is None
+    assert "<map>: metadata_signing: warning: metadata is not signed" in no_pki.stderr
 
 
 def test_map_when_nothing_matches_exits_1_and_writes_nothing(tmp_path: Path) -> None:

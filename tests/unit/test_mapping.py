@@ -164,8 +164,10 @@ def test_output_validates_against_the_schema_without_issues() -> None:
     config = map_browse_result(plant().result())
     doc = config.to_json()
     validator("config").validate(doc)
-    assert check_config_data(doc).issues == []
-    assert check_config(dump_yaml(config), "map.yaml").issues == []
+    # map signs metadata when it finds a PKI (the CLI's part); nothing else is amiss
+    unsigned = ["metadata_signing"]
+    assert [i.path for i in check_config_data(doc).issues] == unsigned
+    assert [i.path for i in check_config(dump_yaml(config), "map.yaml").issues] == unsigned
 
 
 def test_write_back_lists_writable_variables_but_stays_off() -> None:
@@ -302,6 +304,50 @@ def test_writable_only() -> None:
 def test_standard_nodes_only_when_asked() -> None:
     assert not [p for p in mapped(MappingRules()) if p.startswith("Server")]
     assert "Server/Server/ServiceLevel" in mapped(MappingRules(standard_nodes=True))
+
+
+def _with_session_diagnostics(s: Space, session: str) -> Space:
+    """What node-opcua and open62541 add below the Server object for the browsing session, in
+    namespace 1, gone when the session closes."""
+    s.obj("Server/ServerDiagnostics", node_id="i=2274")
+    s.obj("Server/ServerDiagnostics/SessionsDiagnosticsSummary", node_id="i=3706")
+    summary = "Server/ServerDiagnostics/SessionsDiagnosticsSummary"
+    s.obj(f"{summary}/{session}", node_id=f"nsu={NS};g={session}")
+    s.var(f"{summary}/{session}/SessionName", builtin=12, node_id=f"nsu={NS};i=9{len(s.nodes)}")
+    s.var(
+        f"{summary}/{session}/Secret",
+        readable=False,
+        node_id=f"nsu={NS};i=8{len(s.nodes)}",
+    )
+    return s
+
+
+def test_the_server_objects_subtree_stays_out_in_every_namespace_unless_asked() -> None:
+    first = plan_mapping(_with_session_diagnostics(plant(), str(uuid.uuid4())).result())
+    second = plan_mapping(_with_session_diagnostics(plant(), str(uuid.uuid4())).result())
+    assert first.document == second.document  # another session, the same map
+    assert first.skipped == []  # an unreadable node the rules leave out is not reported
+    assert "Server" not in [g["name"] for g in first.document["writer_groups"]]
+    asked = plan_mapping(
+        _with_session_diagnostics(plant(), str(uuid.UUID(int=1))).result(),
+        MappingRules(include=("Server/**",)),
+    )
+    assert [g["name"] for g in asked.document["writer_groups"]] == ["Server"]
+    assert asked.skipped == [(f"nsu={NS};i=822", "this user may not read it")]
+    standard = mapped(MappingRules(standard_nodes=True))
+    assert "Server/Server/ServiceLevel" in standard
+
+
+def test_only_variables_the_rules_keep_are_reported_as_skipped() -> None:
+    s = plant()
+    s.var("Line1/Filler/Secret", readable=False)
+    s.var("Utilities/Broken", node_id="nsu=urn:plant;q=1")
+    rules = MappingRules(include=("Utilities/**",))
+    assert plan_mapping(s.result(), rules).skipped == [("nsu=urn:plant;q=1", "not a valid NodeId")]
+    rules = MappingRules(exclude=("Utilities",), data_types=("Double",))
+    assert plan_mapping(s.result(), rules).skipped == [
+        (f"nsu={NS};s=Line1.Filler.Secret", "this user may not read it")
+    ]
 
 
 def test_unreadable_and_malformed_variables_are_reported_not_mapped() -> None:
