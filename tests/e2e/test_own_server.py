@@ -108,38 +108,6 @@ def _cli(argv: list[str], timeout: float = 90) -> subprocess.CompletedProcess[st
     )
 
 
-def _map_until_merged(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """TEMPORARY, delete once `map --broker HOST:PORT --certs DIR` is merged (another branch),
-    and run ``argv`` as is: runs map without those two options, then writes into its output
-    what they will write (mqtt host, port and TLS files; metadata_signing)."""
-    args, taken = list(argv), {}
-    for flag in ("--broker", "--certs"):
-        i = args.index(flag)
-        taken[flag] = args.pop(i + 1)
-        args.pop(i)
-    run = _cli(args)
-    if run.returncode == 0:
-        out = Path(args[args.index("-o") + 1])
-        host, port = taken["--broker"].rsplit(":", 1)
-        certs = Path(taken["--certs"])
-        doc = yaml.safe_load(out.read_text())
-        doc["mqtt"] = {
-            "host": host,
-            "port": int(port),
-            "tls": {
-                "ca": str(certs / "ca.pem"),
-                "certificate": str(certs / "bridge-mqtt.pem"),
-                "private_key": str(certs / "bridge-mqtt.key"),
-            },
-        }
-        doc["metadata_signing"] = {
-            "private_key": str(certs / "metadata-signer.key"),
-            "certificate_chain": str(certs / "metadata-signer.pem"),
-        }
-        out.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return run
-
-
 def _until_ok(argv: list[str], attempts: int = 40) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` until it exits 0 (the bridge needs a moment to come up), bounded."""
     for _ in range(attempts):
@@ -202,7 +170,7 @@ def test_the_readme_own_server_path_runs_as_written(
                 broker = GeneratedBroker(mosquitto_executable, certs, int(port), pki)
                 broker.start()
             elif argv[1] == "map":
-                mapped = _map_until_merged(argv)
+                mapped = _cli(argv)
                 assert mapped.returncode == 0, mapped.stderr
             elif argv[1] == "run":
                 assert background
