@@ -21,6 +21,7 @@ from opcua_mqtt.core.config import (
     WriterGroupConfig,
     write_back_allowed,
 )
+from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages import (
     DataSetFieldContentMask,
     DataSetMessageContentMask,
@@ -212,6 +213,17 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
             signer = Signer.from_pem(Path(key_path).read_bytes(), Path(chain_path).read_bytes())
         except (ValueError, TypeError) as e:
             raise SetupError(f"metadata signing key or certificate unusable: {e}") from None
+        bound = bound_publishers(signer.chain[0])
+        if config.publisher_id not in bound:
+            _log.warning(
+                "the metadata signer %s is bound to %s, not to publisher_id %r: subscribers "
+                "will refuse its signatures (re-issue it with `opcua-mqtt certs "
+                "--publisher-id %s`, or give them a signer map)",
+                chain_path,
+                ", ".join(repr(b) for b in sorted(bound)) or "no PublisherId",
+                config.publisher_id,
+                config.publisher_id,
+            )
     wb = config.write_back
     write_back = None
     if wb.enabled:

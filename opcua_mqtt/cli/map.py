@@ -28,6 +28,7 @@ from opcua_mqtt.cli.map_fill import (
     given_on_command_line,
     given_places,
     pki_folder,
+    pki_publisher_id,
     value_at,
 )
 from opcua_mqtt.cli.opcua_options import opcua_connection_options
@@ -112,7 +113,11 @@ def _defaults_option(
     help="Writer groups: one per top-level object under the start node, one per writer "
     "(parent), or one for everything (none). Writers are always one per object.",
 )
-@click.option("--publisher-id", help="PublisherId. Default: opcua-mqtt-<endpoint host>.")
+@click.option(
+    "--publisher-id",
+    help="PublisherId. Default: the one the --certs PKI is issued for, else "
+    "opcua-mqtt-<endpoint host>.",
+)
 @_defaults_option("--publishing-interval", "publishing_interval_ms")
 @_defaults_option("--sampling-interval", "sampling_interval_ms")
 @_defaults_option("--queue-size", "queue_size", click.IntRange(1, 65535))
@@ -258,6 +263,8 @@ def map_command(
         result = _browse(source, opcua_params, start, depth)
     else:
         result = read_browse_file(Path(source))
+    if publisher_id is None and pki is not None:
+        publisher_id = pki_publisher_id(pki)  # the one its certificates are issued for
     settings = MapSettings(publisher_id=publisher_id, defaults=defaults)
     try:
         plan = plan_mapping(result, rules, settings)

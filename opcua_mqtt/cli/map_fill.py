@@ -12,6 +12,7 @@ import click
 import yaml
 from click.core import ParameterSource
 
+from opcua_mqtt import devpki
 from opcua_mqtt.cli import common
 from opcua_mqtt.cli.mqtt_options import parse_broker
 from opcua_mqtt.core.config import check_config
@@ -110,6 +111,15 @@ def pki_folder(certs_dir: Path | None) -> Path | None:
             f"make them with: opcua-mqtt certs --dir {certs_dir}",
         )
     return None
+
+
+def pki_publisher_id(pki: Path) -> str | None:
+    """The PublisherId the PKI's bridge certificates are issued for (`certs --publisher-id`:
+    the MQTT certificate's common name, the signer's binding); None when unreadable."""
+    try:
+        return devpki.common_name(pki / "bridge-mqtt.pem")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def relative_to(path: str, base: Path) -> str:

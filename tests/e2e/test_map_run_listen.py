@@ -168,7 +168,7 @@ def test_the_listen_table_at_160_columns_tells_long_field_names_apart(
 ) -> None:
     """Two fields whose names share a long start (the writer's path): the table, in a terminal
     of 160 columns, shows each whole, with its value as Part 6 JSON."""
-    certs = make_certs(tmp_path / "certs")
+    certs = make_certs(tmp_path / "certs", publisher_id="opcua-mqtt-127.0.0.1")
     counter, sine = simulated_fields(small_opcua_server, "Counter", "Sine")
     config = write_config(
         tmp_path / "bridge.yaml",

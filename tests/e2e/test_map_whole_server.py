@@ -48,7 +48,7 @@ def _certs_pki(certs: Path) -> Pki:
 def plant_dir(tmp_path: Path, mosquitto_executable: str) -> Iterator[tuple[Path, MosquittoBroker]]:
     """A working folder with ./certs made by `opcua-mqtt certs`, and a Mosquitto that uses
     those certificates and wants a client certificate (mutual TLS)."""
-    certs = make_certs(tmp_path / "certs")
+    certs = make_certs(tmp_path / "certs", publisher_id="hall2-bridge")
     with MosquittoBroker(
         executable=mosquitto_executable,
         pki=_certs_pki(certs),
@@ -105,6 +105,7 @@ def test_a_whole_server_map_is_stable_leaves_sessions_out_and_runs_as_written(
 
     text = (workdir / "bridge.yaml").read_text()
     doc = yaml.safe_load(text)
+    assert doc["publisher_id"] == "hall2-bridge"  # the one ./certs is issued for
     assert "Server" not in [g["name"] for g in doc["writer_groups"]]
     names = [f["name"] for f in _fields(doc)] + [
         n["field"] for n in doc["write_back"]["writable_nodes"]
@@ -131,7 +132,6 @@ def test_a_whole_server_map_is_stable_leaves_sessions_out_and_runs_as_written(
     assert len(warnings) == 1 and "security policy None" in warnings[0]  # asked for
 
     # hand edits survive a re-map of the same server: the file comes back as edited
-    doc["publisher_id"] = "hall2-bridge"
     doc["defaults"]["queue_size"] = 5
     doc["writer_groups"][0]["publishing_interval_ms"] = 300
     double = next(f for f in _fields(doc) if f.get("builtin_type") == "Double")

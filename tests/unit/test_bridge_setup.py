@@ -40,7 +40,7 @@ def test_private_keys_readable_by_every_user_are_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pki = tmp_path / "certs"
-    write_pki(pki)
+    write_pki(pki, bridge_name="p")
     with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.setup"):
         _setup(pki, tmp_path / "bridge.yaml")
     assert caplog.records == []  # certs writes keys 0600
@@ -53,4 +53,19 @@ def test_private_keys_readable_by_every_user_are_warned_about(
         f"private key {pki / 'metadata-signer.key'} is readable by every user of this machine "
         f"(mode 0644): run chmod 600 {pki / 'metadata-signer.key'} (or 640 for a group that "
         "needs it)"
+    ]
+
+
+def test_a_signer_bound_to_another_publisher_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Subscribers would refuse every signature: say so at start, with the command that fixes it."""
+    pki = tmp_path / "certs"
+    write_pki(pki, bridge_name="line2")
+    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.setup"):
+        _setup(pki, tmp_path / "bridge.yaml")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the metadata signer {pki / 'metadata-signer.pem'} is bound to 'line2', not to "
+        "publisher_id 'p': subscribers will refuse its signatures (re-issue it with "
+        "`opcua-mqtt certs --publisher-id p`, or give them a signer map)"
     ]
