@@ -178,7 +178,8 @@ class Bridge:
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
         will = Outgoing(self._status_topic, self._status(ua.PubSubState.Error), qos=1, retain=True)
-        self.mqtt = MqttSession(mqtt, will=will)
+        self.mqtt = MqttSession(mqtt, will=will, on_refusal_change=self._on_mqtt_refusal)
+        self._state = ua.PubSubState.PreOperational  # the last state the bridge decided on
         self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
         self.write_back: WriteBack | None = None
         if write_back is not None:
@@ -596,8 +597,16 @@ class Bridge:
         return dumps(encode_status_message(StatusMessage(self.plan.publisher_id, state)))
 
     def _publish_state(self, state: ua.PubSubState) -> None:
+        self._state = state
+        if self.mqtt.refusing and state == ua.PubSubState.Operational:
+            state = ua.PubSubState.Error  # not operational while the broker refuses data
         self.mqtt.publish(Outgoing(self._status_topic, self._status(state), qos=1, retain=True))
         _log.info("publisher state %s", state.name)
+
+    def _on_mqtt_refusal(self, _refusing: bool) -> None:
+        """The broker started or stopped refusing publishes: ua-status says Error meanwhile
+        (it reaches subscribers if the status topic itself is allowed)."""
+        self._publish_state(self._state)
 
     def _publish_connection(self) -> None:
         plan = self.plan
