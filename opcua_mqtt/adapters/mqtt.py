@@ -167,7 +167,11 @@ class MqttSession:
         :mod:`.mqtt_delivery`); ``False``: it accepts them on every topic again."""
         self.options = options
         self.stats = PublisherStats()
-        self.delivery = DeliveryTracker(client_identity(options), on_refusal_change)
+        self.delivery = DeliveryTracker(
+            client_identity(options),
+            on_refusal_change,
+            log_level=logging.DEBUG if options.connect_attempts else logging.WARNING,
+        )
         self._spool: collections.deque[Outgoing] = collections.deque()
         self._spool_bytes = 0
         self._retained: dict[str, Outgoing] = {}

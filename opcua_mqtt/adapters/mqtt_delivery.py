@@ -98,13 +98,21 @@ class DeliveryTracker:
     """Messages in flight by packet id, refusal counts per reason, and the open episodes.
 
     ``identity`` is how the broker knows this client (client id, user name, certificate
-    subject), quoted in the log line. ``on_change(True)`` is called when the first episode
+    subject), quoted in the log line (at ``log_level``: a one-shot command that reports the
+    refusal itself wants it at DEBUG). ``on_change(True)`` is called when the first episode
     opens, ``on_change(False)`` when the last one ends.
     """
 
-    def __init__(self, identity: str, on_change: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        identity: str,
+        on_change: Callable[[bool], None] | None = None,
+        *,
+        log_level: int = logging.WARNING,
+    ) -> None:
         self.identity = identity
         self.on_change = on_change
+        self.log_level = log_level  # of the line that opens an episode
         self.refused_counts: dict[int, int] = {}  # reason code -> messages refused
         self._in_flight: dict[int, Message] = {}
         self._episodes: dict[str, int] = {}  # topic -> reason of the open episode
@@ -138,7 +146,8 @@ class DeliveryTracker:
             first = not self._episodes
             self._episodes[msg.topic] = reason
             hint = _HINTS.get(reason, "the message is lost")
-            _log.warning(
+            _log.log(
+                self.log_level,
                 "MQTT broker refused a publish on %s: %s (0x%02X) for %s; %s. Messages on "
                 "this topic are lost until the broker accepts one again",
                 msg.topic,
