@@ -225,6 +225,7 @@ class Bridge:
         finally:
             for task in self._recheck_tasks:
                 task.cancel()
+            self._state = ua.PubSubState.Disabled  # what a refusal ending while draining shows
             await self.mqtt.stop(
                 [Outgoing(self._status_topic, self._status(ua.PubSubState.Disabled), 1, True)]
             )
