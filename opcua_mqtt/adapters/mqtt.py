@@ -19,7 +19,7 @@ Why a wrapper around gmqtt, in a few measured facts (gmqtt 0.8.0, Mosquitto 2.0.
   ``Client.publish`` does not return the packet id, the DISCONNECT it reports on a lost
   connection carries no exception, and its own reconnect (even when switched off) logs "max
   number of failed connection attempts achieved" at ERROR on every normal disconnect.
-  :meth:`MqttSession._instrument` deals with all of it in one place, per ``Client``; what the
+  :mod:`.gmqtt_glue` deals with all of it in one place, per ``Client``; what the
   broker did with each message is kept by :mod:`.mqtt_delivery`.
 
 Retained state (metadata, status, connection) travels in the same FIFO as data, so a new
@@ -45,8 +45,8 @@ from typing import Any
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.mqtt.handler import MQTTError
-from gmqtt.storage import PersistentStorage
 
+from opcua_mqtt.adapters.gmqtt_glue import TrackingStorage, instrument, loss_cause
 from opcua_mqtt.adapters.mqtt_config import MqttError as MqttError
 from opcua_mqtt.adapters.mqtt_config import MqttOptions as MqttOptions
 from opcua_mqtt.adapters.mqtt_config import TlsOptions as TlsOptions
@@ -120,32 +120,6 @@ class PublisherStats:
 MessageHandler = Callable[[str, bytes, dict[str, Any]], Awaitable[None] | None]
 
 
-class _ReportedHere(logging.Filter):
-    """gmqtt records about what this module reports itself, in one line and per episode: a
-    traceback for every lost connection, a line per refused QoS 2 message, a false ERROR for
-    a refused CONNACK. They show only when gmqtt logs at DEBUG."""
-
-    MESSAGES = frozenset(
-        {
-            "[EXC: CONN LOST]",
-            "[TRYING WRITE TO CLOSED SOCKET]",
-            "[MqttPackageHandler] CONNACK: %s",
-            "[MqttPackageHandler] CONNACK %s is permanent, not reconnecting",
-            "[MqttPackageHandler] not reconnecting after a permanent CONNACK refusal",
-            "[MqttPackageHandler] PUBREC mid %s refused (%s); dropping message",
-        }
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg not in self.MESSAGES or logging.getLogger("gmqtt").isEnabledFor(
-            logging.DEBUG
-        )
-
-
-for _name in ("gmqtt.mqtt.protocol", "gmqtt.mqtt.handler"):
-    logging.getLogger(_name).addFilter(_ReportedHere())
-
-
 class MqttSession:
     """Publish and subscribe over one MQTT session that reconnects on its own.
 
@@ -188,7 +162,7 @@ class MqttSession:
         self._disconnect_reason: int | None = None  # of the broker's DISCONNECT, if it sent one
         self._failure: MqttError | None = None  # why the last connection attempt failed
         self._gave_up = asyncio.Event()  # set when wait_connected must fail (see options)
-        self._storage = _Storage()
+        self._storage = TrackingStorage()
         will_message = None
         if will is not None:
             _check_sendable(will)
@@ -211,37 +185,7 @@ class MqttSession:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
-        self._instrument()
-
-    def _instrument(self) -> None:
-        """Make gmqtt tell what it ignores; the one place that reaches into its handler.
-
-        gmqtt's package handler lives as long as the ``Client`` and looks its packet handlers
-        up by name on the first packet of each type, so instance attributes set here, before
-        any connection, replace them for the session's lifetime: the PUBACK and PUBREC
-        handlers still do gmqtt's work, then pass the reason code (which gmqtt drops) to the
-        delivery tracker. gmqtt's own reconnect is replaced by nothing: this module
-        reconnects, and gmqtt's attempt, even switched off, logs a false ERROR every time.
-        """
-        handler = self._client._package_handler
-        if handler._handler_cache or self._client._persistent_storage is not self._storage:
-            raise RuntimeError("this gmqtt cannot be instrumented: see MqttSession._instrument")
-        puback, pubrec = handler._handle_puback_packet, handler._handle_pubrec_packet
-
-        def on_puback(cmd: int, packet: bytes) -> None:
-            puback(cmd, packet)
-            self._acknowledged(packet)
-
-        def on_pubrec(cmd: int, packet: bytes) -> None:
-            pubrec(cmd, packet)
-            self._acknowledged(packet)
-
-        async def no_reconnect(delay: bool = False) -> None:
-            return None
-
-        handler._handle_puback_packet = on_puback
-        handler._handle_pubrec_packet = on_pubrec
-        handler._reconnect_callback = no_reconnect
+        instrument(self._client, self._storage, self._acknowledged)
 
     def _acknowledged(self, packet: bytes) -> None:
         """PUBACK/PUBREC: packet id, then (MQTT 5, optional) the reason code; absent is 0."""
@@ -540,7 +484,7 @@ class MqttSession:
             connect.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connect
-            error = self._loss_cause() if lost.done() else TimeoutError()
+            error = loss_cause(self._client) if lost.done() else TimeoutError()
             if error is None:
                 error = ConnectionResetError("the broker closed the connection")
         if error is None:
@@ -553,13 +497,6 @@ class MqttSession:
     def _connect_error(self, reason: str, *, permanent: bool) -> MqttError:
         o = self.options
         return MqttError(f"MQTT connect to {o.host}:{o.port} failed: {reason}", permanent=permanent)
-
-    def _loss_cause(self) -> BaseException | None:
-        """Why the connection closed: gmqtt drops the exception, the asyncio protocol keeps it."""
-        closed = getattr(getattr(self._client._connection, "_protocol", None), "closed", None)
-        if isinstance(closed, asyncio.Future) and closed.done() and not closed.cancelled():
-            return closed.exception()
-        return None
 
     def _disconnect_text(self) -> str:
         """Why the connection was lost, for the log line: the reason code of the broker's
@@ -574,7 +511,7 @@ class MqttSession:
             )
         if code is not None:
             return f" (the broker sent DISCONNECT {reason_name(code)}, 0x{code:02X})"
-        cause = self._loss_cause()
+        cause = loss_cause(self._client)
         if cause is not None:
             return f" ({type(cause).__name__}: {cause})"
         return (
@@ -625,25 +562,6 @@ class MqttSession:
             self._connected.clear()
         if self._on_connection_change is not None:
             self._on_connection_change(up)
-
-
-class _Storage(PersistentStorage):  # type: ignore[misc]  # gmqtt is untyped
-    """gmqtt's store of unacknowledged QoS 1/2 packets, which also remembers the packet id
-    of the PUBLISH just sent: ``Client.publish`` does not return it. (gmqtt also stores the
-    PUBREL here on a PUBREC, but only while handling that packet, never between a publish
-    and the read of ``last_mid`` that follows it.)"""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last_mid = 0
-
-    def push_message(self, mid: int, raw_package: bytes) -> None:
-        self.last_mid = mid
-        super().push_message(mid, raw_package)
-
-    def count(self) -> int:
-        """Packets in flight. (Not ``__len__``: gmqtt takes an empty store for none given.)"""
-        return len(self._messages)
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
