@@ -415,7 +415,7 @@ class MqttSession:
                 if e.permanent or 0 < o.connect_attempts <= failures:
                     self._gave_up.set()
                 level = logging.WARNING if failures == 1 else logging.INFO
-                if o.connect_attempts:
+                if o.connect_attempts and not self._ever_connected:
                     level = logging.DEBUG  # the caller gets the error from wait_connected
                 _log.log(level, "%s", e)
                 await self._quiet_disconnect()
@@ -424,6 +424,7 @@ class MqttSession:
                 continue
             failures = 0
             self._failure = None
+            self._gave_up.clear()
             up_since = time.monotonic()
             await self._lost.wait()
             if self._closing:

@@ -60,8 +60,8 @@ class MqttOptions:
     spool_bytes: int = 256 * 1024 * 1024
     #: Failed connection attempts after which ``wait_connected`` gives up (0: never). A
     #: one-shot command sets a few, so a closed port fails after a short retry. Such a session
-    #: leaves telling failed attempts and refused publishes to its caller: it logs them at
-    #: DEBUG, and the command says what went wrong in one line.
+    #: leaves telling refused publishes and the failed attempts before its first connection to
+    #: its caller: it logs them at DEBUG, and the command says what went wrong in one line.
     connect_attempts: int = 0
 
 

@@ -225,7 +225,7 @@ class Bridge:
         finally:
             for task in self._recheck_tasks:
                 task.cancel()
-            self._state = ua.PubSubState.Disabled  # what a refusal ending while draining shows
+            self._state = ua.PubSubState.Disabled  # a refusal ending while draining: no status
             await self.mqtt.stop(
                 [Outgoing(self._status_topic, self._status(ua.PubSubState.Disabled), 1, True)]
             )
@@ -605,9 +605,10 @@ class Bridge:
         _log.info("publisher state %s", state.name)
 
     def _on_mqtt_refusal(self, _refusing: bool) -> None:
-        """The broker started or stopped refusing publishes: ua-status says Error meanwhile
-        (it reaches subscribers if the status topic itself is allowed)."""
-        self._publish_state(self._state)
+        """The broker started or stopped refusing publishes: an Operational bridge shows Error
+        meanwhile (subscribers see it if the broker allows the status topic itself)."""
+        if self._state == ua.PubSubState.Operational:
+            self._publish_state(self._state)
 
     def _publish_connection(self) -> None:
         plan = self.plan
