@@ -197,11 +197,6 @@ class MqttSession:
             self.stats.published += 1
             self.stats.published_bytes += len(msg.payload)
 
-    @property
-    def refusing(self) -> bool:
-        """Whether the broker refuses publishes on some topic now."""
-        return self.delivery.refusing
-
     # ---------------------------------------------------------------------------- lifecycle
 
     async def start(self, *, wait: bool = False) -> None:
@@ -222,7 +217,9 @@ class MqttSession:
         connected = asyncio.ensure_future(self._connected.wait())
         gave_up = asyncio.ensure_future(self._gave_up.wait())
         try:
-            await asyncio.wait({connected, gave_up}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {connected, gave_up}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             connected.cancel()
             gave_up.cancel()
@@ -472,8 +469,11 @@ class MqttSession:
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             await asyncio.wait(
-                {connect, lost}, timeout=o.connect_timeout_s, return_when="FIRST_COMPLETED"
+                {connect, lost}, timeout=o.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
+        except asyncio.CancelledError:  # the session stops
+            connect.cancel()
+            raise
         finally:
             lost.cancel()
         if connect.done():

@@ -599,7 +599,7 @@ class Bridge:
 
     def _publish_state(self, state: ua.PubSubState) -> None:
         self._state = state
-        if self.mqtt.refusing and state == ua.PubSubState.Operational:
+        if self.mqtt.delivery.refusing and state == ua.PubSubState.Operational:
             state = ua.PubSubState.Error  # not operational while the broker refuses data
         self.mqtt.publish(Outgoing(self._status_topic, self._status(state), qos=1, retain=True))
         _log.info("publisher state %s", state.name)

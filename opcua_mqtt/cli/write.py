@@ -177,7 +177,9 @@ async def _ask(
     session.publish(Outgoing(topic, orjson.dumps(request), qos=1, properties=props))
     refusal = asyncio.ensure_future(refused.wait())
     try:
-        await asyncio.wait({answered, refusal}, timeout=timeout, return_when="FIRST_COMPLETED")
+        await asyncio.wait(
+            {answered, refusal}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if refused.is_set():
             raise MqttError(session.delivery.describe())
         return answered.result() if answered.done() else None

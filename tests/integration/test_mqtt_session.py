@@ -346,7 +346,7 @@ async def test_refused_publishes_are_counted_logged_once_and_retried_until_the_b
         pub.publish(Outgoing("t/ok", b"1"))
         await _until(lambda: pub.delivery.refused_counts.get(0x87) == 5, timeout=10)
         await _until(lambda: pub.stats.published == 1, timeout=10)
-        assert pub.refusing
+        assert pub.delivery.refusing
         assert changes == [True]
         [warning] = [r.getMessage() for r in caplog.records if "refused a publish" in r.message]
         assert "on t/denied: Not authorized (0x87)" in warning
@@ -358,7 +358,7 @@ async def test_refused_publishes_are_counted_logged_once_and_retried_until_the_b
         await broker.reload()
         sub, got = await _subscriber(broker, "t/denied")
         # No new publish: the retry offers the latest retained state, which ends the episode.
-        await _until(lambda: not pub.refusing, timeout=3 * REFUSED_RETRY_S)
+        await _until(lambda: not pub.delivery.refusing, timeout=3 * REFUSED_RETRY_S)
     assert changes == [True, False]
     await got.wait_for(1, timeout=10)
     assert got.seen == [4]
