@@ -15,6 +15,12 @@ Why a wrapper around gmqtt, in a few measured facts (gmqtt 0.8.0, Mosquitto 2.0.
   again after every reconnect. Topics it would refuse are therefore refused here, before they
   reach the spool; and a connection dropped again and again soon after connecting reconnects
   with growing back-off instead of five times a second.
+* gmqtt ignores the reason code of a PUBACK (0x87 Not authorized looks like success),
+  ``Client.publish`` does not return the packet id, the DISCONNECT it reports on a lost
+  connection carries no exception, and its own reconnect (even when switched off) logs "max
+  number of failed connection attempts achieved" at ERROR on every normal disconnect.
+  :mod:`.gmqtt_glue` deals with all of it in one place, per ``Client``; what the
+  broker did with each message is kept by :mod:`.mqtt_delivery`.
 
 Retained state (metadata, status, connection) travels in the same FIFO as data, so a new
 metadata message is on the wire before the data it describes; the latest payload per retained
@@ -40,6 +46,16 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.mqtt.handler import MQTTError
 
+from opcua_mqtt.adapters.gmqtt_glue import TrackingStorage, instrument, loss_cause
+from opcua_mqtt.adapters.mqtt_config import MqttError as MqttError
+from opcua_mqtt.adapters.mqtt_config import MqttOptions as MqttOptions
+from opcua_mqtt.adapters.mqtt_config import TlsOptions as TlsOptions
+from opcua_mqtt.adapters.mqtt_config import (
+    client_identity,
+    describe_failure,
+    describe_tls_files,
+)
+from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
 from opcua_mqtt.core.topics import string_problem, topic_problem
 
 _log = logging.getLogger(__name__)
@@ -50,48 +66,10 @@ MAX_BACKOFF_S = 30.0
 #: A connection that stayed up this long resets the back-off; one lost sooner (a broker that
 #: drops every new connection, another client with the same client id) keeps doubling it.
 STABLE_S = MAX_BACKOFF_S
-
-
-class MqttError(Exception):
-    """A connection problem worth one clear line in the log or on the terminal."""
-
-
-@dataclass(frozen=True)
-class TlsOptions:
-    enabled: bool = True
-    ca: str | None = None
-    certificate: str | None = None
-    private_key: str | None = None
-    verify: bool = True
-
-    def context(self) -> ssl.SSLContext | bool:
-        """The SSLContext for gmqtt, or False for plain TCP (never the default)."""
-        if not self.enabled:
-            return False
-        ctx = ssl.create_default_context(cafile=self.ca)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if self.certificate:
-            ctx.load_cert_chain(self.certificate, self.private_key)
-        return ctx
-
-
-@dataclass(frozen=True)
-class MqttOptions:
-    host: str
-    port: int = 8883
-    client_id: str = "opcua-mqtt"
-    protocol: str = "5"  # "5" or "3.1.1"
-    tls: TlsOptions = field(default_factory=TlsOptions)
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    keepalive_s: int = 30
-    connect_timeout_s: float = 10.0
-    session_expiry_s: int = 3600
-    max_inflight: int = 64
-    spool_messages: int = 100_000
-    spool_bytes: int = 256 * 1024 * 1024
+#: How often the latest retained state of a topic the broker refuses is offered again: a
+#: refused metadata or status message must reach the broker once its ACL allows it, and
+#: only an accepted publish ends a refusal episode.
+REFUSED_RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +108,7 @@ class LatencyHistogram:
 
 @dataclass
 class PublisherStats:
+    # PUBLISH packets the broker took: QoS 1/2 acknowledged with success, QoS 0 written out
     published: int = 0
     published_bytes: int = 0
     dropped: int = 0
@@ -156,9 +135,17 @@ class MqttSession:
         *,
         will: Outgoing | None = None,
         on_connection_change: Callable[[bool], None] | None = None,
+        on_refusal_change: Callable[[bool], None] | None = None,
     ) -> None:
+        """``on_refusal_change(True)``: the broker started refusing publishes (see
+        :mod:`.mqtt_delivery`); ``False``: it accepts them on every topic again."""
         self.options = options
         self.stats = PublisherStats()
+        self.delivery = DeliveryTracker(
+            client_identity(options),
+            on_refusal_change,
+            log_level=logging.DEBUG if options.connect_attempts else logging.WARNING,
+        )
         self._spool: collections.deque[Outgoing] = collections.deque()
         self._spool_bytes = 0
         self._retained: dict[str, Outgoing] = {}
@@ -171,6 +158,11 @@ class MqttSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._ever_connected = False
+        self._connack_seen = False  # in the current connection attempt
+        self._disconnect_reason: int | None = None  # of the broker's DISCONNECT, if it sent one
+        self._failure: MqttError | None = None  # why the last connection attempt failed
+        self._gave_up = asyncio.Event()  # set when wait_connected must fail (see options)
+        self._storage = TrackingStorage()
         will_message = None
         if will is not None:
             _check_sendable(will)
@@ -184,6 +176,7 @@ class MqttSession:
             options.client_id,
             clean_session=options.session_expiry_s == 0,
             will_message=will_message,
+            persistent_storage=self._storage,
             **props,
         )
         self._client.set_config({"reconnect_retries": NO_RECONNECT, "reconnect_delay": 0})
@@ -192,6 +185,17 @@ class MqttSession:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        instrument(self._client, self._storage, self._acknowledged)
+
+    def _acknowledged(self, packet: bytes) -> None:
+        """PUBACK/PUBREC: packet id, then (MQTT 5, optional) the reason code; absent is 0."""
+        if len(packet) < 2:
+            return
+        mid = int.from_bytes(packet[:2], "big")
+        msg = self.delivery.acknowledged(mid, packet[2] if len(packet) > 2 else 0)
+        if msg is not None:
+            self.stats.published += 1
+            self.stats.published_bytes += len(msg.payload)
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -199,17 +203,33 @@ class MqttSession:
         """Start connecting in the background; with ``wait``, return once connected (or raise)."""
         self._tasks.append(asyncio.create_task(self._connection_loop(), name="mqtt-connection"))
         self._tasks.append(asyncio.create_task(self._sender_loop(), name="mqtt-sender"))
+        self._tasks.append(asyncio.create_task(self._refusal_retry_loop(), name="mqtt-retry"))
         if wait:
-            await self.wait_connected(self.options.connect_timeout_s)
+            try:
+                await self.wait_connected(self.options.connect_timeout_s)
+            except MqttError:
+                await self.stop(drain_s=0)
+                raise
 
     async def wait_connected(self, timeout: float) -> None:
+        """Return once connected. Raise MqttError, naming the cause, after ``timeout``, or
+        at once when the last attempt failed for good (see MqttOptions.connect_attempts)."""
+        connected = asyncio.ensure_future(self._connected.wait())
+        gave_up = asyncio.ensure_future(self._gave_up.wait())
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
-            raise MqttError(
-                f"no MQTT connection to {self.options.host}:{self.options.port} "
-                f"within {timeout:g} s"
-            ) from None
+            await asyncio.wait(
+                {connected, gave_up}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            connected.cancel()
+            gave_up.cancel()
+        if self._connected.is_set():
+            return
+        if self._gave_up.is_set() and self._failure is not None:
+            raise self._failure
+        o = self.options
+        why = f": {self._failure}" if self._failure else ""
+        raise MqttError(f"no MQTT connection to {o.host}:{o.port} within {timeout:g} s{why}")
 
     async def stop(self, final: list[Outgoing] | None = None, *, drain_s: float = 5.0) -> None:
         """Send ``final`` (e.g. a Disabled status), drain what is queued within ``drain_s``,
@@ -283,7 +303,7 @@ class MqttSession:
 
     def _inflight(self) -> int:
         # gmqtt keeps unacknowledged QoS 1/2 packets in its persistent storage until PUBACK/PUBCOMP.
-        return len(self._client._persistent_storage._messages)
+        return self._storage.count()
 
     def _window(self) -> int:
         handler = getattr(self._client, "_connection", None)
@@ -330,6 +350,11 @@ class MqttSession:
             except (OverflowError, ConnectionError, OSError) as e:
                 _log.debug("publish deferred: %s", e)
                 break
+            if msg.qos > 0:  # counted as published once the broker accepts it
+                self.delivery.sent(self._storage.last_mid, msg)
+            else:
+                self.stats.published += 1
+                self.stats.published_bytes += len(msg.payload)
             if replay:
                 self._retained_dirty.discard(msg.topic)
             else:
@@ -337,10 +362,17 @@ class MqttSession:
                 self._spool_bytes -= len(msg.payload)
                 if msg.origin is not None:
                     self.stats.latency.observe(time.monotonic() - msg.origin)
-            self.stats.published += 1
-            self.stats.published_bytes += len(msg.payload)
             sent = True
         return sent
+
+    async def _refusal_retry_loop(self) -> None:
+        """Offer the latest retained state of refused topics again, now and then."""
+        while True:
+            await asyncio.sleep(REFUSED_RETRY_S)
+            refused = {r.topic for r in self.delivery.refusals} & self._retained.keys()
+            if refused and self._connected.is_set():
+                self._retained_dirty.update(refused)
+                self._wakeup.set()
 
     # ---------------------------------------------------------------------------- subscribing
 
@@ -369,48 +401,124 @@ class MqttSession:
 
     async def _connection_loop(self) -> None:
         backoff = MIN_BACKOFF_S
-        first = True
+        failures = 0
         o = self.options
-        version = MQTTv50 if o.protocol == "5" else MQTTv311
         while not self._closing:
-            # Cleared before connecting, never after: gmqtt's connect() returns normally when
-            # the connection drops while it waits for the replayed QoS packets to be
-            # acknowledged, and on_disconnect has already reported that loss.
-            self._lost.clear()
             try:
-                await asyncio.wait_for(
-                    self._client.connect(
-                        o.host,
-                        o.port,
-                        ssl=o.tls.context(),
-                        keepalive=o.keepalive_s,
-                        version=version,
-                    ),
-                    o.connect_timeout_s,
-                )
-            except (OSError, TimeoutError, MQTTError) as e:
-                reason = _describe(e, o)
-                if first:
-                    _log.warning("MQTT connect to %s:%d failed: %s", o.host, o.port, reason)
-                else:
-                    _log.info("MQTT reconnect to %s:%d failed: %s", o.host, o.port, reason)
-                first = False
+                await self._connect_once()
+            except MqttError as e:
+                failures += 1
+                self._failure = e
+                if e.permanent or 0 < o.connect_attempts <= failures:
+                    self._gave_up.set()
+                level = logging.WARNING if failures == 1 else logging.INFO
+                if o.connect_attempts and not self._ever_connected:
+                    level = logging.DEBUG  # the caller gets the error from wait_connected
+                _log.log(level, "%s", e)
                 await self._quiet_disconnect()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
-            first = False
+            failures = 0
+            self._failure = None
+            self._gave_up.clear()
             up_since = time.monotonic()
             await self._lost.wait()
             if self._closing:
                 return
             self.stats.reconnects += 1
-            _log.warning("MQTT connection to %s:%d lost; reconnecting", o.host, o.port)
+            _log.warning(
+                "MQTT connection to %s:%d lost%s; reconnecting",
+                o.host,
+                o.port,
+                self._disconnect_text(),
+            )
             await self._quiet_disconnect()
             if time.monotonic() - up_since >= STABLE_S:
                 backoff = MIN_BACKOFF_S
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _connect_once(self) -> None:
+        """Connect, or raise MqttError saying why not.
+
+        gmqtt's ``connect()`` waits for a CONNACK that never comes when the broker closes the
+        connection first (a refused client certificate under TLS 1.3 arrives after the
+        handshake): the loss is raced against it, and its cause read from the transport.
+        """
+        o = self.options
+        # Cleared before connecting, never after: gmqtt's connect() returns normally when
+        # the connection drops while it waits for the replayed QoS packets to be
+        # acknowledged, and on_disconnect has already reported that loss.
+        self._lost.clear()
+        self._connack_seen = False
+        self._disconnect_reason = None
+        try:
+            ssl_context = o.tls.context()
+        except (OSError, ValueError) as e:
+            raise self._connect_error(describe_tls_files(e), permanent=True) from None
+        connect = asyncio.ensure_future(
+            self._client.connect(
+                o.host,
+                o.port,
+                ssl=ssl_context,
+                keepalive=o.keepalive_s,
+                version=MQTTv50 if o.protocol == "5" else MQTTv311,
+            )
+        )
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait(
+                {connect, lost}, timeout=o.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:  # the session stops
+            connect.cancel()
+            raise
+        finally:
+            lost.cancel()
+        if connect.done():
+            error = connect.exception()
+        elif self._connack_seen:  # lost while gmqtt waits for replayed packets: handled later
+            connect.cancel()
+            return
+        else:
+            connect.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connect
+            error = loss_cause(self._client) if lost.done() else TimeoutError()
+            if error is None:
+                error = ConnectionResetError("the broker closed the connection")
+        if error is None:
+            return
+        if not isinstance(error, (OSError, TimeoutError, MQTTError)):
+            raise error
+        reason, permanent = describe_failure(error, o)
+        raise self._connect_error(reason, permanent=permanent)
+
+    def _connect_error(self, reason: str, *, permanent: bool) -> MqttError:
+        o = self.options
+        return MqttError(f"MQTT connect to {o.host}:{o.port} failed: {reason}", permanent=permanent)
+
+    def _disconnect_text(self) -> str:
+        """Why the connection was lost, for the log line: the reason code of the broker's
+        DISCONNECT by name (MQTT 5), else the transport's error, else the likely cause of a
+        silent close (Mosquitto before 2.0.15 closes a taken-over session without 0x8E)."""
+        code = self._disconnect_reason
+        same_id = f"the same client id {self.options.client_id!r}"
+        if code == 0x8E:
+            return (
+                f" (the broker sent DISCONNECT {reason_name(code)}, 0x8E: another client "
+                f"connected with {same_id}; give each client its own client id)"
+            )
+        if code is not None:
+            return f" (the broker sent DISCONNECT {reason_name(code)}, 0x{code:02X})"
+        cause = loss_cause(self._client)
+        if cause is not None:
+            return f" ({type(cause).__name__}: {cause})"
+        return (
+            " (the broker closed it without a reason; if this repeats, another client probably "
+            f"connects with {same_id})"
+        )
 
     async def _quiet_disconnect(self) -> None:
         # The connection is already broken; closing it can only re-raise the same failure.
@@ -420,7 +528,15 @@ class MqttSession:
     def _handle_connect(self, _client: Any, _flags: int, rc: int, _properties: Any) -> None:
         if rc != 0:
             return
+        self._connack_seen = True
         _log.info("MQTT connected to %s:%d", self.options.host, self.options.port)
+        lost = self.delivery.keep_only(mid for mid, _ in self._storage.get_all())
+        if lost:
+            _log.warning(
+                "MQTT broker kept no session: %d messages sent but not acknowledged before "
+                "the connection was lost are gone",
+                lost,
+            )
         for topic_filter, (qos, _handler) in self._subscriptions.items():
             self._client.subscribe(topic_filter, qos=qos)
         if self._ever_connected:  # the broker may have lost retained state while we were away
@@ -429,7 +545,11 @@ class MqttSession:
         self._set_connected(True)
         self._wakeup.set()
 
-    def _handle_disconnect(self, _client: Any, _packet: Any = None, _exc: Any = None) -> None:
+    def _handle_disconnect(self, _client: Any, packet: Any = None, _exc: Any = None) -> None:
+        # A DISCONNECT the broker sent carries its reason code first (MQTT 5); the one gmqtt
+        # makes up for a closed connection is empty.
+        if isinstance(packet, bytes) and packet and self._disconnect_reason is None:
+            self._disconnect_reason = packet[0]
         self._set_connected(False)
         self._lost.set()
 
@@ -470,21 +590,6 @@ def _check_sendable(msg: Outgoing) -> None:
     for name, value in msg.properties.items():
         if isinstance(value, str) and (problem := string_problem(value)):
             raise ValueError(f"cannot publish with {name} {reprlib.repr(value)}: {problem}")
-
-
-def _describe(e: BaseException, o: MqttOptions) -> str:
-    if isinstance(e, ssl.SSLCertVerificationError):
-        return f"the broker's certificate is not trusted ({e.verify_message}); check tls.ca"
-    if isinstance(e, TimeoutError):
-        return (
-            f"no answer within {o.connect_timeout_s:g} s (with mutual TLS this is how a broker "
-            "refuses a missing or untrusted client certificate)"
-        )
-    if isinstance(e, ConnectionRefusedError):
-        return "connection refused: is the broker running on that port?"
-    if isinstance(e, MQTTError):
-        return f"the broker refused the connection ({e}); check user name, password and ACL"
-    return f"{type(e).__name__}: {e}"
 
 
 def _log_task_error(task: asyncio.Future[Any]) -> None:

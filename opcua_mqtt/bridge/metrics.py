@@ -16,7 +16,8 @@ broker is away and the in-flight window. Keep-alives, metadata and status carry 
 and are not observed.
 
 ``/healthz`` answers 200 whenever the event loop runs; ``/readyz`` answers 200 only while both
-sessions are up and the subscriptions exist, else 503 with a JSON body naming what is down.
+sessions are up, the broker takes what is published and the subscriptions exist, else 503 with
+a JSON body naming what is down.
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ from prometheus_client.metrics_core import (
 from opcua_mqtt import __version__
 from opcua_mqtt.adapters.http_endpoint import Request, Response, Route, start_http_server
 from opcua_mqtt.adapters.mqtt import LatencyHistogram
+from opcua_mqtt.adapters.mqtt_delivery import reason_label, reason_name
 from opcua_mqtt.bridge.runtime import Bridge
 
 _log = logging.getLogger(__name__)
 
 #: Write-back results reported even before the first request, so that rate() works at once.
 WRITE_BACK_RESULTS = ("good", "bad", "refused", "failed", "duplicate")
+#: Refusal reasons reported even before the first refusal: Not authorized (an ACL) and the
+#: catch-all Unspecified error.
+REFUSAL_REASONS = (0x80, 0x87)
 
 
 class BridgeCollector:
@@ -92,9 +97,22 @@ class BridgeCollector:
         )
         yield CounterMetricFamily(
             "opcua_mqtt_sent_messages",
-            "MQTT PUBLISH packets written to the broker connection, of every kind (data, "
-            "metadata, status, write-back answers, retained state re-sent after a reconnect).",
+            "MQTT PUBLISH packets the broker took (QoS 1/2: acknowledged with success; QoS 0: "
+            "written to the connection), of every kind (data, metadata, status, write-back "
+            "answers, retained state re-sent after a reconnect).",
             value=mqtt.stats.published,
+        )
+        refused = mqtt.delivery.refused_counts
+        yield _labelled(
+            CounterMetricFamily,
+            "opcua_mqtt_refused_messages",
+            "MQTT PUBLISH packets the broker refused (MQTT 5 PUBACK/PUBREC reason code of "
+            "0x80 or above), by reason: the messages are lost.",
+            "reason",
+            {
+                reason_label(code): refused.get(code, 0)
+                for code in sorted({*REFUSAL_REASONS, *refused})
+            },
         )
         yield CounterMetricFamily(
             "opcua_mqtt_sent_bytes",
@@ -179,7 +197,9 @@ def _opcua_up(bridge: Bridge) -> bool:
 def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
     """Whether the bridge does its job now, and a small report saying what is down."""
     opcua = _opcua_up(bridge)
-    mqtt = bridge.mqtt.stats.connected
+    connected = bridge.mqtt.stats.connected
+    refusals = bridge.mqtt.delivery.refusals
+    mqtt = connected and not refusals
     subscribed = bridge.ready.is_set()
     down = [
         side
@@ -190,9 +210,11 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
         "ready": not down,
         "down": down,
         "opcua": bridge.stats.opcua_state,
-        "mqtt": "connected" if mqtt else "disconnected",
+        "mqtt": "refusing publishes" if refusals else "connected" if connected else "disconnected",
         "subscriptions": subscribed,
     }
+    if refusals:  # what the broker refuses, a few topics of it
+        report["mqtt_refused"] = {r.topic: reason_name(r.reason) for r in refusals[:10]}
     return not down, report
 
 

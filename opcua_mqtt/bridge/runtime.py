@@ -178,7 +178,8 @@ class Bridge:
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
         will = Outgoing(self._status_topic, self._status(ua.PubSubState.Error), qos=1, retain=True)
-        self.mqtt = MqttSession(mqtt, will=will)
+        self.mqtt = MqttSession(mqtt, will=will, on_refusal_change=self._on_mqtt_refusal)
+        self._state = ua.PubSubState.PreOperational  # the last state the bridge decided on
         self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
         self.write_back: WriteBack | None = None
         if write_back is not None:
@@ -224,6 +225,7 @@ class Bridge:
         finally:
             for task in self._recheck_tasks:
                 task.cancel()
+            self._state = ua.PubSubState.Disabled  # a refusal ending while draining: no status
             await self.mqtt.stop(
                 [Outgoing(self._status_topic, self._status(ua.PubSubState.Disabled), 1, True)]
             )
@@ -596,8 +598,17 @@ class Bridge:
         return dumps(encode_status_message(StatusMessage(self.plan.publisher_id, state)))
 
     def _publish_state(self, state: ua.PubSubState) -> None:
+        self._state = state
+        if self.mqtt.delivery.refusing and state == ua.PubSubState.Operational:
+            state = ua.PubSubState.Error  # not operational while the broker refuses data
         self.mqtt.publish(Outgoing(self._status_topic, self._status(state), qos=1, retain=True))
         _log.info("publisher state %s", state.name)
+
+    def _on_mqtt_refusal(self, _refusing: bool) -> None:
+        """The broker started or stopped refusing publishes: an Operational bridge shows Error
+        meanwhile (subscribers see it if the broker allows the status topic itself)."""
+        if self._state == ua.PubSubState.Operational:
+            self._publish_state(self._state)
 
     def _publish_connection(self) -> None:
         plan = self.plan

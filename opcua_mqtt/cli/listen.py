@@ -16,7 +16,7 @@ import orjson
 from opcua_mqtt.adapters.mqtt import MqttError
 from opcua_mqtt.cli import main
 from opcua_mqtt.cli.common import format_option
-from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
+from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable, nest_matrix
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.core.topics import TopicTree, topic_problem
@@ -72,7 +72,9 @@ def listen(
       opcua-mqtt listen broker:8883 'opcua/json/data/plant1/#' --ca ca.pem --format json
     \b
     Exit codes: 0 done (--count reached or Ctrl-C), 2 bad usage (e.g. a malformed
-    TOPIC_FILTER), 3 broker unreachable or refused, 4 nothing received within --timeout.
+    TOPIC_FILTER), 3 broker unreachable, or it refused the connection (untrusted
+    certificate, client certificate or credentials refused), 4 nothing received within
+    --timeout.
     """
     if topic_filter is not None and (problem := topic_problem(topic_filter, wildcards=True)):
         raise click.BadParameter(f"not a topic filter: {problem}", param_hint="TOPIC_FILTER")
@@ -85,7 +87,7 @@ def listen(
         )
     except MqttError as e:
         click.echo(f"error: {e}", err=True)
-        raise SystemExit(3) from None
+        raise SystemExit(EXIT_BROKER) from None
     except KeyboardInterrupt:
         code = 0
     raise SystemExit(code)

@@ -16,6 +16,13 @@ from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Connection attempts before a one-shot command gives up (about 1.5 s of back-off between
+#: them); certificate, key and credential problems stop it at the first.
+ONE_SHOT_ATTEMPTS = 3
+
+#: Exit code of every command for a broker that cannot be reached or refuses the client.
+EXIT_BROKER = 3
+
 
 def mqtt_client_options(func: F) -> F:
     """Add the broker connection options; the command receives ``mqtt_params`` (a dict)."""
@@ -118,6 +125,9 @@ def mqtt_options_from(broker: str, params: dict[str, Any], prefix: str) -> MqttO
         username=params["username"],
         password=password if params["username"] else None,
         connect_timeout_s=10,
+        # A command run by hand or by a health check: a refused port is retried briefly, a
+        # certificate or credential problem not at all (see ONE_SHOT_ATTEMPTS).
+        connect_attempts=ONE_SHOT_ATTEMPTS,
         # A generated client id is never seen again: a session kept for it would only make the
         # broker queue messages for nobody. A chosen id keeps the default persistent session.
         session_expiry_s=MqttOptions.session_expiry_s if params["client_id"] else 0,

@@ -16,14 +16,14 @@ from asyncua import ua
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession
 from opcua_mqtt.cli import main
 from opcua_mqtt.cli.common import format_option
-from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
+from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.identity import topic_disagreement
 from opcua_mqtt.core.messages import ConnectionMessage, StatusMessage, decode_message
 from opcua_mqtt.core.topics import MessageType, TopicTree
 
 #: Exit codes, also listed in the command's help.
-EXIT_OK, EXIT_BROKER, EXIT_NONE_FOUND, EXIT_NOT_OPERATIONAL = 0, 3, 4, 5
+EXIT_OK, EXIT_NONE_FOUND, EXIT_NOT_OPERATIONAL = 0, 4, 5  # and EXIT_BROKER, 3
 
 
 @dataclass
@@ -127,7 +127,8 @@ def status(
       opcua-mqtt status broker:8883 --ca ca.pem --publisher plant1-bridge --require-operational
     \b
     Exit codes: 0 bridges found (all Operational with --require-operational), 3 broker
-    unreachable or refused, 4 no bridge found (or a --publisher not found),
+    unreachable, or it refused the connection (untrusted certificate, client certificate or
+    credentials refused), 4 no bridge found (or a --publisher not found),
     5 a bridge is not Operational (only with --require-operational).
     """
     options = replace(

@@ -15,7 +15,7 @@ import orjson
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.bridge.write_back import command_topic
 from opcua_mqtt.cli import main
-from opcua_mqtt.cli.mqtt_options import mqtt_client_options, mqtt_options_from
+from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.topics import TopicTree, escape_level
 
 _NODE_ID_PREFIXES = ("nsu=", "ns=", "i=", "s=", "g=", "b=")
@@ -78,7 +78,8 @@ def write(
           --publisher plant1-bridge --ca ca.pem --cert me.pem --key me.key
     \b
     Exit codes: 0 written, 1 refused or failed (the answer says why), 3 broker unreachable,
-    4 no answer within --timeout.
+    or it refused the connection or (MQTT 5) the request, e.g. by its ACL, 4 no answer within
+    --timeout (also what a refused request looks like with MQTT 3.1.1).
     """
     options = mqtt_options_from(broker, mqtt_params, "opcua-mqtt-write")
     try:
@@ -122,7 +123,7 @@ def write(
         )
     except MqttError as e:
         click.echo(f"error: {e}", err=True)
-        raise SystemExit(3) from None
+        raise SystemExit(EXIT_BROKER) from None
     if answer is None:
         click.echo(f"error: no answer from {publisher_id} within {timeout:g} s", err=True)
         raise SystemExit(4)
@@ -144,6 +145,7 @@ async def _ask(
     broker after ``expiry_s`` (whole seconds, rounded up from the deadline): a command queued
     for an absent bridge is dropped instead of being carried out late."""
     answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    refused = asyncio.Event()
     correlation = request["RequestId"].encode()
 
     def on_reply(_topic: str, payload: bytes, _props: dict[str, Any]) -> None:
@@ -158,7 +160,11 @@ async def _ask(
         ):
             answered.set_result(answer)
 
-    session = MqttSession(options)
+    # An MQTT 5 broker that will not take the request (its ACL) says so in the PUBACK: no
+    # answer can come then, so that ends the wait at once. MQTT 3.1.1 brokers refuse silently.
+    session = MqttSession(
+        options, on_refusal_change=lambda refusing: refused.set() if refusing else None
+    )
     session.subscribe(reply, on_reply)
     await session.start(wait=True)
     await asyncio.sleep(0.1)  # let the SUBACK arrive before the bridge can answer
@@ -170,9 +176,14 @@ async def _ask(
             "message_expiry_interval": expiry_s,
         }
     session.publish(Outgoing(topic, orjson.dumps(request), qos=1, properties=props))
+    refusal = asyncio.ensure_future(refused.wait())
     try:
-        return await asyncio.wait_for(answered, timeout)
-    except TimeoutError:
-        return None
+        await asyncio.wait(
+            {answered, refusal}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if refused.is_set():
+            raise MqttError(session.delivery.describe())
+        return answered.result() if answered.done() else None
     finally:
+        refusal.cancel()
         await session.stop(drain_s=1)

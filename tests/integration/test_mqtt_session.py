@@ -1,14 +1,23 @@
-"""The MQTT adapter against a real Mosquitto over TLS: windowing, outages, spool, refusals."""
+"""The MQTT adapter against a real Mosquitto over TLS: windowing, outages, spool, refusals
+(of topics, of publishes by an ACL, of a client id taken over)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 
 import pytest
 
-from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession, Outgoing, TlsOptions
+from opcua_mqtt.adapters.mqtt import (
+    REFUSED_RETRY_S,
+    MqttError,
+    MqttOptions,
+    MqttSession,
+    Outgoing,
+    TlsOptions,
+)
 from tests.support.mosquitto import MosquittoBroker, free_port
 from tests.support.mqtt import adapter_options
 
@@ -239,7 +248,7 @@ REFUSED_NAMES = [
 
 @pytest.mark.parametrize(("topic", "bad_string"), REFUSED_NAMES)
 async def test_a_topic_the_broker_refuses_is_refused_before_the_spool_and_publishing_goes_on(
-    mosquitto_tls: MosquittoBroker, topic: str, bad_string: bool
+    mosquitto_tls: MosquittoBroker, topic: str, bad_string: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """gmqtt would keep such a message and replay it after every reconnect, each time dropped
     again. The same holds for the will's topic and for text properties."""
@@ -262,9 +271,11 @@ async def test_a_topic_the_broker_refuses_is_refused_before_the_spool_and_publis
     assert got.seen == [1]
     assert pub.stats.reconnects == 0
     # The rule is the broker's: the same topic sent past the check (QoS 0, so gmqtt keeps
-    # nothing to replay) gets the client dropped.
-    pub._client.publish(topic.encode("utf-8", "surrogatepass"), b"x", qos=0)
-    await _until(lambda: pub.stats.reconnects == 1, timeout=10)
+    # nothing to replay) gets the client dropped, with a DISCONNECT whose reason is logged.
+    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.adapters.mqtt"):
+        pub._client.publish(topic.encode("utf-8", "surrogatepass"), b"x", qos=0)
+        await _until(lambda: pub.stats.reconnects == 1, timeout=10)
+    assert re.search(r"DISCONNECT (Malformed Packet, 0x81|Protocol Error, 0x82)", caplog.text)
     await pub.stop()
     await sub.stop()
 
@@ -311,3 +322,68 @@ async def test_a_filter_the_broker_refuses_is_refused_by_subscribe(
     await asyncio.sleep(0.3)
     assert session.stats.reconnects == 1
     await session.stop()
+
+
+# -- what the broker refuses: PUBACK reason codes, DISCONNECT reasons ----------------------------
+
+
+async def test_refused_publishes_are_counted_logged_once_and_retried_until_the_broker_accepts(
+    mosquitto_tls: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL that denies a topic: Mosquitto answers every QoS 1 PUBLISH on it with PUBACK 0x87.
+    Each is counted, not sent; one WARNING per episode; the retained state is offered again
+    until the broker (its ACL reloaded) accepts it, which ends the episode."""
+    broker = mosquitto_tls
+    broker.set_acl("topic read #\ntopic readwrite t/ok\n")
+    await broker.astop()
+    await broker.astart()
+    changes: list[bool] = []
+    pub = MqttSession(adapter_options(broker, "test-refused"), on_refusal_change=changes.append)
+    await pub.start(wait=True)
+    with caplog.at_level(logging.INFO, logger="opcua_mqtt.adapters.mqtt"):
+        for i in range(5):
+            pub.publish(Outgoing("t/denied", str(i).encode(), retain=True))
+        pub.publish(Outgoing("t/ok", b"1"))
+        await _until(lambda: pub.delivery.refused_counts.get(0x87) == 5, timeout=10)
+        await _until(lambda: pub.stats.published == 1, timeout=10)
+        assert pub.delivery.refusing
+        assert changes == [True]
+        [warning] = [r.getMessage() for r in caplog.records if "refused a publish" in r.message]
+        assert "on t/denied: Not authorized (0x87)" in warning
+        assert "client id 'test-refused'" in warning
+        assert "ACL" in warning
+        assert "t/denied" in pub.delivery.describe()
+
+        broker.set_acl("topic readwrite #\n")
+        await broker.reload()
+        sub, got = await _subscriber(broker, "t/denied")
+        # No new publish: the retry offers the latest retained state, which ends the episode.
+        await _until(lambda: not pub.delivery.refusing, timeout=3 * REFUSED_RETRY_S)
+    assert changes == [True, False]
+    await got.wait_for(1, timeout=10)
+    assert got.seen == [4]
+    assert pub.stats.published == 2
+    assert "accepts publishes on t/denied again" in caplog.text
+    await pub.stop()
+    await sub.stop()
+
+
+async def test_a_second_client_with_the_same_id_shows_as_session_taken_over(
+    mosquitto_tls: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker drops the first client: the log names the likely cause (a client with the
+    same id); gmqtt's "max number of failed connection attempts" ERROR stays out."""
+    first = MqttSession(adapter_options(mosquitto_tls, "test-twin"))
+    await first.start(wait=True)
+    with caplog.at_level(logging.INFO):
+        second = MqttSession(adapter_options(mosquitto_tls, "test-twin"))
+        await second.start(wait=True)
+        await _until(lambda: first.stats.reconnects >= 1, timeout=10)
+        await second.stop()
+        await first.wait_connected(60)
+    # Mosquitto 2.0.11 closes the old connection without the DISCONNECT 0x8E (Session taken
+    # over) it sends from 2.0.15 on, which the log line would name: the likely cause is named.
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.message]
+    assert any("same client id 'test-twin'" in m for m in lost), lost
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    await first.stop()

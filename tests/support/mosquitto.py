@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -284,6 +285,32 @@ class MosquittoBroker:
             proc.kill()
             proc.wait(5.0)
         self._close_output()
+
+    @property
+    def acl_path(self) -> Path:
+        return self.workdir / "acl"
+
+    def set_acl(self, text: str) -> None:
+        """Write the broker's ACL file and name it in its configuration (from the next start
+        on); a running broker re-reads it on :meth:`reload`."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.acl_path.write_text(text)
+        self.acl_path.chmod(0o644)
+        line = f"acl_file {self.acl_path}"
+        if line not in self.extra_config:
+            self.extra_config = (*self.extra_config, line)
+
+    async def reload(self, timeout: float = 5.0) -> None:
+        """SIGHUP: the broker re-reads its ACL and password files; wait until it says so."""
+        if self._proc is None:
+            raise BrokerError("mosquitto is not running")
+        reloads = self.log_text().count("Reloading config")
+        self._proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while self.log_text().count("Reloading config") <= reloads:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no config reload in the broker log:\n{self.log_text()}")
+            await asyncio.sleep(0.02)
 
     def restart(self, timeout: float = 10.0) -> None:
         """Stop and start again on the same port."""
