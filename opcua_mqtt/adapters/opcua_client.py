@@ -56,6 +56,7 @@ from opcua_mqtt.adapters.opcua_certs import (
     subject_name,
     thumbprint,
 )
+from opcua_mqtt.adapters.opcua_decoding import checked
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
 from opcua_mqtt.core.errors import EncodeError
 from opcua_mqtt.core.globs import glob_regex
@@ -787,9 +788,10 @@ class _Walker:
             MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Neither, NodesToRead=list(items)
         )
         try:
-            return await self._send("Read", self.uaclient.read, params, len(items))
+            results = await self._send("Read", self.uaclient.read, params, len(items))
         except UaStatusCodeError as e:
             return await self._halves(self.limits.read, items, e, self._read_split)
+        return [checked(dv) for dv in results]
 
     # ---------------------------------------------------------------- Browse
     async def browse(
