@@ -34,6 +34,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import shlex
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -235,9 +236,17 @@ for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_cl
 
 
 def normalise_endpoint(endpoint: str) -> str:
-    """``host``, ``host:port`` or ``opc.tcp://host[:port][/path]`` -> a full opc.tcp URL."""
+    """``host``, ``host:port`` or ``opc.tcp://host[:port][/path]`` -> a full opc.tcp URL.
+
+    Anything else is a ValueError, in particular a mistyped scheme (``opc.tcp//host``,
+    ``opc.tcp:/host``): taken for a host name it would become ``opc.tcp://opc.tcp:4840//host``
+    and fail later as an unknown host."""
     text = endpoint.strip()
     if "://" not in text:
+        if text.lower().startswith("opc.tcp") or "/" in text:
+            raise ValueError(
+                f"{endpoint!r} is not an endpoint URL: expected opc.tcp://host[:port][/path]"
+            )
         text = "opc.tcp://" + text
     url = urlparse(text)
     if url.scheme != "opc.tcp":
@@ -396,10 +405,14 @@ def _check_server_certificate(url: str, cert_der: bytes | None, options: Connect
         )
         return
     where = f"the trust dir {options.trust_dir}" if options.trust_dir else "a trust dir"
+    # A command that exists whoever asks (`run` has no --trust-server-cert: its trust dir is
+    # in the configuration, and this saves the certificate there).
+    trust_dir = shlex.quote(str(options.trust_dir)) if options.trust_dir else "DIR"
     raise OpcUaConnectionError(
         f"the server certificate of {url} ({subject_name(cert)}, thumbprint {print_}) is not "
         "trusted",
-        f"put it into {where}, or run once with --trust-server-cert to trust it on first contact",
+        f"put it into {where}, or trust it on first contact with: opcua-mqtt browse "
+        f"{shlex.quote(url)} --trust-dir {trust_dir} --trust-server-cert --depth 1",
         kind="server-untrusted",
     )
 
