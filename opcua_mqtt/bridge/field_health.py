@@ -114,7 +114,8 @@ class FieldHealth:
         _log.warning("field %s refused by the server: %s", f.name, reason)
 
     def value(self, key: Hashable, dv: ua.DataValue) -> bool:
-        """A value (or a status) arrived for the field ``key``; whether its state changed."""
+        """A value (or a status) arrived for the field ``key``; whether the field stopped
+        waiting (the only change that can turn the ua-status Operational)."""
         code = dv.StatusCode
         raw = 0 if code is None else code.value
         if not raw & _BAD:
@@ -126,12 +127,15 @@ class FieldHealth:
         f = self._fields.get(key)
         if f is None or f.state is state:
             return False
-        if f.state is FieldState.REFUSED:
-            self._reasons.pop(key, None)
-        elif f.state is FieldState.WAITING and f.reported:
-            _log.info("field %s delivers again", f.name)
+        was = f.state
         f.state = state
-        return True
+        if was is FieldState.REFUSED:
+            self._reasons.pop(key, None)
+        elif was is FieldState.WAITING:
+            if f.reported:
+                _log.info("field %s delivers again", f.name)
+            return True
+        return False
 
     def report(self, *, connected: bool = True) -> FieldReport:
         """Counts per state, and the names of the fields that do not deliver; logs each field

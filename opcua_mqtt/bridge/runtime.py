@@ -385,10 +385,10 @@ class Bridge:
         self.stats.value_changes += len(batch)
         received = time.monotonic()
         health = self.fields
-        changed = False
+        arrived = False  # a field's first value
         for key, dv in batch:
             assert isinstance(key, tuple)
-            changed |= health.value(key, dv)
+            arrived |= health.value(key, dv)
             gi, wi, name = key
             writer = self._writers.get((gi, wi))
             if writer is None:
@@ -399,7 +399,7 @@ class Bridge:
             writer.state.update(name, dv)
             if writer.pending_since is None:
                 writer.pending_since = received
-        if changed and self.ready.is_set():
+        if arrived and self.ready.is_set():
             self._publish_field_state()  # e.g. Operational once the last field has a value
 
     def _type_changed(

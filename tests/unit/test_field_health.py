@@ -47,8 +47,11 @@ def test_the_grace_period_is_three_publishing_intervals_plus_sampling_plus_margi
 def test_states_follow_the_values_and_the_refusals(clock: Clock) -> None:
     health = _health(clock)
     assert health.report().counts == {"refused": 0, "waiting": 3, "bad": 0, "good": 0}
-    health.value(A, GOOD)
-    health.value(B, _status(ua.StatusCodes.BadSensorFailure))
+    # value() says when a field stops waiting: the one change that can make it Operational.
+    assert health.value(A, GOOD) and not health.value(A, GOOD)
+    assert health.value(B, _status(ua.StatusCodes.BadSensorFailure))
+    assert not health.value(A, _status(ua.StatusCodes.BadSensorFailure))
+    assert not health.value(A, GOOD)
     health.refused(C, ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
     report = health.report()
     assert report.counts == {"refused": 1, "waiting": 0, "bad": 1, "good": 1}
