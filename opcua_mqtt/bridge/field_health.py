@@ -96,20 +96,28 @@ class FieldHealth:
     def __len__(self) -> int:
         return len(self._fields)
 
+    def monitoring(self) -> None:
+        """Monitored items are about to be created on a new session: every field, refused
+        before or not, waits for a value, its grace period starting now."""
+        self._wait(refused_too=True)
+
     def subscribed(self) -> None:
-        """The monitored items were (re)created, or their session lost or back: every field
-        not refused waits for a value afresh, its grace period starting now."""
+        """The session was lost, or is back with its monitored items re-created: every field
+        that has one waits for a value afresh, its grace period starting now."""
+        self._wait(refused_too=False)
+
+    def _wait(self, *, refused_too: bool) -> None:
         now = self._clock()
         for f in self._fields.values():
-            if f.state is not FieldState.REFUSED:
+            if refused_too or f.state is not FieldState.REFUSED:
                 f.state, f.since, f.reported = FieldState.WAITING, now, False
 
     def refused(self, key: Hashable, status: ua.StatusCode) -> None:
         f = self._fields[key]
         reason = str(status.name)
-        if f.state is FieldState.REFUSED and self._reasons.get(key) == reason:
-            return  # the same episode (e.g. refused again after a new session)
         f.state, f.reported = FieldState.REFUSED, True
+        if self._reasons.get(key) == reason:
+            return  # the same episode: refused again on a new session
         self._reasons[key] = reason
         _log.warning("field %s refused by the server: %s", f.name, reason)
 
@@ -125,13 +133,12 @@ class FieldHealth:
         else:
             state = FieldState.BAD
         f = self._fields.get(key)
-        if f is None or f.state is state:
-            return False
+        if f is None or f.state is state or f.state is FieldState.REFUSED:
+            return False  # a refused field has no monitored item: this is the bridge's own note
         was = f.state
         f.state = state
-        if was is FieldState.REFUSED:
-            self._reasons.pop(key, None)
-        elif was is FieldState.WAITING:
+        self._reasons.pop(key, None)  # a refusal episode ends with a value
+        if was is FieldState.WAITING:
             if f.reported:
                 _log.info("field %s delivers again", f.name)
             return True

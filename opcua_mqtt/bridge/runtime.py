@@ -247,7 +247,7 @@ class Bridge:
             source = SubscriptionSource(client, self._on_values, on_state=self._on_opcua_state)
             if not self._writers:  # a reconnect keeps states, sequence numbers and versions
                 self._build_writers(await self._server_types(client))
-            self.fields.subscribed()
+            self.fields.monitoring()
             refused_count = 0
             for gi, group in enumerate(self.plan.groups):
                 monitored = [

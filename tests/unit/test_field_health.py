@@ -91,12 +91,23 @@ def test_a_refusal_is_logged_once_per_episode(
     refusal = ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
     with caplog.at_level(logging.WARNING, "opcua_mqtt.bridge.field_health"):
         health.refused(A, refusal)
-        health.subscribed()  # a new session refuses it again
+        health.subscribed()  # the session came back: a refused field stays refused
+        assert health.report().counts["refused"] == 1
+        gone = _status(ua.StatusCodes.BadNodeIdUnknown)  # e.g. the bridge's node check
+        assert not health.value(A, gone) and health.report().counts["refused"] == 1
+        health.monitoring()  # a new session tries again, and is refused again
+        assert health.report().counts["refused"] == 0
         health.refused(A, refusal)
         health.report()
     assert [r.getMessage() for r in caplog.records] == [
         "field G/W/A (ns=1;i=1) refused by the server: BadNodeIdUnknown"
     ]
+    health.monitoring()  # accepted this time: the episode ends with its first value
+    health.value(A, GOOD)
+    with caplog.at_level(logging.WARNING, "opcua_mqtt.bridge.field_health"):
+        health.monitoring()
+        health.refused(A, refusal)  # a new episode, logged again
+    assert len(caplog.records) == 2
 
 
 def test_a_lost_session_makes_every_field_wait_afresh(clock: Clock) -> None:
