@@ -97,3 +97,11 @@ def test_the_json_encoder_writes_an_empty_matrix_per_part_6(
     it has no elements."""
     variant = ua.Variant([], ua.VariantType.Double, Dimensions=[0, 8], is_array=True)
     assert JsonCodec(encoding).encode_variant(variant) == expected
+
+
+def test_an_empty_matrix_reads_back_from_json_with_its_dimensions() -> None:
+    codec = JsonCodec(FieldEncoding.COMPACT)
+    variant = ua.Variant([], ua.VariantType.Double, Dimensions=[0, 8], is_array=True)
+    back = codec.decode_variant(codec.encode_variant(variant))
+    assert back.Value == [] and back.Dimensions == [0, 8]
+    assert back.VariantType is ua.VariantType.Double
