@@ -96,6 +96,13 @@ class FieldHealth:
     def __len__(self) -> int:
         return len(self._fields)
 
+    def state(self, key: Hashable) -> FieldState:
+        return self._fields[key].state
+
+    def name(self, key: Hashable) -> str:
+        """``Group/Writer/Field (NodeId)``."""
+        return self._fields[key].name
+
     def monitoring(self) -> None:
         """Monitored items are about to be created on a new session: every field, refused
         before or not, waits for a value, its grace period starting now."""

@@ -486,7 +486,7 @@ class Bridge:
                 except DecodeError:
                     continue  # reported when the monitored item was refused
                 targets.append((index, writer, f.spec.name, node_id))
-        gone: set[tuple[str, str]] = set()
+        gone: set[tuple[int, int, str]] = set()
         while True:
             await asyncio.sleep(self.plan.node_check_interval_s)
             for start in range(0, len(targets), 1000):
@@ -502,21 +502,20 @@ class Bridge:
                 except (ua.UaError, OSError, TimeoutError) as e:
                     _log.info("node check skipped: %s", e)
                     break
-                for (index, writer, name, node_id), dv in zip(chunk, results, strict=True):
+                for (index, writer, name, _node_id), dv in zip(chunk, results, strict=True):
                     code = dv.StatusCode
                     if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
                         continue
-                    if (writer.plan.name, name) not in gone:
-                        gone.add((writer.plan.name, name))
-                        _log.warning(
-                            "%s/%s: node %s no longer exists on the server",
-                            writer.plan.name,
-                            name,
-                            node_id.to_string(),
-                        )
-                        gone_value = ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
-                        self.fields.value((*index, name), gone_value)
-                        writer.state.update(name, gone_value)
+                    key = (*index, name)
+                    if key in gone or self.fields.state(key) is FieldState.REFUSED:
+                        continue  # a refused field was reported when it was refused
+                    gone.add(key)
+                    _log.warning(
+                        "field %s: node no longer exists on the server", self.fields.name(key)
+                    )
+                    gone_value = ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
+                    self.fields.value(key, gone_value)
+                    writer.state.update(name, gone_value)
 
     # ------------------------------------------------------------------------ publishing
 
