@@ -57,7 +57,7 @@ from opcua_mqtt.adapters.opcua_certs import (
     subject_name,
     thumbprint,
 )
-from opcua_mqtt.adapters.opcua_decoding import checked
+from opcua_mqtt.adapters.opcua_decoding import checked, undecodable_reason
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
 from opcua_mqtt.core.errors import EncodeError
 from opcua_mqtt.core.globs import glob_regex
@@ -804,7 +804,7 @@ class _Walker:
             results = await self._send("Read", self.uaclient.read, params, len(items))
         except UaStatusCodeError as e:
             return await self._halves(self.limits.read, items, e, self._read_split)
-        return [checked(dv) for dv in results]
+        return [_decoded(item, dv) for item, dv in zip(items, results, strict=True)]
 
     # ---------------------------------------------------------------- Browse
     async def browse(
@@ -879,6 +879,18 @@ class _Walker:
 
 class BrowseError(ValueError):
     """The browse cannot start: the start node is malformed or not on the server."""
+
+
+def _decoded(item: ua.ReadValueId, dv: ua.DataValue) -> ua.DataValue:
+    """``dv``, or BadDecodingError (logged, naming the node) for a value asyncua could not
+    decode (opcua_decoding)."""
+    reason = undecodable_reason(dv)
+    if reason is None:
+        return dv
+    _log.warning(
+        "%s: value cannot be decoded (%s): BadDecodingError", item.NodeId.to_string(), reason
+    )
+    return checked(dv)
 
 
 def _is_good(dv: ua.DataValue) -> bool:

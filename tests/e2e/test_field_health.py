@@ -121,6 +121,9 @@ def test_browse_values_prints_an_empty_matrix_without_a_traceback(
     assert values["EmptyMatrix"] == {"UaType": 3, "Value": []}
     assert values["Plain"] == {"UaType": 11, "Value": 7.25}
     assert values["BadShape"] is None  # BadDecodingError: no value, and nothing else lost
+    bad_shape = opcua_server.manifest["oddities"]["BadShape"].split(";s=")[1]
+    warnings = [line for line in run.stderr.splitlines() if "cannot be decoded" in line]
+    assert len(warnings) == 1 and bad_shape in warnings[0] and "BadDecodingError" in warnings[0]
 
 
 def test_browse_values_of_node_opcuas_types_reads_its_empty_matrix(
