@@ -17,6 +17,9 @@ It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
 * an address space of at least ``--variables`` variables in namespace
   ``urn:opcua-mqtt:test:plant``, described in :func:`build_address_space` and listed in a JSON
   manifest (see :func:`make_manifest`);
+* ``Objects/Oddities``: values encoded as other servers encode them (an empty matrix the way
+  node-opcua writes ns=0;i=24187, a matrix whose dimensions do not fit its elements) next to a
+  plain Double, listed in the manifest under ``oddities``;
 * a ``Control`` object whose methods change the model at run time (AddVariable, ChangeDataType,
   DeleteVariable) or count the values clients wrote (WriteCount), and ``Plant/Simulation``
   variables that change every 100 ms;
