@@ -34,6 +34,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import shlex
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -58,6 +59,7 @@ from opcua_mqtt.adapters.opcua_certs import (
     subject_name,
     thumbprint,
 )
+from opcua_mqtt.adapters.opcua_decoding import checked, undecodable_reason
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
 from opcua_mqtt.core.errors import EncodeError
 from opcua_mqtt.core.globs import glob_regex
@@ -236,9 +238,17 @@ for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_cl
 
 
 def normalise_endpoint(endpoint: str) -> str:
-    """``host``, ``host:port`` or ``opc.tcp://host[:port][/path]`` -> a full opc.tcp URL."""
+    """``host``, ``host:port`` or ``opc.tcp://host[:port][/path]`` -> a full opc.tcp URL.
+
+    Anything else is a ValueError, in particular a mistyped scheme (``opc.tcp//host``,
+    ``opc.tcp:/host``): taken for a host name it would become ``opc.tcp://opc.tcp:4840//host``
+    and fail later as an unknown host."""
     text = endpoint.strip()
     if "://" not in text:
+        if text.lower().startswith("opc.tcp") or "/" in text:
+            raise ValueError(
+                f"{endpoint!r} is not an endpoint URL: expected opc.tcp://host[:port][/path]"
+            )
         text = "opc.tcp://" + text
     url = urlparse(text)
     if url.scheme != "opc.tcp":
@@ -413,10 +423,14 @@ def _check_server_certificate(
         )
         return
     where = f"the trust dir {options.trust_dir}" if options.trust_dir else "a trust dir"
+    # A command that exists whoever asks (`run` has no --trust-server-cert: its trust dir is
+    # in the configuration, and this saves the certificate there).
+    trust_dir = shlex.quote(str(options.trust_dir)) if options.trust_dir else "DIR"
     raise OpcUaConnectionError(
         f"the server certificate of {url} ({subject_name(cert)}, thumbprint {print_}) is not "
         "trusted",
-        f"put it into {where}, or run once with --trust-server-cert to trust it on first contact",
+        f"put it into {where}, or trust it on first contact with: opcua-mqtt browse "
+        f"{shlex.quote(url)} --trust-dir {trust_dir} --trust-server-cert --depth 1",
         kind="server-untrusted",
     )
 
@@ -805,9 +819,10 @@ class _Walker:
             MaxAge=0, TimestampsToReturn=ua.TimestampsToReturn.Neither, NodesToRead=list(items)
         )
         try:
-            return await self._send("Read", self.uaclient.read, params, len(items))
+            results = await self._send("Read", self.uaclient.read, params, len(items))
         except UaStatusCodeError as e:
             return await self._halves(self.limits.read, items, e, self._read_split)
+        return [_decoded(item, dv) for item, dv in zip(items, results, strict=True)]
 
     # ---------------------------------------------------------------- Browse
     async def browse(
@@ -882,6 +897,18 @@ class _Walker:
 
 class BrowseError(ValueError):
     """The browse cannot start: the start node is malformed or not on the server."""
+
+
+def _decoded(item: ua.ReadValueId, dv: ua.DataValue) -> ua.DataValue:
+    """``dv``, or BadDecodingError (logged, naming the node) for a value asyncua could not
+    decode (opcua_decoding)."""
+    reason = undecodable_reason(dv)
+    if reason is None:
+        return dv
+    _log.warning(
+        "%s: value cannot be decoded (%s): BadDecodingError", item.NodeId.to_string(), reason
+    )
+    return checked(dv)
 
 
 def _is_good(dv: ua.DataValue) -> bool:

@@ -28,6 +28,7 @@ from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
 from asyncua.observer import Observer, SubscriptionEvent
 
+from opcua_mqtt.adapters.opcua_decoding import checked, undecodable_reason
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
 
@@ -45,6 +46,7 @@ class MonitoredField:
 
     key: Hashable
     node_id: str  # 1.05 string form, namespace URI (``nsu=``) preferred
+    label: str  # how logs name the field, e.g. ``Group/Writer/Field``
     sampling_interval_ms: float
     queue_size: int = 10
     deadband_type: str = "none"  # none | absolute | percent
@@ -94,10 +96,19 @@ class _EarlyKeepAlives(logging.Filter):
 _early_keep_alives = _EarlyKeepAlives()
 
 
+@dataclass
+class _Route:
+    """Where a monitored item's values go, and whether its last value was undecodable."""
+
+    key: Hashable
+    name: str  # ``label (node id)``, for logs
+    undecodable: bool = False
+
+
 class _BatchSubscription(Subscription):  # type: ignore[misc]
     """A Subscription that delivers each DataChangeNotification as one list."""
 
-    def __init__(self, *args: Any, sink: Sink, routes: dict[int, Hashable], **kw: Any) -> None:
+    def __init__(self, *args: Any, sink: Sink, routes: dict[int, _Route], **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._sink = sink
         self._routes = routes
@@ -121,9 +132,9 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
             if isinstance(notification, ua.DataChangeNotification):
                 batch = []
                 for item in notification.MonitoredItems:
-                    key = self._routes.get(item.ClientHandle)
-                    if key is not None:
-                        batch.append((key, item.Value))
+                    route = self._routes.get(item.ClientHandle)
+                    if route is not None:
+                        batch.append((route.key, _decoded(route, item.Value)))
                 if batch:
                     self._sink(batch)
             elif isinstance(notification, ua.StatusChangeNotification):
@@ -132,6 +143,19 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
                     self.subscription_id,
                     notification.Status.name,
                 )
+
+
+def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
+    """``dv``, or BadDecodingError for a value asyncua could not decode (opcua_decoding); the
+    first of a run of such values is logged, naming the field."""
+    reason = undecodable_reason(dv)
+    if reason is None:
+        route.undecodable = False
+        return dv
+    if not route.undecodable:
+        route.undecodable = True
+        _log.warning("%s: value cannot be decoded (%s): BadDecodingError", route.name, reason)
+    return checked(dv)
 
 
 class _StateObserver(Observer):  # type: ignore[misc]
@@ -166,7 +190,7 @@ class SubscriptionSource:
         self.client = client
         self._sink = sink
         self._subscriptions: list[_BatchSubscription] = []
-        self._routes: dict[int, Hashable] = {}
+        self._routes: dict[int, _Route] = {}
         self._next_handle = 1
         self._max_notifications = max_notifications_per_publish
         self._codec: JsonCodec | None = None
@@ -194,7 +218,8 @@ class SubscriptionSource:
     async def monitor(
         self, publishing_interval_ms: float, fields: Sequence[MonitoredField]
     ) -> dict[Hashable, ua.StatusCode]:
-        """Create one subscription for ``fields``; return the fields the server refused."""
+        """Create one subscription for ``fields``; return the fields the server refused (by
+        key, with the reason; the caller reports them, once per episode)."""
         codec = await self._namespace_codec()
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=publishing_interval_ms,
@@ -221,7 +246,7 @@ class SubscriptionSource:
                 node_id = codec.decode_node_id(f.node_id)
             except DecodeError as e:
                 refused[f.key] = ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)
-                _log.error("field %s: node id %r: %s", f.key, f.node_id, e)
+                _log.debug("%s: node id %r: %s", f.label, f.node_id, e)
                 continue
             if node_id.NamespaceIndex == 0 and f.node_id.startswith("nsu="):
                 # The server does not know the namespace URI: the node cannot exist there.
@@ -236,14 +261,12 @@ class SubscriptionSource:
             for key, result in zip(keys[start : start + per_call], results, strict=True):
                 if isinstance(result, ua.StatusCode):
                     refused[key] = result
-        for key, status in refused.items():
-            _log.warning("OPC UA refused to monitor %s: %s", key, status.name)
         return refused
 
     def _request(self, f: MonitoredField, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:
         handle = self._next_handle
         self._next_handle += 1
-        self._routes[handle] = f.key
+        self._routes[handle] = _Route(f.key, f"{f.label} ({f.node_id})")
         params = ua.MonitoringParameters(
             ClientHandle=handle,
             SamplingInterval=f.sampling_interval_ms,

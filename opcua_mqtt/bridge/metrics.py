@@ -16,8 +16,9 @@ broker is away and the in-flight window. Keep-alives, metadata and status carry 
 and are not observed.
 
 ``/healthz`` answers 200 whenever the event loop runs; ``/readyz`` answers 200 only while both
-sessions are up, the broker takes what is published and the subscriptions exist, else 503 with
-a JSON body naming what is down.
+sessions are up, the broker takes what is published, the subscriptions exist and every field
+delivers (none refused by the server, none without a value past its grace period:
+bridge/field_health.py), else 503 with a JSON body naming what is down.
 """
 
 from __future__ import annotations
@@ -159,6 +160,14 @@ class BridgeCollector:
             {r: counts.get(r, 0) for r in (*WRITE_BACK_RESULTS, *sorted(counts))},
         )
         yield _latency(mqtt.stats.latency)
+        yield _labelled(
+            GaugeMetricFamily,
+            "opcua_mqtt_fields",
+            "Configured fields by state: refused (the server refused the monitored item), "
+            "waiting (no value yet), bad (last value Bad), good (last value Good or Uncertain).",
+            "state",
+            bridge.fields.report(connected=_opcua_up(bridge)).counts,
+        )
 
 
 def _labelled(
@@ -201,9 +210,15 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
     refusals = bridge.mqtt.delivery.refusals
     mqtt = connected and not refusals
     subscribed = bridge.ready.is_set()
+    fields = bridge.fields.report(connected=opcua)
     down = [
         side
-        for side, up in (("opcua", opcua), ("mqtt", mqtt), ("subscriptions", subscribed))
+        for side, up in (
+            ("opcua", opcua),
+            ("mqtt", mqtt),
+            ("subscriptions", subscribed),
+            ("fields", fields.delivering),
+        )
         if not up
     ]
     report = {
@@ -212,6 +227,7 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
         "opcua": bridge.stats.opcua_state,
         "mqtt": "refusing publishes" if refusals else "connected" if connected else "disconnected",
         "subscriptions": subscribed,
+        "fields": fields.as_json(),
     }
     if refusals:  # what the broker refuses, a few topics of it
         report["mqtt_refused"] = {r.topic: reason_name(r.reason) for r in refusals[:10]}

@@ -5,9 +5,11 @@ notifications update the writer states synchronously, one task per writer group 
 publishing interval and hands encoded messages to the MQTT session's spool, which never blocks.
 
 Order on the wire per writer: its signed ua-metadata (retained) before its first data message,
-and again before the first data message of every new ConfigurationVersion; ua-status
-Operational (retained) once the subscriptions exist; the MQTT last will turns it into Error if the
-process dies, a clean stop publishes Disabled.
+and again before the first data message of every new ConfigurationVersion. ua-status (retained)
+follows the fields (bridge/field_health.py): Error while the server refuses any field,
+PreOperational while a field has had no value yet, Operational only when every field has
+delivered; the MQTT last will turns it into Error if the process dies, a clean stop publishes
+Disabled.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua_client import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
 from opcua_mqtt.adapters.opcua_types import BuiltinTypes
+from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings, command_topic
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
@@ -56,6 +59,7 @@ TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-j
 _UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # BaseDataType fields take any type
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
 _READ_BATCH = 500  # nodes per Read: below every server's MaxNodesPerRead we have met
+_HEALTH_CHECK_S = 1.0  # how often the fields' state is turned into the ua-status
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,14 @@ class Bridge:
         self._recheck_tasks: set[asyncio.Task[None]] = set()
         self._client: Client | None = None
         self._builtin_types = BuiltinTypes()
+        self.fields = FieldHealth(
+            ((gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
+            for gi, g in enumerate(plan.groups)
+            for wi, w in enumerate(g.writers)
+            for f in w.fields
+            for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
+        )
+        self._state: ua.PubSubState | None = None  # the ua-status last published
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
         will = Outgoing(self._status_topic, self._status(ua.PubSubState.Error), qos=1, retain=True)
@@ -237,11 +249,14 @@ class Bridge:
             source = SubscriptionSource(client, self._on_values, on_state=self._on_opcua_state)
             if not self._writers:  # a reconnect keeps states, sequence numbers and versions
                 self._build_writers(await self._server_types(client))
+            self.fields.monitoring()
+            refused_count = 0
             for gi, group in enumerate(self.plan.groups):
                 monitored = [
                     MonitoredField(
                         key=(gi, wi, f.name),
                         node_id=f.node_id,
+                        label=f"{group.name}/{w.name}/{f.name}",
                         sampling_interval_ms=f.sampling_interval_ms,
                         queue_size=f.queue_size,
                         deadband_type=f.deadband_type,
@@ -251,29 +266,36 @@ class Bridge:
                     for f in w.fields
                 ]
                 refused = await source.monitor(group.publishing_interval_ms, monitored)
+                refused_count += len(refused)
                 now = self._clock()
                 for key, status in refused.items():
                     assert isinstance(key, tuple)
                     g, w, name = key
+                    self.fields.refused(key, status)
                     self._writers[(g, w)].state.update(
                         name, ua.DataValue(StatusCode=status, ServerTimestamp=now)
                     )
             for writer in self._writers.values():
                 self._publish_metadata(writer)
-            self._publish_state(ua.PubSubState.Operational)
-            self.ready.set()
+            total = len(self.fields)
             _log.info(
-                "bridge operational: %d writer groups, %d writers, %d fields",
+                "bridge running: %d writer groups, %d writers, %d fields (%d monitored, %d "
+                "refused by the server)",
                 len(self.plan.groups),
                 len(self._writers),
-                sum(len(w.fields) for w in self._writers.values()),
+                total,
+                total - refused_count,
+                refused_count,
             )
+            self._client = client
+            self.stats.opcua_state = "connected"
+            self._publish_field_state()
+            self.ready.set()
             tickers = [
                 asyncio.create_task(self._tick_group(gi), name=f"group-{g.name}")
                 for gi, g in enumerate(self.plan.groups)
             ]
-            self._client = client
-            self.stats.opcua_state = "connected"
+            tickers.append(asyncio.create_task(self._watch_fields(), name="field-health"))
             if self.plan.node_check_interval_s > 0:
                 tickers.append(asyncio.create_task(self._check_nodes(), name="node-check"))
             try:
@@ -364,8 +386,11 @@ class Bridge:
         """Called by the OPC UA source once per Publish response, synchronously."""
         self.stats.value_changes += len(batch)
         received = time.monotonic()
+        health = self.fields
+        arrived = False  # a field's first value
         for key, dv in batch:
             assert isinstance(key, tuple)
+            arrived |= health.value(key, dv)
             gi, wi, name = key
             writer = self._writers.get((gi, wi))
             if writer is None:
@@ -376,6 +401,8 @@ class Bridge:
             writer.state.update(name, dv)
             if writer.pending_since is None:
                 writer.pending_since = received
+        if arrived and self.ready.is_set():
+            self._publish_field_state()  # e.g. Operational once the last field has a value
 
     def _type_changed(
         self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
@@ -453,14 +480,15 @@ class Bridge:
         """Read every monitored node's NodeClass, in batches; a node that is gone turns Bad."""
         assert self._client is not None
         codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
-        targets: list[tuple[_Writer, str, ua.NodeId]] = []
-        for writer in self._writers.values():
+        targets: list[tuple[tuple[int, int], _Writer, str, ua.NodeId]] = []
+        for index, writer in self._writers.items():
             for f in writer.fields:
                 try:
-                    targets.append((writer, f.spec.name, codec.decode_node_id(f.node_id)))
+                    node_id = codec.decode_node_id(f.node_id)
                 except DecodeError:
                     continue  # reported when the monitored item was refused
-        gone: set[tuple[str, str]] = set()
+                targets.append((index, writer, f.spec.name, node_id))
+        gone: set[tuple[int, int, str]] = set()
         while True:
             await asyncio.sleep(self.plan.node_check_interval_s)
             for start in range(0, len(targets), 1000):
@@ -468,7 +496,7 @@ class Bridge:
                 params = ua.ReadParameters(
                     NodesToRead=[
                         ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.NodeClass)
-                        for _, _, n in chunk
+                        for _, _, _, n in chunk
                     ]
                 )
                 try:
@@ -476,21 +504,20 @@ class Bridge:
                 except (ua.UaError, OSError, TimeoutError) as e:
                     _log.info("node check skipped: %s", e)
                     break
-                for (writer, name, node_id), dv in zip(chunk, results, strict=True):
+                for (index, writer, name, _node_id), dv in zip(chunk, results, strict=True):
                     code = dv.StatusCode
                     if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
                         continue
-                    if (writer.plan.name, name) not in gone:
-                        gone.add((writer.plan.name, name))
-                        _log.warning(
-                            "%s/%s: node %s no longer exists on the server",
-                            writer.plan.name,
-                            name,
-                            node_id.to_string(),
-                        )
-                        writer.state.update(
-                            name, ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
-                        )
+                    key = (*index, name)
+                    if key in gone or self.fields.state(key) is FieldState.REFUSED:
+                        continue  # a refused field was reported when it was refused
+                    gone.add(key)
+                    _log.warning(
+                        "field %s: node no longer exists on the server", self.fields.name(key)
+                    )
+                    gone_value = ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
+                    self.fields.value(key, gone_value)
+                    writer.state.update(name, gone_value)
 
     # ------------------------------------------------------------------------ publishing
 
@@ -610,6 +637,26 @@ class Bridge:
         if self._state == ua.PubSubState.Operational:
             self._publish_state(self._state)
 
+    def _publish_field_state(self) -> None:
+        """Publish the ua-status the fields call for, when it differs from the last one:
+        Error while the server refuses a field (it cannot deliver until the configuration or
+        the server changes), PreOperational while a field waits for its first value (or for
+        its first value since the session came back), else Operational."""
+        report = self.fields.report(connected=self.stats.opcua_state == "connected")
+        if report.counts[FieldState.REFUSED]:
+            state = ua.PubSubState.Error
+        elif report.counts[FieldState.WAITING]:
+            state = ua.PubSubState.PreOperational
+        else:
+            state = ua.PubSubState.Operational
+        if state != self._state:
+            self._publish_state(state)
+
+    async def _watch_fields(self) -> None:
+        while True:
+            await asyncio.sleep(_HEALTH_CHECK_S)
+            self._publish_field_state()
+
     def _publish_connection(self) -> None:
         plan = self.plan
         o = self.mqtt.options
@@ -636,6 +683,8 @@ class Bridge:
         if self.stats.opcua_state == "connected" and state in ("reconnecting", "disconnected"):
             self.stats.opcua_reconnects += 1  # lost; a clean stop goes through "disconnecting"
         self.stats.opcua_state = state
+        if state in ("reconnecting", "connected") and self.ready.is_set():
+            self.fields.subscribed()  # the re-created monitored items send their values anew
         if state == "reconnecting" and self.ready.is_set():
             # Values are no longer current: say so instead of repeating stale ones. The
             # re-created monitored items send fresh values once the session is back.

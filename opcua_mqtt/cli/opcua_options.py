@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 
 import click
 
-from opcua_mqtt.adapters.opcua_client import SECURITY_MODES, SECURITY_POLICIES, ConnectionOptions
+from opcua_mqtt.adapters.opcua_client import (
+    SECURITY_MODES,
+    SECURITY_POLICIES,
+    ConnectionOptions,
+    normalise_endpoint,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,7 +131,12 @@ def opcua_connection_options(func: F) -> F:
 
 
 def connection_options_from(endpoint: str, params: dict[str, Any]) -> ConnectionOptions:
-    """Turn the option values into ConnectionOptions; bad combinations are usage errors."""
+    """Turn the option values into ConnectionOptions; a malformed ENDPOINT and bad
+    combinations are usage errors."""
+    try:
+        normalise_endpoint(endpoint)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     policy = params["security_policy"]
     mode = params["security_mode"] or ("None" if policy == "None" else "SignAndEncrypt")
     username = params["username"] or None

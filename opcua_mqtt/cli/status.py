@@ -114,8 +114,10 @@ def status(
 
     Reads the retained ua-status and ua-connection messages of the Part 14 topic tree
     (<prefix>/json/status/<PublisherId>, .../connection/<PublisherId>). A bridge publishes
-    Operational once its subscriptions exist and Disabled when stopped cleanly; the broker
-    publishes its last will, Error, when the bridge dies or loses its connection. AGE is the
+    Operational once every field has delivered a value, Error while the OPC UA server refuses a
+    field, PreOperational while a field waits for its first value, and Disabled when stopped
+    cleanly; the broker publishes its last will, Error, when the bridge dies or loses its
+    connection. AGE is the
     time since the newest timestamp the bridge sent (ua-status carries one only when cyclic,
     else the ua-connection's, sent at start-up).
 

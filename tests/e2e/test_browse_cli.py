@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from opcua_mqtt.adapters.opcua_certs import load_certificate, thumbprint
@@ -179,6 +180,18 @@ def test_policy_not_offered_lists_what_is(opcua_server: OpcUaTestServer, tmp_pat
     assert run.returncode == 3
     error, _ = error_lines(run)
     assert error.endswith("it offers None, Basic256Sha256/SignAndEncrypt")
+
+
+@pytest.mark.parametrize("endpoint", ["opc.tcp//127.0.0.1:4840", "opc.tcp:/127.0.0.1:4840"])
+def test_a_mistyped_scheme_is_a_usage_error_not_a_host_name(tmp_path: Path, endpoint: str) -> None:
+    """Before, opc.tcp//host:4840 became opc.tcp://opc.tcp:4840//host:4840 (host "opc.tcp")."""
+    run = browse(tmp_path, endpoint, "--security-policy", "None")
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [
+        f"Error: {endpoint!r} is not an endpoint URL: expected opc.tcp://host[:port][/path]"
+    ]
 
 
 def test_usage_errors_exit_2(opcua_server: OpcUaTestServer, tmp_path: Path) -> None:

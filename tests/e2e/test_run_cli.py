@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -150,3 +151,43 @@ async def test_bundled_writers_share_one_network_message_on_the_group_topic(
             pytest.fail("no NetworkMessage carried both writers")
     assert msg.topic == "opcua/json/data/e2e-bridge/G"
     assert {m["DataSetWriterId"] for m in decoded["Messages"]} == {1001, 1002}
+
+
+async def test_the_hint_for_an_untrusted_server_names_a_command_that_trusts_it(
+    tmp_path: Path,
+    opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    """`run` has no --trust-server-cert: its hint names a `browse` that saves the certificate
+    into the configured trust dir, after which the running bridge connects on its next try."""
+    trusted = tmp_path / "trusted servers"  # a space: the command must be quoted
+    config = simulation_config(
+        tmp_path,
+        opcua_server,
+        mosquitto_tls,
+        security_policy="Basic256Sha256",
+        security_mode="SignAndEncrypt",
+        certificate=str(tmp_path / "opcua-client.pem"),
+        private_key=str(tmp_path / "opcua-client.key"),
+        trust_dir=str(trusted),
+    )
+    proc = bridges.start(config)
+    marker = "trust it on first contact with: "
+    for _ in range(100):
+        failed = [m for r in proc.records() if marker in (m := r["message"])]
+        if failed:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        pytest.fail(f"no hint about the untrusted server certificate:\n{proc.output()}")
+    command = shlex.split(failed[0].split(marker, 1)[1].removesuffix("; retrying in 5 s"))
+    assert command[:2] == ["opcua-mqtt", "browse"] and str(trusted) in command
+    trust = subprocess.run(
+        [EXE, *command[1:]], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert trust.returncode == 0, trust.stderr
+    assert list(trusted.iterdir())
+    async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
+        ds = await asyncio.wait_for(sub.__aiter__().__anext__(), 30)
+    assert ds.fields["Counter"].status.is_good()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -317,3 +318,30 @@ async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(rig: 
             failure="the deleted node's field never turned Bad",
         )
     assert ds.fields["Mutable"].status.value == ua.StatusCodes.BadNodeIdUnknown
+
+
+async def test_a_refused_field_stays_refused_and_is_reported_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node check reads every node again and again: for a field the server refused to
+    monitor it must neither report the node once more nor turn the field into a delivering
+    Bad one (which would make the bridge ready and Operational)."""
+    missing = rig.server.nodeid("Plant.Nowhere")
+    counter = _sampled("Counter", rig.server.manifest["simulation"]["Counter"], 7)
+    writer = WriterPlan("W", 6, (counter, _sampled("Missing", missing, 11)))
+    caplog.set_level(logging.INFO, logger="opcua_mqtt")
+    async with rig.bridge(_plan("bridge-refused", writer, node_check_interval_s=0.1)) as bridge:
+        for _ in range(100):
+            if bridge.fields.report().counts["good"] == 1:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # about ten node checks
+        report = bridge.fields.report()
+    assert report.counts == {"refused": 1, "waiting": 0, "bad": 0, "good": 1}
+    messages = [r.getMessage() for r in caplog.records]
+    name = f"G/W/Missing ({missing})"
+    assert [m for m in messages if "Missing" in m] == [
+        f"field {name} refused by the server: BadNodeIdUnknown"
+    ]
+    states = [m for m in messages if m.startswith("publisher state")]
+    assert "publisher state Operational" not in states and "publisher state Error" in states

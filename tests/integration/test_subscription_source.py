@@ -70,7 +70,9 @@ async def _first_values(endpoint: str, node_ids: list[str]) -> dict[Hashable, An
         try:
             for g, interval in enumerate(INTERVALS_MS):
                 fields = [
-                    MonitoredField(key=node_id, node_id=node_id, sampling_interval_ms=interval)
+                    MonitoredField(
+                        key=node_id, node_id=node_id, label=node_id, sampling_interval_ms=interval
+                    )
                     for node_id in node_ids[g * len(CONSTANTS) : (g + 1) * len(CONSTANTS)]
                 ]
                 assert await source.monitor(interval, fields) == {}

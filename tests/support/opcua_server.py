@@ -17,6 +17,9 @@ It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
 * an address space of at least ``--variables`` variables in namespace
   ``urn:opcua-mqtt:test:plant``, described in :func:`build_address_space` and listed in a JSON
   manifest (see :func:`make_manifest`);
+* ``Objects/Oddities``: values encoded as other servers encode them (an empty matrix the way
+  node-opcua writes ns=0;i=24187, a matrix whose dimensions do not fit its elements) next to a
+  plain Double, listed in the manifest under ``oddities``;
 * a ``Control`` object whose methods change the model at run time (AddVariable, ChangeDataType,
   DeleteVariable) or count the values clients wrote (WriteCount), and ``Plant/Simulation``
   variables that change every 100 ms;
@@ -397,6 +400,9 @@ class _Builder:
         self.ns = ns
         self.items: list[Any] = []
         self.variable_count = 0
+        # Values stored as given after the nodes exist: AddNodes rebuilds the Variant, which
+        # drops Dimensions that its nesting does not show.
+        self.exact_values: list[tuple[Any, Any]] = []
 
     def sid(self, path: str) -> Any:
         return self.ua.NodeId(path, self.ns, self.ua.NodeIdType.String)
@@ -444,12 +450,19 @@ class _Builder:
         *,
         array: bool = False,
         dims: list[int] | None = None,
+        wire_dims: list[int] | None = None,
         writable: bool = False,
         description: str | None = None,
     ) -> Any:
+        """A variable; ``wire_dims`` (with ``dims``) sends other ArrayDimensions in the value
+        than the node's attribute states, as some servers do."""
         ua = self.ua
         vtype = ua.VariantType(type_id)
-        if dims is not None:
+        if wire_dims is not None:
+            variant = ua.Variant(value, vtype, Dimensions=wire_dims, is_array=True)
+            self.exact_values.append((nodeid, variant))
+            value_rank, array_dims = len(dims or ()), dims
+        elif dims is not None:
             variant = ua.Variant(value, vtype, Dimensions=dims)
             value_rank, array_dims = len(dims), dims
         elif array:
@@ -523,6 +536,10 @@ class _Builder:
             if not result.StatusCode.is_good():
                 raise RuntimeError(f"adding {item.RequestedNewNodeId} failed: {result.StatusCode}")
         self.items = []
+        for nodeid, variant in self.exact_values:
+            value = self.server.iserver.aspace[nodeid].attributes[self.ua.AttributeIds.Value]
+            value.value = self.ua.DataValue(variant)
+        self.exact_values = []
 
     def reference(self, source: Any, target: Any, ref_type: int) -> None:
         """Add a reference between two objects in both directions (asyncua's AddReferences
@@ -614,6 +631,7 @@ class Model:
     dynamic: Any
     control: Any
     simulation: dict[str, Any]
+    oddities: dict[str, Any]
     cycle: tuple[Any, Any]
     shared: tuple[Any, list[Any]]
 
@@ -640,6 +658,8 @@ async def build_address_space(server: Any, variables: int) -> Model:
                                        Property (:data:`LIMITED`)
     Objects/Control (s=Control)        methods AddVariable, ChangeDataType, DeleteVariable,
                                        WriteCount
+    Objects/Oddities (s=Oddities)      EmptyMatrix, BadShape: values written as other servers
+                                       write them (see below); Plain, a Double
     """
     from asyncua import ua
 
@@ -727,6 +747,27 @@ async def build_address_space(server: Any, variables: int) -> Model:
     control = b.obj(
         b.sid("Control"), "Control", objects, organizes=True, description="Changes the model"
     )
+    # Values some clients cannot decode, outside Plant (not in the manifest's variables): an
+    # empty matrix encoded as node-opcua encodes ns=0;i=24187 (ValueRank 2, ArrayDimensions
+    # [0, 8]; on the wire no elements and an empty ArrayDimensions array), on which asyncua 2.1
+    # raises IndexError, and a matrix whose 5 elements do not fit its dimensions [2, 2] (Part 6
+    # §5.2.2.16: BadDecodingError). Next to them an ordinary Double.
+    odd = b.obj(b.sid("Oddities"), "Oddities", objects, organizes=True, description="Odd encodings")
+    oddities = {
+        "EmptyMatrix": b.var(
+            b.sid("Oddities.EmptyMatrix"), "EmptyMatrix", odd, 3, [], dims=[0, 8], wire_dims=[]
+        ),
+        "BadShape": b.var(
+            b.sid("Oddities.BadShape"),
+            "BadShape",
+            odd,
+            6,
+            [1, 2, 3, 4, 5],
+            dims=[2, 2],
+            wire_dims=[2, 2],
+        ),
+        "Plain": b.var(b.sid("Oddities.Plain"), "Plain", odd, 11, 7.25),
+    }
     b.flush()
 
     # The cycle: a deep object organizes one of its ancestors.
@@ -740,6 +781,7 @@ async def build_address_space(server: Any, variables: int) -> Model:
         dynamic=dynamic,
         control=control,
         simulation=simulation,
+        oddities=oddities,
         cycle=(cycle_source, cycle_target),
         shared=(tank, [b.sid("Plant.Area1.Line1"), utilities]),
     )
@@ -997,6 +1039,7 @@ def make_manifest(server: Any, model: Model, namespaces: list[str]) -> dict[str,
             "parents": [to_s(p) for p in model.shared[1]],
         },
         "simulation": {name: to_s(n) for name, n in model.simulation.items()},
+        "oddities": {name: to_s(n) for name, n in model.oddities.items()},
         "dynamic": to_s(model.dynamic),
         "control": {"object": to_s(model.control)},
         "objects": objects,

@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client
+from asyncua import Client, ua
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from opcua_mqtt import __version__
 from opcua_mqtt.adapters.http_endpoint import MAX_CONNECTIONS, Response, start_http_server
 from opcua_mqtt.adapters.mqtt import MqttOptions, Outgoing
+from opcua_mqtt.bridge.field_health import FieldState
 from opcua_mqtt.bridge.metrics import bridge_registry, readiness, serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.write_back import WriteBackSettings
 from opcua_mqtt.core.config import MetricsConfig, check_config_data, config_from_dict
 
 LOOPBACK = "127.0.0.1"
+STATES = [s.value for s in FieldState]
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
@@ -133,12 +135,38 @@ def test_readiness_names_what_is_down() -> None:
             "opcua": "disconnected",
             "mqtt": "disconnected",
             "subscriptions": False,
+            "fields": {
+                "refused": 0,
+                "waiting": 2,
+                "bad": 0,
+                "good": 0,
+                "overdue": 0,
+                "refused_fields": [],
+                "overdue_fields": [],
+            },
         },
     )
     bridge.stats.opcua_state = "connected"
     bridge.ready.set()
     ready, report = readiness(bridge)
     assert not ready and report["down"] == ["mqtt"]
+
+
+def test_a_refused_field_makes_the_bridge_unready_and_shows_in_the_metric() -> None:
+    bridge = _bridge()
+    bridge.stats.opcua_state = "connected"
+    bridge.mqtt.stats.connected = True
+    bridge.ready.set()
+    bridge.fields.subscribed()
+    assert readiness(bridge)[0]
+    bridge.fields.refused((1, 0, "F"), ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
+    bridge.fields.value((0, 0, "F"), ua.DataValue(ua.Variant(1.5, ua.VariantType.Double)))
+    ready, report = readiness(bridge)
+    assert not ready and report["down"] == ["fields"]
+    assert report["fields"]["refused_fields"] == ["H/W/F (ns=1;i=1): BadNodeIdUnknown"]
+    s = _samples(_scrape(bridge))
+    counts = {state: s[("opcua_mqtt_fields", frozenset({("state", state)}))] for state in STATES}
+    assert counts == {"refused": 1, "waiting": 0, "bad": 0, "good": 1}
 
 
 # ---------------------------------------------------------------------------- the HTTP server

@@ -1,0 +1,185 @@
+"""Whether each configured field delivers: the truth behind /readyz, the fields metric, the
+start-up summary and the ua-status.
+
+A field is in one of four states:
+
+* ``refused``: the server refused its monitored item (BadNodeIdUnknown, ...); it will deliver
+  nothing until the configuration or the server changes;
+* ``waiting``: monitored, but no value yet (or only BadWaitingForInitialData); past its grace
+  period (:func:`grace_period_s`) it counts as not delivering;
+* ``bad``: its last value has a Bad status (it travels with that status);
+* ``good``: its last value is Good or Uncertain.
+
+Each episode of a field not delivering (refused, or waiting past its grace period) is logged
+once, naming the field as ``Group/Writer/Field (NodeId)``. The state only changes on events,
+so the hot path (:meth:`FieldHealth.value`) is one dictionary lookup and a comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from asyncua import ua
+
+_log = logging.getLogger(__name__)
+
+_WAITING_FOR_DATA = ua.StatusCodes.BadWaitingForInitialData
+_BAD = 0x80000000
+
+#: Names listed per state in /readyz; the counts are always complete.
+LISTED_NAMES = 5
+#: Added to every grace period: servers send the first values of many items over several
+#: Publish responses, and a busy server is late by a second now and then.
+GRACE_MARGIN_S = 5.0
+
+
+class FieldState(StrEnum):
+    REFUSED = "refused"
+    WAITING = "waiting"
+    BAD = "bad"
+    GOOD = "good"
+
+
+def grace_period_s(publishing_interval_ms: float, sampling_interval_ms: float) -> float:
+    """How long a field may wait for its first value: three publishing intervals plus its
+    sampling interval, plus :data:`GRACE_MARGIN_S`."""
+    return (3 * publishing_interval_ms + sampling_interval_ms) / 1000 + GRACE_MARGIN_S
+
+
+@dataclass
+class _Field:
+    name: str  # Group/Writer/Field (NodeId)
+    grace_s: float
+    state: FieldState = FieldState.WAITING
+    since: float | None = None  # monotonic time the field started waiting; None: not yet
+    reported: bool = False  # this episode has been logged
+
+
+@dataclass(frozen=True)
+class FieldReport:
+    counts: dict[str, int]  # per FieldState value
+    overdue: int  # waiting fields past their grace period
+    refused_names: list[str]  # the first few, each with the reason
+    overdue_names: list[str]  # the first few
+
+    @property
+    def delivering(self) -> bool:
+        """No field refused, none waiting past its grace period."""
+        return not self.counts[FieldState.REFUSED] and not self.overdue
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            **self.counts,
+            "overdue": self.overdue,
+            "refused_fields": self.refused_names,
+            "overdue_fields": self.overdue_names,
+        }
+
+
+class FieldHealth:
+    """The state of every field; see the module docstring."""
+
+    def __init__(
+        self,
+        fields: Iterable[tuple[Hashable, str, float]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``fields``: (key, ``Group/Writer/Field (NodeId)``, grace period in seconds)."""
+        self._clock = clock
+        self._fields = {key: _Field(name, grace) for key, name, grace in fields}
+        self._reasons: dict[Hashable, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def state(self, key: Hashable) -> FieldState:
+        return self._fields[key].state
+
+    def name(self, key: Hashable) -> str:
+        """``Group/Writer/Field (NodeId)``."""
+        return self._fields[key].name
+
+    def monitoring(self) -> None:
+        """Monitored items are about to be created on a new session: every field, refused
+        before or not, waits for a value, its grace period starting now."""
+        self._wait(refused_too=True)
+
+    def subscribed(self) -> None:
+        """The session was lost, or is back with its monitored items re-created: every field
+        that has one waits for a value afresh, its grace period starting now."""
+        self._wait(refused_too=False)
+
+    def _wait(self, *, refused_too: bool) -> None:
+        now = self._clock()
+        for f in self._fields.values():
+            if refused_too or f.state is not FieldState.REFUSED:
+                f.state, f.since, f.reported = FieldState.WAITING, now, False
+
+    def refused(self, key: Hashable, status: ua.StatusCode) -> None:
+        f = self._fields[key]
+        reason = str(status.name)
+        f.state, f.reported = FieldState.REFUSED, True
+        if self._reasons.get(key) == reason:
+            return  # the same episode: refused again on a new session
+        self._reasons[key] = reason
+        _log.warning("field %s refused by the server: %s", f.name, reason)
+
+    def value(self, key: Hashable, dv: ua.DataValue) -> bool:
+        """A value (or a status) arrived for the field ``key``; whether the field stopped
+        waiting (the only change that can turn the ua-status Operational)."""
+        code = dv.StatusCode
+        raw = 0 if code is None else code.value
+        if not raw & _BAD:
+            state = FieldState.GOOD
+        elif raw == _WAITING_FOR_DATA:
+            return False  # still waiting, since the same moment
+        else:
+            state = FieldState.BAD
+        f = self._fields.get(key)
+        if f is None or f.state is state or f.state is FieldState.REFUSED:
+            return False  # a refused field has no monitored item: this is the bridge's own note
+        was = f.state
+        f.state = state
+        self._reasons.pop(key, None)  # a refusal episode ends with a value
+        if was is FieldState.WAITING:
+            if f.reported:
+                _log.info("field %s delivers again", f.name)
+            return True
+        return False
+
+    def report(self, *, connected: bool = True) -> FieldReport:
+        """Counts per state, and the names of the fields that do not deliver; logs each field
+        that has waited past its grace period, once per episode. While the session is down
+        (``connected`` false) no field is overdue: the connection is what is down, and it is
+        reported once, by itself."""
+        now = self._clock()
+        counts = {s.value: 0 for s in FieldState}
+        overdue = 0
+        refused: list[str] = []
+        late: list[str] = []
+        for key, f in self._fields.items():
+            counts[f.state.value] += 1
+            if f.state is FieldState.REFUSED:
+                if len(refused) < LISTED_NAMES:
+                    refused.append(f"{f.name}: {self._reasons[key]}")
+            elif (
+                connected
+                and f.state is FieldState.WAITING
+                and f.since is not None
+                and now - f.since > f.grace_s
+            ):
+                overdue += 1
+                if not f.reported:
+                    f.reported = True
+                    _log.warning(
+                        "field %s has had no value %.0f s after it was subscribed",
+                        f.name,
+                        now - f.since,
+                    )
+                if len(late) < LISTED_NAMES:
+                    late.append(f.name)
+        return FieldReport(counts, overdue, refused, late)

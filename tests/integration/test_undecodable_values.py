@@ -1,0 +1,65 @@
+"""Values asyncua 2.1 could not decode by itself, from the real asyncua test server (its
+Objects/Oddities, see tests/support/opcua_server.py), in one subscription with ordinary nodes:
+every other value of the same Publish response is delivered (adapters/opcua_decoding.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+
+import pytest
+from asyncua import Client, ua
+
+from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
+from tests.support.opcua_server import OpcUaTestServer
+
+
+async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_response(
+    opcua_server: OpcUaTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    odd = opcua_server.manifest["oddities"]
+    counter = opcua_server.manifest["simulation"]["Counter"]
+    nodes = {"EmptyMatrix": odd["EmptyMatrix"], "BadShape": odd["BadShape"], "Plain": odd["Plain"]}
+    nodes["Counter"] = counter
+    received: dict[Hashable, list[ua.DataValue]] = {name: [] for name in nodes}
+    first_batch: list[Hashable] = []
+    counted = asyncio.Event()
+
+    def sink(batch: list[tuple[Hashable, ua.DataValue]]) -> None:
+        if not first_batch:
+            first_batch.extend(key for key, _ in batch)
+        for key, dv in batch:
+            received[key].append(dv)
+        if len(received["Counter"]) >= 3:
+            counted.set()
+
+    client = Client(opcua_server.endpoint, timeout=10)
+    client.session_timeout = 30_000
+    caplog.set_level(logging.WARNING, logger="opcua_mqtt.adapters.opcua_source")
+    async with client:
+        source = SubscriptionSource(client, sink)
+        try:
+            fields = [
+                MonitoredField(key=name, node_id=n, label=f"G/W/{name}", sampling_interval_ms=50)
+                for name, n in nodes.items()
+            ]
+            assert await source.monitor(100, fields) == {}
+            await asyncio.wait_for(counted.wait(), 20)
+        finally:
+            await source.close()
+
+    # The initial values of all four came in one Publish response, and each was delivered.
+    assert set(first_batch) == set(nodes)
+    empty = received["EmptyMatrix"][0]
+    assert empty.StatusCode.is_good() and empty.Value is not None
+    assert empty.Value.Value == [] and empty.Value.VariantType is ua.VariantType.Byte
+    assert received["Plain"][0].Value == ua.Variant(7.25, ua.VariantType.Double)
+    bad = received["BadShape"][0]
+    assert bad.StatusCode.value == ua.StatusCodes.BadDecodingError
+    # One line, naming the field and its node.
+    lines = [r.getMessage() for r in caplog.records if "cannot be decoded" in r.getMessage()]
+    assert lines == [
+        f"G/W/BadShape ({odd['BadShape']}): value cannot be decoded (ArrayDimensions [2, 2] "
+        "hold 4 elements, the array has 5): BadDecodingError"
+    ]

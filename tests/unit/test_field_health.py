@@ -1,0 +1,120 @@
+"""Field health: the states, the grace period and one log line per episode."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from asyncua import ua
+
+from opcua_mqtt.bridge.field_health import FieldHealth, grace_period_s
+
+A, B, C = (0, 0, "A"), (0, 0, "B"), (0, 1, "C")
+GOOD = ua.DataValue(ua.Variant(1.0, ua.VariantType.Double))
+
+
+def _status(code: int) -> ua.DataValue:
+    return ua.DataValue(StatusCode=ua.StatusCode(code))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def _health(clock: Clock) -> FieldHealth:
+    health = FieldHealth(
+        [(A, "G/W/A (ns=1;i=1)", 10.0), (B, "G/W/B (ns=1;i=2)", 10.0), (C, "G/V/C (i=3)", 10.0)],
+        clock,
+    )
+    health.subscribed()
+    return health
+
+
+def test_the_grace_period_is_three_publishing_intervals_plus_sampling_plus_margin() -> None:
+    assert grace_period_s(1000, 500) == pytest.approx(3.5 + 5)
+    assert grace_period_s(100, 50) == pytest.approx(0.35 + 5)
+
+
+def test_states_follow_the_values_and_the_refusals(clock: Clock) -> None:
+    health = _health(clock)
+    assert health.report().counts == {"refused": 0, "waiting": 3, "bad": 0, "good": 0}
+    # value() says when a field stops waiting: the one change that can make it Operational.
+    assert health.value(A, GOOD) and not health.value(A, GOOD)
+    assert health.value(B, _status(ua.StatusCodes.BadSensorFailure))
+    assert not health.value(A, _status(ua.StatusCodes.BadSensorFailure))
+    assert not health.value(A, GOOD)
+    health.refused(C, ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
+    report = health.report()
+    assert report.counts == {"refused": 1, "waiting": 0, "bad": 1, "good": 1}
+    assert report.refused_names == ["G/V/C (i=3): BadNodeIdUnknown"]
+    assert not report.delivering  # a refused field
+    health.value(B, _status(ua.StatusCodes.UncertainLastUsableValue))
+    assert health.report().counts["good"] == 2
+
+
+def test_waiting_for_initial_data_is_waiting_and_overdue_after_the_grace_period(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = _health(clock)
+    health.value(A, GOOD)
+    health.value(B, GOOD)
+    health.value(C, _status(ua.StatusCodes.BadWaitingForInitialData))
+    assert health.report().delivering  # within the grace period
+    clock.now += 10.5
+    with caplog.at_level(logging.INFO, "opcua_mqtt.bridge.field_health"):
+        for _ in range(3):
+            report = health.report()
+        assert not health.report(connected=False).overdue  # the session is what is down
+        assert report.overdue == 1 and report.overdue_names == ["G/V/C (i=3)"]
+        assert not report.delivering
+        health.value(C, GOOD)
+        assert health.report().delivering
+    assert [r.getMessage() for r in caplog.records] == [
+        "field G/V/C (i=3) has had no value 10 s after it was subscribed",
+        "field G/V/C (i=3) delivers again",
+    ]
+
+
+def test_a_refusal_is_logged_once_per_episode(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = _health(clock)
+    refusal = ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
+    with caplog.at_level(logging.WARNING, "opcua_mqtt.bridge.field_health"):
+        health.refused(A, refusal)
+        health.subscribed()  # the session came back: a refused field stays refused
+        assert health.report().counts["refused"] == 1
+        gone = _status(ua.StatusCodes.BadNodeIdUnknown)  # e.g. the bridge's node check
+        assert not health.value(A, gone) and health.report().counts["refused"] == 1
+        health.monitoring()  # a new session tries again, and is refused again
+        assert health.report().counts["refused"] == 0
+        health.refused(A, refusal)
+        health.report()
+    assert [r.getMessage() for r in caplog.records] == [
+        "field G/W/A (ns=1;i=1) refused by the server: BadNodeIdUnknown"
+    ]
+    health.monitoring()  # accepted this time: the episode ends with its first value
+    health.value(A, GOOD)
+    with caplog.at_level(logging.WARNING, "opcua_mqtt.bridge.field_health"):
+        health.monitoring()
+        health.refused(A, refusal)  # a new episode, logged again
+    assert len(caplog.records) == 2
+
+
+def test_a_lost_session_makes_every_field_wait_afresh(clock: Clock) -> None:
+    health = _health(clock)
+    for key in (A, B, C):
+        health.value(key, GOOD)
+    clock.now += 60
+    health.subscribed()
+    report = health.report()
+    assert report.counts["waiting"] == 3 and report.delivering
