@@ -303,7 +303,8 @@ def map_command(
 
 
 def _is_endpoint(source: str) -> bool:
-    return source.lower().startswith("opc.tcp://")
+    """An endpoint, mistyped ones included (``opc.tcp//host``: a usage error, not a file)."""
+    return source.lower().startswith("opc.tcp")
 
 
 def read_browse_file(path: Path) -> BrowseResult:

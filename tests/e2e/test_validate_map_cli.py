@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
@@ -479,3 +480,14 @@ def test_help_texts_have_examples() -> None:
         result = run(command, "--help")
         assert result.returncode == 0
         assert "Examples:" in result.stdout and f"opcua-mqtt {command} " in result.stdout
+
+
+@pytest.mark.parametrize("endpoint", ["opc.tcp//127.0.0.1:4840", "opc.tcp:/127.0.0.1:4840"])
+def test_map_of_a_mistyped_endpoint_is_a_usage_error_not_a_missing_file(
+    tmp_path: Path, endpoint: str
+) -> None:
+    mapped = run("map", endpoint, "--security-policy", "None", cwd=tmp_path)
+    assert mapped.returncode == 2 and "Traceback" not in mapped.stderr
+    assert [line for line in mapped.stderr.splitlines() if line.startswith("Error: ")] == [
+        f"Error: {endpoint!r} is not an endpoint URL: expected opc.tcp://host[:port][/path]"
+    ]
