@@ -318,7 +318,8 @@ async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
     denied = clients.write_setpoint(
         SUBSCRIBER, "13", "--client-id", "historian-cmd", "--timeout", "2"
     )
-    assert denied.returncode == 4, denied.stdout + denied.stderr
+    assert denied.returncode == 3, denied.stdout + denied.stderr  # refused at once (PUBACK 0x87)
+    assert "Not authorized (0x87)" in denied.stderr
     await _denied(example_broker, "historian-cmd", f"opcua/json/cmd/{BRIDGE}/write")
     # ... nor publish data or status under the bridge's name.
     async with clients.probe(SUBSCRIBER, "historian-probe") as probe:

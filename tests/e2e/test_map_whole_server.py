@@ -168,8 +168,11 @@ def test_a_whole_server_map_is_stable_leaves_sessions_out_and_runs_as_written(
     assert listened.returncode == 0, listened.stderr + bridge.output()[-3000:]
     assert '"state":"verified"' in listened.stdout
     messages = [r.get("message", "") for r in bridge.records()]
-    assert any(m.startswith("bridge operational") for m in messages), bridge.output()[-3000:]
-    refused = [m for m in messages if "refused to monitor" in m]
+    running = [m for m in messages if m.startswith("bridge running:")]
+    assert len(running) == 1 and running[0].endswith(" monitored, 0 refused by the server)"), (
+        bridge.output()[-3000:]
+    )
+    refused = [m for m in messages if "refused by the server" in m and m not in running]
     assert refused == [], refused[:5]
     assert len(_fields(doc)) > 0
     bridge.terminate()

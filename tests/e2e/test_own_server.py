@@ -234,9 +234,11 @@ def test_the_readme_own_server_path_runs_as_written(
                 assert json.loads(written.stdout)["Result"]["Code"] == 0
                 example = first_help_example("write", {**help_subs, "Filler/Setpoint": target})
                 assert _cli(example).returncode == 0
-                # The reader may not command: its request is dropped, nobody answers.
+                # The reader may not command: the broker refuses its request (PUBACK 0x87), and
+                # `write` says so at once.
                 refused = _cli([*_with_identity(argv, certs, "historian"), "--timeout", "3"])
-                assert refused.returncode == 4, refused.stdout + refused.stderr
+                assert refused.returncode == 3, refused.stdout + refused.stderr
+                assert "Not authorized (0x87)" in refused.stderr
 
         _readme_python_snippet_prints_verified_values(port)
     finally:
