@@ -92,6 +92,9 @@ class MqttOptions:
     max_inflight: int = 64
     spool_messages: int = 100_000
     spool_bytes: int = 256 * 1024 * 1024
+    # MQTT 5 Maximum Packet Size sent in CONNECT: the broker drops larger messages for us
+    # instead of delivering them into memory (None: no limit beyond the protocol's).
+    maximum_packet_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,8 @@ class MqttSession:
         props: dict[str, Any] = {}
         if options.protocol == "5":
             props["session_expiry_interval"] = options.session_expiry_s
+            if options.maximum_packet_size is not None:
+                props["maximum_packet_size"] = options.maximum_packet_size
         # Session expiry 0 asks for no session at all: with MQTT 3.1.1 only a clean session
         # keeps the broker from holding (and queueing for) a one-shot client's id forever.
         self._client: Any = gmqtt.Client(

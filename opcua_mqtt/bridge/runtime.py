@@ -224,6 +224,8 @@ class Bridge:
         finally:
             for task in self._recheck_tasks:
                 task.cancel()
+            if self.write_back is not None:
+                self.write_back.close()
             await self.mqtt.stop(
                 [Outgoing(self._status_topic, self._status(ua.PubSubState.Disabled), 1, True)]
             )

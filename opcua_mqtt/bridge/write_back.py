@@ -1,14 +1,19 @@
 """Write-back: MQTT commands that write OPC UA nodes, deny-by-default and always answered.
 
-Order of checks for one request (docs/write-back.md): rate limit, size, syntax and schema,
-reply topic, deadline and MQTT 5 message expiry, idempotency (a repeated RequestId gets the
-first answer again, nothing is written twice), then per target: allow-list, the server's
+Order of checks for one request (docs/write-back.md): rate limit per requester under a global
+cap (before anything is parsed: a refusal is counted, not logged one by one), size, syntax and
+schema, reply topic (below the reply prefixes, never the Part 14 tree), the requester's signature
+and permission, deadline and MQTT 5 message expiry, idempotency (a repeated RequestId of the same
+requester gets the first answer again, nothing is written twice), then per target: the
+requester's allow-list, the server's
 AccessLevel and UserAccessLevel, exact conversion to the node's DataType (strings within the
 node's and the server's MaxStringLength, ByteStrings within MaxByteStringLength); only then one
 batched Write. Every request and target is logged once: a refusal with its reason, a Write with
-the old value, the new value and the result. Nothing here can stop publishing: a failure becomes an
-error response (or only a log line when there is nowhere to answer), and an answer is never
-published to a topic the broker would refuse, since the broker drops a client that does so.
+the old value, the new value, the result and who asked; every answer says who asked and is
+signed with the bridge's metadata signing key when it has one. Nothing here can stop publishing:
+a failure becomes an error response (or only a log line when there is nowhere to answer), and an
+answer is never published to a topic the broker would refuse, since the broker drops a client
+that does so.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 import reprlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +36,19 @@ from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable, status_symbol
 from opcua_mqtt.core.messages import dumps, loads
+from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
+from opcua_mqtt.core.request_auth import (
+    IdempotencyCache,
+    Identity,
+    RequestAuth,
+    claimed_identity,
+    reply_topic_problem,
+    request_digest,
+)
+from opcua_mqtt.core.signing import Signer, sign_message
 from opcua_mqtt.core.topics import TopicTree, escape_level, topic_problem
 from opcua_mqtt.core.write_request import (
     ConversionError,
-    IdempotencyCache,
-    RateLimiter,
     RequestError,
     Target,
     TargetResult,
@@ -58,15 +71,34 @@ class WriteBackSettings:
     allowed: frozenset[str] = frozenset()  # canonical NodeIds (core.config.write_back_allowed)
     max_bytes: int = 65536
     max_targets: int = 100
-    rate_per_s: float = 20.0
+    rate_per_s: float = 20.0  # per requester
     burst: int = 40
     idempotency_window_s: float = 300.0
+    total_rate_per_s: float = 200.0  # all requesters together
+    total_burst: int = 400
+    #: Where answers may go (reply_prefix(TopicTree()) when the configuration names none).
+    reply_prefixes: tuple[str, ...] = ("opcua/json/reply",)
+    tree: tuple[str, str] = ("opcua", "json")  # (prefix, encoding): no answers into it
+    auth: RequestAuth = field(default_factory=RequestAuth)
+    signer: Signer | None = None  # signs the answers
+    summary_interval_s: float = 10.0  # one log line for the requests refused for rate
 
 
 def command_topic(topics: TopicTree, publisher_id: str) -> str:
     """``<prefix>/json/cmd/<PublisherId>/write``: beside the Part 14 tree, never inside a
     standard message type, so standard subscribers never see commands."""
     return f"{topics.prefix}/{topics.encoding}/cmd/{escape_level(publisher_id)}/write"
+
+
+def reply_prefix(topics: TopicTree) -> str:
+    """``<prefix>/json/reply``: the default place for answers, outside the Part 14 tree."""
+    return f"{topics.prefix}/{topics.encoding}/reply"
+
+
+def reply_topic(topics: TopicTree, publisher_id: str, client_id: str) -> str:
+    """``<prefix>/json/reply/<PublisherId>/<client_id>``: where ``opcua-mqtt write`` waits;
+    the levels below the prefix are an unsigned requester's claimed identity."""
+    return f"{reply_prefix(topics)}/{escape_level(publisher_id)}/{escape_level(client_id)}"
 
 
 class WriteBack:
@@ -93,23 +125,69 @@ class WriteBack:
         self._seen = IdempotencyCache(settings.idempotency_window_s)
         self._builtin_types = BuiltinTypes()
         self._string_limits = StringLimits()
-        self._rate = RateLimiter(settings.rate_per_s, settings.burst)
+        self._rate = RequesterLimits(
+            settings.rate_per_s, settings.burst, settings.total_rate_per_s, settings.total_burst
+        )
+        self._rate_refused = RefusalTally()
+        self._summary: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one request at a time: writes stay in arrival order
         # requests by result (the metrics read them): good, bad (a target not written),
-        # refused (as a whole), failed (an exception: outcome unknown), duplicate
+        # refused (as a whole), failed (an exception: outcome unknown), duplicate,
+        # rate_limited (refused for rate before they were parsed)
         self.counts: dict[str, int] = {}
 
     def attach(self) -> None:
         self._mqtt.subscribe(self.topic, self._on_message, qos=1)
         _log.info(
-            "write-back listening on %s (%d nodes allowed)", self.topic, len(self.settings.allowed)
+            "write-back listening on %s (%d nodes allowed; answers below %s)",
+            self.topic,
+            len(self.settings.allowed),
+            ", ".join(self.settings.reply_prefixes),
         )
 
+    def close(self) -> None:
+        """Log the last summary of requests refused for rate, if any are counted."""
+        if self._summary is not None:
+            self._summary.cancel()
+        self._log_summary()
+
     def _on_message(self, _topic: str, payload: bytes, props: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self._serve(payload, props, self._monotonic()))
+        """Called for every command, in the MQTT client's receive path, so that data
+        publishing is never queued behind commands: a request over its requester's rate (or
+        the global cap) is dropped here, before it is parsed, logged or given a task."""
+        now = self._monotonic()
+        reply: str | None = _prop(props, "response_topic")
+        claimed = claimed_identity(reply, self.settings.reply_prefixes)
+        if self._rate.allow(f"reply:{reply}", now) is not None:
+            self._refused_for_rate(claimed, reply, _prop(props, "correlation_data"))
+            return
+        task = asyncio.ensure_future(self._serve(payload, props, now))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _refused_for_rate(self, who: str, reply: str | None, correlation: Any) -> None:
+        """Count a request refused for rate; the first of each summary interval is answered
+        (when its MQTT 5 Response Topic is usable), the others only counted."""
+        self._count("rate_limited")
+        if not self._rate_refused.add(who):
+            return
+        self._summary = asyncio.get_running_loop().call_later(
+            self.settings.summary_interval_s, self._log_summary
+        )
+        if reply is not None and self._reply_problem(reply) is None:
+            message = (
+                "rate limit exceeded; retry later (further refusals within "
+                f"{self.settings.summary_interval_s:g} s are not answered)"
+            )
+            response = error_response(None, S.BadResourceUnavailable, message)
+            self._answer(reply, correlation, self._seal(response, Identity(who, proven=False)))
+
+    def _log_summary(self) -> None:
+        self._summary = None
+        line = self._rate_refused.summary(self.settings.summary_interval_s)
+        if line is not None:
+            _log.warning("%s", line, extra={"result": "BadResourceUnavailable"})
 
     async def _serve(self, payload: bytes, props: Mapping[str, Any], arrived: float) -> None:
         reply: str | None = _prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
@@ -117,53 +195,101 @@ class WriteBack:
         expiry = _prop(props, "message_expiry_interval")  # what is left of it, from the broker
         expires = arrived + expiry if isinstance(expiry, int) else None
         request_id: str | None = None
+        who: Identity | None = None
         try:
-            if not self._rate.allow(arrived):
-                raise RequestError(S.BadResourceUnavailable, "rate limit exceeded; retry later")
             request = parse_request(
                 payload, max_bytes=self.settings.max_bytes, max_targets=self.settings.max_targets
             )
             request_id = request.request_id
             if reply is None:
                 reply = request.reply_to
-            if reply is not None and not _publishable(reply):
-                raise RequestError(
-                    S.BadDecodingError,
-                    f"cannot answer to {_BRIEF.repr(reply)}: not a topic name to publish to; "
-                    "not written",
+            if reply is not None and (problem := self._reply_problem(reply)) is not None:
+                self._count("refused")
+                _log.warning(
+                    "write request %s refused: will not answer to %s: %s; not written",
+                    request_id or "(no id)",
+                    _BRIEF.repr(reply),
+                    problem,
+                    extra=_extra(request_id, result="BadRequestNotAllowed"),
                 )
+                return
+            who = self.settings.auth.identify(
+                request,
+                claimed_identity(reply, self.settings.reply_prefixes),
+                datetime.now(UTC),
+            )
+            if who.proven and self._rate.allow(who.key, arrived, total=False) is not None:
+                self._refused_for_rate(who.name, None, None)
+                return
             self._check_in_time(request, expires)
-            if request_id is not None:
-                cached = self._seen.get(request_id, self._monotonic())
-                if cached is not None:
-                    self._repeat(request_id, reply, correlation, cached)
-                    return
+            key = (who.key, request_id)
+            digest = request_digest(request)
+            if request_id is not None and self._cached(key, digest, reply, correlation, who):
+                return
             async with self._lock:
                 # Again inside the lock, as the request may have waited for it: a copy that
                 # arrived meanwhile must not write twice, and a stale request not at all.
-                cached = self._seen.get(request_id, self._monotonic()) if request_id else None
-                if request_id is not None and cached is not None:
-                    self._repeat(request_id, reply, correlation, cached)
+                if request_id is not None and self._cached(key, digest, reply, correlation, who):
                     return
                 self._check_in_time(request, expires)
-                response = dumps(await self._execute(request))
+                response = self._seal(await self._execute(request, who), who)
             if request_id is not None:
-                self._seen.put(request_id, response, self._monotonic())
+                self._seen.put(key, response, self._monotonic(), digest)
             self._answer(reply, correlation, response)
         except RequestError as e:
             self._count("refused")
-            self._refuse_whole(payload, request_id, reply, correlation, e.status, e.message)
+            self._refuse_whole(payload, request_id, who, reply, correlation, e.status, e.message)
         except Exception as e:  # noqa: BLE001 - a bug or a lost session: answered and logged
             self._count("failed")
             _log.exception("write request %s failed", request_id or "(no id)")
             self._refuse_whole(
                 payload,
                 request_id,
+                who,
                 reply,
                 correlation,
                 _failure_status(e),
                 f"failed ({type(e).__name__}); whether anything was written is unknown",
             )
+
+    def _reply_problem(self, reply: str) -> str | None:
+        if not _publishable(reply):
+            return "not a topic name to publish to"
+        return reply_topic_problem(reply, self.settings.reply_prefixes, self.settings.tree)
+
+    def _cached(
+        self,
+        key: tuple[str, str | None],
+        digest: str,
+        reply: str | None,
+        correlation: Any,
+        who: Identity,
+    ) -> bool:
+        """Whether the request was answered already (and is now answered again); a RequestId
+        this requester used for another request is refused."""
+        now = self._monotonic()
+        cached = self._seen.get(key, now)
+        if cached is None:
+            return False
+        if self._seen.digest(key, now) != digest:
+            raise RequestError(
+                S.BadRequestNotAllowed,
+                "this RequestId was used by this requester for another request; not written",
+            )
+        self._repeat(key[1] or "", who, reply, correlation, cached)
+        return True
+
+    def _seal(self, response: dict[str, Any], who: Identity | None) -> bytes:
+        """The answer as sent: who asked, and the bridge's signature when it signs."""
+        if who is not None:
+            response["Requester"] = who.to_json()
+        signer = self.settings.signer
+        if signer is not None:
+            try:
+                response = sign_message(response, signer, issued_at=datetime.now(UTC))
+            except (TypeError, ValueError) as e:  # a value JCS cannot hold: answered unsigned
+                _log.warning("write answer sent unsigned: %s", e)
+        return dumps(response)
 
     def _check_in_time(self, request: WriteRequest, expires: float | None) -> None:
         if request.expired(datetime.now(UTC)):
@@ -177,6 +303,7 @@ class WriteBack:
         self,
         payload: bytes,
         request_id: str | None,
+        who: Identity | None,
         reply: str | None,
         correlation: Any,
         status: int,
@@ -188,23 +315,30 @@ class WriteBack:
             lenient_id, lenient_reply = _lenient(payload, self.settings.max_bytes)
             request_id = request_id or lenient_id
             reply = reply if reply is not None else lenient_reply
+        if who is None:
+            who = Identity(claimed_identity(reply, self.settings.reply_prefixes), proven=False)
         symbol = _symbol(status)
         _log.warning(
-            "write request %s refused (%s): %s",
+            "write request %s from %s refused (%s): %s",
             request_id or "(no id)",
+            who,
             symbol,
             message,
-            extra=_extra(request_id, result=symbol),
+            extra=_extra(request_id, who, result=symbol),
         )
-        if reply is not None and _publishable(reply):
-            self._answer(reply, correlation, dumps(error_response(request_id, status, message)))
+        if reply is not None and self._reply_problem(reply) is None:
+            response = error_response(request_id, status, message)
+            self._answer(reply, correlation, self._seal(response, who))
 
-    def _repeat(self, request_id: str, reply: str | None, correlation: Any, cached: bytes) -> None:
+    def _repeat(
+        self, request_id: str, who: Identity, reply: str | None, correlation: Any, cached: bytes
+    ) -> None:
         self._count("duplicate")
         _log.info(
-            "write request %s repeated: answered with the first answer, nothing written",
+            "write request %s from %s repeated: answered with the first answer, nothing written",
             request_id,
-            extra=_extra(request_id, result="Duplicate"),
+            who,
+            extra=_extra(request_id, who, result="Duplicate"),
         )
         self._answer(reply, correlation, cached)
 
@@ -220,6 +354,7 @@ class WriteBack:
     def _refuse(
         self,
         request_id: str | None,
+        who: Identity,
         target: Target,
         status: int,
         node_id: str | None,
@@ -228,13 +363,14 @@ class WriteBack:
         """A target refused before the Write: logged once, with the reason and the value."""
         symbol = _symbol(status)
         _log.warning(
-            "write request %s: %s not written (%s): %s; value %s",
+            "write request %s from %s: %s not written (%s): %s; value %s",
             request_id or "(no id)",
+            who,
             _BRIEF.repr(target.label),
             symbol,
             message,
             _BRIEF.repr(target.value),
-            extra=_extra(request_id, node_id=node_id or target.label, result=symbol),
+            extra=_extra(request_id, who, node_id=node_id or target.label, result=symbol),
         )
         return TargetResult(
             status=int(status),
@@ -244,59 +380,50 @@ class WriteBack:
             message=message,
         )
 
-    async def _execute(self, request: WriteRequest) -> dict[str, Any]:
+    async def _execute(self, request: WriteRequest, who: Identity) -> dict[str, Any]:
+        allowed = self.settings.auth.allowed(who, self.settings.allowed)
         namespaces = self._namespaces()
         codec = JsonCodec(namespaces=NamespaceTable(namespaces))
         client = self._client()
         results: list[TargetResult | None] = []
         pending: list[tuple[int, Target, str, ua.NodeId]] = []
         rid = request.request_id
+
+        def refuse(target: Target, status: int, node_id: str | None, message: str) -> None:
+            results.append(self._refuse(rid, who, target, status, node_id, message))
+
         for i, target in enumerate(request.targets):
             node_text = target.node_id
             if node_text is None:
                 node_text = self._fields.get((target.writer or "", target.field or ""))
                 if node_text is None:
-                    results.append(
-                        self._refuse(
-                            rid,
-                            target,
-                            S.BadNodeIdUnknown,
-                            None,
-                            f"no field {target.writer}/{target.field}",
-                        )
+                    refuse(
+                        target, S.BadNodeIdUnknown, None, f"no field {target.writer}/{target.field}"
                     )
                     continue
-            if _canonical(node_text) not in self.settings.allowed:
-                results.append(
-                    self._refuse(
-                        rid,
-                        target,
-                        S.BadUserAccessDenied,
-                        node_text,
-                        "not on the write-back allow-list",
-                    )
+            canonical = _canonical(node_text)
+            if canonical not in allowed:
+                why = (
+                    f"not permitted for {who.name}"
+                    if canonical in self.settings.allowed
+                    else "not on the write-back allow-list"
                 )
+                refuse(target, S.BadUserAccessDenied, node_text, why)
                 continue
             if client is None:
-                results.append(
-                    self._refuse(
-                        rid,
-                        target,
-                        S.BadServerNotConnected,
-                        node_text,
-                        "the OPC UA server is not connected",
-                    )
+                refuse(
+                    target, S.BadServerNotConnected, node_text, "the OPC UA server is not connected"
                 )
                 continue
             try:
                 node_id = codec.decode_node_id(node_text)
             except DecodeError as e:
-                results.append(self._refuse(rid, target, S.BadNodeIdInvalid, node_text, str(e)))
+                refuse(target, S.BadNodeIdInvalid, node_text, str(e))
                 continue
             results.append(None)
             pending.append((i, target, node_text, node_id))
         if pending and client is not None:
-            await self._write(client, codec, rid, pending, results)
+            await self._write(client, codec, rid, who, pending, results)
         final = [r for r in results if r is not None]
         self._count("good" if all(r.status == 0 for r in final) else "bad")
         return build_response(request.request_id, final, codec)
@@ -306,6 +433,7 @@ class WriteBack:
         client: Client,
         codec: JsonCodec,
         rid: str | None,
+        who: Identity,
         pending: list[tuple[int, Target, str, ua.NodeId]],
         results: list[TargetResult | None],
     ) -> None:
@@ -342,7 +470,7 @@ class WriteBack:
             ]
             if not dtype.StatusCode.is_good():
                 results[i] = self._refuse(
-                    rid, target, dtype.StatusCode.value, text, "cannot read the node"
+                    rid, who, target, dtype.StatusCode.value, text, "cannot read the node"
                 )
                 continue
             writable = _int(access) & _WRITE_BIT and (
@@ -350,7 +478,12 @@ class WriteBack:
             )
             if not writable:
                 results[i] = self._refuse(
-                    rid, target, S.BadNotWritable, text, "the server says this node is not writable"
+                    rid,
+                    who,
+                    target,
+                    S.BadNotWritable,
+                    text,
+                    "the server says this node is not writable",
                 )
                 continue
             try:
@@ -366,7 +499,7 @@ class WriteBack:
                     **_length_limits(limits[node_id]),
                 )
             except ConversionError as e:
-                results[i] = self._refuse(rid, target, e.status, text, e.message)
+                results[i] = self._refuse(rid, who, target, e.status, text, e.message)
                 continue
             writes.append((i, target, text, variant, old.Value.Value if old.Value else None))
         if not writes:
@@ -388,13 +521,14 @@ class WriteBack:
             code = status.value
             symbol = _symbol(code)
             _log.info(
-                "write request %s: wrote %s: %s -> %s: %s",
+                "write request %s from %s: wrote %s: %s -> %s: %s",
                 rid or "(no id)",
+                who,
                 _BRIEF.repr(text),
                 _BRIEF.repr(old_value),
                 _BRIEF.repr(variant.Value),
                 symbol,
-                extra=_extra(rid, node_id=text, result=symbol),
+                extra=_extra(rid, who, node_id=text, result=symbol),
             )
             results[i] = TargetResult(
                 status=code,
@@ -436,8 +570,11 @@ def _brief_repr() -> reprlib.Repr:
 _BRIEF = _brief_repr()
 
 
-def _extra(request_id: str | None, **fields: str) -> dict[str, str]:
-    """Structured log fields (``--log-format json``): the RequestId when there is one."""
+def _extra(request_id: str | None, who: Identity | None = None, **fields: str) -> dict[str, str]:
+    """Structured log fields (``--log-format json``): the RequestId when there is one, and who
+    asked (``requester``, and ``requester_proven`` "true" for a verified certificate)."""
+    if who is not None:
+        fields = {"requester": who.name, "requester_proven": str(who.proven).lower(), **fields}
     return fields if request_id is None else {"request_id": request_id, **fields}
 
 

@@ -851,3 +851,16 @@ def _issuer(certificate: x509.Certificate) -> str:
         return certificate.issuer.rfc4514_string() or "(empty issuer)"
     except _CERT_ERRORS:
         return "(unreadable issuer)"
+
+
+def signer_certificate(message: Mapping[str, Any]) -> x509.Certificate | None:
+    """The signer certificate (first ``x5c`` entry) of a message's signature, or None if it
+    cannot be read. It says *who* signed only after :func:`verify_message` accepted the
+    message: callers read names from it (write-back permissions match its SANs)."""
+    token = message.get(SIGNATURE_MEMBER) if isinstance(message, Mapping) else None
+    if not isinstance(token, str):
+        return None
+    try:
+        return _header_chain(_decode_header(token.split(".", 1)[0]))[0]
+    except _Failure:
+        return None

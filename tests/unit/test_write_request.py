@@ -29,14 +29,14 @@ from hypothesis import strategies as st
 
 from opcua_mqtt.bridge.write_back import _publishable
 from opcua_mqtt.core.json_encoding import DATETIME_MAX, DATETIME_MIN, FieldEncoding, JsonCodec
+from opcua_mqtt.core.rate_limit import RateLimiter
+from opcua_mqtt.core.request_auth import IdempotencyCache
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.write_request import (
     MAX_RANK,
     REQUEST_SCHEMA,
     AllowList,
     ConversionError,
-    IdempotencyCache,
-    RateLimiter,
     RequestError,
     Target,
     TargetResult,
