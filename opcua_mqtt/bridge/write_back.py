@@ -187,7 +187,7 @@ class WriteBack:
         self._summary = None
         line = self._rate_refused.summary(self.settings.summary_interval_s)
         if line is not None:
-            _log.warning("%s", line, extra={"result": "BadResourceUnavailable"})
+            _log.warning("%s", line)
 
     async def _serve(self, payload: bytes, props: Mapping[str, Any], arrived: float) -> None:
         reply: str | None = _prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
@@ -204,15 +204,10 @@ class WriteBack:
             if reply is None:
                 reply = request.reply_to
             if reply is not None and (problem := self._reply_problem(reply)) is not None:
-                self._count("refused")
-                _log.warning(
-                    "write request %s refused: will not answer to %s: %s; not written",
-                    request_id or "(no id)",
-                    _BRIEF.repr(reply),
-                    problem,
-                    extra=_extra(request_id, result="BadRequestNotAllowed"),
+                raise RequestError(  # logged once; _refuse_whole does not answer there
+                    S.BadRequestNotAllowed if _publishable(reply) else S.BadDecodingError,
+                    f"will not answer to {_BRIEF.repr(reply)}: {problem}; not written",
                 )
-                return
             who = self.settings.auth.identify(
                 request,
                 claimed_identity(reply, self.settings.reply_prefixes),
