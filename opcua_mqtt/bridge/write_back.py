@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import reprlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,12 +29,23 @@ from typing import Any
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua_limits import LengthLimits, StringLimits
+from opcua_mqtt.adapters.opcua_limits import StringLimits
 from opcua_mqtt.adapters.opcua_types import BuiltinTypes
-from opcua_mqtt.core.config import canonical_node_id
+from opcua_mqtt.bridge.write_back_support import (
+    BRIEF,
+    canonical_or_none,
+    extra,
+    failure_status,
+    int_value,
+    length_limits,
+    lenient,
+    prop,
+    publishable,
+    status_name,
+)
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable, status_symbol
-from opcua_mqtt.core.messages import dumps, loads
+from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.messages import dumps
 from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
 from opcua_mqtt.core.request_auth import (
     IdempotencyCache,
@@ -46,7 +56,7 @@ from opcua_mqtt.core.request_auth import (
     request_digest,
 )
 from opcua_mqtt.core.signing import Signer, sign_message
-from opcua_mqtt.core.topics import TopicTree, escape_level, topic_problem
+from opcua_mqtt.core.topics import TopicTree, escape_level
 from opcua_mqtt.core.write_request import (
     ConversionError,
     RequestError,
@@ -57,7 +67,6 @@ from opcua_mqtt.core.write_request import (
     convert_value,
     error_response,
     parse_request,
-    valid_request_id,
 )
 
 _log = logging.getLogger(__name__)
@@ -157,10 +166,10 @@ class WriteBack:
         publishing is never queued behind commands: a request over its requester's rate (or
         the global cap) is dropped here, before it is parsed, logged or given a task."""
         now = self._monotonic()
-        reply: str | None = _prop(props, "response_topic")
+        reply: str | None = prop(props, "response_topic")
         claimed = claimed_identity(reply, self.settings.reply_prefixes)
         if self._rate.allow(f"reply:{reply}", now) is not None:
-            self._refused_for_rate(claimed, reply, _prop(props, "correlation_data"))
+            self._refused_for_rate(claimed, reply, prop(props, "correlation_data"))
             return
         task = asyncio.ensure_future(self._serve(payload, props, now))
         self._tasks.add(task)
@@ -190,9 +199,9 @@ class WriteBack:
             _log.warning("%s", line)
 
     async def _serve(self, payload: bytes, props: Mapping[str, Any], arrived: float) -> None:
-        reply: str | None = _prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
-        correlation = _prop(props, "correlation_data")
-        expiry = _prop(props, "message_expiry_interval")  # what is left of it, from the broker
+        reply: str | None = prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
+        correlation = prop(props, "correlation_data")
+        expiry = prop(props, "message_expiry_interval")  # what is left of it, from the broker
         expires = arrived + expiry if isinstance(expiry, int) else None
         request_id: str | None = None
         who: Identity | None = None
@@ -205,8 +214,8 @@ class WriteBack:
                 reply = request.reply_to
             if reply is not None and (problem := self._reply_problem(reply)) is not None:
                 raise RequestError(  # logged once; _refuse_whole does not answer there
-                    S.BadRequestNotAllowed if _publishable(reply) else S.BadDecodingError,
-                    f"will not answer to {_BRIEF.repr(reply)}: {problem}; not written",
+                    S.BadRequestNotAllowed if publishable(reply) else S.BadDecodingError,
+                    f"will not answer to {BRIEF.repr(reply)}: {problem}; not written",
                 )
             who = self.settings.auth.identify(
                 request,
@@ -243,12 +252,12 @@ class WriteBack:
                 who,
                 reply,
                 correlation,
-                _failure_status(e),
+                failure_status(e),
                 f"failed ({type(e).__name__}); whether anything was written is unknown",
             )
 
     def _reply_problem(self, reply: str) -> str | None:
-        if not _publishable(reply):
+        if not publishable(reply):
             return "not a topic name to publish to"
         return reply_topic_problem(reply, self.settings.reply_prefixes, self.settings.tree)
 
@@ -307,19 +316,19 @@ class WriteBack:
         """Log and answer a request refused as a whole; its RequestId and ReplyTo are read
         leniently when the request did not parse, except from a payload too large to read."""
         if request_id is None or reply is None:
-            lenient_id, lenient_reply = _lenient(payload, self.settings.max_bytes)
+            lenient_id, lenient_reply = lenient(payload, self.settings.max_bytes)
             request_id = request_id or lenient_id
             reply = reply if reply is not None else lenient_reply
         if who is None:
             who = Identity(claimed_identity(reply, self.settings.reply_prefixes), proven=False)
-        symbol = _symbol(status)
+        symbol = status_name(status)
         _log.warning(
             "write request %s from %s refused (%s): %s",
             request_id or "(no id)",
             who,
-            symbol,
+            status_name,
             message,
-            extra=_extra(request_id, who, result=symbol),
+            extra=extra(request_id, who, result=symbol),
         )
         if reply is not None and self._reply_problem(reply) is None:
             response = error_response(request_id, status, message)
@@ -333,7 +342,7 @@ class WriteBack:
             "write request %s from %s repeated: answered with the first answer, nothing written",
             request_id,
             who,
-            extra=_extra(request_id, who, result="Duplicate"),
+            extra=extra(request_id, who, result="Duplicate"),
         )
         self._answer(reply, correlation, cached)
 
@@ -356,16 +365,16 @@ class WriteBack:
         message: str,
     ) -> TargetResult:
         """A target refused before the Write: logged once, with the reason and the value."""
-        symbol = _symbol(status)
+        symbol = status_name(status)
         _log.warning(
             "write request %s from %s: %s not written (%s): %s; value %s",
             request_id or "(no id)",
             who,
-            _BRIEF.repr(target.label),
-            symbol,
+            BRIEF.repr(target.label),
+            status_name,
             message,
-            _BRIEF.repr(target.value),
-            extra=_extra(request_id, who, node_id=node_id or target.label, result=symbol),
+            BRIEF.repr(target.value),
+            extra=extra(request_id, who, node_id=node_id or target.label, result=symbol),
         )
         return TargetResult(
             status=int(status),
@@ -396,7 +405,7 @@ class WriteBack:
                         target, S.BadNodeIdUnknown, None, f"no field {target.writer}/{target.field}"
                     )
                     continue
-            canonical = _canonical(node_text)
+            canonical = canonical_or_none(node_text)
             if canonical not in allowed:
                 why = (
                     f"not permitted for {who.name}"
@@ -468,8 +477,8 @@ class WriteBack:
                     rid, who, target, dtype.StatusCode.value, text, "cannot read the node"
                 )
                 continue
-            writable = _int(access) & _WRITE_BIT and (
-                not user_access.StatusCode.is_good() or _int(user_access) & _WRITE_BIT
+            writable = int_value(access) & _WRITE_BIT and (
+                not user_access.StatusCode.is_good() or int_value(user_access) & _WRITE_BIT
             )
             if not writable:
                 results[i] = self._refuse(
@@ -491,7 +500,7 @@ class WriteBack:
                     else (),
                     codec=codec,
                     index_range=target.index_range,
-                    **_length_limits(limits[node_id]),
+                    **length_limits(limits[node_id]),
                 )
             except ConversionError as e:
                 results[i] = self._refuse(rid, who, target, e.status, text, e.message)
@@ -514,16 +523,16 @@ class WriteBack:
         )
         for (i, target, text, variant, old_value), status in zip(writes, statuses, strict=True):
             code = status.value
-            symbol = _symbol(code)
+            symbol = status_name(code)
             _log.info(
                 "write request %s from %s: wrote %s: %s -> %s: %s",
                 rid or "(no id)",
                 who,
-                _BRIEF.repr(text),
-                _BRIEF.repr(old_value),
-                _BRIEF.repr(variant.Value),
-                symbol,
-                extra=_extra(rid, who, node_id=text, result=symbol),
+                BRIEF.repr(text),
+                BRIEF.repr(old_value),
+                BRIEF.repr(variant.Value),
+                status_name,
+                extra=extra(rid, who, node_id=text, result=symbol),
             )
             results[i] = TargetResult(
                 status=code,
@@ -532,93 +541,3 @@ class WriteBack:
                 writer=target.writer,
                 field=target.field,
             )
-
-
-def _length_limits(limits: LengthLimits) -> dict[str, Any]:
-    """convert_value's keyword arguments for ``limits``."""
-    out: dict[str, Any] = {}
-    if (string := limits.string) is not None:
-        out |= {"max_string_length": string.length, "max_string_length_of": string.owner}
-    if (byte_string := limits.byte_string) is not None:
-        out |= {
-            "max_byte_string_length": byte_string.length,
-            "max_byte_string_length_of": byte_string.owner,
-        }
-    return out
-
-
-def _canonical(node_id: str) -> str | None:
-    try:
-        return canonical_node_id(node_id)
-    except ValueError:
-        return None
-
-
-def _brief_repr() -> reprlib.Repr:
-    """Values in log lines: a 60 kB string or a deeply nested array is shown by its start."""
-    brief = reprlib.Repr()  # keyword arguments only from Python 3.12 on
-    brief.maxlevel, brief.maxlist, brief.maxdict = 3, 8, 8
-    brief.maxstring = brief.maxother = 80
-    return brief
-
-
-_BRIEF = _brief_repr()
-
-
-def _extra(request_id: str | None, who: Identity | None = None, **fields: str) -> dict[str, str]:
-    """Structured log fields (``--log-format json``): the RequestId when there is one, and who
-    asked (``requester``, and ``requester_proven`` "true" for a verified certificate)."""
-    if who is not None:
-        fields = {"requester": who.name, "requester_proven": str(who.proven).lower(), **fields}
-    return fields if request_id is None else {"request_id": request_id, **fields}
-
-
-def _publishable(topic: str) -> bool:
-    """Whether an answer may go to ``topic``: the broker drops a client that publishes to a
-    topic it refuses (see ``topic_problem``), which would stop publishing; ``$`` topics are the
-    broker's own."""
-    return not topic.startswith("$") and topic_problem(topic) is None
-
-
-def _symbol(code: int) -> str:
-    """The StatusCode's name as the answers write it, or its hex value if it is not known."""
-    return status_symbol(int(code)) or f"0x{int(code):08X}"
-
-
-def _failure_status(e: Exception) -> int:
-    if isinstance(e, ua.UaStatusCodeError):
-        return int(e.code)
-    if isinstance(e, OSError | TimeoutError):  # ConnectionError is an OSError
-        return int(S.BadCommunicationError)
-    return int(S.BadInternalError)
-
-
-def _int(dv: ua.DataValue) -> int:
-    if not dv.StatusCode.is_good() or dv.Value is None or dv.Value.Value is None:
-        return 0
-    return int(dv.Value.Value)
-
-
-def _prop(props: Mapping[str, Any], name: str) -> Any:
-    value = props.get(name)
-    if isinstance(value, list | tuple):
-        value = value[0] if value else None
-    return value
-
-
-def _lenient(payload: bytes, max_bytes: int) -> tuple[str | None, str | None]:
-    """RequestId and ReplyTo of a request refused as a whole, where they can be read at all;
-    a payload over the size limit is not parsed (its refusal must stay cheap)."""
-    if len(payload) > max_bytes:
-        return None, None
-    try:
-        obj = loads(payload)
-    except DecodeError:
-        return None, None
-    if not isinstance(obj, dict):
-        return None, None
-    rid, reply = obj.get("RequestId"), obj.get("ReplyTo")
-    return (
-        rid if valid_request_id(rid) else None,
-        reply if isinstance(reply, str) else None,
-    )

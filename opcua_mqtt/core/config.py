@@ -423,14 +423,13 @@ def _write_back_json(wb: WriteBackConfig) -> dict[str, Any]:
         "allow": list(wb.allow),
         "writable_nodes": [n.to_json() for n in wb.writable_nodes],
     }
-    if wb.reply_prefixes:
-        out["reply_prefixes"] = list(wb.reply_prefixes)
-    if wb.trust is not None:
-        out["trust"] = wb.trust
-    if wb.require_signature is not None:
-        out["require_signature"] = wb.require_signature
-    if wb.permissions is not None:
-        out["permissions"] = [p.to_json() for p in wb.permissions]
+    for f in dataclasses.fields(wb):
+        value = getattr(wb, f.name)
+        if f.name in out or value == f.default:
+            continue
+        if f.name == "permissions":
+            value = [p.to_json() for p in value]
+        out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 
 
@@ -1216,8 +1215,13 @@ def _write_back_rules(
             "write-back is enabled but allow is empty: every command will be refused",
             "warning",
         )
-    for i, entry in enumerate(allow):
-        path = ("write_back", "allow", i)
+    entries: list[tuple[Path, str]] = [(("write_back", "allow", i), e) for i, e in enumerate(allow)]
+    for pi, permission in enumerate(wb.get("permissions") or []):
+        entries += [
+            (("write_back", "permissions", pi, "allow", i), e)
+            for i, e in enumerate(permission["allow"])
+        ]
+    for path, entry in entries:
         if _NODE_ID_LIKE.match(entry):
             # Any node may be allowed, published or not (docs/write-back.md): only the syntax
             # can be checked here; the server says at write time whether the node exists.

@@ -1052,9 +1052,7 @@ def _check_text(text: str, limit: int | None, what: str) -> None:
             S.BadTypeMismatch, "the text holds a lone surrogate (not Unicode)"
         ) from None
     if limit is not None and size > limit:
-        raise ConversionError(
-            S.BadOutOfRange, f"the text is {size} UTF-8 bytes; {what} is {limit}"
-        )
+        raise ConversionError(S.BadOutOfRange, f"the text is {size} UTF-8 bytes; {what} is {limit}")
 
 
 def _to_datetime_value(x: Any) -> datetime:
@@ -1081,9 +1079,7 @@ def _to_datetime_value(x: Any) -> datetime:
     except ValueError as e:
         raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not a valid date: {e}") from None
     except OverflowError:
-        raise ConversionError(
-            S.BadOutOfRange, f"{_show(x)} is out of range for DateTime"
-        ) from None
+        raise ConversionError(S.BadOutOfRange, f"{_show(x)} is out of range for DateTime") from None
     if not DATETIME_MIN <= dt <= DATETIME_MAX:
         raise ConversionError(
             S.BadOutOfRange,
