@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import pytest
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
-from tests.support.bridge import BridgeProcesses
+from tests.support.bridge import EXE, BridgeProcesses
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import MqttProbe, adapter_options
 from tests.support.opcua_server import OpcUaTestServer
@@ -75,7 +76,8 @@ async def signed_bridge(
         permissions=[{"identities": [OPERATORS], "allow": ["G/W/Double"]}],
     )
     proc = bridges.start(config)
-    operator = _signer(issue_signer(pki, "operator", "operator-1", uri="urn:plant:operator-1"))
+    operator_files = issue_signer(pki, "operator", "operator-1", uri="urn:plant:operator-1")
+    operator = _signer(operator_files)
     requester = Requester(mosquitto_tls)
     await requester.session.start(wait=True)
     await asyncio.sleep(0.2)  # the SUBACK for the reply topic
@@ -97,6 +99,8 @@ async def signed_bridge(
             "node": nodes.writable["Double"]["nodeid"],
             "requester": requester,
             "operator": operator,
+            "operator_files": operator_files,
+            "bridge_ca_file": tmp_path / "certs" / "ca.pem",
             "bridge_ca": TrustStore.from_pem((tmp_path / "certs" / "ca.pem").read_bytes()),
             "broker": mosquitto_tls,
             "proc": proc,
@@ -242,3 +246,36 @@ async def test_one_commanders_flood_does_not_refuse_another(
     output = proc.output()
     assert "BadResourceUnavailable" not in output  # no line per request refused for rate
     assert output.count("BadUserAccessDenied") < flood / 10  # the few the bucket passed
+
+
+def test_write_cli_signs_and_verifies_the_answer(signed_bridge: dict[str, Any], pki: Pki) -> None:
+    b = signed_bridge
+    broker: MosquittoBroker = b["broker"]
+    cert, key = b["operator_files"]
+    base = [
+        EXE,
+        "write",
+        f"{broker.host}:{broker.port}",
+        "W/Double",
+        "17.5",
+        *("--ca", str(broker.ca_cert), "--publisher", PUBLISHER),
+        *("--sign-key", str(key), "--sign-cert", str(cert)),
+    ]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+
+    ok = run("--trust", str(b["bridge_ca_file"]))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["Requester"]["Proven"] is True
+    wrong = run("--trust", str(pki.rogue_ca_cert))  # not the CA of the bridge's signing key
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    assert "signature does not verify" in wrong.stderr
+    unsigned = subprocess.run(
+        [*base[:-4], "--trust", str(b["bridge_ca_file"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unsigned.returncode == 1
+    assert json.loads(unsigned.stdout)["Result"]["Symbol"] == "BadSecurityChecksFailed"
