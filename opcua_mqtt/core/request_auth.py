@@ -89,7 +89,7 @@ class Identity:
         return f"{'cert' if self.proven else 'claimed'}:{self.name}"
 
     def __str__(self) -> str:
-        return f"{self.name} ({'certificate' if self.proven else 'claimed, unsigned'})"
+        return f"{self.name} ({'certificate' if self.proven else 'claimed'})"
 
     def to_json(self) -> dict[str, Any]:
         """The answer's ``Requester`` member."""
