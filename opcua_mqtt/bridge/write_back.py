@@ -245,7 +245,11 @@ class WriteBack:
             self._refuse_whole(payload, request_id, who, reply, correlation, e.status, e.message)
         except Exception as e:  # noqa: BLE001 - a bug or a lost session: answered and logged
             self._count("failed")
-            _log.exception("write request %s failed", request_id or "(no id)")
+            _log.exception(
+                "write request %s from %s failed",
+                request_id or "(no id)",
+                who or claimed_identity(reply, self.settings.reply_prefixes),
+            )
             self._refuse_whole(
                 payload,
                 request_id,
