@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from opcua_mqtt.core.topics import MessageType, TopicTree, escape_level
+from opcua_mqtt.core.topics import (
+    MessageType,
+    TopicTree,
+    command_topic,
+    escape_level,
+    reply_prefix,
+)
 from opcua_mqtt.devpki import write_file
 
 CONF = "mosquitto.conf"
@@ -44,10 +50,9 @@ def _tree(topics: TopicTree) -> str:
     return f"{topics.prefix}/{topics.encoding}"
 
 
-def _cmd(topics: TopicTree, publisher_id: str) -> str:
-    """The bridge's command folder: ``…/cmd/<id>/write`` (bridge/write_back.py command_topic)
-    and ``…/cmd/<id>/reply/<client id>`` (cli/write.py)."""
-    return f"{_tree(topics)}/cmd/{escape_level(publisher_id)}"
+def _replies(topics: TopicTree, publisher_id: str) -> str:
+    """Where the bridge's answers go: ``…/reply/<id>/<client id>`` (core.topics.reply_topic)."""
+    return f"{reply_prefix(topics)}/{escape_level(publisher_id)}/#"
 
 
 def _reads_tree(topics: TopicTree) -> list[str]:
@@ -61,8 +66,8 @@ def bridge_block(topics: TopicTree, bridge_cn: str, publisher_id: str) -> str:
         "# command topic and answers below its reply topics.",
         f"user {bridge_cn}",
         *(f"topic write {_tree(topics)}/{kind.value}/{own}/#" for kind in MessageType),
-        f"topic read {_cmd(topics, publisher_id)}/write",
-        f"topic write {_cmd(topics, publisher_id)}/reply/#",
+        f"topic read {command_topic(topics, publisher_id)}",
+        f"topic write {_replies(topics, publisher_id)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -73,7 +78,7 @@ def tool_block(topics: TopicTree, client_cn: str, publisher_id: str) -> str:
         "# commands and answers, and send commands to the bridge.",
         f"user {client_cn}",
         f"topic read {_tree(topics)}/#",
-        f"topic write {_cmd(topics, publisher_id)}/write",
+        f"topic write {command_topic(topics, publisher_id)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -83,8 +88,8 @@ def client_block(topics: TopicTree, client: Client, publisher_id: str) -> str:
     lines = [f"# {client.name}.pem ({role})", f"user {client.name}", *_reads_tree(topics)]
     if client.commander:
         lines += [
-            f"topic write {_cmd(topics, publisher_id)}/write",
-            f"topic read {_cmd(topics, publisher_id)}/reply/#",
+            f"topic write {command_topic(topics, publisher_id)}",
+            f"topic read {_replies(topics, publisher_id)}",
         ]
     return "\n".join(lines) + "\n"
 

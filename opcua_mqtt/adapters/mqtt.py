@@ -170,6 +170,8 @@ class MqttSession:
         props: dict[str, Any] = {}
         if options.protocol == "5":
             props["session_expiry_interval"] = options.session_expiry_s
+            if options.maximum_packet_size is not None:
+                props["maximum_packet_size"] = options.maximum_packet_size
         # Session expiry 0 asks for no session at all: with MQTT 3.1.1 only a clean session
         # keeps the broker from holding (and queueing for) a one-shot client's id forever.
         self._client: Any = gmqtt.Client(

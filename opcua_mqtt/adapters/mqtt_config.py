@@ -58,6 +58,9 @@ class MqttOptions:
     max_inflight: int = 64
     spool_messages: int = 100_000
     spool_bytes: int = 256 * 1024 * 1024
+    # MQTT 5 Maximum Packet Size sent in CONNECT: the broker drops larger messages for us
+    # instead of delivering them into memory (None: no limit beyond the protocol's).
+    maximum_packet_size: int | None = None
     #: Failed connection attempts after which ``wait_connected`` gives up (0: never). A
     #: one-shot command sets a few, so a closed port fails after a short retry. Such a session
     #: leaves telling refused publishes and the failed attempts before its first connection to

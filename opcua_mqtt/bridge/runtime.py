@@ -31,7 +31,7 @@ from opcua_mqtt.adapters.opcua_client import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
 from opcua_mqtt.adapters.opcua_types import BuiltinTypes
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
-from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings, command_topic
+from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import (
@@ -50,7 +50,7 @@ from opcua_mqtt.core.messages import (
 )
 from opcua_mqtt.core.metadata import DataSetField, build_metadata
 from opcua_mqtt.core.signing import Signer, sign_message
-from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.topics import TopicTree, command_topic
 from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
 
 _log = logging.getLogger(__name__)
@@ -238,6 +238,8 @@ class Bridge:
             for task in self._recheck_tasks:
                 task.cancel()
             self._state = ua.PubSubState.Disabled  # a refusal ending while draining: no status
+            if self.write_back is not None:
+                self.write_back.close()
             await self.mqtt.stop(
                 [Outgoing(self._status_topic, self._status(ua.PubSubState.Disabled), 1, True)]
             )

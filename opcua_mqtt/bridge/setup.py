@@ -27,12 +27,17 @@ from opcua_mqtt.core.messages import (
     DataSetMessageContentMask,
     JsonMessageSettings,
 )
-from opcua_mqtt.core.signing import Signer
-from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.request_auth import Permission, RequestAuth
+from opcua_mqtt.core.signing import Signer, TrustStore
+from opcua_mqtt.core.topics import TopicTree, reply_prefix
 
 _log = logging.getLogger(__name__)
 
 DM = DataSetMessageContentMask
+
+#: Room above write_back.max_request_bytes for a command's MQTT header and properties (topic,
+#: Response Topic, Correlation Data, user properties).
+_PACKET_OVERHEAD = 4096
 FM = DataSetFieldContentMask
 
 #: Part 14 FieldEncoding1/FieldEncoding2 bits of each configured encoding.
@@ -187,6 +192,11 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
         tls=tls,
         username=m.username,
         password=_secret(m.password_env),
+        # A command larger than write_back.max_request_bytes is dropped by the broker, not
+        # read into memory; the largest other message the bridge receives is far smaller.
+        maximum_packet_size=config.write_back.max_request_bytes + _PACKET_OVERHEAD
+        if config.write_back.enabled
+        else None,
     )
     o = config.opcua
     opcua_key = base / (o.private_key or "certs/opcua-client.key")
@@ -224,18 +234,48 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
                 config.publisher_id,
                 config.publisher_id,
             )
-    wb = config.write_back
-    write_back = None
-    if wb.enabled:
-        write_back = WriteBackSettings(
-            allowed=write_back_allowed(config),
-            max_bytes=wb.max_request_bytes,
-            max_targets=wb.max_targets,
-            rate_per_s=wb.rate_per_s,
-            burst=wb.burst,
-            idempotency_window_s=wb.idempotency_window_s,
-        )
+    write_back = _write_back(config, base, signer) if config.write_back.enabled else None
     return BridgeSetup(plan_from_config(config), mqtt, opcua, signer, write_back)
+
+
+def _write_back(config: Config, base: Path, signer: Signer | None) -> WriteBackSettings:
+    """The write-back settings; the requester CA bundle is read here. Answers are signed with
+    the metadata signer, so that a requester can check who answered."""
+    wb = config.write_back
+    topics = TopicTree(prefix=config.mqtt.topic_prefix)
+    trust = None
+    if wb.trust is not None:
+        path = _file(base, wb.trust)
+        assert path is not None
+        try:
+            trust = TrustStore.from_pem(Path(path).read_bytes())
+        except (OSError, ValueError) as e:
+            raise SetupError(f"write_back.trust {path}: unusable: {e}") from None
+    permissions = None
+    if wb.permissions is not None:
+        permissions = tuple(
+            Permission(p.identities, write_back_allowed(config, p.allow), frozenset(p.actions))
+            for p in wb.permissions
+        )
+    return WriteBackSettings(
+        allowed=write_back_allowed(config),
+        max_bytes=wb.max_request_bytes,
+        max_targets=wb.max_targets,
+        rate_per_s=wb.rate_per_s,
+        burst=wb.burst,
+        idempotency_window_s=wb.idempotency_window_s,
+        total_rate_per_s=wb.total_rate_per_s,
+        total_burst=wb.total_burst,
+        reply_prefixes=wb.reply_prefixes or (reply_prefix(topics),),
+        tree=(topics.prefix, topics.encoding),
+        auth=RequestAuth(
+            trust=trust,
+            require_signature=wb.signature_required,
+            max_deadline_s=wb.max_deadline_s,
+            permissions=permissions,
+        ),
+        signer=signer,
+    )
 
 
 def build_bridge(setup: BridgeSetup) -> Bridge:

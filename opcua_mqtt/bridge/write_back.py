@@ -1,41 +1,63 @@
 """Write-back: MQTT commands that write OPC UA nodes, deny-by-default and always answered.
 
-Order of checks for one request (docs/write-back.md): rate limit, size, syntax and schema,
-reply topic, deadline and MQTT 5 message expiry, idempotency (a repeated RequestId gets the
-first answer again, nothing is written twice), then per target: allow-list, the server's
+Order of checks for one request (docs/write-back.md): rate limit per requester under a global
+cap (before anything is parsed: a refusal is counted, not logged one by one), size, syntax and
+schema, reply topic (below the reply prefixes, never the Part 14 tree), the requester's signature
+and permission, deadline and MQTT 5 message expiry, idempotency (a repeated RequestId of the same
+requester gets the first answer again, nothing is written twice), then per target: the
+requester's allow-list, the server's
 AccessLevel and UserAccessLevel, exact conversion to the node's DataType (strings within the
 node's and the server's MaxStringLength, ByteStrings within MaxByteStringLength); only then one
 batched Write. Every request and target is logged once: a refusal with its reason, a Write with
-the old value, the new value and the result. Nothing here can stop publishing: a failure becomes an
-error response (or only a log line when there is nowhere to answer), and an answer is never
-published to a topic the broker would refuse, since the broker drops a client that does so.
+the old value, the new value, the result and who asked; every answer says who asked and is
+signed with the bridge's metadata signing key when it has one. Nothing here can stop publishing:
+a failure becomes an error response (or only a log line when there is nowhere to answer), and an
+answer is never published to a topic the broker would refuse, since the broker drops a client
+that does so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import reprlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua_limits import LengthLimits, StringLimits
+from opcua_mqtt.adapters.opcua_limits import StringLimits
 from opcua_mqtt.adapters.opcua_types import BuiltinTypes
-from opcua_mqtt.core.config import canonical_node_id
+from opcua_mqtt.bridge.write_back_support import (
+    BRIEF,
+    canonical_or_none,
+    extra,
+    failure_status,
+    int_value,
+    length_limits,
+    lenient,
+    prop,
+    publishable,
+    status_name,
+)
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable, status_symbol
-from opcua_mqtt.core.messages import dumps, loads
-from opcua_mqtt.core.topics import TopicTree, escape_level, topic_problem
+from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.messages import dumps
+from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
+from opcua_mqtt.core.request_auth import (
+    IdempotencyCache,
+    Identity,
+    RequestAuth,
+    claimed_identity,
+    reply_topic_problem,
+    request_digest,
+)
+from opcua_mqtt.core.signing import Signer, sign_message
 from opcua_mqtt.core.write_request import (
     ConversionError,
-    IdempotencyCache,
-    RateLimiter,
     RequestError,
     Target,
     TargetResult,
@@ -44,7 +66,6 @@ from opcua_mqtt.core.write_request import (
     convert_value,
     error_response,
     parse_request,
-    valid_request_id,
 )
 
 _log = logging.getLogger(__name__)
@@ -58,15 +79,17 @@ class WriteBackSettings:
     allowed: frozenset[str] = frozenset()  # canonical NodeIds (core.config.write_back_allowed)
     max_bytes: int = 65536
     max_targets: int = 100
-    rate_per_s: float = 20.0
+    rate_per_s: float = 20.0  # per requester
     burst: int = 40
     idempotency_window_s: float = 300.0
-
-
-def command_topic(topics: TopicTree, publisher_id: str) -> str:
-    """``<prefix>/json/cmd/<PublisherId>/write``: beside the Part 14 tree, never inside a
-    standard message type, so standard subscribers never see commands."""
-    return f"{topics.prefix}/{topics.encoding}/cmd/{escape_level(publisher_id)}/write"
+    total_rate_per_s: float = 200.0  # all requesters together
+    total_burst: int = 400
+    #: Where answers may go (reply_prefix(TopicTree()) when the configuration names none).
+    reply_prefixes: tuple[str, ...] = ("opcua/json/reply",)
+    tree: tuple[str, str] = ("opcua", "json")  # (prefix, encoding): no answers into it
+    auth: RequestAuth = field(default_factory=RequestAuth)
+    signer: Signer | None = None  # signs the answers
+    summary_interval_s: float = 10.0  # one log line for the requests refused for rate
 
 
 class WriteBack:
@@ -93,77 +116,170 @@ class WriteBack:
         self._seen = IdempotencyCache(settings.idempotency_window_s)
         self._builtin_types = BuiltinTypes()
         self._string_limits = StringLimits()
-        self._rate = RateLimiter(settings.rate_per_s, settings.burst)
+        self._rate = RequesterLimits(
+            settings.rate_per_s, settings.burst, settings.total_rate_per_s, settings.total_burst
+        )
+        self._rate_refused = RefusalTally()
+        self._summary: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one request at a time: writes stay in arrival order
         # requests by result (the metrics read them): good, bad (a target not written),
-        # refused (as a whole), failed (an exception: outcome unknown), duplicate
+        # refused (as a whole), failed (an exception: outcome unknown), duplicate,
+        # rate_limited (refused for rate before they were parsed)
         self.counts: dict[str, int] = {}
 
     def attach(self) -> None:
         self._mqtt.subscribe(self.topic, self._on_message, qos=1)
         _log.info(
-            "write-back listening on %s (%d nodes allowed)", self.topic, len(self.settings.allowed)
+            "write-back listening on %s (%d nodes allowed; answers below %s)",
+            self.topic,
+            len(self.settings.allowed),
+            ", ".join(self.settings.reply_prefixes),
         )
 
+    def close(self) -> None:
+        """Log the last summary of requests refused for rate, if any are counted."""
+        if self._summary is not None:
+            self._summary.cancel()
+        self._log_summary()
+
     def _on_message(self, _topic: str, payload: bytes, props: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self._serve(payload, props, self._monotonic()))
+        """Called for every command, in the MQTT client's receive path, so that data
+        publishing is never queued behind commands: a request over its requester's rate (or
+        the global cap) is dropped here, before it is parsed, logged or given a task."""
+        now = self._monotonic()
+        reply: str | None = prop(props, "response_topic")
+        claimed = claimed_identity(reply, self.settings.reply_prefixes)
+        if self._rate.allow(f"reply:{reply}", now) is not None:
+            self._refused_for_rate(claimed, reply, prop(props, "correlation_data"))
+            return
+        task = asyncio.ensure_future(self._serve(payload, props, now))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _refused_for_rate(self, who: str, reply: str | None, correlation: Any) -> None:
+        """Count a request refused for rate; the first of each summary interval is answered
+        (when its MQTT 5 Response Topic is usable), the others only counted."""
+        self._count("rate_limited")
+        if not self._rate_refused.add(who):
+            return
+        self._summary = asyncio.get_running_loop().call_later(
+            self.settings.summary_interval_s, self._log_summary
+        )
+        if reply is not None and self._reply_problem(reply) is None:
+            message = (
+                "rate limit exceeded; retry later (further refusals within "
+                f"{self.settings.summary_interval_s:g} s are not answered)"
+            )
+            response = error_response(None, S.BadResourceUnavailable, message)
+            self._answer(reply, correlation, self._seal(response, Identity(who, proven=False)))
+
+    def _log_summary(self) -> None:
+        self._summary = None
+        line = self._rate_refused.summary(self.settings.summary_interval_s)
+        if line is not None:
+            _log.warning("%s", line)
+
     async def _serve(self, payload: bytes, props: Mapping[str, Any], arrived: float) -> None:
-        reply: str | None = _prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
-        correlation = _prop(props, "correlation_data")
-        expiry = _prop(props, "message_expiry_interval")  # what is left of it, from the broker
+        reply: str | None = prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
+        correlation = prop(props, "correlation_data")
+        expiry = prop(props, "message_expiry_interval")  # what is left of it, from the broker
         expires = arrived + expiry if isinstance(expiry, int) else None
         request_id: str | None = None
+        who: Identity | None = None
         try:
-            if not self._rate.allow(arrived):
-                raise RequestError(S.BadResourceUnavailable, "rate limit exceeded; retry later")
             request = parse_request(
                 payload, max_bytes=self.settings.max_bytes, max_targets=self.settings.max_targets
             )
             request_id = request.request_id
             if reply is None:
                 reply = request.reply_to
-            if reply is not None and not _publishable(reply):
-                raise RequestError(
-                    S.BadDecodingError,
-                    f"cannot answer to {_BRIEF.repr(reply)}: not a topic name to publish to; "
-                    "not written",
+            if reply is not None and (problem := self._reply_problem(reply)) is not None:
+                raise RequestError(  # logged once; _refuse_whole does not answer there
+                    S.BadRequestNotAllowed if publishable(reply) else S.BadDecodingError,
+                    f"will not answer to {BRIEF.repr(reply)}: {problem}; not written",
                 )
+            who = self.settings.auth.identify(
+                request,
+                claimed_identity(reply, self.settings.reply_prefixes),
+                datetime.now(UTC),
+            )
+            if who.proven and self._rate.allow(who.key, arrived, total=False) is not None:
+                self._refused_for_rate(who.name, None, None)
+                return
             self._check_in_time(request, expires)
-            if request_id is not None:
-                cached = self._seen.get(request_id, self._monotonic())
-                if cached is not None:
-                    self._repeat(request_id, reply, correlation, cached)
-                    return
+            key = (who.key, request_id)
+            digest = request_digest(request)
+            if request_id is not None and self._cached(key, digest, reply, correlation, who):
+                return
             async with self._lock:
                 # Again inside the lock, as the request may have waited for it: a copy that
                 # arrived meanwhile must not write twice, and a stale request not at all.
-                cached = self._seen.get(request_id, self._monotonic()) if request_id else None
-                if request_id is not None and cached is not None:
-                    self._repeat(request_id, reply, correlation, cached)
+                if request_id is not None and self._cached(key, digest, reply, correlation, who):
                     return
                 self._check_in_time(request, expires)
-                response = dumps(await self._execute(request))
+                response = self._seal(await self._execute(request, who), who)
             if request_id is not None:
-                self._seen.put(request_id, response, self._monotonic())
+                self._seen.put(key, response, self._monotonic(), digest)
             self._answer(reply, correlation, response)
         except RequestError as e:
             self._count("refused")
-            self._refuse_whole(payload, request_id, reply, correlation, e.status, e.message)
+            self._refuse_whole(payload, request_id, who, reply, correlation, e.status, e.message)
         except Exception as e:  # noqa: BLE001 - a bug or a lost session: answered and logged
             self._count("failed")
-            _log.exception("write request %s failed", request_id or "(no id)")
+            _log.exception(
+                "write request %s from %s failed",
+                request_id or "(no id)",
+                who or claimed_identity(reply, self.settings.reply_prefixes),
+            )
             self._refuse_whole(
                 payload,
                 request_id,
+                who,
                 reply,
                 correlation,
-                _failure_status(e),
+                failure_status(e),
                 f"failed ({type(e).__name__}); whether anything was written is unknown",
             )
+
+    def _reply_problem(self, reply: str) -> str | None:
+        if not publishable(reply):
+            return "not a topic name to publish to"
+        return reply_topic_problem(reply, self.settings.reply_prefixes, self.settings.tree)
+
+    def _cached(
+        self,
+        key: tuple[str, str | None],
+        digest: str,
+        reply: str | None,
+        correlation: Any,
+        who: Identity,
+    ) -> bool:
+        """Whether the request was answered already (and is now answered again); a RequestId
+        this requester used for another request is refused."""
+        now = self._monotonic()
+        cached = self._seen.get(key, now)
+        if cached is None:
+            return False
+        if self._seen.digest(key, now) != digest:
+            raise RequestError(
+                S.BadRequestNotAllowed,
+                "this RequestId was used by this requester for another request; not written",
+            )
+        self._repeat(key[1] or "", who, reply, correlation, cached)
+        return True
+
+    def _seal(self, response: dict[str, Any], who: Identity | None) -> bytes:
+        """The answer as sent: who asked, and the bridge's signature when it signs."""
+        if who is not None:
+            response["Requester"] = who.to_json()
+        signer = self.settings.signer
+        if signer is not None:
+            try:
+                response = sign_message(response, signer, issued_at=datetime.now(UTC))
+            except (TypeError, ValueError) as e:  # a value JCS cannot hold: answered unsigned
+                _log.warning("write answer sent unsigned: %s", e)
+        return dumps(response)
 
     def _check_in_time(self, request: WriteRequest, expires: float | None) -> None:
         if request.expired(datetime.now(UTC)):
@@ -177,6 +293,7 @@ class WriteBack:
         self,
         payload: bytes,
         request_id: str | None,
+        who: Identity | None,
         reply: str | None,
         correlation: Any,
         status: int,
@@ -185,26 +302,33 @@ class WriteBack:
         """Log and answer a request refused as a whole; its RequestId and ReplyTo are read
         leniently when the request did not parse, except from a payload too large to read."""
         if request_id is None or reply is None:
-            lenient_id, lenient_reply = _lenient(payload, self.settings.max_bytes)
+            lenient_id, lenient_reply = lenient(payload, self.settings.max_bytes)
             request_id = request_id or lenient_id
             reply = reply if reply is not None else lenient_reply
-        symbol = _symbol(status)
+        if who is None:
+            who = Identity(claimed_identity(reply, self.settings.reply_prefixes), proven=False)
+        symbol = status_name(status)
         _log.warning(
-            "write request %s refused (%s): %s",
+            "write request %s from %s refused (%s): %s",
             request_id or "(no id)",
-            symbol,
+            who,
+            status_name,
             message,
-            extra=_extra(request_id, result=symbol),
+            extra=extra(request_id, who, result=symbol),
         )
-        if reply is not None and _publishable(reply):
-            self._answer(reply, correlation, dumps(error_response(request_id, status, message)))
+        if reply is not None and self._reply_problem(reply) is None:
+            response = error_response(request_id, status, message)
+            self._answer(reply, correlation, self._seal(response, who))
 
-    def _repeat(self, request_id: str, reply: str | None, correlation: Any, cached: bytes) -> None:
+    def _repeat(
+        self, request_id: str, who: Identity, reply: str | None, correlation: Any, cached: bytes
+    ) -> None:
         self._count("duplicate")
         _log.info(
-            "write request %s repeated: answered with the first answer, nothing written",
+            "write request %s from %s repeated: answered with the first answer, nothing written",
             request_id,
-            extra=_extra(request_id, result="Duplicate"),
+            who,
+            extra=extra(request_id, who, result="Duplicate"),
         )
         self._answer(reply, correlation, cached)
 
@@ -220,21 +344,23 @@ class WriteBack:
     def _refuse(
         self,
         request_id: str | None,
+        who: Identity,
         target: Target,
         status: int,
         node_id: str | None,
         message: str,
     ) -> TargetResult:
         """A target refused before the Write: logged once, with the reason and the value."""
-        symbol = _symbol(status)
+        symbol = status_name(status)
         _log.warning(
-            "write request %s: %s not written (%s): %s; value %s",
+            "write request %s from %s: %s not written (%s): %s; value %s",
             request_id or "(no id)",
-            _BRIEF.repr(target.label),
-            symbol,
+            who,
+            BRIEF.repr(target.label),
+            status_name,
             message,
-            _BRIEF.repr(target.value),
-            extra=_extra(request_id, node_id=node_id or target.label, result=symbol),
+            BRIEF.repr(target.value),
+            extra=extra(request_id, who, node_id=node_id or target.label, result=symbol),
         )
         return TargetResult(
             status=int(status),
@@ -244,59 +370,50 @@ class WriteBack:
             message=message,
         )
 
-    async def _execute(self, request: WriteRequest) -> dict[str, Any]:
+    async def _execute(self, request: WriteRequest, who: Identity) -> dict[str, Any]:
+        allowed = self.settings.auth.allowed(who, self.settings.allowed)
         namespaces = self._namespaces()
         codec = JsonCodec(namespaces=NamespaceTable(namespaces))
         client = self._client()
         results: list[TargetResult | None] = []
         pending: list[tuple[int, Target, str, ua.NodeId]] = []
         rid = request.request_id
+
+        def refuse(target: Target, status: int, node_id: str | None, message: str) -> None:
+            results.append(self._refuse(rid, who, target, status, node_id, message))
+
         for i, target in enumerate(request.targets):
             node_text = target.node_id
             if node_text is None:
                 node_text = self._fields.get((target.writer or "", target.field or ""))
                 if node_text is None:
-                    results.append(
-                        self._refuse(
-                            rid,
-                            target,
-                            S.BadNodeIdUnknown,
-                            None,
-                            f"no field {target.writer}/{target.field}",
-                        )
+                    refuse(
+                        target, S.BadNodeIdUnknown, None, f"no field {target.writer}/{target.field}"
                     )
                     continue
-            if _canonical(node_text) not in self.settings.allowed:
-                results.append(
-                    self._refuse(
-                        rid,
-                        target,
-                        S.BadUserAccessDenied,
-                        node_text,
-                        "not on the write-back allow-list",
-                    )
+            canonical = canonical_or_none(node_text)
+            if canonical not in allowed:
+                why = (
+                    f"not permitted for {who.name}"
+                    if canonical in self.settings.allowed
+                    else "not on the write-back allow-list"
                 )
+                refuse(target, S.BadUserAccessDenied, node_text, why)
                 continue
             if client is None:
-                results.append(
-                    self._refuse(
-                        rid,
-                        target,
-                        S.BadServerNotConnected,
-                        node_text,
-                        "the OPC UA server is not connected",
-                    )
+                refuse(
+                    target, S.BadServerNotConnected, node_text, "the OPC UA server is not connected"
                 )
                 continue
             try:
                 node_id = codec.decode_node_id(node_text)
             except DecodeError as e:
-                results.append(self._refuse(rid, target, S.BadNodeIdInvalid, node_text, str(e)))
+                refuse(target, S.BadNodeIdInvalid, node_text, str(e))
                 continue
             results.append(None)
             pending.append((i, target, node_text, node_id))
         if pending and client is not None:
-            await self._write(client, codec, rid, pending, results)
+            await self._write(client, codec, rid, who, pending, results)
         final = [r for r in results if r is not None]
         self._count("good" if all(r.status == 0 for r in final) else "bad")
         return build_response(request.request_id, final, codec)
@@ -306,6 +423,7 @@ class WriteBack:
         client: Client,
         codec: JsonCodec,
         rid: str | None,
+        who: Identity,
         pending: list[tuple[int, Target, str, ua.NodeId]],
         results: list[TargetResult | None],
     ) -> None:
@@ -342,15 +460,20 @@ class WriteBack:
             ]
             if not dtype.StatusCode.is_good():
                 results[i] = self._refuse(
-                    rid, target, dtype.StatusCode.value, text, "cannot read the node"
+                    rid, who, target, dtype.StatusCode.value, text, "cannot read the node"
                 )
                 continue
-            writable = _int(access) & _WRITE_BIT and (
-                not user_access.StatusCode.is_good() or _int(user_access) & _WRITE_BIT
+            writable = int_value(access) & _WRITE_BIT and (
+                not user_access.StatusCode.is_good() or int_value(user_access) & _WRITE_BIT
             )
             if not writable:
                 results[i] = self._refuse(
-                    rid, target, S.BadNotWritable, text, "the server says this node is not writable"
+                    rid,
+                    who,
+                    target,
+                    S.BadNotWritable,
+                    text,
+                    "the server says this node is not writable",
                 )
                 continue
             try:
@@ -363,10 +486,10 @@ class WriteBack:
                     else (),
                     codec=codec,
                     index_range=target.index_range,
-                    **_length_limits(limits[node_id]),
+                    **length_limits(limits[node_id]),
                 )
             except ConversionError as e:
-                results[i] = self._refuse(rid, target, e.status, text, e.message)
+                results[i] = self._refuse(rid, who, target, e.status, text, e.message)
                 continue
             writes.append((i, target, text, variant, old.Value.Value if old.Value else None))
         if not writes:
@@ -386,15 +509,16 @@ class WriteBack:
         )
         for (i, target, text, variant, old_value), status in zip(writes, statuses, strict=True):
             code = status.value
-            symbol = _symbol(code)
+            symbol = status_name(code)
             _log.info(
-                "write request %s: wrote %s: %s -> %s: %s",
+                "write request %s from %s: wrote %s: %s -> %s: %s",
                 rid or "(no id)",
-                _BRIEF.repr(text),
-                _BRIEF.repr(old_value),
-                _BRIEF.repr(variant.Value),
-                symbol,
-                extra=_extra(rid, node_id=text, result=symbol),
+                who,
+                BRIEF.repr(text),
+                BRIEF.repr(old_value),
+                BRIEF.repr(variant.Value),
+                status_name,
+                extra=extra(rid, who, node_id=text, result=symbol),
             )
             results[i] = TargetResult(
                 status=code,
@@ -403,90 +527,3 @@ class WriteBack:
                 writer=target.writer,
                 field=target.field,
             )
-
-
-def _length_limits(limits: LengthLimits) -> dict[str, Any]:
-    """convert_value's keyword arguments for ``limits``."""
-    out: dict[str, Any] = {}
-    if (string := limits.string) is not None:
-        out |= {"max_string_length": string.length, "max_string_length_of": string.owner}
-    if (byte_string := limits.byte_string) is not None:
-        out |= {
-            "max_byte_string_length": byte_string.length,
-            "max_byte_string_length_of": byte_string.owner,
-        }
-    return out
-
-
-def _canonical(node_id: str) -> str | None:
-    try:
-        return canonical_node_id(node_id)
-    except ValueError:
-        return None
-
-
-def _brief_repr() -> reprlib.Repr:
-    """Values in log lines: a 60 kB string or a deeply nested array is shown by its start."""
-    brief = reprlib.Repr()  # keyword arguments only from Python 3.12 on
-    brief.maxlevel, brief.maxlist, brief.maxdict = 3, 8, 8
-    brief.maxstring = brief.maxother = 80
-    return brief
-
-
-_BRIEF = _brief_repr()
-
-
-def _extra(request_id: str | None, **fields: str) -> dict[str, str]:
-    """Structured log fields (``--log-format json``): the RequestId when there is one."""
-    return fields if request_id is None else {"request_id": request_id, **fields}
-
-
-def _publishable(topic: str) -> bool:
-    """Whether an answer may go to ``topic``: the broker drops a client that publishes to a
-    topic it refuses (see ``topic_problem``), which would stop publishing; ``$`` topics are the
-    broker's own."""
-    return not topic.startswith("$") and topic_problem(topic) is None
-
-
-def _symbol(code: int) -> str:
-    """The StatusCode's name as the answers write it, or its hex value if it is not known."""
-    return status_symbol(int(code)) or f"0x{int(code):08X}"
-
-
-def _failure_status(e: Exception) -> int:
-    if isinstance(e, ua.UaStatusCodeError):
-        return int(e.code)
-    if isinstance(e, OSError | TimeoutError):  # ConnectionError is an OSError
-        return int(S.BadCommunicationError)
-    return int(S.BadInternalError)
-
-
-def _int(dv: ua.DataValue) -> int:
-    if not dv.StatusCode.is_good() or dv.Value is None or dv.Value.Value is None:
-        return 0
-    return int(dv.Value.Value)
-
-
-def _prop(props: Mapping[str, Any], name: str) -> Any:
-    value = props.get(name)
-    if isinstance(value, list | tuple):
-        value = value[0] if value else None
-    return value
-
-
-def _lenient(payload: bytes, max_bytes: int) -> tuple[str | None, str | None]:
-    """RequestId and ReplyTo of a request refused as a whole, where they can be read at all;
-    a payload over the size limit is not parsed (its refusal must stay cheap)."""
-    if len(payload) > max_bytes:
-        return None, None
-    try:
-        obj = loads(payload)
-    except DecodeError:
-        return None, None
-    if not isinstance(obj, dict):
-        return None, None
-    rid, reply = obj.get("RequestId"), obj.get("ReplyTo")
-    return (
-        rid if valid_request_id(rid) else None,
-        reply if isinstance(reply, str) else None,
-    )

@@ -13,10 +13,10 @@ import click
 import orjson
 
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.bridge.write_back import command_topic
 from opcua_mqtt.cli import main
 from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
-from opcua_mqtt.core.topics import TopicTree, escape_level
+from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
+from opcua_mqtt.core.topics import TopicTree, command_topic, reply_topic
 
 _NODE_ID_PREFIXES = ("nsu=", "ns=", "i=", "s=", "g=", "b=")
 
@@ -51,6 +51,23 @@ _NODE_ID_PREFIXES = ("nsu=", "ns=", "i=", "s=", "g=", "b=")
 @click.option(
     "--timeout", type=float, default=15.0, show_default=True, help="Seconds to wait for the answer."
 )
+@click.option(
+    "--sign-key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Private key (PEM) to sign the request with (JwsSignature); needs --sign-cert.",
+)
+@click.option(
+    "--sign-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The signing key's certificate, then its issuers (PEM), sent in the signature (x5c).",
+)
+@click.option(
+    "--trust",
+    "trust_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA bundle (PEM) of the bridge's signing key: the answer must carry a signature that "
+    "verifies against it.",
+)
 def write(
     broker: str,
     target: str,
@@ -62,6 +79,9 @@ def write(
     request_id: str | None,
     deadline_s: float,
     timeout: float,
+    sign_key: str | None,
+    sign_cert: str | None,
+    trust_file: str | None,
 ) -> None:
     """Ask a bridge to write VALUE to TARGET and print its answer (JSON).
 
@@ -77,10 +97,21 @@ def write(
       opcua-mqtt write broker:8883 'nsu=urn:plant;s=Line1.Mode' '{"UaType":6,"Value":2}' \\
           --publisher plant1-bridge --ca ca.pem --cert me.pem --key me.key
     \b
-    Exit codes: 0 written, 1 refused or failed (the answer says why), 3 broker unreachable,
-    or it refused the connection or (MQTT 5) the request, e.g. by its ACL, 4 no answer within
-    --timeout (also what a refused request looks like with MQTT 3.1.1).
+    The answer comes on <prefix>/json/reply/<PublisherId>/<client id>: the bridge answers only
+    below its reply prefixes, so the broker's ACL need give a requester only that subtree.
+    With --sign-key/--sign-cert the request is signed (docs/write-back.md); with --trust the
+    answer's signature (the bridge's metadata signing key) must verify.
+
+    \b
+    Exit codes: 0 written, 1 refused or failed (the answer says why) or an answer whose
+    signature does not verify, 3 broker unreachable, or it refused the connection or (MQTT 5)
+    the request, e.g. by its ACL, 4 no answer within --timeout (also what a refused request
+    looks like with MQTT 3.1.1).
     """
+    if (sign_key is None) != (sign_cert is None):
+        raise click.UsageError("--sign-key and --sign-cert go together")
+    signer = _load_signer(sign_key, sign_cert) if sign_key and sign_cert else None
+    trust = _load_trust(trust_file) if trust_file else None
     options = mqtt_options_from(broker, mqtt_params, "opcua-mqtt-write")
     try:
         parsed: Any = orjson.loads(value)
@@ -105,11 +136,11 @@ def write(
         "Targets": [item],
     }
     topics = TopicTree(prefix=prefix)
-    reply = (
-        f"{prefix}/json/cmd/{escape_level(publisher_id)}/reply/{escape_level(options.client_id)}"
-    )
+    reply = reply_topic(topics, publisher_id, options.client_id)
     if options.protocol != "5":
         request["ReplyTo"] = reply  # MQTT 3.1.1 has no Response Topic property
+    if signer is not None:
+        request = sign_message(request, signer, issued_at=datetime.now(UTC))
     try:
         answer = asyncio.run(
             _ask(
@@ -128,8 +159,31 @@ def write(
         click.echo(f"error: no answer from {publisher_id} within {timeout:g} s", err=True)
         raise SystemExit(4)
     sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if trust is not None:
+        verified = verify_message(answer, trust, at=datetime.now(UTC))
+        if not verified:
+            click.echo(
+                f"error: the answer's signature does not verify: {verified.detail}", err=True
+            )
+            raise SystemExit(1)
     result = answer.get("Result", {}) if isinstance(answer, dict) else {}
     raise SystemExit(0 if result.get("Code", 0) == 0 else 1)
+
+
+def _load_signer(key: str, chain: str) -> Signer:
+    try:
+        with open(key, "rb") as k, open(chain, "rb") as c:
+            return Signer.from_pem(k.read(), c.read())
+    except (OSError, ValueError, TypeError) as e:
+        raise click.BadParameter(f"{key} / {chain}: unusable signing key: {e}") from None
+
+
+def _load_trust(path: str) -> TrustStore:
+    try:
+        with open(path, "rb") as f:
+            return TrustStore.from_pem(f.read())
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f"{path}: not a PEM CA bundle: {e}") from None
 
 
 async def _ask(

@@ -53,6 +53,7 @@ __all__ = [
     "MetricsConfig",
     "MqttConfig",
     "OpcUaConfig",
+    "PermissionConfig",
     "PublishingDefaults",
     "Severity",
     "TlsConfig",
@@ -335,6 +336,33 @@ class WriteBackConfig:
     rate_per_s: float = 20.0
     burst: int = 40
     idempotency_window_s: float = 300.0
+    total_rate_per_s: float = 200.0
+    total_burst: int = 400
+    reply_prefixes: tuple[str, ...] = ()  # empty: <topic_prefix>/json/reply
+    trust: str | None = None
+    require_signature: bool | None = None  # None: true when trust is set
+    max_deadline_s: float = 60.0
+    permissions: tuple[PermissionConfig, ...] | None = None
+
+    @property
+    def signature_required(self) -> bool:
+        return self.trust is not None if self.require_signature is None else self.require_signature
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionConfig:
+    """Requester identities (globs) that may do ``actions`` on what ``allow`` names."""
+
+    identities: tuple[str, ...]
+    allow: tuple[str, ...]
+    actions: tuple[str, ...] = ("write",)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "identities": list(self.identities),
+            "allow": list(self.allow),
+            "actions": list(self.actions),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,32 +409,34 @@ class Config:
             "metadata_signing": _section(self.metadata_signing),
             "defaults": _section(self.defaults),
             "writer_groups": [g.to_json() for g in self.writer_groups],
-            "write_back": {
-                "enabled": self.write_back.enabled,
-                "allow": list(self.write_back.allow),
-                "writable_nodes": [n.to_json() for n in self.write_back.writable_nodes],
-                **_limits(self.write_back),
-            },
+            "write_back": _write_back_json(self.write_back),
         }
         if self.metrics is not None:
             out["metrics"] = _section(self.metrics)
         return out
 
 
-def _limits(write_back: WriteBackConfig) -> dict[str, Any]:
-    """The write-back limits that differ from their defaults (the rest would be noise)."""
-    default = WriteBackConfig()
-    return {
-        name: _num(value) if isinstance(value, float) else value
-        for name in (
-            "max_request_bytes",
-            "max_targets",
-            "rate_per_s",
-            "burst",
-            "idempotency_window_s",
-        )
-        if (value := getattr(write_back, name)) != getattr(default, name)
+def _write_back_json(wb: WriteBackConfig) -> dict[str, Any]:
+    """The write_back section as written by to_json: what a person sets, defaults left out."""
+    out: dict[str, Any] = {
+        "enabled": wb.enabled,
+        "allow": list(wb.allow),
+        "writable_nodes": [n.to_json() for n in wb.writable_nodes],
     }
+    for f in dataclasses.fields(wb):
+        value = getattr(wb, f.name)
+        if f.name in out or value == f.default:
+            continue
+        if f.name == "permissions":
+            value = [p.to_json() for p in value]
+        out[f.name] = (
+            list(value)
+            if isinstance(value, tuple)
+            else _num(value)
+            if isinstance(value, float)
+            else value
+        )
+    return out
 
 
 def _section(obj: Any) -> dict[str, Any]:
@@ -948,13 +978,14 @@ def _node_id_rule(value: str, path: Path, report: _Report, what: str = "NodeId")
 _NODE_ID_LIKE: Final = re.compile(r"(?:[isgb]=|ns=\d+;|nsu=)")
 
 
-def write_back_allowed(config: Config) -> frozenset[str]:
-    """The canonical NodeIds that write-back may write: the allow entries that are NodeIds,
-    plus the nodes of the fields whose ``<group>/<writer>/<field>`` name an entry's glob matches.
-    The same reading of ``allow`` as the "matches nothing" rule of :func:`check_config`."""
+def write_back_allowed(config: Config, entries: Iterable[str] | None = None) -> frozenset[str]:
+    """The canonical NodeIds that write-back may write: the allow entries (``entries``, by
+    default ``write_back.allow``) that are NodeIds, plus the nodes of the fields whose
+    ``<group>/<writer>/<field>`` name an entry's glob matches. The same reading of ``allow`` as
+    the "matches nothing" rule of :func:`check_config`."""
     names = {f"{g.name}/{w.name}/{f.name}": f.node_id for g, w, f in config.fields()}
     allowed: set[str] = set()
-    for entry in config.write_back.allow:
+    for entry in config.write_back.allow if entries is None else entries:
         if _NODE_ID_LIKE.match(entry):
             allowed.add(canonical_node_id(entry))
         else:
@@ -1227,6 +1258,7 @@ def _write_back_rules(
             writable.append(canonical)
         if node.get("field") is not None and node["field"] not in field_names:
             report.add((*path, "field"), f"no field {node['field']!r} is configured", "warning")
+    _signature_rules(wb, report)
     allow = wb.get("allow", [])
     if enabled and not allow:
         report.add(
@@ -1234,8 +1266,13 @@ def _write_back_rules(
             "write-back is enabled but allow is empty: every command will be refused",
             "warning",
         )
-    for i, entry in enumerate(allow):
-        path = ("write_back", "allow", i)
+    entries: list[tuple[Path, str]] = [(("write_back", "allow", i), e) for i, e in enumerate(allow)]
+    for pi, permission in enumerate(wb.get("permissions") or []):
+        entries += [
+            (("write_back", "permissions", pi, "allow", i), e)
+            for i, e in enumerate(permission["allow"])
+        ]
+    for path, entry in entries:
         if _NODE_ID_LIKE.match(entry):
             # Any node may be allowed, published or not (docs/write-back.md): only the syntax
             # can be checked here; the server says at write time whether the node exists.
@@ -1252,6 +1289,30 @@ def _write_back_rules(
             f"{entry!r} matches no configured field "
             "(expected a NodeId or a <group>/<writer>/<field> glob)",
             "error" if enabled else "warning",
+        )
+
+
+def _signature_rules(wb: Mapping[str, Any], report: _Report) -> None:
+    """Requester signatures and permissions: what needs what (docs/write-back.md)."""
+    required = wb.get("require_signature")
+    trust = wb.get("trust")
+    if required and trust is None:
+        report.add(
+            ("write_back", "require_signature"),
+            "signed commands are required but write_back.trust names no CA to verify them",
+        )
+    if wb.get("permissions") is not None and (trust is None or required is False):
+        report.add(
+            ("write_back", "permissions"),
+            "permissions name certificate identities: they need write_back.trust, and "
+            "require_signature not false",
+        )
+    window = float(wb.get("idempotency_window_s", 300.0))
+    if float(wb.get("max_deadline_s", 60.0)) > window:
+        report.add(
+            ("write_back", "max_deadline_s"),
+            f"longer than idempotency_window_s ({window:g} s): a signed command could be "
+            "replayed after its RequestId is forgotten and before its Deadline",
         )
 
 
@@ -1346,6 +1407,20 @@ def _build(data: Mapping[str, Any]) -> Config:
             rate_per_s=float(wb.get("rate_per_s", 20.0)),
             burst=int(wb.get("burst", 40)),
             idempotency_window_s=float(wb.get("idempotency_window_s", 300.0)),
+            total_rate_per_s=float(wb.get("total_rate_per_s", 200.0)),
+            total_burst=int(wb.get("total_burst", 400)),
+            reply_prefixes=tuple(p.rstrip("/") for p in wb.get("reply_prefixes", [])),
+            trust=wb.get("trust"),
+            require_signature=wb.get("require_signature"),
+            max_deadline_s=float(wb.get("max_deadline_s", 60.0)),
+            permissions=None
+            if wb.get("permissions") is None
+            else tuple(
+                PermissionConfig(
+                    tuple(p["identities"]), tuple(p["allow"]), tuple(p.get("actions", ["write"]))
+                )
+                for p in wb["permissions"]
+            ),
         ),
         metrics=None if metrics is None else _fill(MetricsConfig, metrics),
     )

@@ -614,3 +614,16 @@ def _signature_ok(alg: str, key: CertificatePublicKeyTypes, data: bytes, signatu
     except (InvalidSignature, ValueError):
         return False
     return False  # pragma: no cover - _alg_fits_key ran first
+
+
+def signer_certificate(message: Mapping[str, Any]) -> x509.Certificate | None:
+    """The signer certificate (first ``x5c`` entry) of a message's signature, or None if it
+    cannot be read. It says *who* signed only after :func:`verify_message` accepted the
+    message: callers read names from it (write-back permissions match its SANs)."""
+    token = message.get(SIGNATURE_MEMBER) if isinstance(message, Mapping) else None
+    if not isinstance(token, str):
+        return None
+    try:
+        return _header_chain(_decode_header(token.split(".", 1)[0]))[0]
+    except _Failure:
+        return None

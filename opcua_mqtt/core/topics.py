@@ -471,3 +471,23 @@ def _finish(topic: str) -> str:
     if size > MAX_TOPIC_BYTES:
         raise ValueError(f"topic is {size} bytes, MQTT allows {MAX_TOPIC_BYTES}")
     return topic
+
+
+# Write-back topics: an opcua-mqtt extension beside the Part 14 tree (docs/write-back.md).
+
+
+def command_topic(topics: TopicTree, publisher_id: str) -> str:
+    """``<prefix>/json/cmd/<PublisherId>/write``: beside the Part 14 tree, never inside a
+    standard message type, so standard subscribers never see commands."""
+    return f"{topics.prefix}/{topics.encoding}/cmd/{escape_level(publisher_id)}/write"
+
+
+def reply_prefix(topics: TopicTree) -> str:
+    """``<prefix>/json/reply``: the default place for answers, outside the Part 14 tree."""
+    return f"{topics.prefix}/{topics.encoding}/reply"
+
+
+def reply_topic(topics: TopicTree, publisher_id: str, client_id: str) -> str:
+    """``<prefix>/json/reply/<PublisherId>/<client_id>``: where ``opcua-mqtt write`` waits;
+    the levels below the prefix are an unsigned requester's claimed identity."""
+    return f"{reply_prefix(topics)}/{escape_level(publisher_id)}/{escape_level(client_id)}"

@@ -1,4 +1,4 @@
-"""Write-back requests: parse, convert exactly, allow, de-duplicate, rate-limit, answer.
+"""Write-back requests: parse, convert exactly, allow, answer.
 
 The pure half of write-back (docs/write-back.md); ``opcua_mqtt.bridge.write_back`` does the I/O.
 Nothing here reads a clock: callers pass ``now``.
@@ -61,7 +61,6 @@ import json
 import math
 import re
 import struct
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,8 +97,6 @@ __all__ = [
     "MAX_RANK",
     "AllowList",
     "ConversionError",
-    "IdempotencyCache",
-    "RateLimiter",
     "RequestError",
     "Target",
     "TargetResult",
@@ -191,6 +188,8 @@ class WriteRequest:
     request_id: str | None = None
     deadline: datetime | None = None  # aware, UTC
     reply_to: str | None = None
+    #: The request as parsed, for its signature (:mod:`opcua_mqtt.core.request_auth`).
+    document: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def expired(self, now: datetime) -> bool:
         """Whether the deadline has passed at ``now`` (an aware datetime)."""
@@ -263,6 +262,7 @@ def parse_request(
         request_id=obj.get("RequestId"),
         deadline=deadline,
         reply_to=reply_to,
+        document=obj,
     )
 
 
@@ -1052,9 +1052,7 @@ def _check_text(text: str, limit: int | None, what: str) -> None:
             S.BadTypeMismatch, "the text holds a lone surrogate (not Unicode)"
         ) from None
     if limit is not None and size > limit:
-        raise ConversionError(
-            S.BadOutOfRange, f"the text is {size} UTF-8 bytes; {what} is {limit}"
-        )
+        raise ConversionError(S.BadOutOfRange, f"the text is {size} UTF-8 bytes; {what} is {limit}")
 
 
 def _to_datetime_value(x: Any) -> datetime:
@@ -1081,9 +1079,7 @@ def _to_datetime_value(x: Any) -> datetime:
     except ValueError as e:
         raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not a valid date: {e}") from None
     except OverflowError:
-        raise ConversionError(
-            S.BadOutOfRange, f"{_show(x)} is out of range for DateTime"
-        ) from None
+        raise ConversionError(S.BadOutOfRange, f"{_show(x)} is out of range for DateTime") from None
     if not DATETIME_MIN <= dt <= DATETIME_MAX:
         raise ConversionError(
             S.BadOutOfRange,
@@ -1180,100 +1176,6 @@ class AllowList:
                 full = f"{group}/{name}"
                 return any(glob_match(p, full) for p in self._names)
         return False
-
-
-# ------------------------------------------------------------------------ idempotency, rate
-
-
-class IdempotencyCache:
-    """The answers to recent RequestIds, so that a repeated request is answered, not re-done.
-
-    An answer is kept ``window_s`` seconds from :meth:`put`; the first answer for an id wins.
-    Memory is bounded by ``max_entries`` answers and ``max_bytes`` of them: past either, the
-    oldest go first. ``now`` is any monotonic clock in seconds."""
-
-    def __init__(
-        self, window_s: float = 300.0, max_entries: int = 10_000, max_bytes: int = 64 * 2**20
-    ) -> None:
-        if not window_s > 0:
-            raise ValueError("window_s must be positive")
-        if max_entries < 1 or max_bytes < 1:
-            raise ValueError("max_entries and max_bytes must be at least 1")
-        self.window_s = float(window_s)
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, request_id: str, now: float) -> bytes | None:
-        self._expire(now)
-        entry = self._entries.get(request_id)
-        return None if entry is None else entry[1]
-
-    def put(self, request_id: str, response: bytes, now: float) -> None:
-        self._expire(now)
-        if request_id in self._entries:
-            return
-        self._entries[request_id] = (now, response)
-        self._bytes += _cost(request_id, response)
-        while self._entries and (
-            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
-        ):
-            self._pop_oldest()
-
-    def _expire(self, now: float) -> None:
-        while self._entries:
-            _, (stamp, _) = next(iter(self._entries.items()))
-            if now - stamp < self.window_s:
-                break
-            self._pop_oldest()
-
-    def _pop_oldest(self) -> None:
-        key, (_, response) = self._entries.popitem(last=False)
-        self._bytes -= _cost(key, response)
-
-
-def _cost(request_id: str, response: bytes) -> int:
-    return len(response) + len(request_id) + 64
-
-
-class RateLimiter:
-    """Token bucket: ``burst`` requests at once, ``rate_per_s`` on average over time."""
-
-    def __init__(self, rate_per_s: float = 20.0, burst: int = 40) -> None:
-        if not rate_per_s > 0 or math.isinf(rate_per_s):
-            raise ValueError("rate_per_s must be a positive number")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
-        self.rate_per_s = float(rate_per_s)
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last: float | None = None
-
-    def allow(self, now: float) -> bool:
-        """Take one token if there is one; ``now`` is a monotonic clock in seconds."""
-        self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def retry_after(self, now: float) -> float:
-        """Seconds until :meth:`allow` would succeed (0 if it would now)."""
-        self._refill(now)
-        return max(0.0, (1.0 - self._tokens) / self.rate_per_s)
-
-    def _refill(self, now: float) -> None:
-        if self._last is None:
-            self._last = now
-            return
-        elapsed = now - self._last
-        if elapsed > 0:  # a clock that steps back refills nothing
-            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_per_s)
-            self._last = now
 
 
 # ---------------------------------------------------------------------------------- response

@@ -31,3 +31,26 @@ def test_write_back_benchmark_answers_every_request_good_and_prints_its_table() 
     rows = [line.split("|")[1:3] for line in run.stdout.splitlines() if line.startswith("| ")]
     assert [[cell.strip() for cell in row] for row in rows[2:]] == [["1", "6"], ["3", "6"]]
     assert "0 failed" in run.stdout
+
+
+def test_write_flood_benchmark_serves_the_other_commander_and_sums_up_the_refusals() -> None:
+    """The latency verdict depends on the machine (a timing, not checked here); the rest does
+    not: the other commander is answered Good, and the refusals are summed up in one line."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_write_flood.py"),
+            *("--requests", "300", "--quiet-s", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    failures = [line for line in run.stderr.splitlines() if line.startswith("FAILED")]
+    assert all("data latency" in line for line in failures), run.stdout + run.stderr
+    assert run.returncode == (1 if failures else 0), run.stdout + run.stderr
+    rows = [line.split("|")[1].strip() for line in run.stdout.splitlines() if line.startswith("| ")]
+    assert rows[2:] == ["quiet", "flood", "quiet gap", "flood gap"], run.stdout
+    assert "other commander's request during the flood: Good" in run.stdout
+    assert "write request(s) refused for rate in the last 10 s" in run.stdout, run.stdout

@@ -237,3 +237,25 @@ def issue_signer(pki: Pki, directory: Path, publisher_id: str | None) -> Path:
     chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (signer.cert, ca.cert))
     _write(directory / "metadata-signer.pem", chain)
     return directory
+
+
+def issue_requester(
+    pki: Pki,
+    stem: str,
+    common_name: str,
+    *,
+    uri: str | None = None,
+    rogue: bool = False,
+    expired: bool = False,
+) -> tuple[Path, Path]:
+    """A signing certificate (digitalSignature) for ``common_name`` from the test CA (or the
+    rogue CA), with a URI SAN if given; ``expired`` makes one whose validity ended weeks ago.
+    Written as ``stem``.crt/.key beside the PKI; returns (certificate, key)."""
+    ca_cert, ca_key = (pki.rogue_ca_cert, pki.rogue_ca_key) if rogue else (pki.ca_cert, pki.ca_key)
+    key = serialization.load_pem_private_key(ca_key.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    issuer = _Issued(key, x509.load_pem_x509_certificate(ca_cert.read_bytes()))
+    now = dt.datetime.now(dt.UTC) - (dt.timedelta(days=30) if expired else dt.timedelta(0))
+    san: list[x509.GeneralName] | None = [x509.UniformResourceIdentifier(uri)] if uri else None
+    leaf = _issue_leaf(issuer, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, now, san)
+    return _write_pair(pki.directory, stem, leaf)

@@ -25,7 +25,7 @@ from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 PUBLISHER = "wb-bridge"  # the bridges' publisher_id
 COMMANDS = f"opcua/json/cmd/{PUBLISHER}/write"
-REPLIES = f"opcua/json/cmd/{PUBLISHER}/reply/test"
+REPLIES = f"opcua/json/reply/{PUBLISHER}/test"  # below the bridge's default reply prefix
 
 #: A target every test bridge refuses: its writer W publishes a Double field "Double".
 PROBE = {"Writer": "W", "Field": "Double", "Value": "not a number"}

@@ -780,6 +780,36 @@ def test_write_back_allow_globs_must_match_a_field_while_any_node_id_may_be_allo
     }
 
 
+def test_write_back_signature_options_need_each_other() -> None:
+    doc = base()
+    doc["write_back"] = {
+        "enabled": True,
+        "allow": ["Line1/Filler/Temp"],
+        "require_signature": True,
+        "permissions": [{"identities": ["CN=op*"], "allow": ["Line1/Filler/Tmep"]}],
+        "max_deadline_s": 600,
+    }
+    assert set(messages(doc)) == {
+        "write_back/require_signature",  # no trust to verify with
+        "write_back/permissions",  # certificate identities without trust
+        "write_back/permissions/0/allow/0",  # matches no field, like an allow entry
+        "write_back/max_deadline_s",  # beyond the idempotency window
+    }
+    doc["write_back"] |= {
+        "trust": "requesters.pem",
+        "max_deadline_s": 60,
+        "permissions": [{"identities": ["CN=op*"], "allow": ["Line1/Filler/Temp"]}],
+    }
+    assert messages(doc) == {}
+    config = config_from_dict(doc)
+    assert config.write_back.signature_required
+    assert config.write_back.permissions is not None
+    assert config.write_back.permissions[0].actions == ("write",)
+    assert config_from_dict(config.to_json()) == config
+    tuned = config_from_dict(doc | {"write_back": doc["write_back"] | {"rate_per_s": 5}})
+    assert config_from_dict(tuned.to_json()) == tuned
+
+
 def test_write_back_allow_mismatch_is_a_warning_while_disabled() -> None:
     doc = base()
     doc["write_back"] = {"allow": ["Nothing/Here"]}

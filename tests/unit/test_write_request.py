@@ -27,16 +27,16 @@ from asyncua import ua
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opcua_mqtt.bridge.write_back import _publishable
+from opcua_mqtt.bridge.write_back_support import publishable
 from opcua_mqtt.core.json_encoding import DATETIME_MAX, DATETIME_MIN, FieldEncoding, JsonCodec
+from opcua_mqtt.core.rate_limit import RateLimiter
+from opcua_mqtt.core.request_auth import IdempotencyCache
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.write_request import (
     MAX_RANK,
     REQUEST_SCHEMA,
     AllowList,
     ConversionError,
-    IdempotencyCache,
-    RateLimiter,
     RequestError,
     Target,
     TargetResult,
@@ -1059,7 +1059,7 @@ def _with(**top: Any) -> dict[str, Any]:
 @settings(max_examples=500, deadline=None)
 @given(topic=REPLY_TOPICS)
 def test_the_schema_takes_exactly_the_reply_topics_the_bridge_answers_to(topic: str) -> None:
-    assert validator("write-request").is_valid(_with(ReplyTo=topic)) is _publishable(topic)
+    assert validator("write-request").is_valid(_with(ReplyTo=topic)) is publishable(topic)
 
 
 @settings(max_examples=300, deadline=None)
@@ -1071,7 +1071,7 @@ def test_a_request_is_read_exactly_when_the_bridge_can_answer_to_its_reply_to(to
     except RequestError as e:
         assert e.status == S.BadDecodingError and e.message.startswith("ReplyTo: "), e.message
         accepted = False
-    assert accepted is _publishable(topic)
+    assert accepted is publishable(topic)
 
 
 @pytest.mark.parametrize(
@@ -1084,7 +1084,7 @@ def test_a_request_is_read_exactly_when_the_bridge_can_answer_to_its_reply_to(to
     ],
 )
 def test_a_reply_topic_is_at_most_65535_bytes(topic: str, taken: bool) -> None:
-    assert _publishable(topic) is taken
+    assert publishable(topic) is taken
     payload = json.dumps(_with(ReplyTo=topic), ensure_ascii=False).encode()
     if taken:
         assert parse_request(payload, max_bytes=10**6).reply_to == topic
