@@ -34,8 +34,7 @@ from opcua_mqtt.adapters.opcua_client import (
     OpcUaConnectionError,
     browse_endpoint,
 )
-from opcua_mqtt.bridge.setup import SetupError, bridge_setup, build_bridge
-from opcua_mqtt.cli.listen import LiveTable, json_line
+from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.core.config import (
     Config,
     ConfigError,
@@ -56,6 +55,7 @@ from opcua_mqtt.demo.broker import (
     loopback_port,
 )
 from opcua_mqtt.demo.plant import START_NODE, Plant
+from opcua_mqtt.live_view import LiveTable, json_line
 from opcua_mqtt.subscriber import Subscriber
 
 _log = logging.getLogger(__name__)
