@@ -12,7 +12,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable, nest_matrix
+from opcua_mqtt.core.uajson.arrays import nest_matrix
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE, NamespaceTable
 from opcua_mqtt.subscriber import ReceivedDataSet
 
 WIDTH = 100  # when the terminal's width is unknown

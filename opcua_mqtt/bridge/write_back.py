@@ -44,7 +44,6 @@ from opcua_mqtt.bridge.write_back_support import (
     status_name,
 )
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
 from opcua_mqtt.core.messages import dumps
 from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
 from opcua_mqtt.core.request_auth import (
@@ -56,6 +55,8 @@ from opcua_mqtt.core.request_auth import (
     request_digest,
 )
 from opcua_mqtt.core.signing import Signer, sign_message
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.write_request import (
     ConversionError,
     RequestError,

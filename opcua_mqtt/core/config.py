@@ -25,7 +25,6 @@ import ipaddress
 import json
 import math
 import re
-import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +33,10 @@ from typing import Any, Final, Literal
 
 import yaml
 
-from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.globs import glob_match
-from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec
 from opcua_mqtt.core.schema_validation import load_schema, validator
 from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 
 __all__ = [
     "BUILTIN_TYPES",
@@ -61,7 +59,6 @@ __all__ = [
     "WriteBackConfig",
     "WriterConfig",
     "WriterGroupConfig",
-    "canonical_node_id",
     "check_config",
     "check_config_data",
     "config_from_dict",
@@ -495,33 +492,7 @@ def dump_json(doc: Config | Mapping[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------- NodeIds
 
-_NSU: Final = re.compile(r"nsu=([^;]*);")
 _NS_INDEX: Final = re.compile(r"ns=(\d+);")
-
-
-@lru_cache(maxsize=64)
-def _codec(uri: str | None) -> JsonCodec:
-    return JsonCodec(namespaces=[OPC_UA_NAMESPACE] if uri is None else [OPC_UA_NAMESPACE, uri])
-
-
-def canonical_node_id(text: str) -> str:
-    """The 1.05 string form of a NodeId, normalised so that equal NodeIds compare equal
-    (``nsu=`` URIs escaped one way, Guids lower case). Raises ValueError with the reason."""
-    m = _NSU.match(text)
-    uri = urllib.parse.unquote(m.group(1)) if m else None
-    if m and not uri:
-        raise ValueError("the namespace URI after nsu= is empty")
-    codec = _codec(uri)
-    try:
-        node = codec.decode_node_id(text)
-    except DecodeError as e:
-        raise ValueError(e.reason) from None
-    if node.Identifier in (0, "", b"", None) or (
-        node.NodeIdType.name == "Guid" and node.Identifier == uuid.UUID(int=0)
-    ):
-        raise ValueError("the null NodeId names no node")
-    out = codec.encode_node_id(node)
-    return out if isinstance(out, str) else text
 
 
 def derive_field_id(identity: str, node_id: str) -> uuid.UUID:

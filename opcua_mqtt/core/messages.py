@@ -19,15 +19,10 @@ import orjson
 from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
-from opcua_mqtt.core.json_encoding import (
-    OPC_UA_NAMESPACE,
-    DataValueMembers,
-    FieldEncoding,
-    JsonCodec,
-    decode_datetime,
-    encode_datetime,
-    json_type,
-)
+from opcua_mqtt.core.uajson.codec import DataValueMembers, JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE
+from opcua_mqtt.core.uajson.scalars import decode_datetime, encode_datetime, json_type
 
 __all__ = [
     "ConnectionMessage",

@@ -74,24 +74,23 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
 from opcua_mqtt.core.canonical_json import unique_members
-from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError, EncodeError
 from opcua_mqtt.core.globs import glob_match, glob_regex
-from opcua_mqtt.core.json_encoding import (
+from opcua_mqtt.core.schema_validation import load_schema, validator
+from opcua_mqtt.core.topics import topic_problem
+from opcua_mqtt.core.uajson.arrays import empty_matrix_too_large, nest_matrix
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.node_ids import canonical_node_id
+from opcua_mqtt.core.uajson.scalars import (
     DATETIME_MAX,
     DATETIME_MIN,
     INT_RANGES,
     JSON_DATETIME_MIN,
-    FieldEncoding,
-    JsonCodec,
-    UnknownStructure,
-    empty_matrix_too_large,
     json_type,
-    nest_matrix,
     status_symbol,
 )
-from opcua_mqtt.core.schema_validation import load_schema, validator
-from opcua_mqtt.core.topics import topic_problem
+from opcua_mqtt.core.uajson.structures import UnknownStructure
 
 __all__ = [
     "MAX_RANK",

@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec
 from opcua_mqtt.core.messages import (
     ConnectionMessage,
     DataSetFieldContentMask,
@@ -48,6 +47,8 @@ from opcua_mqtt.core.messages import (
     metadata_field_types,
 )
 from opcua_mqtt.core.schema_validation import SCHEMA_NAMES, load_schema, schema_path, validator
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
 from tests.strategies import NAMESPACES, SERVER_URIS, assert_ua_equal, data_values, variants_of
 
 VT = ua.VariantType

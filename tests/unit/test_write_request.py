@@ -28,10 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opcua_mqtt.bridge.write_back_support import publishable
-from opcua_mqtt.core.json_encoding import DATETIME_MAX, DATETIME_MIN, FieldEncoding, JsonCodec
 from opcua_mqtt.core.rate_limit import RateLimiter
 from opcua_mqtt.core.request_auth import IdempotencyCache
 from opcua_mqtt.core.schema_validation import validator
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.scalars import DATETIME_MAX, DATETIME_MIN
 from opcua_mqtt.core.write_request import (
     MAX_RANK,
     REQUEST_SCHEMA,
