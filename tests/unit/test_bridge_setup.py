@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from opcua_mqtt.bridge.from_config import bridge_setup
-from opcua_mqtt.core.config import config_from_dict
+from opcua_mqtt.core.config.check import config_from_dict
 from opcua_mqtt.devpki import write_pki
 
 
