@@ -57,17 +57,15 @@ from opcua_mqtt.core.request_auth import (
 from opcua_mqtt.core.signing import Signer, sign_message
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
-from opcua_mqtt.core.write_request import (
+from opcua_mqtt.core.write_request.convert import convert_value
+from opcua_mqtt.core.write_request.request import (
     ConversionError,
     RequestError,
     Target,
-    TargetResult,
     WriteRequest,
-    build_response,
-    convert_value,
-    error_response,
     parse_request,
 )
+from opcua_mqtt.core.write_request.response import TargetResult, build_response, error_response
 
 _log = logging.getLogger(__name__)
 

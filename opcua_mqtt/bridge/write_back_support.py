@@ -16,7 +16,7 @@ from opcua_mqtt.core.request_auth import Identity
 from opcua_mqtt.core.topics import topic_problem
 from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 from opcua_mqtt.core.uajson.scalars import status_symbol
-from opcua_mqtt.core.write_request import valid_request_id
+from opcua_mqtt.core.write_request.request import valid_request_id
 
 S = ua.StatusCodes
 
