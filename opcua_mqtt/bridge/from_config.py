@@ -22,7 +22,7 @@ from opcua_mqtt.core.config.model import (
 )
 from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.identity import bound_publishers
-from opcua_mqtt.core.messages import (
+from opcua_mqtt.core.messages.settings import (
     DataSetFieldContentMask,
     DataSetMessageContentMask,
     JsonMessageSettings,

@@ -44,7 +44,7 @@ from opcua_mqtt.bridge.write_back_support import (
     status_name,
 )
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.messages import dumps
+from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
 from opcua_mqtt.core.request_auth import (
     IdempotencyCache,

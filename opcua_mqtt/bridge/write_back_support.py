@@ -11,7 +11,7 @@ from asyncua import ua
 
 from opcua_mqtt.adapters.opcua_limits import LengthLimits
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.messages import loads
+from opcua_mqtt.core.messages.members import loads
 from opcua_mqtt.core.request_auth import Identity
 from opcua_mqtt.core.topics import topic_problem
 from opcua_mqtt.core.uajson.node_ids import canonical_node_id
