@@ -23,17 +23,15 @@ from opcua_mqtt.core.config.model import (
     WriteBackConfig,
     WriterConfig,
     WriterGroupConfig,
-    _num,
     derive_field_id,
+    num,
 )
-from opcua_mqtt.core.config.rules import _Resolver
+from opcua_mqtt.core.config.rules import Resolver
 from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 
-# ------------------------------------------------------------------------------------ building
 
-
-def _build(data: Mapping[str, Any]) -> Config:
-    resolver = _Resolver(data)
+def build_config(data: Mapping[str, Any]) -> Config:
+    resolver = Resolver(data)
     opcua = _fill(OpcUaConfig, data["opcua"])
     identity = opcua.identity
     groups = []
@@ -166,7 +164,7 @@ def _overrides(raw: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
         if name == "deadband":
             value = _deadband(value).to_json()
         elif isinstance(value, float):
-            value = _num(value)
+            value = num(value)
         out[name] = value
     return out
 

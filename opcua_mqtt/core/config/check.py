@@ -22,14 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opcua_mqtt.core.config.build import _build
+from opcua_mqtt.core.config.build import build_config
 from opcua_mqtt.core.config.model import Config, ConfigError, ConfigIssue
-from opcua_mqtt.core.config.report import _Report
-from opcua_mqtt.core.config.rules import _semantic_issues
-from opcua_mqtt.core.config.schema_messages import _schema_issues
-from opcua_mqtt.core.config.text import _check_values, _parse
-
-# ------------------------------------------------------------------------------ entry points
+from opcua_mqtt.core.config.report import Report
+from opcua_mqtt.core.config.rules import semantic_issues
+from opcua_mqtt.core.config.schema_messages import schema_issues
+from opcua_mqtt.core.config.text import check_values, parse_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +50,21 @@ class CheckResult:
         return [i for i in self.issues if i.severity == "warning"]
 
 
-def _check(data: Any, report: _Report) -> CheckResult:
+def _check(data: Any, report: Report) -> CheckResult:
     if not report.failed:
-        _schema_issues(data, report)
+        schema_issues(data, report)
     if not report.failed:
-        _semantic_issues(data, report)
-    config = None if report.failed else _build(data)
+        semantic_issues(data, report)
+    config = None if report.failed else build_config(data)
     return CheckResult(config, report.sorted())
 
 
 def check_config(text: str, source: str) -> CheckResult:
     """Parse and check the text of a configuration file named ``source`` (YAML or JSON, told
     apart by the extension, else by whether it starts with ``{``)."""
-    report = _Report(source)
+    report = Report(source)
     try:
-        data = _parse(text, report)
+        data = parse_text(text, report)
         if report.failed:
             return CheckResult(None, report.sorted())
         return _check(data, report)
@@ -76,9 +74,9 @@ def check_config(text: str, source: str) -> CheckResult:
 
 def check_config_data(data: Any, source: str = "<config>") -> CheckResult:
     """Check a configuration already in memory (no line numbers)."""
-    report = _Report(source)
+    report = Report(source)
     try:
-        _check_values(data, (), report)
+        check_values(data, (), report)
         return _check(data, report)
     except RecursionError:
         return _too_deep(source)

@@ -40,7 +40,7 @@ BUILTIN_TYPES: Final = (
     "Variant",
     "DiagnosticInfo",
 )
-_NUMERIC: Final = frozenset(BUILTIN_TYPES[2:12])  # SByte .. Double: the types a deadband filters
+NUMERIC: Final = frozenset(BUILTIN_TYPES[2:12])  # SByte .. Double: the types a deadband filters
 
 #: Namespace of the name-based UUIDs (version 5) that ``map`` and the loader give to fields.
 FIELD_ID_NAMESPACE: Final = uuid.uuid5(
@@ -100,7 +100,7 @@ class Deadband:
     value: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "value": _num(self.value)}
+        return {"type": self.type, "value": num(self.value)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +370,7 @@ def _write_back_json(wb: WriteBackConfig) -> dict[str, Any]:
         out[f.name] = (
             list(value)
             if isinstance(value, tuple)
-            else _num(value)
+            else num(value)
             if isinstance(value, float)
             else value
         )
@@ -388,12 +388,12 @@ def _section(obj: Any) -> dict[str, Any]:
         elif isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, float):
-            value = _num(value)
+            value = num(value)
         out[f.name] = value
     return out
 
 
-def _num(x: float) -> int | float:
+def num(x: float) -> int | float:
     """1000.0 -> 1000, so files read as they were written."""
     return int(x) if float(x).is_integer() and abs(x) < 2**53 else x
 

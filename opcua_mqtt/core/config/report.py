@@ -9,7 +9,7 @@ import yaml
 from opcua_mqtt.core.config.model import ConfigIssue, Path, Severity
 
 #: libyaml's parser when PyYAML was built with it: ten times faster on big mapped files.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Lines:
@@ -66,7 +66,7 @@ class _Lines:
 
 
 def _compose(text: str) -> yaml.Node | None:
-    loader = _Loader(text)
+    loader = Loader(text)
     try:
         node: yaml.Node | None = loader.get_single_node()
         return node
@@ -74,7 +74,7 @@ def _compose(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
-class _Report:
+class Report:
     """Collects issues for one source, turning paths into text and lines."""
 
     def __init__(self, source: str) -> None:
@@ -99,7 +99,7 @@ class _Report:
         return any(i.severity == "error" for i in self.issues)
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A value as the message shows it: strings quoted, containers by kind."""
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -9,31 +9,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from opcua_mqtt.core.config.model import (
-    _NUMERIC,
+    NUMERIC,
     Config,
     Deadband,
     Path,
     PublishingDefaults,
-    _num,
     derive_field_id,
+    num,
 )
-from opcua_mqtt.core.config.report import _Report, _show
+from opcua_mqtt.core.config.report import Report, show
 from opcua_mqtt.core.globs import glob_match
 from opcua_mqtt.core.topics import TopicTree
 from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 
-# ----------------------------------------------------------------------------------- NodeIds
-
 _NS_INDEX: Final = re.compile(r"ns=(\d+);")
-
-
-# ----------------------------------------------------------------------------- semantic rules
 
 
 _LEVELS: Final = ("field", "writer", "group")
 
 
-class _Resolver:
+class Resolver:
     """Finds a publishing option's value and where it was set (field, writer, group, defaults)."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
@@ -53,14 +48,14 @@ class _Resolver:
         return value, ("defaults", name)
 
 
-def _node_id_rule(value: str, path: Path, report: _Report, what: str = "NodeId") -> str | None:
+def _node_id_rule(value: str, path: Path, report: Report, what: str = "NodeId") -> str | None:
     try:
         canonical = canonical_node_id(value)
     except ValueError as e:
         report.add(
             path,
             f"expected a {what} such as 'nsu=urn:plant;s=Line1.Temperature' or 'i=2258', "
-            f"got {_show(value)}: {e}",
+            f"got {show(value)}: {e}",
         )
         return None
     m = _NS_INDEX.match(value)
@@ -94,9 +89,9 @@ def write_back_allowed(config: Config, entries: Iterable[str] | None = None) -> 
     return frozenset(allowed)
 
 
-def _semantic_issues(data: Mapping[str, Any], report: _Report) -> None:
+def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
     _connection_rules(data, report)
-    resolver = _Resolver(data)
+    resolver = Resolver(data)
     group_names: dict[str, Path] = {}
     writer_ids: dict[int, Path] = {}
     field_ids: dict[uuid.UUID, Path] = {}
@@ -131,8 +126,8 @@ def _semantic_issues(data: Mapping[str, Any], report: _Report) -> None:
                 timing_reported.add((keep_path, gi, "keep"))
                 report.add(
                     keep_path,
-                    f"keep_alive_ms {_num(keep)} is shorter than the publishing_interval_ms "
-                    f"{_num(pub)} of writer group {group['name']!r}: keep-alives cannot come "
+                    f"keep_alive_ms {num(keep)} is shorter than the publishing_interval_ms "
+                    f"{num(pub)} of writer group {group['name']!r}: keep-alives cannot come "
                     "more often than the group publishes",
                     "warning",
                 )
@@ -160,12 +155,12 @@ def _field_rules(
     wpath: Path,
     levels_w: list[tuple[Mapping[str, Any], Path]],
     pub: float,
-    resolver: _Resolver,
+    resolver: Resolver,
     identity: str,
     field_ids: dict[uuid.UUID, Path],
     published: list[tuple[str, str | None]],
     timing_reported: set[tuple[Path, int, str]],
-    report: _Report,
+    report: Report,
 ) -> None:
     names: dict[str, Path] = {}
     nodes: dict[str, Path] = {}
@@ -225,7 +220,7 @@ def _field_rules(
             deadband
             and deadband.get("type", "none") != "none"
             and builtin is not None
-            and builtin not in _NUMERIC
+            and builtin not in NUMERIC
         ):
             report.add(
                 (*fpath, "deadband"),
@@ -237,27 +232,27 @@ def _field_rules(
             timing_reported.add((sampling_path, gi, "sampling"))
             report.add(
                 sampling_path,
-                f"sampling_interval_ms {_num(sampling)} is longer than the "
-                f"publishing_interval_ms {_num(pub)} of writer group {group['name']!r}: "
+                f"sampling_interval_ms {num(sampling)} is longer than the "
+                f"publishing_interval_ms {num(pub)} of writer group {group['name']!r}: "
                 "most of its messages carry no new value from the fields sampled this slowly",
                 "warning",
             )
 
 
-def _unique(name: str, path: Path, seen: dict[str, Path], report: _Report, what: str) -> None:
+def _unique(name: str, path: Path, seen: dict[str, Path], report: Report, what: str) -> None:
     if name in seen:
         report.add(path, f"{what} {name!r} is already used by {_where(seen[name], report)}")
     else:
         seen[name] = path
 
 
-def _where(path: Path, report: _Report) -> str:
+def _where(path: Path, report: Report) -> str:
     text = "/".join(str(p) for p in path)
     line = report.lines.line(path)
     return f"{text} (line {line})" if line else text
 
 
-def _connection_rules(data: Mapping[str, Any], report: _Report) -> None:
+def _connection_rules(data: Mapping[str, Any], report: Report) -> None:
     opcua = data["opcua"]
     policy = opcua.get("security_policy", "Basic256Sha256")
     mode = opcua.get("security_mode", "SignAndEncrypt")
@@ -299,7 +294,7 @@ def _connection_rules(data: Mapping[str, Any], report: _Report) -> None:
     try:
         TopicTree(prefix=prefix)
     except ValueError as e:
-        report.add(("mqtt", "topic_prefix"), f"expected a topic prefix, got {_show(prefix)}: {e}")
+        report.add(("mqtt", "topic_prefix"), f"expected a topic prefix, got {show(prefix)}: {e}")
     signing = data.get("metadata_signing") or {}
     if (signing.get("private_key") is None) != (signing.get("certificate_chain") is None):
         which = "private_key" if signing.get("private_key") is None else "certificate_chain"
@@ -344,7 +339,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _write_back_rules(
-    data: Mapping[str, Any], published: list[tuple[str, str | None]], report: _Report
+    data: Mapping[str, Any], published: list[tuple[str, str | None]], report: Report
 ) -> None:
     wb = data.get("write_back") or {}
     enabled = bool(wb.get("enabled", False))
@@ -391,7 +386,7 @@ def _write_back_rules(
         )
 
 
-def _signature_rules(wb: Mapping[str, Any], report: _Report) -> None:
+def _signature_rules(wb: Mapping[str, Any], report: Report) -> None:
     """Requester signatures and permissions: what needs what (docs/write-back.md)."""
     required = wb.get("require_signature")
     trust = wb.get("trust")

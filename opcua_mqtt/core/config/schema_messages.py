@@ -9,10 +9,8 @@ from functools import lru_cache
 from typing import Any, Final
 
 from opcua_mqtt.core.config.model import SCHEMA, Path
-from opcua_mqtt.core.config.report import _Report, _show
+from opcua_mqtt.core.config.report import Report, show
 from opcua_mqtt.core.schema_validation import load_schema, validator
-
-# --------------------------------------------------------------------------- schema messages
 
 _TYPE_WORDS: Final = {
     "string": "a string",
@@ -83,7 +81,7 @@ def _range_text(schema: Mapping[str, Any]) -> str:
     return text
 
 
-def _schema_issues(data: Any, report: _Report) -> None:
+def schema_issues(data: Any, report: Report) -> None:
     for error in validator(SCHEMA).iter_errors(data):
         path: Path = tuple(error.absolute_path)
         keyword = error.validator
@@ -107,34 +105,32 @@ def _schema_issues(data: Any, report: _Report) -> None:
                     report.add(path, f"missing required option {name!r}")
         elif keyword == "enum":
             choices = list(error.validator_value)
-            text = (
-                f"expected one of {', '.join(_choice(c) for c in choices)}, got {_show(instance)}"
-            )
+            text = f"expected one of {', '.join(_choice(c) for c in choices)}, got {show(instance)}"
             if isinstance(instance, str):
                 text += _did_you_mean(instance, [c for c in choices if isinstance(c, str)])
             elif not isinstance(instance, bool) and str(instance) in choices:
                 text += f" (write it as a string: '{instance}')"
             report.add(path, text)
         elif keyword == "const":
-            report.add(path, f"expected {_choice(error.validator_value)}, got {_show(instance)}")
+            report.add(path, f"expected {_choice(error.validator_value)}, got {show(instance)}")
         elif keyword == "type":
             wanted = error.validator_value
             words = [
                 _TYPE_WORDS.get(t, t) for t in ([wanted] if isinstance(wanted, str) else wanted)
             ]
-            report.add(path, f"expected {' or '.join(words)}, got {_show(instance)}")
+            report.add(path, f"expected {' or '.join(words)}, got {show(instance)}")
         elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            report.add(path, f"expected {_range_text(schema)}, got {_show(instance)}")
+            report.add(path, f"expected {_range_text(schema)}, got {show(instance)}")
         elif keyword == "minLength":
             report.add(path, "expected a non-empty string")
         elif keyword == "pattern":
             wanted = schema.get("x-expected", f"text matching {error.validator_value}")
-            report.add(path, f"expected {wanted}, got {_show(instance)}")
+            report.add(path, f"expected {wanted}, got {show(instance)}")
         elif keyword == "minItems":
             n = error.validator_value
             report.add(path, f"expected at least {n} item{'s' if n != 1 else ''}, got none")
         elif keyword == "uniqueItems" and isinstance(instance, list):
             dup = next(x for i, x in enumerate(instance) if x in instance[:i])
-            report.add(path, f"expected each item once, {_show(dup)} appears more than once")
+            report.add(path, f"expected each item once, {show(dup)} appears more than once")
         else:
             report.add(path, error.message)

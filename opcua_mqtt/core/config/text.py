@@ -11,9 +11,7 @@ from typing import Any
 import yaml
 
 from opcua_mqtt.core.config.model import Config, ConfigIssue, Path, Severity
-from opcua_mqtt.core.config.report import _Loader, _Report, _show
-
-# ----------------------------------------------------------------------------------- output
+from opcua_mqtt.core.config.report import Loader, Report, show
 
 
 class _Dumper(yaml.SafeDumper):
@@ -55,7 +53,7 @@ def _is_json(text: str, source: str) -> bool:
     return text.lstrip()[:1] in ("{", "[")
 
 
-def _parse(text: str, report: _Report) -> Any:
+def parse_text(text: str, report: Report) -> Any:
     text = text.removeprefix("\ufeff")
     parse = _parse_json if _is_json(text, report.source) else _parse_yaml
     data = parse(text, report)
@@ -66,12 +64,12 @@ def _parse(text: str, report: _Report) -> Any:
         return None
     for path, line, first in report.lines.duplicates:
         report.add(path, f"option {path[-1]!r} appears twice (first on line {first})", line=line)
-    _check_values(data, (), report)
+    check_values(data, (), report)
     return data
 
 
-def _parse_yaml(text: str, report: _Report) -> Any:
-    loader = _Loader(text)
+def _parse_yaml(text: str, report: Report) -> Any:
+    loader = Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -123,7 +121,7 @@ def _node_counts(root: yaml.Node) -> tuple[int, int]:
     return expanded, len(sizes)
 
 
-def _parse_json(text: str, report: _Report) -> Any:
+def _parse_json(text: str, report: Report) -> Any:
     repeated: list[tuple[dict[str, Any], str]] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -180,8 +178,8 @@ def _yaml_problem(e: BaseException) -> tuple[str, Severity, int | None]:
     return f"not valid YAML: {e}", "error", None
 
 
-def _check_values(
-    value: Any, path: Path, report: _Report, active: frozenset[int] = frozenset()
+def check_values(
+    value: Any, path: Path, report: Report, active: frozenset[int] = frozenset()
 ) -> None:
     """What JSON cannot hold but YAML and Python's json module let through: non-finite
     numbers, non-text keys, and YAML aliases that contain themselves."""
@@ -197,9 +195,9 @@ def _check_values(
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                report.add(path, f"option names are text, got {_show(key)}")
+                report.add(path, f"option names are text, got {show(key)}")
                 continue
-            _check_values(item, (*path, key), report, active)
+            check_values(item, (*path, key), report, active)
     else:
         for i, item in enumerate(value):
-            _check_values(item, (*path, i), report, active)
+            check_values(item, (*path, i), report, active)

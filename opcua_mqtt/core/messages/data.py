@@ -13,14 +13,14 @@ from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
 from opcua_mqtt.core.messages.members import (
-    _decode_version,
-    _guid_member,
-    _member,
-    _publisher_id,
-    _required,
-    _str_member,
-    _uint,
-    _uint_member,
+    decode_version,
+    guid_member,
+    publisher_id_member,
+    read_member,
+    required_value,
+    str_member,
+    uint,
+    uint_member,
 )
 from opcua_mqtt.core.messages.settings import (
     DM,
@@ -89,7 +89,7 @@ def encode_network_message(
         return body
     out: dict[str, Any] = {"MessageId": msg.message_id, "MessageType": "ua-data"}
     if nm & NM.PUBLISHER_ID:
-        out["PublisherId"] = _required(msg.publisher_id, "PublisherId")
+        out["PublisherId"] = required_value(msg.publisher_id, "PublisherId")
     if nm & NM.WRITER_GROUP_NAME and msg.writer_group_name is not None:
         out["WriterGroupName"] = msg.writer_group_name
     if nm & NM.DATASET_CLASS_ID and msg.dataset_class_id is not None:
@@ -109,7 +109,7 @@ def _encode_dataset_message(
     dm = s.dataset_mask
     out: dict[str, Any] = {}
     if dm & DM.DATASET_WRITER_ID:
-        out["DataSetWriterId"] = _uint(m.dataset_writer_id, "DataSetWriterId", 16)
+        out["DataSetWriterId"] = uint(m.dataset_writer_id, "DataSetWriterId", 16)
     if dm & DM.DATASET_WRITER_NAME and m.dataset_writer_name is not None:
         out["DataSetWriterName"] = m.dataset_writer_name
     # Members the NetworkMessage header already carries are not repeated (§7.2.5.4.1).
@@ -122,14 +122,14 @@ def _encode_dataset_message(
     ):
         out["WriterGroupName"] = m.writer_group_name
     if dm & DM.SEQUENCE_NUMBER and m.sequence_number is not None:
-        out["SequenceNumber"] = _uint(m.sequence_number, "SequenceNumber", 32)
+        out["SequenceNumber"] = uint(m.sequence_number, "SequenceNumber", 32)
     if dm & DM.METADATA_VERSION and m.metadata_version is not None:
         out["MetaDataVersion"] = {
-            "MajorVersion": _uint(m.metadata_version.MajorVersion, "MajorVersion", 32),
-            "MinorVersion": _uint(m.metadata_version.MinorVersion, "MinorVersion", 32),
+            "MajorVersion": uint(m.metadata_version.MajorVersion, "MajorVersion", 32),
+            "MinorVersion": uint(m.metadata_version.MinorVersion, "MinorVersion", 32),
         }
     if dm & DM.MINOR_VERSION and m.minor_version is not None:
-        out["MinorVersion"] = _uint(m.minor_version, "MinorVersion", 32)
+        out["MinorVersion"] = uint(m.minor_version, "MinorVersion", 32)
     if dm & DM.TIMESTAMP and m.timestamp is not None:
         out["Timestamp"] = encode_datetime(m.timestamp)
     if dm & DM.STATUS and m.status is not None and m.status.value != 0:
@@ -159,18 +159,18 @@ def _encode_payload(m: DataSetMessage, s: JsonMessageSettings, codec: JsonCodec)
     return out
 
 
-def _decode_network_message(
+def decode_network_message(
     obj: dict[str, Any], codec: JsonCodec, field_types: FieldTypes | None
 ) -> NetworkMessage:
-    message_id = _str_member(obj, "MessageId", required=True)
-    publisher = _publisher_id(obj)
-    group = _str_member(obj, "WriterGroupName")
+    message_id = str_member(obj, "MessageId", required=True)
+    publisher = publisher_id_member(obj)
+    group = str_member(obj, "WriterGroupName")
     class_id = None
     if obj.get("DataSetClassId") is not None:
-        class_id = _guid_member(obj, "DataSetClassId")
+        class_id = guid_member(obj, "DataSetClassId")
     if "Messages" not in obj:
         raise DecodeError("Messages", "missing member")
-    messages = _decode_messages_member(obj["Messages"], codec, field_types, publisher, "Messages")
+    messages = decode_messages_member(obj["Messages"], codec, field_types, publisher, "Messages")
     for m in messages:
         m.publisher_id = m.publisher_id or publisher
         m.writer_group_name = m.writer_group_name or group
@@ -183,7 +183,7 @@ def _decode_network_message(
     )
 
 
-def _decode_messages_member(
+def decode_messages_member(
     value: Any,
     codec: JsonCodec,
     field_types: FieldTypes | None,
@@ -215,20 +215,20 @@ def _decode_dataset_message(
             return DataSetMessage(payload=_decode_payload(obj, codec, types, "", publisher))
         m = DataSetMessage()
         if obj.get("DataSetWriterId") is not None:
-            m.dataset_writer_id = _uint_member(obj, "DataSetWriterId", 16)
-        m.dataset_writer_name = _str_member(obj, "DataSetWriterName")
-        m.publisher_id = _publisher_id(obj) or publisher
-        m.writer_group_name = _str_member(obj, "WriterGroupName")
+            m.dataset_writer_id = uint_member(obj, "DataSetWriterId", 16)
+        m.dataset_writer_name = str_member(obj, "DataSetWriterName")
+        m.publisher_id = publisher_id_member(obj) or publisher
+        m.writer_group_name = str_member(obj, "WriterGroupName")
         if obj.get("SequenceNumber") is not None:
-            m.sequence_number = _uint_member(obj, "SequenceNumber", 32)
+            m.sequence_number = uint_member(obj, "SequenceNumber", 32)
         if obj.get("MetaDataVersion") is not None:
-            m.metadata_version = _decode_version(obj["MetaDataVersion"])
+            m.metadata_version = decode_version(obj["MetaDataVersion"])
         if obj.get("MinorVersion") is not None:
-            m.minor_version = _uint_member(obj, "MinorVersion", 32)
+            m.minor_version = uint_member(obj, "MinorVersion", 32)
         if obj.get("Timestamp") is not None:
-            m.timestamp = _member(obj, "Timestamp", decode_datetime)
+            m.timestamp = read_member(obj, "Timestamp", decode_datetime)
         if obj.get("Status") is not None:
-            m.status = _member(obj, "Status", codec.decode_status_code)
+            m.status = read_member(obj, "Status", codec.decode_status_code)
         payload = obj.get("Payload")
         kind = obj.get("MessageType")
         if kind is None:

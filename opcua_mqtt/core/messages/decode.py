@@ -8,8 +8,8 @@ from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.messages.data import (
     FieldTypes,
     NetworkMessage,
-    _decode_messages_member,
-    _decode_network_message,
+    decode_messages_member,
+    decode_network_message,
 )
 from opcua_mqtt.core.messages.members import loads
 from opcua_mqtt.core.messages.metadata import (
@@ -43,7 +43,7 @@ def decode_message(
     if isinstance(obj, dict) and "MessageType" in obj and "Payload" not in obj:
         kind = obj["MessageType"]
         if kind == "ua-data":
-            return _decode_network_message(obj, codec, field_types)
+            return decode_network_message(obj, codec, field_types)
         if kind == "ua-metadata":
             return decode_metadata_message(obj, codec)
         if kind == "ua-status":
@@ -55,5 +55,5 @@ def decode_message(
         if kind not in {t.value for t in DataSetMessageType}:
             raise DecodeError("MessageType", f"unsupported message type {kind!r}")
     return NetworkMessage(
-        messages=_decode_messages_member(obj, codec, field_types, None, ""), message_id=""
+        messages=decode_messages_member(obj, codec, field_types, None, ""), message_id=""
     )

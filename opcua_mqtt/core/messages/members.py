@@ -26,20 +26,20 @@ def loads(data: bytes | str) -> Any:
         raise DecodeError("", f"not JSON: {e}") from None
 
 
-def _required(value: Any, name: str) -> Any:
+def required_value(value: Any, name: str) -> Any:
     if value is None:
         raise EncodeError(f"{name} is required by the content mask but not set")
     return value
 
 
-def _uint(value: Any, name: str, bits: int) -> int:
-    v = _required(value, name)
+def uint(value: Any, name: str, bits: int) -> int:
+    v = required_value(value, name)
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**bits:
         raise EncodeError(f"{name} must be a UInt{bits}, got {v!r}")
     return v
 
 
-def _expect_type(obj: Any, kind: str) -> dict[str, Any]:
+def expect_type(obj: Any, kind: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise DecodeError("", f"expected a {kind} object, got {json_type(obj)}")
     if obj.get("MessageType") != kind:
@@ -47,7 +47,9 @@ def _expect_type(obj: Any, kind: str) -> dict[str, Any]:
     return obj
 
 
-def _member(obj: dict[str, Any], key: str, fn: Callable[[Any], Any], required: bool = True) -> Any:
+def read_member(
+    obj: dict[str, Any], key: str, fn: Callable[[Any], Any], required: bool = True
+) -> Any:
     if key not in obj or obj[key] is None:
         if required:
             raise DecodeError(key, "missing member")
@@ -58,7 +60,7 @@ def _member(obj: dict[str, Any], key: str, fn: Callable[[Any], Any], required: b
         raise e.within(key) from None
 
 
-def _str_member(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+def str_member(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None:
     v = obj.get(key)
     if v is None:
         if required:
@@ -69,15 +71,15 @@ def _str_member(obj: dict[str, Any], key: str, *, required: bool = False) -> str
     return v
 
 
-def _publisher_id(obj: dict[str, Any], *, required: bool = False) -> str | None:
+def publisher_id_member(obj: dict[str, Any], *, required: bool = False) -> str | None:
     """PublisherId is a String in 1.05; older publishers write numbers, which we accept."""
     v = obj.get("PublisherId")
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
-    return _str_member(obj, "PublisherId", required=required)
+    return str_member(obj, "PublisherId", required=required)
 
 
-def _uint_member(obj: dict[str, Any], key: str, bits: int, *, required: bool = False) -> int:
+def uint_member(obj: dict[str, Any], key: str, bits: int, *, required: bool = False) -> int:
     v = obj.get(key)
     if v is None and required:
         raise DecodeError(key, "missing member")
@@ -88,7 +90,7 @@ def _uint_member(obj: dict[str, Any], key: str, bits: int, *, required: bool = F
     return v
 
 
-def _guid_member(obj: dict[str, Any], key: str) -> uuid.UUID:
+def guid_member(obj: dict[str, Any], key: str) -> uuid.UUID:
     v = obj.get(key)
     if not isinstance(v, str):
         raise DecodeError(key, f"expected a Guid string, got {json_type(v)}")
@@ -98,13 +100,13 @@ def _guid_member(obj: dict[str, Any], key: str) -> uuid.UUID:
         raise DecodeError(key, f"{v!r} is not a Guid") from None
 
 
-def _decode_version(v: Any) -> ua.ConfigurationVersionDataType:
+def decode_version(v: Any) -> ua.ConfigurationVersionDataType:
     if not isinstance(v, dict):
         raise DecodeError("MetaDataVersion", f"expected an object, got {json_type(v)}")
     try:
         return ua.ConfigurationVersionDataType(
-            MajorVersion=_uint_member(v, "MajorVersion", 32) if "MajorVersion" in v else 0,
-            MinorVersion=_uint_member(v, "MinorVersion", 32) if "MinorVersion" in v else 0,
+            MajorVersion=uint_member(v, "MajorVersion", 32) if "MajorVersion" in v else 0,
+            MinorVersion=uint_member(v, "MinorVersion", 32) if "MinorVersion" in v else 0,
         )
     except DecodeError as e:
         raise e.within("MetaDataVersion") from None

@@ -12,13 +12,13 @@ from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.messages.members import (
-    _expect_type,
-    _member,
-    _publisher_id,
-    _required,
-    _str_member,
-    _uint,
-    _uint_member,
+    expect_type,
+    publisher_id_member,
+    read_member,
+    required_value,
+    str_member,
+    uint,
+    uint_member,
 )
 from opcua_mqtt.core.messages.settings import VT
 from opcua_mqtt.core.uajson.codec import JsonCodec
@@ -70,7 +70,7 @@ def encode_metadata_message(msg: MetaDataMessage, codec: JsonCodec | None = None
         "MessageId": msg.message_id,
         "MessageType": "ua-metadata",
         "PublisherId": msg.publisher_id,
-        "DataSetWriterId": _uint(msg.dataset_writer_id, "DataSetWriterId", 16),
+        "DataSetWriterId": uint(msg.dataset_writer_id, "DataSetWriterId", 16),
     }
     if msg.writer_group_name is not None:
         out["WriterGroupName"] = msg.writer_group_name
@@ -90,11 +90,13 @@ def encode_status_message(msg: StatusMessage) -> dict[str, Any]:
         "PublisherId": msg.publisher_id,
     }
     if msg.is_cyclic:
-        out["Timestamp"] = encode_datetime(_required(msg.timestamp, "Timestamp"))
+        out["Timestamp"] = encode_datetime(required_value(msg.timestamp, "Timestamp"))
     out["IsCyclic"] = msg.is_cyclic
     out["Status"] = int(msg.status)
     if msg.is_cyclic:
-        out["NextReportTime"] = encode_datetime(_required(msg.next_report_time, "NextReportTime"))
+        out["NextReportTime"] = encode_datetime(
+            required_value(msg.next_report_time, "NextReportTime")
+        )
     return out
 
 
@@ -116,7 +118,7 @@ def encode_connection_message(
 
 def decode_metadata_message(obj: Any, codec: JsonCodec | None = None) -> MetaDataMessage:
     """ua-metadata; the MetaData's own Namespaces resolve the NodeIds inside it."""
-    obj = _expect_type(obj, "ua-metadata")
+    obj = expect_type(obj, "ua-metadata")
     meta_json = obj.get("MetaData")
     if not isinstance(meta_json, dict):
         raise DecodeError(
@@ -126,21 +128,23 @@ def decode_metadata_message(obj: Any, codec: JsonCodec | None = None) -> MetaDat
     if isinstance(namespaces, list) and all(isinstance(n, str) for n in namespaces) and namespaces:
         codec = JsonCodec(FieldEncoding.COMPACT, _metadata_namespaces(namespaces))
     codec = codec or JsonCodec(FieldEncoding.COMPACT)
-    metadata = _member(obj, "MetaData", lambda v: codec.decode_structure(ua.DataSetMetaDataType, v))
+    metadata = read_member(
+        obj, "MetaData", lambda v: codec.decode_structure(ua.DataSetMetaDataType, v)
+    )
     return MetaDataMessage(
-        message_id=_str_member(obj, "MessageId", required=True) or "",
-        publisher_id=_publisher_id(obj, required=True) or "",
-        dataset_writer_id=_uint_member(obj, "DataSetWriterId", 16, required=True),
-        writer_group_name=_str_member(obj, "WriterGroupName"),
-        dataset_writer_name=_str_member(obj, "DataSetWriterName"),
-        timestamp=_member(obj, "Timestamp", decode_datetime) if obj.get("Timestamp") else None,
+        message_id=str_member(obj, "MessageId", required=True) or "",
+        publisher_id=publisher_id_member(obj, required=True) or "",
+        dataset_writer_id=uint_member(obj, "DataSetWriterId", 16, required=True),
+        writer_group_name=str_member(obj, "WriterGroupName"),
+        dataset_writer_name=str_member(obj, "DataSetWriterName"),
+        timestamp=read_member(obj, "Timestamp", decode_datetime) if obj.get("Timestamp") else None,
         metadata=metadata,
     )
 
 
 def decode_status_message(obj: Any) -> StatusMessage:
     """ua-status; Timestamp and NextReportTime are required when IsCyclic is true."""
-    obj = _expect_type(obj, "ua-status")
+    obj = expect_type(obj, "ua-status")
     cyclic = obj.get("IsCyclic", False)
     if not isinstance(cyclic, bool):
         raise DecodeError("IsCyclic", f"expected a boolean, got {json_type(cyclic)}")
@@ -150,12 +154,12 @@ def decode_status_message(obj: Any) -> StatusMessage:
     state = _decode_state(raw_state)
     timestamp = next_report = None
     if cyclic or obj.get("Timestamp") is not None:
-        timestamp = _member(obj, "Timestamp", decode_datetime, required=cyclic)
+        timestamp = read_member(obj, "Timestamp", decode_datetime, required=cyclic)
     if cyclic or obj.get("NextReportTime") is not None:
-        next_report = _member(obj, "NextReportTime", decode_datetime, required=cyclic)
+        next_report = read_member(obj, "NextReportTime", decode_datetime, required=cyclic)
     return StatusMessage(
-        message_id=_str_member(obj, "MessageId", required=True) or "",
-        publisher_id=_publisher_id(obj, required=True) or "",
+        message_id=str_member(obj, "MessageId", required=True) or "",
+        publisher_id=publisher_id_member(obj, required=True) or "",
         status=state,
         is_cyclic=cyclic,
         timestamp=timestamp,
@@ -165,17 +169,17 @@ def decode_status_message(obj: Any) -> StatusMessage:
 
 def decode_connection_message(obj: Any, codec: JsonCodec | None = None) -> ConnectionMessage:
     """ua-connection; the Connection member decodes to asyncua's PubSubConnectionDataType."""
-    obj = _expect_type(obj, "ua-connection")
+    obj = expect_type(obj, "ua-connection")
     codec = codec or JsonCodec(FieldEncoding.COMPACT)
     if not isinstance(obj.get("Connection"), dict):
         raise DecodeError("Connection", "missing member or not an object")
-    connection = _member(
+    connection = read_member(
         obj, "Connection", lambda v: codec.decode_structure(ua.PubSubConnectionDataType, v)
     )
     return ConnectionMessage(
-        message_id=_str_member(obj, "MessageId", required=True) or "",
-        publisher_id=_publisher_id(obj, required=True) or "",
-        timestamp=_member(obj, "Timestamp", decode_datetime) if obj.get("Timestamp") else None,
+        message_id=str_member(obj, "MessageId", required=True) or "",
+        publisher_id=publisher_id_member(obj, required=True) or "",
+        timestamp=read_member(obj, "Timestamp", decode_datetime) if obj.get("Timestamp") else None,
         connection=connection,
     )
 

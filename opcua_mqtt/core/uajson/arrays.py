@@ -10,17 +10,17 @@ from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.uajson.context import MAX_NESTING
-from opcua_mqtt.core.uajson.scalars import VT, _decode_int, json_type
+from opcua_mqtt.core.uajson.scalars import VT, decode_int, json_type
 
 
-def _dimensions(variant: ua.Variant) -> list[int] | None:
+def variant_dimensions(variant: ua.Variant) -> list[int] | None:
     dims = variant.Dimensions
     if dims and len(dims) > 1:
         return [int(d) for d in dims]
     return None
 
 
-def _flatten(value: Any) -> list[Any]:
+def flatten(value: Any) -> list[Any]:
     if not isinstance(value, list | tuple):
         return [value]
     out: list[Any] = []
@@ -44,7 +44,7 @@ def nest_matrix(flat: list[Any], dims: Sequence[int]) -> list[Any]:
     return [nest_matrix(flat[i * size : (i + 1) * size], dims[1:]) for i in range(dims[0])]
 
 
-def _decode_dimensions(dims: Any) -> list[int]:
+def decode_dimensions(dims: Any) -> list[int]:
     if not isinstance(dims, list) or not dims:
         raise DecodeError("Dimensions", f"expected a non-empty array, got {json_type(dims)}")
     if len(dims) > MAX_NESTING:  # each dimension is one level of nested lists
@@ -52,7 +52,7 @@ def _decode_dimensions(dims: Any) -> list[int]:
     out = []
     for i, d in enumerate(dims):
         try:
-            out.append(_decode_int(d, VT.Int32))
+            out.append(decode_int(d, VT.Int32))
         except DecodeError as e:
             raise e.within(f"Dimensions/{i}") from None
         if out[-1] < 0:
@@ -76,6 +76,6 @@ def empty_matrix_too_large(dims: Sequence[int]) -> bool:
     return total > _MAX_EMPTY_SUB_ARRAYS
 
 
-def _opt_dims(obj: dict[str, Any]) -> list[int] | None:
+def opt_dims(obj: dict[str, Any]) -> list[int] | None:
     d = obj.get("Dimensions")
-    return None if d is None else _decode_dimensions(d)
+    return None if d is None else decode_dimensions(d)

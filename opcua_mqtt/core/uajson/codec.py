@@ -23,43 +23,43 @@ from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
 from opcua_mqtt.core.uajson.arrays import (
-    _decode_dimensions,
-    _dimensions,
-    _flatten,
-    _opt_dims,
+    decode_dimensions,
     empty_matrix_too_large,
+    flatten,
     nest_matrix,
+    opt_dims,
+    variant_dimensions,
 )
-from opcua_mqtt.core.uajson.context import _MISSING, _at, _Ctx, _nested
+from opcua_mqtt.core.uajson.context import MISSING, DecodeContext, Nesting, at_path
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.uajson.scalars import (
-    _NULLABLE,
     INT_RANGES,
     JSON_DATETIME_MIN,
+    NULLABLE,
     VT,
-    _decode_bytes,
-    _decode_float,
-    _decode_guid,
-    _decode_int,
-    _decode_vtype,
-    _default_scalar,
-    _enc_bool,
-    _enc_bytes,
-    _enc_double,
-    _enc_float32,
-    _enc_guid,
-    _enc_string,
-    _enc_xml,
-    _expect_str,
-    _opt_member,
-    _picoseconds,
-    _status_value,
-    _vtype,
+    decode_bytes,
     decode_datetime,
+    decode_float,
+    decode_guid,
+    decode_int,
+    decode_vtype,
+    default_scalar,
+    enc_bool,
+    enc_bytes,
+    enc_double,
+    enc_float32,
+    enc_guid,
+    enc_string,
+    enc_xml,
     encode_datetime,
+    expect_str,
     json_type,
+    opt_member,
+    picoseconds,
     status_symbol,
+    status_value,
+    variant_type_of,
 )
 from opcua_mqtt.core.uajson.structures import StructureCodec
 
@@ -78,7 +78,7 @@ class JsonCodec(StructureCodec):
     ) -> None:
         super().__init__(encoding, namespaces, server_uris)
         self._scalar_encoders: dict[ua.VariantType, Callable[[Any], Any]] = {
-            VT.Boolean: _enc_bool,
+            VT.Boolean: enc_bool,
             VT.SByte: self._int_encoder(VT.SByte),
             VT.Byte: self._int_encoder(VT.Byte),
             VT.Int16: self._int_encoder(VT.Int16),
@@ -87,13 +87,13 @@ class JsonCodec(StructureCodec):
             VT.UInt32: self._int_encoder(VT.UInt32),
             VT.Int64: self._int_encoder(VT.Int64),
             VT.UInt64: self._int_encoder(VT.UInt64),
-            VT.Float: _enc_float32,
-            VT.Double: _enc_double,
-            VT.String: _enc_string,
+            VT.Float: enc_float32,
+            VT.Double: enc_double,
+            VT.String: enc_string,
             VT.DateTime: encode_datetime,
-            VT.Guid: _enc_guid,
-            VT.ByteString: _enc_bytes,
-            VT.XmlElement: _enc_xml,
+            VT.Guid: enc_guid,
+            VT.ByteString: enc_bytes,
+            VT.XmlElement: enc_xml,
             VT.NodeId: self.encode_node_id,
             VT.ExpandedNodeId: self.encode_expanded_node_id,
             VT.StatusCode: self.encode_status_code,
@@ -126,21 +126,21 @@ class JsonCodec(StructureCodec):
             if v is None:
                 out.append(None)
             elif vtype is VT.StatusCode and not self._is105:
-                out.append(_status_value(v))  # 1.04: Good is written inside arrays
+                out.append(status_value(v))  # 1.04: Good is written inside arrays
             else:
                 out.append(enc(v))
         return out
 
     def encode_variant(self, variant: ua.Variant, *, raw: bool = False) -> Any:
         """Encode a Variant; ``raw`` drops the type members (Part 14 RawData / known DataType)."""
-        vtype = _vtype(variant.VariantType)
+        vtype = variant_type_of(variant.VariantType)
         value = variant.Value
-        dims = _dimensions(variant)
+        dims = variant_dimensions(variant)
         if self.encoding is FieldEncoding.NON_REVERSIBLE:
             if vtype is VT.Null or value is None:
                 return None
             if variant.is_array:
-                flat = _flatten(value) if dims else value
+                flat = flatten(value) if dims else value
                 enc = self.encode_array(flat, vtype)
                 return nest_matrix(enc, dims) if dims and enc is not None else enc
             return self.encode_value(value, vtype)
@@ -148,13 +148,13 @@ class JsonCodec(StructureCodec):
             return None
         type_key, value_key = ("UaType", "Value") if self._is105 else ("Type", "Body")
         if variant.is_array:
-            body: Any = self.encode_array(_flatten(value) if dims else value, vtype)
+            body: Any = self.encode_array(flatten(value) if dims else value, vtype)
         else:
             body = self.encode_value(value, vtype)
         if raw:
             return body
         out: dict[str, Any] = {type_key: int(vtype)}
-        if body is not None or (variant.is_array and vtype not in _NULLABLE):
+        if body is not None or (variant.is_array and vtype not in NULLABLE):
             # Table 41 omits Value only for a null scalar of a nullable type; a null array of a
             # non-nullable type is written as null so that it does not read back as the default.
             out[value_key] = body
@@ -184,7 +184,7 @@ class JsonCodec(StructureCodec):
             body = self.encode_variant(variant)
             out = {} if body is None else {"Value": body}
         status = dv.StatusCode
-        if m.status and status is not None and _status_value(status) != 0:
+        if m.status and status is not None and status_value(status) != 0:
             out["Status"] = self.encode_status_code(status)
         if m.source_timestamp and dv.SourceTimestamp is not None:
             ts = encode_datetime(dv.SourceTimestamp)
@@ -202,7 +202,7 @@ class JsonCodec(StructureCodec):
 
     def encode_status_code(self, status: ua.StatusCode | int) -> Any:
         """StatusCode: ``{"Code","Symbol"}`` in 1.05 (§5.4.2.12), a number in 1.04 Reversible."""
-        code = _status_value(status)
+        code = status_value(status)
         if self.encoding is FieldEncoding.REVERSIBLE:
             return code
         out: dict[str, Any] = {}
@@ -250,19 +250,21 @@ class JsonCodec(StructureCodec):
         ``vtype`` is the field's type when the message left the type out (RawData / Verbose with
         a concrete DataType); then ``obj`` is the bare value.
         """
-        return _at(path, self._decode_variant, obj, vtype, _Ctx())
+        return at_path(path, self._decode_variant, obj, vtype, DecodeContext())
 
     def decode_data_value(
         self, obj: Any, *, vtype: ua.VariantType | None = None, path: str = ""
     ) -> ua.DataValue:
         """Decode a DataValue in any reversible form (1.05 inline members or 1.04 nested Value)."""
-        return _at(path, self._decode_data_value, obj, vtype, _Ctx())
+        return at_path(path, self._decode_data_value, obj, vtype, DecodeContext())
 
     def decode_value(self, obj: Any, vtype: ua.VariantType, *, path: str = "") -> Any:
         """Decode one scalar of built-in type ``vtype``."""
-        return _at(path, self._decode_scalar, obj, vtype, _Ctx())
+        return at_path(path, self._decode_scalar, obj, vtype, DecodeContext())
 
-    def _decode_variant(self, obj: Any, vtype: ua.VariantType | None, ctx: _Ctx) -> ua.Variant:
+    def _decode_variant(
+        self, obj: Any, vtype: ua.VariantType | None, ctx: DecodeContext
+    ) -> ua.Variant:
         if vtype is not None:
             return self._variant_from_body(obj, vtype, None, ctx)
         if obj is None:
@@ -275,27 +277,27 @@ class JsonCodec(StructureCodec):
             type_key, value_key = "Type", "Body"
         else:
             raise DecodeError("UaType", "missing member (a Variant needs UaType)")
-        vt = _decode_vtype(obj[type_key], type_key)
+        vt = decode_vtype(obj[type_key], type_key)
         if vt is VT.Null:
             return ua.Variant()
         dims = obj.get("Dimensions")
         if dims is not None:
-            dims = _decode_dimensions(dims)
-        return self._variant_from_body(obj.get(value_key, _MISSING), vt, dims, ctx, value_key)
+            dims = decode_dimensions(dims)
+        return self._variant_from_body(obj.get(value_key, MISSING), vt, dims, ctx, value_key)
 
     def _variant_from_body(
         self,
         body: Any,
         vt: ua.VariantType,
         dims: list[int] | None,
-        ctx: _Ctx,
+        ctx: DecodeContext,
         value_key: str = "Value",
     ) -> ua.Variant:
-        if body is _MISSING:
+        if body is MISSING:
             # A missing value is the type's default (Compact omits defaults, Part 6 §5.4.2.1).
             if dims:
                 raise DecodeError(value_key, "missing member (Dimensions given without a value)")
-            return ua.Variant(_default_scalar(vt), vt)
+            return ua.Variant(default_scalar(vt), vt)
         if isinstance(body, list):
             flat = [
                 self._decode_element(x, vt, ctx, f"{value_key}/{i}") for i, x in enumerate(body)
@@ -313,8 +315,8 @@ class JsonCodec(StructureCodec):
         if dims:
             raise DecodeError(value_key, "Dimensions given for a scalar value")
         if body is None:
-            if vt in _NULLABLE:
-                return ua.Variant(_default_scalar(vt), vt)
+            if vt in NULLABLE:
+                return ua.Variant(default_scalar(vt), vt)
             return ua.Variant(None, vt, is_array=True)  # null array of a non-nullable type
         try:
             value = self._decode_scalar(body, vt, ctx)
@@ -326,35 +328,35 @@ class JsonCodec(StructureCodec):
             return value
         return ua.Variant(value, vt)
 
-    def _decode_element(self, x: Any, vt: ua.VariantType, ctx: _Ctx, path: str) -> Any:
+    def _decode_element(self, x: Any, vt: ua.VariantType, ctx: DecodeContext, path: str) -> Any:
         if x is None:
             if vt is VT.Variant:
                 return ua.Variant()  # the null Variant, as asyncua's binary decoder returns it
-            return _default_scalar(vt) if vt is VT.StatusCode else None
+            return default_scalar(vt) if vt is VT.StatusCode else None
         try:
             return self._decode_scalar(x, vt, ctx)
         except DecodeError as e:
             raise e.within(path) from None
 
-    def _decode_scalar(self, x: Any, vt: ua.VariantType, ctx: _Ctx) -> Any:
+    def _decode_scalar(self, x: Any, vt: ua.VariantType, ctx: DecodeContext) -> Any:
         if vt is VT.Boolean:
             if not isinstance(x, bool):
                 raise DecodeError("", f"expected a Boolean, got {json_type(x)}")
             return x
         if vt in INT_RANGES:
-            return _decode_int(x, vt)
+            return decode_int(x, vt)
         if vt is VT.Float or vt is VT.Double:
-            return _decode_float(x, vt)
+            return decode_float(x, vt)
         if vt is VT.String:
-            return _expect_str(x, "String")
+            return expect_str(x, "String")
         if vt is VT.DateTime:
             return decode_datetime(x)
         if vt is VT.Guid:
-            return _decode_guid(_expect_str(x, "Guid"))
+            return decode_guid(expect_str(x, "Guid"))
         if vt is VT.ByteString:
-            return _decode_bytes(x)
+            return decode_bytes(x)
         if vt is VT.XmlElement:
-            return ua.XmlElement(_expect_str(x, "XmlElement"))
+            return ua.XmlElement(expect_str(x, "XmlElement"))
         if vt is VT.NodeId:
             return self.decode_node_id(x)
         if vt is VT.ExpandedNodeId:
@@ -365,7 +367,7 @@ class JsonCodec(StructureCodec):
             return self.decode_qualified_name(x)
         if vt is VT.LocalizedText:
             return self.decode_localized_text(x)
-        with _nested(ctx):
+        with Nesting(ctx):
             if vt is VT.ExtensionObject:
                 return self._decode_extension_object(x, ctx)
             if vt is VT.DataValue:
@@ -376,13 +378,15 @@ class JsonCodec(StructureCodec):
                 return self._decode_diagnostic_info(x, ctx)
         raise DecodeError("", f"built-in type {int(vt)} cannot hold a value")
 
-    def _decode_data_value(self, obj: Any, vtype: ua.VariantType | None, ctx: _Ctx) -> ua.DataValue:
+    def _decode_data_value(
+        self, obj: Any, vtype: ua.VariantType | None, ctx: DecodeContext
+    ) -> ua.DataValue:
         if not isinstance(obj, dict):
             raise DecodeError("", f"expected a DataValue object, got {json_type(obj)}")
         if "UaType" in obj or (vtype is not None and "Value" in obj and "Type" not in obj):
             # 1.05: the Variant members sit inline (Part 6 §5.4.2.18)
             if vtype is not None and "UaType" not in obj:
-                variant = self._variant_from_body(obj["Value"], vtype, _opt_dims(obj), ctx)
+                variant = self._variant_from_body(obj["Value"], vtype, opt_dims(obj), ctx)
             else:
                 variant = self._decode_variant(
                     {k: obj[k] for k in ("UaType", "Value", "Dimensions") if k in obj}, None, ctx
@@ -406,10 +410,10 @@ class JsonCodec(StructureCodec):
         return ua.DataValue(
             Value=variant,
             StatusCode=status,
-            SourceTimestamp=_opt_member(obj, "SourceTimestamp", decode_datetime),
-            ServerTimestamp=_opt_member(obj, "ServerTimestamp", decode_datetime),
-            SourcePicoseconds=_opt_member(obj, "SourcePicoseconds", _picoseconds),
-            ServerPicoseconds=_opt_member(obj, "ServerPicoseconds", _picoseconds),
+            SourceTimestamp=opt_member(obj, "SourceTimestamp", decode_datetime),
+            ServerTimestamp=opt_member(obj, "ServerTimestamp", decode_datetime),
+            SourcePicoseconds=opt_member(obj, "SourcePicoseconds", picoseconds),
+            ServerPicoseconds=opt_member(obj, "ServerPicoseconds", picoseconds),
         )
 
     def decode_status_code(self, x: Any) -> ua.StatusCode:
@@ -418,8 +422,8 @@ class JsonCodec(StructureCodec):
             code = x.get("Code", 0)
             if code is None:
                 code = 0
-            return ua.StatusCode(_decode_int(code, VT.UInt32, "Code"))
-        return ua.StatusCode(_decode_int(x, VT.UInt32))
+            return ua.StatusCode(decode_int(code, VT.UInt32, "Code"))
+        return ua.StatusCode(decode_int(x, VT.UInt32))
 
     def decode_localized_text(self, x: Any) -> ua.LocalizedText:
         """LocalizedText from ``{"Locale","Text"}``."""
@@ -433,7 +437,7 @@ class JsonCodec(StructureCodec):
             raise DecodeError("Text", f"expected a string, got {json_type(text)}")
         return ua.LocalizedText(text, locale)
 
-    def _decode_diagnostic_info(self, x: Any, ctx: _Ctx) -> ua.DiagnosticInfo:
+    def _decode_diagnostic_info(self, x: Any, ctx: DecodeContext) -> ua.DiagnosticInfo:
         if not isinstance(x, dict):
             raise DecodeError("", f"expected a DiagnosticInfo object, got {json_type(x)}")
         info = ua.DiagnosticInfo()
@@ -445,12 +449,12 @@ class JsonCodec(StructureCodec):
                 if attr == "InnerStatusCode":
                     info.InnerStatusCode = self.decode_status_code(v)
                 elif attr == "InnerDiagnosticInfo":
-                    with _nested(ctx):
+                    with Nesting(ctx):
                         info.InnerDiagnosticInfo = self._decode_diagnostic_info(v, ctx)
                 elif attr == "AdditionalInfo":
-                    info.AdditionalInfo = _expect_str(v, key)
+                    info.AdditionalInfo = expect_str(v, key)
                 else:
-                    setattr(info, attr, _decode_int(v, VT.Int32))
+                    setattr(info, attr, decode_int(v, VT.Int32))
             except DecodeError as e:
                 raise e.within(key) from None
         return info

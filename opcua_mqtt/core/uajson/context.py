@@ -10,7 +10,7 @@ from opcua_mqtt.core.errors import DecodeError
 MAX_NESTING: Final = 100  # Part 6 §5.1.5: decoders shall support at least 100 levels
 
 
-class _Ctx:
+class DecodeContext:
     """Per-call state: the nesting depth, so hostile input cannot exhaust the stack."""
 
     __slots__ = ("depth",)
@@ -19,7 +19,7 @@ class _Ctx:
         self.depth = 0
 
 
-def _at(path: str, fn: Callable[..., Any], *args: Any) -> Any:
+def at_path(path: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Call ``fn`` and prefix ``path`` to the member path of any DecodeError it raises."""
     try:
         return fn(*args)
@@ -29,12 +29,12 @@ def _at(path: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise e.within(path) from None
 
 
-class _nested:
+class Nesting:
     """Context manager counting nesting depth against :data:`MAX_NESTING`."""
 
     __slots__ = ("ctx",)
 
-    def __init__(self, ctx: _Ctx) -> None:
+    def __init__(self, ctx: DecodeContext) -> None:
         self.ctx = ctx
 
     def __enter__(self) -> None:
@@ -46,4 +46,4 @@ class _nested:
         self.ctx.depth -= 1
 
 
-_MISSING: Final = object()  # a member absent from the JSON, not null
+MISSING: Final = object()  # a member absent from the JSON, not null

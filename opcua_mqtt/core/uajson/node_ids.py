@@ -15,12 +15,12 @@ from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.scalars import (
     VT,
-    _decode_bytes,
-    _decode_guid,
-    _decode_int,
-    _enc_bytes,
-    _enc_guid,
-    _expect_str,
+    decode_bytes,
+    decode_guid,
+    decode_int,
+    enc_bytes,
+    enc_guid,
+    expect_str,
     json_type,
 )
 
@@ -179,7 +179,7 @@ class NodeIdCodec:
                 if idx is None:
                     raise DecodeError("Uri", f"namespace {uri!r} is not in the namespace table")
                 return ua.QualifiedName(name, idx)
-            return ua.QualifiedName(name, _decode_int(uri or 0, VT.UInt16, "Uri"))
+            return ua.QualifiedName(name, decode_int(uri or 0, VT.UInt16, "Uri"))
         raise DecodeError("", f"expected a QualifiedName, got {json_type(x)}")
 
     def _node_id_string(self, node_id: ua.NodeId, ns: int, ns_uri: str | None) -> str:
@@ -237,13 +237,13 @@ class NodeIdCodec:
         value: Any
         try:
             if id_type == 0:
-                value, kind = _decode_int(ident, VT.UInt32), ua.NodeIdType.Numeric
+                value, kind = decode_int(ident, VT.UInt32), ua.NodeIdType.Numeric
             elif id_type == 1:
-                value, kind = _expect_str(ident, "Id"), ua.NodeIdType.String
+                value, kind = expect_str(ident, "Id"), ua.NodeIdType.String
             elif id_type == 2:
-                value, kind = _decode_guid(_expect_str(ident, "Id")), ua.NodeIdType.Guid
+                value, kind = decode_guid(expect_str(ident, "Id")), ua.NodeIdType.Guid
             else:
-                value, kind = _decode_bytes(ident) or b"", ua.NodeIdType.ByteString
+                value, kind = decode_bytes(ident) or b"", ua.NodeIdType.ByteString
         except DecodeError as e:
             raise e.within("Id") from None
         ns_member = x.get("Namespace", 0) or 0
@@ -258,7 +258,7 @@ class NodeIdCodec:
             else:
                 raise DecodeError("Namespace", f"namespace {ns_member!r} is not in the table")
         else:
-            ns = _decode_int(ns_member, VT.UInt16, "Namespace")
+            ns = decode_int(ns_member, VT.UInt16, "Namespace")
         if not expanded:
             return ua.NodeId(value, ns, kind)
         srv = x.get("ServerUri", 0) or 0
@@ -267,7 +267,7 @@ class NodeIdCodec:
             if sidx is None:
                 raise DecodeError("ServerUri", f"server {srv!r} is not in the server table")
             srv = sidx
-        server = _decode_int(srv, VT.UInt32, "ServerUri")
+        server = decode_int(srv, VT.UInt32, "ServerUri")
         return ua.ExpandedNodeId(value, ns, kind, NamespaceUri=ns_uri, ServerIndex=server)
 
 
@@ -280,8 +280,8 @@ def _identifier(node_id: ua.NodeId) -> tuple[int, Any]:
     if kind is ua.NodeIdType.String:
         return 1, ident
     if kind is ua.NodeIdType.Guid:
-        return 2, _enc_guid(ident)
-    return 3, _enc_bytes(ident if isinstance(ident, bytes) else str(ident).encode())
+        return 2, enc_guid(ident)
+    return 3, enc_bytes(ident if isinstance(ident, bytes) else str(ident).encode())
 
 
 def _identifier_string(node_id: ua.NodeId) -> str:
@@ -305,9 +305,9 @@ def _parse_identifier(text: str) -> tuple[Any, ua.NodeIdType]:
     if kind == "s":
         return body, ua.NodeIdType.String
     if kind == "g":
-        return _decode_guid(body), ua.NodeIdType.Guid
+        return decode_guid(body), ua.NodeIdType.Guid
     if kind == "b":
-        return _decode_bytes(body) or b"", ua.NodeIdType.ByteString
+        return decode_bytes(body) or b"", ua.NodeIdType.ByteString
     raise DecodeError("", f"unknown identifier type {kind!r}")
 
 

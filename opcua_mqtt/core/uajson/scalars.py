@@ -39,7 +39,7 @@ INT_RANGES: Final[dict[ua.VariantType, tuple[int, int]]] = {
 }
 _FLOAT32_MAX: Final = 3.4028234663852886e38
 # Types whose scalar value may be null (Part 6 §5.1.x: String, ByteString, XmlElement, …).
-_NULLABLE: Final = frozenset(
+NULLABLE: Final = frozenset(
     {VT.Null, VT.String, VT.ByteString, VT.XmlElement, VT.DateTime, VT.ExtensionObject}
 )
 
@@ -55,17 +55,17 @@ def status_symbol(code: int) -> str | None:
     return name
 
 
-def _status_value(status: ua.StatusCode | int) -> int:
+def status_value(status: ua.StatusCode | int) -> int:
     return int(status.value if isinstance(status, ua.StatusCode) else status)
 
 
-def _vtype(vt: Any) -> ua.VariantType:
+def variant_type_of(vt: Any) -> ua.VariantType:
     if isinstance(vt, VT):
         return vt
     raise EncodeError(f"unsupported variant type {vt!r}")
 
 
-def _decode_vtype(x: Any, key: str) -> ua.VariantType:
+def decode_vtype(x: Any, key: str) -> ua.VariantType:
     if isinstance(x, bool) or not isinstance(x, int):
         raise DecodeError(key, f"expected a built-in type id, got {json_type(x)}")
     try:
@@ -74,15 +74,15 @@ def _decode_vtype(x: Any, key: str) -> ua.VariantType:
         raise DecodeError(key, f"{x} is not a built-in type id (0..25)") from None
 
 
-def _default_scalar(vt: ua.VariantType) -> Any:
+def default_scalar(vt: ua.VariantType) -> Any:
     if vt is VT.XmlElement:
         return ua.XmlElement(None)  # asyncua's null XmlElement; a Variant cannot hold None here
-    if vt in _NULLABLE:
+    if vt in NULLABLE:
         return None
-    return _DEFAULTS[vt]()
+    return DEFAULTS[vt]()
 
 
-_DEFAULTS: Final[dict[ua.VariantType, Callable[[], Any]]] = {
+DEFAULTS: Final[dict[ua.VariantType, Callable[[], Any]]] = {
     VT.Boolean: lambda: False,
     **{vt: int for vt in INT_RANGES},
     VT.Float: float,
@@ -116,13 +116,13 @@ def json_type(x: Any) -> str:
     return type(x).__name__
 
 
-def _expect_str(x: Any, what: str) -> str:
+def expect_str(x: Any, what: str) -> str:
     if not isinstance(x, str):
         raise DecodeError("", f"expected {what} as a string, got {json_type(x)}")
     return x
 
 
-def _decode_int(x: Any, vt: ua.VariantType, path: str = "") -> int:
+def decode_int(x: Any, vt: ua.VariantType, path: str = "") -> int:
     lo, hi = INT_RANGES[vt]
     if isinstance(x, bool):
         raise DecodeError(path, f"expected {vt.name}, got a boolean")
@@ -142,13 +142,13 @@ def _decode_int(x: Any, vt: ua.VariantType, path: str = "") -> int:
 _INT_TEXT: Final = re.compile(r"-?\d{1,20}")
 
 
-def _enc_bool(v: Any) -> bool:
+def enc_bool(v: Any) -> bool:
     if not isinstance(v, bool):
         raise EncodeError(f"Boolean needs a bool, got {type(v).__name__}")
     return v
 
 
-def _enc_double(v: Any) -> Any:
+def enc_double(v: Any) -> Any:
     f = float(v)
     if math.isfinite(f):
         return f
@@ -157,18 +157,18 @@ def _enc_double(v: Any) -> Any:
     return "Infinity" if f > 0 else "-Infinity"
 
 
-def _enc_float32(v: Any) -> Any:
+def enc_float32(v: Any) -> Any:
     f = float(v)
     if math.isfinite(f) and abs(f) > _FLOAT32_MAX:
         raise EncodeError(f"{f} is out of range for Float")
-    return _enc_double(_to_float32(f) if math.isfinite(f) else f)
+    return enc_double(_to_float32(f) if math.isfinite(f) else f)
 
 
 def _to_float32(f: float) -> float:
     return float(struct.unpack("<f", struct.pack("<f", f))[0])
 
 
-def _decode_float(x: Any, vt: ua.VariantType) -> float:
+def decode_float(x: Any, vt: ua.VariantType) -> float:
     if isinstance(x, bool):
         raise DecodeError("", f"expected {vt.name}, got a boolean")
     if isinstance(x, int | float):
@@ -188,19 +188,19 @@ def _decode_float(x: Any, vt: ua.VariantType) -> float:
     return f
 
 
-def _enc_string(v: Any) -> str:
+def enc_string(v: Any) -> str:
     if not isinstance(v, str):
         raise EncodeError(f"String needs a str, got {type(v).__name__}")
     return v
 
 
-def _enc_guid(v: Any) -> str:
+def enc_guid(v: Any) -> str:
     if not isinstance(v, uuid.UUID):
         raise EncodeError(f"Guid needs a uuid.UUID, got {type(v).__name__}")
     return str(v).upper()
 
 
-def _decode_guid(x: str) -> uuid.UUID:
+def decode_guid(x: str) -> uuid.UUID:
     if not _GUID_TEXT.fullmatch(x):
         raise DecodeError("", f"{x!r} is not a Guid (8-4-4-4-12 hex digits)")
     return uuid.UUID(x)
@@ -209,13 +209,13 @@ def _decode_guid(x: str) -> uuid.UUID:
 _GUID_TEXT: Final = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 
 
-def _enc_bytes(v: Any) -> str:
+def enc_bytes(v: Any) -> str:
     if not isinstance(v, bytes | bytearray):
         raise EncodeError(f"ByteString needs bytes, got {type(v).__name__}")
     return base64.b64encode(bytes(v)).decode("ascii")
 
 
-def _decode_bytes(x: Any) -> bytes | None:
+def decode_bytes(x: Any) -> bytes | None:
     if x is None:
         return None
     if not isinstance(x, str):
@@ -234,7 +234,7 @@ def _decode_bytes(x: Any) -> bytes | None:
 _B64_LENIENT: Final = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 
-def _enc_xml(v: Any) -> str | None:
+def enc_xml(v: Any) -> str | None:
     if isinstance(v, ua.XmlElement):
         v = v.Value
         if v is None:
@@ -300,11 +300,11 @@ def decode_datetime(x: Any) -> datetime:
     return dt
 
 
-def _picoseconds(x: Any) -> int:
-    return _decode_int(x, VT.UInt16)
+def picoseconds(x: Any) -> int:
+    return decode_int(x, VT.UInt16)
 
 
-def _opt_member(obj: dict[str, Any], key: str, fn: Callable[[Any], Any]) -> Any:
+def opt_member(obj: dict[str, Any], key: str, fn: Callable[[Any], Any]) -> Any:
     v = obj.get(key)
     if v is None:
         return None

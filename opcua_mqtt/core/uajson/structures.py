@@ -15,17 +15,17 @@ from typing import Any, Final
 from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
-from opcua_mqtt.core.uajson.context import _MISSING, _at, _Ctx, _nested
+from opcua_mqtt.core.uajson.context import MISSING, DecodeContext, Nesting, at_path
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NodeIdCodec
 from opcua_mqtt.core.uajson.scalars import (
-    _DEFAULTS,
+    DEFAULTS,
     INT_RANGES,
     VT,
-    _decode_bytes,
-    _decode_int,
-    _enc_bytes,
-    _expect_str,
+    decode_bytes,
+    decode_int,
+    enc_bytes,
+    expect_str,
     json_type,
 )
 
@@ -51,7 +51,7 @@ class StructureCodec(NodeIdCodec):
     def encode_variant(self, variant: ua.Variant, *, raw: bool = False) -> Any:
         raise NotImplementedError
 
-    def _decode_scalar(self, x: Any, vt: ua.VariantType, ctx: _Ctx) -> Any:
+    def _decode_scalar(self, x: Any, vt: ua.VariantType, ctx: DecodeContext) -> Any:
         raise NotImplementedError
 
     def encode_extension_object(self, obj: Any) -> Any:
@@ -76,17 +76,17 @@ class StructureCodec(NodeIdCodec):
                     raise EncodeError(f"cannot decode the binary body of {obj.TypeId}: {e}") from e
                 return self.encode_extension_object(decoded)
             if self.encoding is FieldEncoding.NON_REVERSIBLE:
-                return _enc_bytes(obj.Body)
+                return enc_bytes(obj.Body)
             if self._is105:
                 return {
                     "UaTypeId": self.encode_node_id(obj.TypeId),
                     "UaEncoding": 1,
-                    "UaBody": _enc_bytes(obj.Body),
+                    "UaBody": enc_bytes(obj.Body),
                 }
             return {
                 "TypeId": self.encode_node_id(obj.TypeId),
                 "Encoding": 1,
-                "Body": _enc_bytes(obj.Body),
+                "Body": enc_bytes(obj.Body),
             }
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             data_type = getattr(type(obj), "data_type", None)
@@ -114,7 +114,7 @@ class StructureCodec(NodeIdCodec):
             out[f.name] = enc
         return out
 
-    def _decode_extension_object(self, x: Any, ctx: _Ctx) -> Any:
+    def _decode_extension_object(self, x: Any, ctx: DecodeContext) -> Any:
         if x is None:
             return ua.ExtensionObject()
         if not isinstance(x, dict):
@@ -129,7 +129,7 @@ class StructureCodec(NodeIdCodec):
             encoding = x.get("UaEncoding", 0)
             if encoding in (1, 2):
                 body = x.get("UaBody")
-                raw = _decode_bytes(body) if encoding == 1 else _expect_str(body, "UaBody").encode()
+                raw = decode_bytes(body) if encoding == 1 else expect_str(body, "UaBody").encode()
                 return ua.ExtensionObject(TypeId=type_id, Body=raw)
             if encoding not in (0, None):
                 raise DecodeError("UaEncoding", f"unknown encoding {encoding!r}")
@@ -143,9 +143,9 @@ class StructureCodec(NodeIdCodec):
             encoding = x.get("Encoding", 0)
             body = x.get("Body")
             if encoding == 1:
-                return ua.ExtensionObject(TypeId=type_id, Body=_decode_bytes(body))
+                return ua.ExtensionObject(TypeId=type_id, Body=decode_bytes(body))
             if encoding == 2:
-                return ua.ExtensionObject(TypeId=type_id, Body=_expect_str(body, "Body").encode())
+                return ua.ExtensionObject(TypeId=type_id, Body=expect_str(body, "Body").encode())
             if not isinstance(body, dict):
                 raise DecodeError("Body", f"expected a structure object, got {json_type(body)}")
             return self._decode_structure(type_id, body, ctx)
@@ -155,10 +155,14 @@ class StructureCodec(NodeIdCodec):
         """Decode the members of a structure of known class (no type envelope), e.g. MetaData."""
         if not isinstance(obj, dict):
             raise DecodeError(path, f"expected a structure object, got {json_type(obj)}")
-        return _at(path, self._decode_structure, cls.data_type, obj, _Ctx(), cls)  # type: ignore[attr-defined]
+        return at_path(path, self._decode_structure, cls.data_type, obj, DecodeContext(), cls)  # type: ignore[attr-defined]
 
     def _decode_structure(
-        self, type_id: ua.NodeId, fields: dict[str, Any], ctx: _Ctx, cls: type | None = None
+        self,
+        type_id: ua.NodeId,
+        fields: dict[str, Any],
+        ctx: DecodeContext,
+        cls: type | None = None,
     ) -> Any:
         cls = cls or structure_class(type_id)
         if cls is None:
@@ -179,7 +183,7 @@ class StructureCodec(NodeIdCodec):
                 # which is not always asyncua's field default (BrowseDescription.IncludeSubtypes
                 # defaults to True there): restore the built-in default.
                 default = _member_default(hint)
-                if default is not _MISSING:
+                if default is not MISSING:
                     kwargs[f.name] = default
         try:
             return cls(**kwargs)
@@ -204,7 +208,7 @@ class StructureCodec(NodeIdCodec):
             return self.encode_structure(value)
         return self.encode_extension_object(value)
 
-    def _decode_member(self, x: Any, hint: Any, ctx: _Ctx) -> Any:
+    def _decode_member(self, x: Any, hint: Any, ctx: DecodeContext) -> Any:
         kind, inner = _classify(hint)
         if kind == "list":
             if not isinstance(x, list):
@@ -219,12 +223,12 @@ class StructureCodec(NodeIdCodec):
         if kind == "builtin":
             return self._decode_scalar(x, inner, ctx)
         if kind == "enum":
-            number = _decode_int(x, VT.Int32)
+            number = decode_int(x, VT.Int32)
             try:
                 return inner(number)
             except ValueError:
                 raise DecodeError("", f"{number} is not a value of {inner.__name__}") from None
-        with _nested(ctx):
+        with Nesting(ctx):
             if kind == "struct":
                 if isinstance(x, dict) and "UaTypeId" in x:
                     return self._decode_extension_object(x, ctx)
@@ -342,16 +346,16 @@ _NON_NULLABLE_OTHERS: Final = frozenset({VT.Boolean, VT.Float, VT.Double, VT.Sta
 
 
 def _member_default(hint: Any) -> Any:
-    """The built-in default of a non-nullable member type, or ``_MISSING`` to keep asyncua's."""
+    """The built-in default of a non-nullable member type, or ``MISSING`` to keep asyncua's."""
     kind, inner = _classify(hint)
     if kind == "builtin" and (inner in INT_RANGES or inner in _NON_NULLABLE_OTHERS):
-        return _DEFAULTS[inner]()
+        return DEFAULTS[inner]()
     if kind == "enum":
         try:
             return inner(0)
         except ValueError:
-            return _MISSING
-    return _MISSING
+            return MISSING
+    return MISSING
 
 
 def _is_default_json(enc: Any) -> bool:

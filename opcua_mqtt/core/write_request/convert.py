@@ -9,7 +9,6 @@ from typing import Any, Final
 
 from asyncua import ua
 
-# jsonschema ships no type information (types-jsonschema is not a dependency).
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.uajson.arrays import empty_matrix_too_large, nest_matrix
 from opcua_mqtt.core.uajson.codec import JsonCodec
@@ -18,29 +17,27 @@ from opcua_mqtt.core.uajson.scalars import (
     json_type,
 )
 from opcua_mqtt.core.write_request.guards import (
-    _check_exact,
-    _check_namespace_known,
-    _check_text,
-    _envelope,
-    _mismatch,
-    _to_datetime_value,
-    _to_double,
-    _to_float,
-    _to_int,
+    check_exact,
+    check_namespace_known,
+    check_text,
+    envelope,
+    mismatch,
+    to_datetime_value,
+    to_double,
+    to_float,
+    to_int,
 )
 from opcua_mqtt.core.write_request.request import (
-    _ANY_TYPE,
-    _INDEX_RANGE,
-    _INDEX_RANGE_HELP,
-    _NULLABLE,
+    ANY_TYPE,
+    INDEX_RANGE,
+    INDEX_RANGE_HELP,
     MAX_RANK,
+    NULLABLE,
     VT,
     ConversionError,
     S,
-    _short,
+    shorten,
 )
-
-# ------------------------------------------------------------------------------------ values
 
 
 @dataclass(frozen=True)
@@ -93,8 +90,8 @@ def convert_value(
     ranges = _index_ranges(index_range) if index_range is not None else None
 
     if isinstance(value, dict) and "UaType" in value:
-        vt, body, dims = _envelope(value)
-        if node_vt not in _ANY_TYPE and vt is not node_vt:
+        vt, body, dims = envelope(value)
+        if node_vt not in ANY_TYPE and vt is not node_vt:
             raise ConversionError(
                 S.BadTypeMismatch,
                 f"the value is typed {_type_name(vt)}; the node's built-in type is "
@@ -107,7 +104,7 @@ def convert_value(
             return ua.Variant()
         shape, flat = _typed_shape(body, dims)
     else:
-        if node_vt in _ANY_TYPE:
+        if node_vt in ANY_TYPE:
             raise ConversionError(
                 S.BadTypeMismatch,
                 "the node's DataType is abstract (BaseDataType, Number, …): give a typed value "
@@ -261,8 +258,8 @@ def parse_index_range(text: str) -> tuple[tuple[int, int], ...]:
 
     ``"2"`` is ((2, 2),), ``"1:3,0:1"`` is ((1, 3), (0, 1)). ValueError if malformed or if a
     range's low end is not below its high end."""
-    if not _INDEX_RANGE.fullmatch(text):
-        raise ValueError(f"{_short(repr(text), 60)} is {_INDEX_RANGE_HELP}")
+    if not INDEX_RANGE.fullmatch(text):
+        raise ValueError(f"{shorten(repr(text), 60)} is {INDEX_RANGE_HELP}")
     out: list[tuple[int, int]] = []
     for part in text.split(","):
         lo_text, _, hi_text = part.partition(":")
@@ -352,37 +349,37 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
     if x is None:
         if vt is VT.XmlElement:
             return ua.XmlElement(None)
-        if vt in _NULLABLE:
+        if vt in NULLABLE:
             return None
         if vt is VT.Variant:
             return ua.Variant()
         raise ConversionError(S.BadTypeMismatch, f"null is not a {vt.name}")
     if vt is VT.Boolean:
         if not isinstance(x, bool):
-            raise _mismatch(x, vt)
+            raise mismatch(x, vt)
         return x
     if vt in INT_RANGES:
-        return _to_int(x, vt)
+        return to_int(x, vt)
     if vt is VT.Double:
-        return _to_double(x)
+        return to_double(x)
     if vt is VT.Float:
-        return _to_float(x)
+        return to_float(x)
     if vt is VT.String:
         if not isinstance(x, str):
-            raise _mismatch(x, vt)
-        _check_text(x, limits.max_string_length, limits.string_limit_name)
+            raise mismatch(x, vt)
+        check_text(x, limits.max_string_length, limits.string_limit_name)
         return x
     if vt is VT.DateTime:
-        return _to_datetime_value(x)
+        return to_datetime_value(x)
     if vt is VT.XmlElement:
         if not isinstance(x, str):
-            raise _mismatch(x, vt)
-        _check_text(x, None, "")
+            raise mismatch(x, vt)
+        check_text(x, None, "")
         return ua.XmlElement(x)
     if vt is VT.ByteString and not isinstance(x, str):
-        raise _mismatch(x, vt)
+        raise mismatch(x, vt)
     value = _decode(codec, x, vt)
-    _check_exact(x, value, "")
+    check_exact(x, value, "")
     if vt is VT.ByteString:
         limit = limits.max_byte_string_length
         if limit is not None and value is not None and len(value) > limit:
@@ -392,11 +389,11 @@ def _convert_scalar(x: Any, vt: ua.VariantType, codec: JsonCodec, limits: _Limit
             )
     elif vt is VT.LocalizedText:
         if value.Text is not None:
-            _check_text(value.Text, limits.max_string_length, limits.string_limit_name)
+            check_text(value.Text, limits.max_string_length, limits.string_limit_name)
         if value.Locale is not None:
-            _check_text(value.Locale, None, "")
+            check_text(value.Locale, None, "")
     elif vt in (VT.NodeId, VT.ExpandedNodeId, VT.QualifiedName):
-        _check_namespace_known(x, value, vt)
+        check_namespace_known(x, value, vt)
     return value
 
 
@@ -404,6 +401,6 @@ def _decode(codec: JsonCodec, x: Any, vt: ua.VariantType) -> Any:
     try:
         return codec.decode_value(x, vt)
     except DecodeError as e:
-        raise ConversionError(S.BadTypeMismatch, f"not a {vt.name}: {_short(str(e))}") from None
+        raise ConversionError(S.BadTypeMismatch, f"not a {vt.name}: {shorten(str(e))}") from None
     except RecursionError:
         raise ConversionError(S.BadTypeMismatch, f"not a {vt.name}: nested too deeply") from None

@@ -11,7 +11,6 @@ from typing import Any, Final
 
 from asyncua import ua
 
-# jsonschema ships no type information (types-jsonschema is not a dependency).
 from opcua_mqtt.core.uajson.scalars import (
     DATETIME_MAX,
     DATETIME_MIN,
@@ -21,21 +20,19 @@ from opcua_mqtt.core.uajson.scalars import (
 )
 from opcua_mqtt.core.uajson.structures import UnknownStructure
 from opcua_mqtt.core.write_request.request import (
-    _DATETIME,
-    _DIGITS,
-    _EXACT_DOUBLE_INT,
-    _FLOAT32_MAX,
-    _SPECIAL_FLOATS,
+    DATETIME,
+    DIGITS,
+    EXACT_DOUBLE_INT,
+    FLOAT32_MAX,
     MAX_RANK,
+    SPECIAL_FLOATS,
     VT,
     ConversionError,
     S,
-    _short,
-    _show,
-    _to_datetime,
+    shorten,
+    show,
+    to_datetime,
 )
-
-# ------------------------------------------------------------------------- exact objects
 
 _DATA_VALUE_MEMBERS: Final = (
     *("UaType", "Value", "Dimensions", "Status", "SourceTimestamp", "SourcePicoseconds"),
@@ -47,7 +44,7 @@ _DIAGNOSTIC_MEMBERS: Final = (
 )
 
 
-def _check_exact(x: Any, value: Any, where: str) -> None:
+def check_exact(x: Any, value: Any, where: str) -> None:
     """Refuse what the decoder let pass but did not use: members it ignores (anywhere in the
     value) and structures it does not know. ``value`` is what the decoder made of ``x``; its
     type tells which form ``x`` was read as."""
@@ -60,7 +57,7 @@ def _check_exact(x: Any, value: Any, where: str) -> None:
     if isinstance(x, list):
         if isinstance(value, list):
             for i, (xi, vi) in enumerate(zip(x, value, strict=True)):
-                _check_exact(xi, vi, _member_path(where, i))
+                check_exact(xi, vi, _member_path(where, i))
         return
     if not isinstance(x, dict):
         return
@@ -80,12 +77,12 @@ def _check_exact(x: Any, value: Any, where: str) -> None:
         if x["Symbol"] != symbol:
             raise ConversionError(
                 S.BadTypeMismatch,
-                f"{_where(where)}Symbol {_show(x['Symbol'])} is not that of Code {value.value} "
+                f"{_where(where)}Symbol {show(x['Symbol'])} is not that of Code {value.value} "
                 f"({symbol or 'an unknown code, which has no Symbol'})",
             )
     for name, inner in members.items():
         if name in x and inner is not None:
-            _check_exact(x[name], inner, _member_path(where, name))
+            check_exact(x[name], inner, _member_path(where, name))
 
 
 def _object_form(value: Any) -> tuple[str, dict[str, Any]] | None:
@@ -120,12 +117,12 @@ def _object_form(value: Any) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _envelope(obj: dict[str, Any]) -> tuple[ua.VariantType, Any, tuple[int, ...] | None]:
+def envelope(obj: dict[str, Any]) -> tuple[ua.VariantType, Any, tuple[int, ...] | None]:
     _only_members(obj, ("UaType", "Value", "Dimensions"), "a typed value", "", S.BadDecodingError)
     raw_type = obj["UaType"]
     if isinstance(raw_type, bool) or not isinstance(raw_type, int) or not 0 <= raw_type <= 25:
         raise ConversionError(
-            S.BadDecodingError, f"UaType must be a built-in type id 0..25, got {_show(raw_type)}"
+            S.BadDecodingError, f"UaType must be a built-in type id 0..25, got {show(raw_type)}"
         )
     vt = VT(raw_type)
     if vt is VT.Null:
@@ -147,14 +144,14 @@ def _envelope(obj: dict[str, Any]) -> tuple[ua.VariantType, Any, tuple[int, ...]
     for d in raw_dims:
         if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 2**31 - 1:
             raise ConversionError(
-                S.BadDecodingError, f"Dimensions: {_show(d)} is not a length (0..2147483647)"
+                S.BadDecodingError, f"Dimensions: {show(d)} is not a length (0..2147483647)"
             )
         dims.append(d)
     return vt, obj["Value"], tuple(dims)
 
 
 def _check_variant(x: dict[str, Any], variant: ua.Variant, where: str) -> None:
-    """A Variant inside a value follows the rules of a typed value (:func:`_envelope`)."""
+    """A Variant inside a value follows the rules of a typed value (:func:`envelope`)."""
     if "UaType" not in x:
         raise ConversionError(
             S.BadDecodingError,
@@ -162,7 +159,7 @@ def _check_variant(x: dict[str, Any], variant: ua.Variant, where: str) -> None:
             f"it has {_names(x) or 'no members'}",
         )
     try:
-        vt, body, dims = _envelope(x)
+        vt, body, dims = envelope(x)
     except ConversionError as e:
         raise ConversionError(e.status, f"{_where(where)}{e.message}") from None
     inside = _member_path(where, "Value")
@@ -170,11 +167,11 @@ def _check_variant(x: dict[str, Any], variant: ua.Variant, where: str) -> None:
         items = variant.Value if isinstance(variant.Value, list) else []
         for _ in range(len(dims or ()) - 1):  # the decoder nests a matrix; the JSON is flat
             items = [item for row in items for item in row]
-        _check_exact(body, items, inside)
+        check_exact(body, items, inside)
     elif vt is VT.Variant:
-        _check_exact(body, variant, inside)  # the decoder unwraps a Variant in a Variant
+        check_exact(body, variant, inside)  # the decoder unwraps a Variant in a Variant
     else:
-        _check_exact(body, variant.Value, inside)
+        check_exact(body, variant.Value, inside)
 
 
 def _check_data_value(x: dict[str, Any], dv: ua.DataValue, where: str) -> None:
@@ -188,7 +185,7 @@ def _check_data_value(x: dict[str, Any], dv: ua.DataValue, where: str) -> None:
             f"{_where(where)}a DataValue's value needs its UaType beside it (OPC UA JSON 1.05)",
         )
     if "Status" in x:
-        _check_exact(x["Status"], dv.StatusCode, _member_path(where, "Status"))
+        check_exact(x["Status"], dv.StatusCode, _member_path(where, "Status"))
 
 
 def _only_members(
@@ -201,12 +198,12 @@ def _only_members(
         raise ConversionError(
             status,
             f"{_where(where)}unknown {noun} {_names(unknown)} in {what} "
-            f"({_short(', '.join(known), 120)})",
+            f"({shorten(', '.join(known), 120)})",
         )
 
 
 def _names(keys: Any) -> str:
-    return ", ".join(_short(repr(k), 40) for k in sorted(keys)[:5])
+    return ", ".join(shorten(repr(k), 40) for k in sorted(keys)[:5])
 
 
 def _member_path(where: str, name: str | int) -> str:
@@ -217,38 +214,38 @@ def _where(where: str) -> str:
     return f"{where}: " if where else ""
 
 
-def _mismatch(x: Any, vt: ua.VariantType) -> ConversionError:
-    return ConversionError(S.BadTypeMismatch, f"{_show(x)} is not a {vt.name}")
+def mismatch(x: Any, vt: ua.VariantType) -> ConversionError:
+    return ConversionError(S.BadTypeMismatch, f"{show(x)} is not a {vt.name}")
 
 
-def _to_int(x: Any, vt: ua.VariantType) -> int:
+def to_int(x: Any, vt: ua.VariantType) -> int:
     lo, hi = INT_RANGES[vt]
     if isinstance(x, bool):
-        raise _mismatch(x, vt)
+        raise mismatch(x, vt)
     if isinstance(x, int):
         n = x
     elif isinstance(x, float):
         if math.isnan(x):
-            raise _mismatch(x, vt)
+            raise mismatch(x, vt)
         if math.isinf(x) or not lo <= x <= hi:
-            raise ConversionError(S.BadOutOfRange, f"{_show(x)} is out of range for {_range(vt)}")
+            raise ConversionError(S.BadOutOfRange, f"{show(x)} is out of range for {_range(vt)}")
         if not x.is_integer():
-            raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not an integer ({vt.name})")
-        if abs(x) >= _EXACT_DOUBLE_INT:
+            raise ConversionError(S.BadTypeMismatch, f"{show(x)} is not an integer ({vt.name})")
+        if abs(x) >= EXACT_DOUBLE_INT:
             raise ConversionError(
                 S.BadTypeMismatch,
-                f"{_show(x)} is a JSON float at or past 2**53, where floats are not exact: "
+                f"{show(x)} is a JSON float at or past 2**53, where floats are not exact: "
                 "send a JSON integer or a decimal string",
             )
         n = int(x)
     elif isinstance(x, str):
-        if vt not in (VT.Int64, VT.UInt64) or not _DIGITS.fullmatch(x):
-            raise _mismatch(x, vt)
+        if vt not in (VT.Int64, VT.UInt64) or not DIGITS.fullmatch(x):
+            raise mismatch(x, vt)
         n = int(x)
     else:
-        raise _mismatch(x, vt)
+        raise mismatch(x, vt)
     if not lo <= n <= hi:
-        raise ConversionError(S.BadOutOfRange, f"{_show(n)} is out of range for {_range(vt)}")
+        raise ConversionError(S.BadOutOfRange, f"{show(n)} is out of range for {_range(vt)}")
     return n
 
 
@@ -257,49 +254,49 @@ def _range(vt: ua.VariantType) -> str:
     return f"{vt.name} [{lo}, {hi}]"
 
 
-def _to_double(x: Any) -> float:
+def to_double(x: Any) -> float:
     if isinstance(x, bool):
-        raise _mismatch(x, VT.Double)
+        raise mismatch(x, VT.Double)
     if isinstance(x, float):
         return x
     if isinstance(x, int):
         try:
             f = float(x)
         except OverflowError:
-            raise ConversionError(S.BadOutOfRange, f"{_show(x)} is beyond Double") from None
+            raise ConversionError(S.BadOutOfRange, f"{show(x)} is beyond Double") from None
         if f != x:
             raise ConversionError(
                 S.BadOutOfRange,
-                f"{_show(x)} cannot be held exactly by a Double (it would be {f!r})",
+                f"{show(x)} cannot be held exactly by a Double (it would be {f!r})",
             )
         return f
-    if isinstance(x, str) and x in _SPECIAL_FLOATS:
-        return _SPECIAL_FLOATS[x]
-    raise _mismatch(x, VT.Double)
+    if isinstance(x, str) and x in SPECIAL_FLOATS:
+        return SPECIAL_FLOATS[x]
+    raise mismatch(x, VT.Double)
 
 
-def _to_float(x: Any) -> float:
+def to_float(x: Any) -> float:
     if isinstance(x, bool) or not isinstance(x, int | float | str):
-        raise _mismatch(x, VT.Float)
+        raise mismatch(x, VT.Float)
     if isinstance(x, str):
-        if x in _SPECIAL_FLOATS:
-            return _SPECIAL_FLOATS[x]
-        raise _mismatch(x, VT.Float)
+        if x in SPECIAL_FLOATS:
+            return SPECIAL_FLOATS[x]
+        raise mismatch(x, VT.Float)
     if isinstance(x, float) and not math.isfinite(x):
         return x
-    if abs(x) > _FLOAT32_MAX:
-        raise ConversionError(S.BadOutOfRange, f"{_show(x)} is out of range for Float")
+    if abs(x) > FLOAT32_MAX:
+        raise ConversionError(S.BadOutOfRange, f"{show(x)} is out of range for Float")
     f = float(x)  # exact for an int within the Float range? not always: compared below
     single = _float32(f)
     if isinstance(x, int) or f.is_integer():
         if single != x:
             raise ConversionError(
                 S.BadOutOfRange,
-                f"{_show(x)} cannot be held exactly by a Float (it would be {single!r})",
+                f"{show(x)} cannot be held exactly by a Float (it would be {single!r})",
             )
     elif single == 0.0:
         raise ConversionError(
-            S.BadOutOfRange, f"{_show(x)} is too small for a Float (it would be 0)"
+            S.BadOutOfRange, f"{show(x)} is too small for a Float (it would be 0)"
         )
     return single
 
@@ -311,7 +308,7 @@ def _float32(f: float) -> float:
         raise ConversionError(S.BadOutOfRange, f"{f!r} is out of range for Float") from None
 
 
-def _check_text(text: str, limit: int | None, what: str) -> None:
+def check_text(text: str, limit: int | None, what: str) -> None:
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
@@ -322,40 +319,40 @@ def _check_text(text: str, limit: int | None, what: str) -> None:
         raise ConversionError(S.BadOutOfRange, f"the text is {size} UTF-8 bytes; {what} is {limit}")
 
 
-def _to_datetime_value(x: Any) -> datetime:
+def to_datetime_value(x: Any) -> datetime:
     if not isinstance(x, str):
-        raise _mismatch(x, VT.DateTime)
+        raise mismatch(x, VT.DateTime)
     if x == JSON_DATETIME_MIN:
         return DATETIME_MIN  # Part 6 §5.4.2.6: the literal for DateTime.MinValue
-    m = _DATETIME.fullmatch(x)
+    m = DATETIME.fullmatch(x)
     if m is None:
-        raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not an ISO 8601 date and time")
+        raise ConversionError(S.BadTypeMismatch, f"{show(x)} is not an ISO 8601 date and time")
     if m.group(8) is None:
         raise ConversionError(
-            S.BadTypeMismatch, f"{_show(x)} has no time zone (add Z for UTC, or ±hh:mm)"
+            S.BadTypeMismatch, f"{show(x)} has no time zone (add Z for UTC, or ±hh:mm)"
         )
     fraction = m.group(7) or ""
     if fraction[6:].strip("0"):
         raise ConversionError(
-            S.BadOutOfRange, f"{_show(x)} is finer than a microsecond, which cannot be written"
+            S.BadOutOfRange, f"{show(x)} is finer than a microsecond, which cannot be written"
         )
     if int(m.group(6)) == 60:
-        raise ConversionError(S.BadOutOfRange, f"{_show(x)} is a leap second")
+        raise ConversionError(S.BadOutOfRange, f"{show(x)} is a leap second")
     try:
-        dt = _to_datetime(m)
+        dt = to_datetime(m)
     except ValueError as e:
-        raise ConversionError(S.BadTypeMismatch, f"{_show(x)} is not a valid date: {e}") from None
+        raise ConversionError(S.BadTypeMismatch, f"{show(x)} is not a valid date: {e}") from None
     except OverflowError:
-        raise ConversionError(S.BadOutOfRange, f"{_show(x)} is out of range for DateTime") from None
+        raise ConversionError(S.BadOutOfRange, f"{show(x)} is out of range for DateTime") from None
     if not DATETIME_MIN <= dt <= DATETIME_MAX:
         raise ConversionError(
             S.BadOutOfRange,
-            f"{_show(x)} is outside the DateTime range 1601-01-01 … 9999-12-31T23:59:59Z",
+            f"{show(x)} is outside the DateTime range 1601-01-01 … 9999-12-31T23:59:59Z",
         )
     return dt
 
 
-def _check_namespace_known(x: Any, value: Any, vt: ua.VariantType) -> None:
+def check_namespace_known(x: Any, value: Any, vt: ua.VariantType) -> None:
     """Refuse what a Part 6 decoder turns into a namespace-0 string (an unknown URI)."""
     if not isinstance(x, str) or not x.startswith(("nsu=", "svu=")):
         return
@@ -370,5 +367,5 @@ def _check_namespace_known(x: Any, value: Any, vt: ua.VariantType) -> None:
     if unknown:
         raise ConversionError(
             S.BadTypeMismatch,
-            f"the namespace (or server) URI of {_show(x)} is not in the server's table",
+            f"the namespace (or server) URI of {show(x)} is not in the server's table",
         )

@@ -37,20 +37,20 @@ S = ua.StatusCodes
 #: Arrays of more dimensions than this are refused (BadOutOfRange).
 MAX_RANK: Final = 32
 #: Integers a double holds exactly, with no neighbour that rounds to it: |n| < 2**53.
-_EXACT_DOUBLE_INT: Final = 2**53
-_FLOAT32_MAX: Final = 3.4028234663852886e38
+EXACT_DOUBLE_INT: Final = 2**53
+FLOAT32_MAX: Final = 3.4028234663852886e38
 
-_SPECIAL_FLOATS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+SPECIAL_FLOATS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 #: Types whose value may be JSON null (Part 6 Table 1: the nullable ones a write can mean).
-_NULLABLE: Final = frozenset({VT.String, VT.ByteString, VT.XmlElement})
-_ANY_TYPE: Final = frozenset({VT.Null, VT.Variant})  # built-in 0 or 24: BaseDataType & co.
+NULLABLE: Final = frozenset({VT.String, VT.ByteString, VT.XmlElement})
+ANY_TYPE: Final = frozenset({VT.Null, VT.Variant})  # built-in 0 or 24: BaseDataType & co.
 
-_DIGITS: Final = re.compile(r"-?[0-9]{1,20}")
-_DATETIME: Final = re.compile(
+DIGITS: Final = re.compile(r"-?[0-9]{1,20}")
+DATETIME: Final = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
-_INDEX_RANGE: Final = re.compile(r"[0-9]+(?::[0-9]+)?(?:,[0-9]+(?::[0-9]+)?)*")
+INDEX_RANGE: Final = re.compile(r"[0-9]+(?::[0-9]+)?(?:,[0-9]+(?::[0-9]+)?)*")
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -142,7 +142,7 @@ def parse_request(
     except RecursionError:
         raise RequestError(S.BadDecodingError, "not JSON: nested too deeply") from None
     except ValueError as e:  # JSONDecodeError and the hooks' errors
-        raise RequestError(S.BadDecodingError, f"not JSON: {_short(str(e))}") from None
+        raise RequestError(S.BadDecodingError, f"not JSON: {shorten(str(e))}") from None
     if "\\u" in text:  # only an escape can smuggle in a lone surrogate
         _check_unicode(obj)
     if not isinstance(obj, dict):
@@ -162,8 +162,8 @@ def parse_request(
     parsed: list[Target] = []
     for i, t in enumerate(obj["Targets"]):
         index_range = t.get("IndexRange")
-        if index_range is not None and not _INDEX_RANGE.fullmatch(index_range):
-            raise RequestError(S.BadDecodingError, f"Targets/{i}/IndexRange: {_INDEX_RANGE_HELP}")
+        if index_range is not None and not INDEX_RANGE.fullmatch(index_range):
+            raise RequestError(S.BadDecodingError, f"Targets/{i}/IndexRange: {INDEX_RANGE_HELP}")
         parsed.append(
             Target(
                 writer=t.get("Writer"),
@@ -185,7 +185,7 @@ def parse_request(
 def _json_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"the number {_short(text, 40)} is beyond the range of a double")
+        raise ValueError(f"the number {shorten(text, 40)} is beyond the range of a double")
     return value
 
 
@@ -212,23 +212,23 @@ def _utf8(text: str, path: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        where = _short(path, 80) or "(top level)"
+        where = shorten(path, 80) or "(top level)"
         raise RequestError(
             S.BadDecodingError, f"{where}: a string holds a lone surrogate (not Unicode text)"
         ) from None
 
 
 def _parse_deadline(text: str) -> datetime:
-    m = _DATETIME.fullmatch(text)
+    m = DATETIME.fullmatch(text)
     if m is None or m.group(8) is None:
         raise RequestError(S.BadDecodingError, f"Deadline: {_DEADLINE_HELP}")
     try:
-        return _to_datetime(m)
+        return to_datetime(m)
     except (ValueError, OverflowError) as e:
         raise RequestError(S.BadDecodingError, f"Deadline: {e}") from None
 
 
-def _to_datetime(m: re.Match[str]) -> datetime:
+def to_datetime(m: re.Match[str]) -> datetime:
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     micro = int(((m.group(7) or "") + "000000")[:6])
     dt = datetime(year, month, day, hour, minute, min(second, 59), micro, tzinfo=UTC)
@@ -239,7 +239,7 @@ def _to_datetime(m: re.Match[str]) -> datetime:
     return dt
 
 
-_INDEX_RANGE_HELP: Final = "not a NumericRange (e.g. 2, 1:3 or 0:1,2:3)"
+INDEX_RANGE_HELP: Final = "not a NumericRange (e.g. 2, 1:3 or 0:1,2:3)"
 _DEADLINE_HELP: Final = "not an RFC 3339 date-time with a time zone (e.g. 2026-11-25T12:00:05Z)"
 _PATTERN_HELP: Final = {
     "RequestId": "control characters are not allowed",
@@ -247,7 +247,7 @@ _PATTERN_HELP: Final = {
     "ReplyTo": "not an MQTT topic name the broker accepts (no + or #, control characters or "
     "noncharacters; not starting with $)",
     "NodeId": "not a NodeId in namespace-URI form (nsu=<uri>;s=… or i=…, s=…, g=…, b=…)",
-    "IndexRange": _INDEX_RANGE_HELP,
+    "IndexRange": INDEX_RANGE_HELP,
     "Writer": "a name cannot contain / or control characters",
     "Field": "a name cannot contain / or control characters",
 }
@@ -273,7 +273,7 @@ def _validate(obj: dict[str, Any]) -> None:
 
 
 def _path(error: Any) -> str:
-    return _short("/".join(str(p) for p in error.absolute_path), 120)
+    return shorten("/".join(str(p) for p in error.absolute_path), 120)
 
 
 def _schema_message(error: Any) -> str:
@@ -295,10 +295,10 @@ def _schema_message(error: Any) -> str:
     if kind == "additionalProperties" and isinstance(instance, dict):
         known = error.schema.get("properties", {})
         extra = sorted(k for k in instance if k not in known)
-        names = ", ".join(_short(repr(k), 40) for k in extra[:5])
+        names = ", ".join(shorten(repr(k), 40) for k in extra[:5])
         return f"unknown member {names}" if len(extra) == 1 else f"unknown members {names}"
     try:
-        return _short(str(error.message))
+        return shorten(str(error.message))
     except RecursionError:
         return f"fails the schema's {kind!r} rule"
 
@@ -318,7 +318,7 @@ def valid_request_id(value: object) -> bool:
 # ----------------------------------------------------------------------------------- helpers
 
 
-def _show(x: Any) -> str:
+def show(x: Any) -> str:
     """A short rendering of a JSON value for a message."""
     if isinstance(x, bool):
         return "true" if x else "false"
@@ -330,10 +330,10 @@ def _show(x: Any) -> str:
     if isinstance(x, float):
         return repr(x)
     if isinstance(x, str):
-        text = _short(json.dumps(x, ensure_ascii=False), 60)
+        text = shorten(json.dumps(x, ensure_ascii=False), 60)
         return text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
     return json_type(x)
 
 
-def _short(text: str, limit: int = 200) -> str:
+def shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"

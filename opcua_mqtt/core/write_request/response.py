@@ -8,7 +8,6 @@ from typing import Any
 
 from asyncua import ua
 
-# jsonschema ships no type information (types-jsonschema is not a dependency).
 from opcua_mqtt.core.errors import EncodeError
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
@@ -16,8 +15,6 @@ from opcua_mqtt.core.uajson.scalars import (
     status_symbol,
 )
 from opcua_mqtt.core.write_request.request import S
-
-# ---------------------------------------------------------------------------------- response
 
 
 @dataclass(frozen=True)
