@@ -15,6 +15,7 @@ Every decoding failure raises :class:`DecodeError` naming the member; unknown me
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -32,7 +33,6 @@ from opcua_mqtt.core.uajson.arrays import (
 )
 from opcua_mqtt.core.uajson.context import MISSING, DecodeContext, Nesting, at_path
 from opcua_mqtt.core.uajson.forms import FieldEncoding
-from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.uajson.scalars import (
     INT_RANGES,
     JSON_DATETIME_MIN,
@@ -70,14 +70,10 @@ class JsonCodec(StructureCodec):
     One instance serves a whole DataSetWriter; it holds no per-message state.
     """
 
-    def __init__(
-        self,
-        encoding: FieldEncoding = FieldEncoding.COMPACT,
-        namespaces: NamespaceTable | Sequence[str] | None = None,
-        server_uris: NamespaceTable | Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(encoding, namespaces, server_uris)
-        self._scalar_encoders: dict[ua.VariantType, Callable[[Any], Any]] = {
+    @functools.cached_property
+    def _scalar_encoders(self) -> dict[ua.VariantType, Callable[[Any], Any]]:
+        """The encoder of each built-in type, bound to this codec's form and tables."""
+        return {
             VT.Boolean: enc_bool,
             VT.SByte: self._int_encoder(VT.SByte),
             VT.Byte: self._int_encoder(VT.Byte),
