@@ -26,12 +26,11 @@ from opcua_mqtt.core.messages.settings import (
     DM,
     FM,
     NM,
-    VT,
     DataSetMessageType,
     JsonMessageSettings,
 )
 from opcua_mqtt.core.uajson.codec import JsonCodec
-from opcua_mqtt.core.uajson.scalars import decode_datetime, encode_datetime, json_type
+from opcua_mqtt.core.uajson.scalars import VT, decode_datetime, encode_datetime, json_type
 
 
 @dataclasses.dataclass(slots=True)

@@ -20,11 +20,10 @@ from opcua_mqtt.core.messages.members import (
     uint,
     uint_member,
 )
-from opcua_mqtt.core.messages.settings import VT
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE
-from opcua_mqtt.core.uajson.scalars import decode_datetime, encode_datetime, json_type
+from opcua_mqtt.core.uajson.scalars import VT, decode_datetime, encode_datetime, json_type
 
 
 @dataclasses.dataclass(slots=True)

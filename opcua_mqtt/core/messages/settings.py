@@ -6,12 +6,8 @@ import dataclasses
 import enum
 from typing import Final
 
-from asyncua import ua
-
 from opcua_mqtt.core.uajson.codec import DataValueMembers
 from opcua_mqtt.core.uajson.forms import FieldEncoding
-
-VT = ua.VariantType
 
 
 class NetworkMessageContentMask(enum.IntFlag):
