@@ -30,7 +30,8 @@ from asyncua.observer import Observer, SubscriptionEvent
 
 from opcua_mqtt.adapters.opcua_decoding import checked, undecodable_reason
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 _log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.core.identity import publisher_uri
-from opcua_mqtt.core.messages import loads
+from opcua_mqtt.core.messages.members import loads
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.signing import Signer, TrustStore
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber, TrustState
