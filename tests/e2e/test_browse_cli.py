@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
+from harness.processes import free_port
 from opcua_mqtt.adapters.opcua_certs import load_certificate, thumbprint
 from opcua_mqtt.core.address_space import BrowseResult
-from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer, free_port
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 

@@ -12,17 +12,12 @@ from pathlib import Path
 
 from asyncua import ua
 
+from harness.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
+from harness.processes import free_port
 from tests.e2e.test_metrics import _readyz, _scrape_until, _value
 from tests.e2e.test_run_cli import _status, _subscriber
-from tests.support.bridge import (
-    EXE,
-    BridgeProcesses,
-    make_certs,
-    simulated_fields,
-    write_config,
-)
-from tests.support.mosquitto import MosquittoBroker, free_port
-from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer
 
 
 async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unready(

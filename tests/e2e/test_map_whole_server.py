@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.bridge import EXE, BridgeProcesses, make_certs
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.pki import Pki
+from harness.bridge import EXE, BridgeProcesses, make_certs
+from harness.mosquitto import MosquittoBroker
+from harness.pki import Pki
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.bridge import EXE, BridgeProcesses
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import OpcUaTestServer
+from harness.pki import Pki
+from harness.processes import LOOPBACK, REPO_ROOT, free_port
 from opcua_mqtt import devpki
-from tests.support.bridge import EXE, BridgeProcesses
-from tests.support.mosquitto import LOOPBACK, MosquittoBroker, free_port
-from tests.support.opcua_server import REPO_ROOT, OpcUaTestServer
-from tests.support.pki import Pki
 
 README = REPO_ROOT / "README.md"
 SECTION = "## Your own server"

@@ -15,13 +15,13 @@ import pytest
 import yaml
 from asyncua import ua
 
+from harness.bridge import EXE, BridgeProcesses, simulated_fields, simulation_config
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe, adapter_options
+from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.core.messages import decode_message
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.subscriber import Subscriber, TrustState
-from tests.support.bridge import EXE, BridgeProcesses, simulated_fields, simulation_config
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe, adapter_options
-from tests.support.opcua_server import OpcUaTestServer
 
 
 def _subscriber(broker: MosquittoBroker, trust_pem: Path) -> Subscriber:

@@ -17,17 +17,11 @@ from typing import Any
 import pytest
 from asyncua import ua
 
+from harness.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe
+from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.core.messages import StatusMessage, dumps, encode_status_message
-from tests.support.bridge import (
-    EXE,
-    BridgeProcesses,
-    make_certs,
-    simulated_fields,
-    write_config,
-)
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
-from tests.support.opcua_server import OpcUaTestServer
 
 PUBLISHERS = ("line-a", "line-b")
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
-from tests.support.bridge import BridgeProcess, BridgeProcesses
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer, parse_nodeid
-from tests.support.write_back import (
+from harness.bridge import BridgeProcess, BridgeProcesses
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
+from harness.write_back import (
     CANDIDATES,
     REPLIES,
     Requester,
@@ -27,6 +27,7 @@ from tests.support.write_back import (
     serving_requester,
     write_back_config,
 )
+from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
 
 #: The built-in types beyond CANDIDATES that the node-opcua plant offers writable: with them,
 #: every built-in type but Null. "Variant" is a node of DataType BaseDataType (any type).

@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import adapter_options
+from harness.processes import free_port
 from opcua_mqtt.adapters.mqtt import (
     REFUSED_RETRY_S,
     MqttError,
@@ -18,8 +21,6 @@ from opcua_mqtt.adapters.mqtt import (
     Outgoing,
     TlsOptions,
 )
-from tests.support.mosquitto import MosquittoBroker, free_port
-from tests.support.mqtt import adapter_options
 
 
 class Collector:

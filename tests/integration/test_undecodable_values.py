@@ -1,5 +1,5 @@
 """Values asyncua 2.1 could not decode by itself, from the real asyncua test server (its
-Objects/Oddities, see tests/support/opcua_server.py), in one subscription with ordinary nodes:
+Objects/Oddities, see harness/opcua_server.py), in one subscription with ordinary nodes:
 every other value of the same Publish response is delivered (adapters/opcua_decoding.py)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Hashable
 import pytest
 from asyncua import Client, ua
 
+from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
-from tests.support.opcua_server import OpcUaTestServer
 
 
 async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_response(
