@@ -48,6 +48,16 @@ def mosquitto_tls(mosquitto_executable: str, pki: Pki, tmp_path: Path) -> Iterat
     yield from run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-tls", mutual_tls=False)
 
 
+@pytest.fixture(scope="module")
+def shared_mosquitto_tls(
+    mosquitto_executable: str, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MosquittoBroker]:
+    """``mosquitto_tls`` shared by the tests of a module, for tests that neither stop it nor
+    depend on what earlier tests left retained on it."""
+    workdir = tmp_path_factory.mktemp("mosquitto-tls")
+    yield from run_broker(mosquitto_executable, pki, workdir, mutual_tls=False)
+
+
 @pytest.fixture
 def mosquitto_mtls(
     mosquitto_executable: str, pki: Pki, tmp_path: Path
@@ -59,6 +69,12 @@ def mosquitto_mtls(
 @pytest.fixture
 def bridges() -> Iterator[BridgeProcesses]:
     """Starts `opcua-mqtt run` processes (harness/bridge.py); none outlives the test."""
+    yield from bridge_processes()
+
+
+@pytest.fixture(scope="module")
+def shared_bridges() -> Iterator[BridgeProcesses]:
+    """``bridges`` for module-scoped fixtures: none outlives the module."""
     yield from bridge_processes()
 
 
@@ -113,13 +129,20 @@ def opcua_server(
 def small_opcua_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[OpcUaTestServer]:
     """A fresh asyncua test server with about 200 variables, for tests that change the model
     (Control methods) or stop the server. Same attributes as ``opcua_server``."""
-    yield from _serve(
-        start_opcua_server,
-        tmp_path / "opcua-server",
-        variables=200,
-        cert_dir=opcua_server_cert_dir,
-        timeout=30.0,
-    )
+    yield from _small_server(tmp_path / "opcua-server", opcua_server_cert_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_small_opcua_server(
+    tmp_path_factory: pytest.TempPathFactory, opcua_server_cert_dir: Path
+) -> Iterator[OpcUaTestServer]:
+    """``small_opcua_server`` shared by the tests of a module, for tests that neither change
+    its model nor stop it (a start costs a process and about 2 s)."""
+    yield from _small_server(tmp_path_factory.mktemp("opcua-server"), opcua_server_cert_dir)
+
+
+def _small_server(workdir: Path, cert_dir: Path) -> Iterator[OpcUaTestServer]:
+    yield from _serve(start_opcua_server, workdir, variables=200, cert_dir=cert_dir, timeout=30.0)
 
 
 @pytest.fixture(scope="session")

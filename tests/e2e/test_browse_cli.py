@@ -73,6 +73,7 @@ def test_json_output_is_the_browse_file_and_reads_back(
     assert " s (" in summary and "Browse" in summary and "Read requests" in summary
 
 
+@pytest.mark.slow
 def test_yaml_csv_and_tree(opcua_server: OpcUaTestServer, tmp_path: Path) -> None:
     common = (
         opcua_server.endpoint,

@@ -248,6 +248,7 @@ async def _denied(broker: MosquittoBroker, client_id: str, topic: str) -> None:
     pytest.fail(f"no denial of {topic} for {client_id}:\n{broker.log_text()[-3000:]}")
 
 
+@pytest.mark.slow
 async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
     tmp_path: Path,
     pki: Pki,

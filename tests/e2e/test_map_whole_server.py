@@ -88,6 +88,7 @@ def _map_whole_server(endpoint: str, workdir: Path, broker: MosquittoBroker, out
     return mapped.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["node-opcua", "asyncua"])
 def test_a_whole_server_map_is_stable_leaves_sessions_out_and_runs_as_written(
     server: str,

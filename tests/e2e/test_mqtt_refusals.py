@@ -49,6 +49,7 @@ def _refusal_warnings(bridge: BridgeProcess, topic: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 async def test_a_bridge_whose_topics_the_acl_denies_is_not_ready_until_the_acl_allows_them(
     tmp_path: Path,
     small_opcua_server: OpcUaTestServer,

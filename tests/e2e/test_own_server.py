@@ -151,6 +151,7 @@ def _allow_writes(config: Path) -> str:
     return field.split("/", 1)[1]
 
 
+@pytest.mark.slow
 def test_the_readme_own_server_path_runs_as_written(
     workdir: Path,
     small_opcua_server: OpcUaTestServer,

@@ -59,6 +59,7 @@ def _states(seen: dict[str, dict[str, Any]]) -> dict[str, str | None]:
     return {p: b["state"] for p, b in seen.items()}
 
 
+@pytest.mark.slow
 async def test_status_follows_two_bridges_through_kill_and_clean_stop(
     tmp_path: Path,
     small_opcua_server: OpcUaTestServer,

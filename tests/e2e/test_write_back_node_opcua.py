@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,15 +59,15 @@ def _path(name: str) -> str:
     return f"WriteBack.{name}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bridge(
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     node_opcua_server: NodeOpcuaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    bridges: BridgeProcesses,
+    shared_mosquitto_tls: MosquittoBroker,
+    shared_bridges: BridgeProcesses,
 ) -> BridgeProcess:
     """`opcua-mqtt run` publishing every WriteBack variable as a field of G/W and allowing
-    writes to all of them but NotAllowed."""
+    writes to all of them but NotAllowed; shared by the module's tests, which only write."""
     server = node_opcua_server
     fields: list[Mapping[str, Any]] = [
         {"name": t, "node_id": server.nodeid(_path(t)), "builtin_type": t} for t in SCALARS
@@ -89,14 +88,17 @@ def bridge(
     ]
     allow = [f"G/W/{f['name']}" for f in fields if f["name"] != "NotAllowed"]
     allow.append(server.nodeid(MISSING))
-    return bridges.start(write_back_config(tmp_path, server.endpoint, mosquitto_tls, fields, allow))
+    config = write_back_config(
+        tmp_path_factory.mktemp("bridge"), server.endpoint, shared_mosquitto_tls, fields, allow
+    )
+    return shared_bridges.start(config)
 
 
 @pytest.fixture
 async def requester(
-    bridge: BridgeProcess, mosquitto_tls: MosquittoBroker
+    bridge: BridgeProcess, shared_mosquitto_tls: MosquittoBroker
 ) -> AsyncIterator[Requester]:
-    async with serving_requester(mosquitto_tls, bridge=bridge) as r:
+    async with serving_requester(shared_mosquitto_tls, bridge=bridge) as r:
         yield r
 
 
@@ -189,13 +191,15 @@ async def test_arrays_and_a_matrix_are_written_whole_and_by_index_range_on_node_
 
 
 async def test_mqtt311_requester_gets_its_answer_on_reply_to_from_node_opcua(
-    node_opcua_server: NodeOpcuaTestServer, mosquitto_tls: MosquittoBroker, requester: Requester
+    node_opcua_server: NodeOpcuaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
+    requester: Requester,
 ) -> None:
     del requester  # only to wait until the bridge serves requests
     server = node_opcua_server
     old = await read_variant(server.endpoint, server.nodeid(_path("Double")))
     value = -old.Value - 1.25  # differs from whatever an earlier test left there
-    async with serving_requester(mosquitto_tls, "3.1.1") as r:
+    async with serving_requester(shared_mosquitto_tls, "3.1.1") as r:
         answer = await r.ask(
             {"ReplyTo": REPLIES, "Targets": [{"Writer": "W", "Field": "Double", "Value": value}]}
         )

@@ -174,6 +174,7 @@ async def test_batching_really_happens(opcua_server: OpcUaTestServer) -> None:
     assert sum(calls["browse"]) < nodes + 100
 
 
+@pytest.mark.slow
 async def test_depth_limit_and_filters(opcua_server: OpcUaTestServer) -> None:
     options = insecure(opcua_server.endpoint)
     plant = opcua_server.nodeid("Plant")

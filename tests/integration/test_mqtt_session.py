@@ -193,6 +193,7 @@ async def _until(condition: Callable[[], bool], timeout: float) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
+@pytest.mark.slow
 async def test_a_drop_during_the_reconnect_is_noticed_and_nothing_is_lost(
     mosquitto_persistent: MosquittoBroker,
 ) -> None:
