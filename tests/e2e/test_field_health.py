@@ -22,14 +22,14 @@ from tests.e2e.test_run_cli import _status, _subscriber
 
 async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unready(
     tmp_path: Path,
-    opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    odd = opcua_server.manifest["oddities"]
-    missing = opcua_server.nodeid("Plant.Nowhere")
+    odd = shared_small_opcua_server.manifest["oddities"]
+    missing = shared_small_opcua_server.nodeid("Plant.Nowhere")
     fields = [
-        *simulated_fields(opcua_server, "Counter", "Sine"),
+        *simulated_fields(shared_small_opcua_server, "Counter", "Sine"),
         {
             "name": "EmptyMatrix",
             "node_id": odd["EmptyMatrix"],
@@ -42,7 +42,7 @@ async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unread
     ]
     config = write_config(
         tmp_path / "bridge.yaml",
-        endpoint=opcua_server.endpoint,
+        endpoint=shared_small_opcua_server.endpoint,
         broker=mosquitto_tls,
         signing_dir=make_certs(tmp_path / "certs"),
         fields=fields,
@@ -90,17 +90,17 @@ async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unread
 
 
 def test_browse_values_prints_an_empty_matrix_without_a_traceback(
-    opcua_server: OpcUaTestServer, tmp_path: Path
+    shared_small_opcua_server: OpcUaTestServer, tmp_path: Path
 ) -> None:
     run = subprocess.run(
         [
             EXE,
             "browse",
-            opcua_server.endpoint,
+            shared_small_opcua_server.endpoint,
             "--security-policy",
             "None",
             "--start",
-            opcua_server.nodeid("Oddities"),
+            shared_small_opcua_server.nodeid("Oddities"),
             "--values",
             "--format",
             "json",
@@ -116,7 +116,7 @@ def test_browse_values_prints_an_empty_matrix_without_a_traceback(
     assert values["EmptyMatrix"] == {"UaType": 3, "Value": []}
     assert values["Plain"] == {"UaType": 11, "Value": 7.25}
     assert values["BadShape"] is None  # BadDecodingError: no value, and nothing else lost
-    bad_shape = opcua_server.manifest["oddities"]["BadShape"].split(";s=")[1]
+    bad_shape = shared_small_opcua_server.manifest["oddities"]["BadShape"].split(";s=")[1]
     warnings = [line for line in run.stderr.splitlines() if "cannot be decoded" in line]
     assert len(warnings) == 1 and bad_shape in warnings[0] and "BadDecodingError" in warnings[0]
 

@@ -29,6 +29,24 @@ def _subscriber(broker: MosquittoBroker, trust_pem: Path) -> Subscriber:
     return Subscriber(adapter_options(broker, "e2e-sub"), trust=trust)
 
 
+def _secure_config(
+    tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker, trusted: Path, **opcua: str
+) -> Path:
+    """The simulation bridge over Basic256Sha256 SignAndEncrypt, trusting the servers in
+    ``trusted``, its client certificate made at first start in ``tmp_path``."""
+    return simulation_config(
+        tmp_path,
+        server,
+        broker,
+        security_policy="Basic256Sha256",
+        security_mode="SignAndEncrypt",
+        certificate=str(tmp_path / "opcua-client.pem"),
+        private_key=str(tmp_path / "opcua-client.key"),
+        trust_dir=str(trusted),
+        **opcua,
+    )
+
+
 async def _status(broker: MosquittoBroker) -> ua.PubSubState:
     async with MqttProbe() as probe:
         await probe.connect(broker.host, broker.port, broker.ssl_context())
@@ -87,15 +105,11 @@ async def test_run_over_basic256sha256_with_a_user_name_and_password(
     trusted = tmp_path / "trusted-servers"
     trusted.mkdir()
     shutil.copy(shared_small_opcua_server.server_cert_path, trusted / "server.der")
-    config = simulation_config(
+    config = _secure_config(
         tmp_path,
         shared_small_opcua_server,
         mosquitto_tls,
-        security_policy="Basic256Sha256",
-        security_mode="SignAndEncrypt",
-        certificate=str(tmp_path / "opcua-client.pem"),
-        private_key=str(tmp_path / "opcua-client.key"),
-        trust_dir=str(trusted),
+        trusted,
         username=shared_small_opcua_server.username,
         password_env="E2E_OPCUA_PW",
     )
@@ -155,23 +169,14 @@ async def test_bundled_writers_share_one_network_message_on_the_group_topic(
 
 async def test_the_hint_for_an_untrusted_server_names_a_command_that_trusts_it(
     tmp_path: Path,
-    opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     """`run` has no --trust-server-cert: its hint names a `browse` that saves the certificate
     into the configured trust dir, after which the running bridge connects on its next try."""
     trusted = tmp_path / "trusted servers"  # a space: the command must be quoted
-    config = simulation_config(
-        tmp_path,
-        opcua_server,
-        mosquitto_tls,
-        security_policy="Basic256Sha256",
-        security_mode="SignAndEncrypt",
-        certificate=str(tmp_path / "opcua-client.pem"),
-        private_key=str(tmp_path / "opcua-client.key"),
-        trust_dir=str(trusted),
-    )
+    config = _secure_config(tmp_path, shared_small_opcua_server, mosquitto_tls, trusted)
     proc = bridges.start(config)
     marker = "trust it on first contact with: "
     for _ in range(100):
