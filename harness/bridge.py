@@ -22,6 +22,13 @@ from opcua_mqtt import devpki
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 
 
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`opcua-mqtt ARGS` as a user runs it, to its end (bounded), its output captured."""
+    return subprocess.run(
+        [EXE, *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd
+    )
+
+
 def make_certs(directory: Path, publisher_id: str = "e2e-bridge") -> Path:
     """The development PKI `opcua-mqtt certs` writes (made in this process by the same
     :func:`opcua_mqtt.devpki.write_pki`, without the broker files), its metadata signer bound
