@@ -24,6 +24,14 @@ from harness.pki import Pki, generate_pki
 from harness.processes import StartError, find_mosquitto
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a ``slow`` test first, each kept in its order: scripts/test hands whole
+    files to workers in collection order (``--dist loadfile --no-loadscope-reorder``), so the
+    long ones start first and the many short ones fill the gaps at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """CA, broker and client certificates plus a rogue CA, generated once per test session."""
