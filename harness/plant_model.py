@@ -252,19 +252,8 @@ class Builder:
             MinimumSamplingInterval=0.0,
             Historizing=False,
         )
-        self.items.append(
-            ua.AddNodesItem(
-                ParentNodeId=parent,
-                ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasComponent),
-                RequestedNewNodeId=nodeid,
-                BrowseName=ua.QualifiedName(name, self.ns),
-                NodeClass=ua.NodeClass.Variable,
-                NodeAttributes=attrs,
-                TypeDefinition=ua.NodeId(ua.ObjectIds.BaseDataVariableType),
-            )
-        )
-        self.variable_count += 1
-        return nodeid
+        component = (ua.ObjectIds.HasComponent, ua.ObjectIds.BaseDataVariableType)
+        return self._add_variable(nodeid, ua.QualifiedName(name, self.ns), parent, attrs, component)
 
     def prop(self, nodeid: Any, name: str, parent: Any, value: int) -> Any:
         """A read-only UInt32 Property (HasProperty, PropertyType, browse name in namespace 0)."""
@@ -280,15 +269,24 @@ class Builder:
             MinimumSamplingInterval=0.0,
             Historizing=False,
         )
+        prop = (ua.ObjectIds.HasProperty, ua.ObjectIds.PropertyType)
+        return self._add_variable(nodeid, ua.QualifiedName(name, 0), parent, attrs, prop)
+
+    def _add_variable(
+        self, nodeid: Any, browse_name: Any, parent: Any, attrs: Any, kind: tuple[int, int]
+    ) -> Any:
+        """Queue the AddNodes item of a variable; ``kind``: (reference type, type definition)."""
+        ua = self.ua
+        reference_type, type_definition = kind
         self.items.append(
             ua.AddNodesItem(
                 ParentNodeId=parent,
-                ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasProperty),
+                ReferenceTypeId=ua.NodeId(reference_type),
                 RequestedNewNodeId=nodeid,
-                BrowseName=ua.QualifiedName(name, 0),
+                BrowseName=browse_name,
                 NodeClass=ua.NodeClass.Variable,
                 NodeAttributes=attrs,
-                TypeDefinition=ua.NodeId(ua.ObjectIds.PropertyType),
+                TypeDefinition=ua.NodeId(type_definition),
             )
         )
         self.variable_count += 1
