@@ -7,10 +7,10 @@
 
 For each size N:
 
-* the asyncua test server (``python -m tests.support.opcua_server --churn N
+* the asyncua test server (``python -m harness.opcua_server --churn N
   --churn-interval-ms I``) runs in its own process and writes the tick number, as a Double with a
   SourceTimestamp taken at write time, to N variables every I ms (in blocks of 250);
-* Mosquitto listens with TLS on a free loopback port (stock settings, see tests/support);
+* Mosquitto listens with TLS on a free loopback port (stock settings, see harness/);
 * the bridge runs in a child process (this script with ``--run-bridge CONFIG``; the plan travels
   as JSON): one writer group with publishing interval I, N/F DataSetWriters of F fields each,
   QoS 1, signed metadata. A process of its own, so that its CPU time and peak RSS are its own and
@@ -54,20 +54,21 @@ import os
 import platform
 import pstats
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests.support
+sys.path.insert(0, str(REPO_ROOT))  # harness
+
+from harness.processes import Process, spawn  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DOUBLE = 11
@@ -299,63 +300,21 @@ async def _bridge_main(cfg: dict[str, Any], profiler: cProfile.Profile | None) -
 # ------------------------------------------------------------------------ child processes
 
 
-@dataclass
-class Child:
-    """A child process with its output in files; stopped by PID."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    out: Path
-    err: Path
-    files: list[Any] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def lines(self, kind: str) -> list[dict[str, Any]]:
-        found = []
-        text = self.out.read_text(errors="replace") if self.out.exists() else ""
-        for line in text.splitlines():
-            if line.startswith(kind + " "):
-                found.append(json.loads(line[len(kind) + 1 :]))
-        return found
-
-    def has_line(self, text: str) -> bool:
-        return self.out.exists() and text in self.out.read_text(errors="replace").splitlines()
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for f in self.files:
-            f.close()
-        self.files.clear()
-
-    def tail(self, n: int = 30) -> str:
-        parts = []
-        for path in (self.out, self.err):
-            text = path.read_text(errors="replace") if path.exists() else ""
-            parts.append(f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-n:]))
-        return "\n".join(parts)
+def lines(child: Process, kind: str) -> list[dict[str, Any]]:
+    """The JSON payloads of the child's ``KIND {json}`` lines on stdout so far."""
+    text = child.stdout_path.read_text(errors="replace") if child.stdout_path.exists() else ""
+    prefix = kind + " "
+    return [json.loads(ln[len(prefix) :]) for ln in text.splitlines() if ln.startswith(prefix)]
 
 
-def spawn_bridge(config: Path, workdir: Path) -> Child:
-    out, err = workdir / "bridge.out", workdir / "bridge.err"
-    fo, fe = open(out, "wb"), open(err, "wb")  # noqa: SIM115 - closed in Child.stop
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--run-bridge", str(config)],
-        cwd=REPO_ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=fo,
-        stderr=fe,
-        start_new_session=True,  # Ctrl-C reaches only this process, which stops the child
-    )
-    return Child("bridge", proc, out, err, [fo, fe])
+def has_line(child: Process, text: str) -> bool:
+    out = child.stdout_path
+    return out.exists() and text in out.read_text(errors="replace").splitlines()
+
+
+def spawn_bridge(config: Path, workdir: Path) -> Process:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-bridge", str(config)]
+    return spawn(cmd, workdir, "bridge")
 
 
 # ------------------------------------------------------------------------ the subscriber side
@@ -457,9 +416,10 @@ class Env:
 
 
 def make_env(workdir: Path) -> Env:
+    from harness.mosquitto import NOT_INSTALLED_MESSAGE
+    from harness.pki import generate_pki
+    from harness.processes import find_mosquitto
     from opcua_mqtt import devpki
-    from tests.support.mosquitto import NOT_INSTALLED_MESSAGE, find_mosquitto
-    from tests.support.pki import generate_pki
 
     mosquitto = find_mosquitto()
     if mosquitto is None:
@@ -508,26 +468,26 @@ def churn_window(lines: list[dict[str, Any]], t0: float, t1: float) -> dict[str,
     }
 
 
-async def _wait_line(child: Child, kind: str, count: int, timeout: float) -> dict[str, Any]:
+async def _wait_line(child: Process, kind: str, count: int, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        found = child.lines(kind)
+        found = lines(child, kind)
         if len(found) >= count:
             return found[count - 1]
-        if child.proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"bridge: no {kind} line #{count}\n{child.tail()}")
+        if not child.running or time.monotonic() > deadline:
+            raise RuntimeError(f"bridge: no {kind} line #{count}\n{child.output(3000)}")
         await asyncio.sleep(0.02)
 
 
 async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, Any]:
     from cryptography import x509
 
+    from harness.mosquitto import MosquittoBroker
+    from harness.opcua_servers import start_opcua_server
     from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
     from opcua_mqtt.core.identity import SignerMap
     from opcua_mqtt.core.signing import TrustStore
     from opcua_mqtt.subscriber import Subscriber
-    from tests.support.mosquitto import MosquittoBroker
-    from tests.support.opcua_server import start_opcua_server
 
     workdir = env.workdir / f"size-{size}"
     workdir.mkdir()
@@ -600,9 +560,9 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
             bridge = spawn_bridge(config, workdir)
             stack.callback(bridge.stop)
             started = time.monotonic()
-            while not bridge.has_line("READY"):
-                if bridge.proc.poll() is not None or time.monotonic() - started > 300:
-                    raise RuntimeError(f"the bridge did not get ready\n{bridge.tail()}")
+            while not has_line(bridge, "READY"):
+                if not bridge.running or time.monotonic() - started > 300:
+                    raise RuntimeError(f"the bridge did not get ready\n{bridge.output(3000)}")
                 await asyncio.sleep(0.05)
             setup_s = time.monotonic() - started
             pids = {
@@ -639,8 +599,8 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
                 await asyncio.sleep(0.1)
             churn = churn_window([*_churn_lines(server)], t0, t1)
             bridge.stop()
-            final = bridge.lines("FINAL")
-            lags = bridge.lines("LAGS")
+            final = lines(bridge, "FINAL")
+            lags = lines(bridge, "LAGS")
             # Closing the subscriber with messages still arriving makes gmqtt and asyncio's SSL
             # transport complain; the measurement is over, so that is noise here.
             logging.getLogger("gmqtt").setLevel(logging.CRITICAL)

@@ -4,7 +4,7 @@
     python bench/bench_browse.py [--sizes 1000,10000,50000] [--repeat 3] [--values]
                                  [--security None|Basic256Sha256]
 
-For each size N it starts the asyncua test server (``python -m tests.support.opcua_server
+For each size N it starts the asyncua test server (``python -m harness.opcua_server
 --variables N``) in its own process, waits until it is ready, then times
 :func:`opcua_mqtt.adapters.opcua_client.browse_endpoint` from the Objects folder with all
 variable attributes (DataType resolved to a built-in type, ValueRank, ArrayDimensions, access
@@ -31,14 +31,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests.support
+sys.path.insert(0, str(REPO_ROOT))  # harness
 
+from harness.opcua_servers import start_opcua_server  # noqa: E402
 from opcua_mqtt.adapters.opcua_client import (  # noqa: E402
     BrowseStats,
     ConnectionOptions,
     browse_endpoint,
 )
-from tests.support.opcua_server import start_opcua_server  # noqa: E402
 
 
 def options(

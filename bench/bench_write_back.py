@@ -4,14 +4,14 @@ process.
 
     python bench/bench_write_back.py [--requests 1000] [--concurrency 1,4,16] [--warmup 50]
 
-* the asyncua test server (``python -m tests.support.opcua_server --variables 200``), started as
+* the asyncua test server (``python -m harness.opcua_server --variables 200``), started as
   the tests start it, in its own process;
-* Mosquitto with TLS on a free loopback port (stock settings, see tests/support);
+* Mosquitto with TLS on a free loopback port (stock settings, see harness/);
 * the bridge: ``opcua-mqtt run`` as a user runs it, on a configuration with one writer whose
   field ``Double`` is a writable Double of the server and the only node write-back allows; the
   rate limit is raised out of the way (``rate_per_s`` and ``burst`` 100,000); its log, with the
   one audit line per write, goes to a file;
-* this process: an MQTT 5 requester (``tests.support.write_back.Requester``, QoS 1), which sets
+* this process: an MQTT 5 requester (``harness.write_back.Requester``, QoS 1), which sets
   the Response Topic and, as Correlation Data, the request's RequestId (a new UUID each).
 
 Each request writes one value, a new one each time. For each K of ``--concurrency`` the
@@ -38,7 +38,6 @@ import logging
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,20 +47,17 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench_bridge import Child, cpu_percent, percentile, proc_status_kib, snapshot
+from bench_bridge import cpu_percent, percentile, proc_status_kib, snapshot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests.support
+sys.path.insert(0, str(REPO_ROOT))  # harness
 
-from tests.support.bridge import EXE, make_certs, write_config  # noqa: E402
-from tests.support.mosquitto import (  # noqa: E402
-    NOT_INSTALLED_MESSAGE,
-    MosquittoBroker,
-    find_mosquitto,
-)
-from tests.support.opcua_server import start_opcua_server  # noqa: E402
-from tests.support.pki import generate_pki  # noqa: E402
-from tests.support.write_back import (  # noqa: E402
+from harness.bridge import EXE, make_certs, write_config  # noqa: E402
+from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker  # noqa: E402
+from harness.opcua_servers import start_opcua_server  # noqa: E402
+from harness.pki import generate_pki  # noqa: E402
+from harness.processes import Process, find_mosquitto, spawn  # noqa: E402
+from harness.write_back import (  # noqa: E402
     PUBLISHER,
     Requester,
     read_variant,
@@ -130,17 +126,8 @@ class Load:
         return Batch(in_flight, sorted(latencies), seconds, cpu, failures)
 
 
-def spawn_bridge(config: Path, workdir: Path) -> Child:
-    out, err = workdir / "bridge.out", workdir / "bridge.err"
-    fo, fe = open(out, "wb"), open(err, "wb")  # noqa: SIM115 - closed in Child.stop
-    proc = subprocess.Popen(
-        [EXE, "--log-format", "json", "run", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=fo,
-        stderr=fe,
-        start_new_session=True,  # Ctrl-C reaches only this process, which stops the child
-    )
-    return Child("bridge", proc, out, err, [fo, fe])
+def spawn_bridge(config: Path, workdir: Path) -> Process:
+    return spawn([EXE, "--log-format", "json", "run", str(config)], workdir, "bridge")
 
 
 async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch], dict[str, Any]]:

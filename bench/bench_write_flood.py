@@ -3,9 +3,9 @@
 
     python bench/bench_write_flood.py [--requests 40000] [--quiet-s 5]
 
-* the asyncua test server (``python -m tests.support.opcua_server --variables 200``), whose
+* the asyncua test server (``python -m harness.opcua_server --variables 200``), whose
   simulated Counter changes every 100 ms, in its own process;
-* Mosquitto with TLS on a free loopback port (stock settings, see tests/support);
+* Mosquitto with TLS on a free loopback port (stock settings, see harness/);
 * the bridge: ``opcua-mqtt run`` publishing the Counter every 100 ms (``publishing_interval_ms``
   100) and serving write-back with the default rate limits (20/s in bursts of 40 per requester,
   200/s in bursts of 400 in all); its log goes to a file;
@@ -48,23 +48,20 @@ from bench_bridge import percentile
 from bench_write_back import spawn_bridge
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests.support
+sys.path.insert(0, str(REPO_ROOT))  # harness
 
-from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions  # noqa: E402
-from tests.support.bridge import make_certs, simulated_fields, write_config  # noqa: E402
-from tests.support.mosquitto import (  # noqa: E402
-    NOT_INSTALLED_MESSAGE,
-    MosquittoBroker,
-    find_mosquitto,
-)
-from tests.support.opcua_server import start_opcua_server  # noqa: E402
-from tests.support.pki import generate_pki  # noqa: E402
-from tests.support.write_back import (  # noqa: E402
+from harness.bridge import make_certs, simulated_fields, write_config  # noqa: E402
+from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker  # noqa: E402
+from harness.opcua_servers import start_opcua_server  # noqa: E402
+from harness.pki import generate_pki  # noqa: E402
+from harness.processes import find_mosquitto  # noqa: E402
+from harness.write_back import (  # noqa: E402
     COMMANDS,
     PUBLISHER,
     serving_requester,
     writable_scalars,
 )
+from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions  # noqa: E402
 
 INTERVAL_S = 0.1  # the bridge's publishing interval
 

@@ -1,4 +1,6 @@
-"""Shared fixtures: a throw-away PKI per session and real Mosquitto brokers over TLS."""
+"""Fixtures shared by the integration and end-to-end tests: a throw-away PKI per session, real
+Mosquitto brokers over TLS, bridge processes and real OPC UA servers (all from harness/).
+Fixtures only one suite uses live in its own conftest.py."""
 
 from __future__ import annotations
 
@@ -8,9 +10,26 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support.bridge import BridgeProcesses, bridge_processes
-from tests.support.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker, find_mosquitto
-from tests.support.pki import CLIENT_COMMON_NAME, Pki, generate_pki
+from harness.bridge import BridgeProcesses, bridge_processes
+from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker, run_broker
+from harness.opcua_servers import (
+    NodeOpcuaTestServer,
+    OpcUaTestServer,
+    ServerProcess,
+    node_opcua_missing,
+    start_node_opcua_server,
+    start_opcua_server,
+)
+from harness.pki import Pki, generate_pki
+from harness.processes import StartError, find_mosquitto
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a ``slow`` test first, each kept in its order: scripts/test hands whole
+    files to workers in collection order (``--dist loadfile --no-loadscope-reorder``), so the
+    long ones start first and the many short ones fill the gaps at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(scope="session")
@@ -28,37 +47,23 @@ def mosquitto_executable() -> str:
     return executable
 
 
-def _run_broker(
-    executable: str, pki: Pki, workdir: Path, *, mutual_tls: bool, extra: tuple[str, ...] = ()
-) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(
-        executable=executable, pki=pki, workdir=workdir, mutual_tls=mutual_tls, extra_config=extra
-    ) as broker:
-        yield broker
-
-
 # Function scope: a broker starts in about 20 ms, and a test may stop or restart its broker.
 
 
 @pytest.fixture
 def mosquitto_tls(mosquitto_executable: str, pki: Pki, tmp_path: Path) -> Iterator[MosquittoBroker]:
     """Mosquitto with server-authenticated TLS on a free loopback port; anonymous clients OK."""
-    yield from _run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-tls", mutual_tls=False)
+    yield from run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-tls", mutual_tls=False)
 
 
-@pytest.fixture
-def mosquitto_persistent(
-    mosquitto_executable: str, pki: Pki, tmp_path: Path
+@pytest.fixture(scope="module")
+def shared_mosquitto_tls(
+    mosquitto_executable: str, pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MosquittoBroker]:
-    """TLS Mosquitto that keeps sessions and queued QoS 1 messages across a restart, as a
-    production broker does; for tests where the broker goes away and comes back."""
-    workdir = tmp_path / "mosquitto-persistent"
-    extra = (
-        "persistence true",
-        f"persistence_location {workdir}/",
-        "max_queued_messages 100000",
-    )
-    yield from _run_broker(mosquitto_executable, pki, workdir, mutual_tls=False, extra=extra)
+    """``mosquitto_tls`` shared by the tests of a module, for tests that neither stop it nor
+    depend on what earlier tests left retained on it."""
+    workdir = tmp_path_factory.mktemp("mosquitto-tls")
+    yield from run_broker(mosquitto_executable, pki, workdir, mutual_tls=False)
 
 
 @pytest.fixture
@@ -66,50 +71,24 @@ def mosquitto_mtls(
     mosquitto_executable: str, pki: Pki, tmp_path: Path
 ) -> Iterator[MosquittoBroker]:
     """Mosquitto requiring a client certificate from the test CA; its CN is the MQTT user name."""
-    yield from _run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-mtls", mutual_tls=True)
-
-
-@pytest.fixture
-def mosquitto_mtls_acl(
-    mosquitto_executable: str, pki: Pki, tmp_path: Path
-) -> Iterator[MosquittoBroker]:
-    """Mutual TLS plus an ACL as a plant would set it: the bridge's identity may publish only
-    under ``opcua/`` and read only its command topic; anyone else may only read ``opcua/``."""
-    workdir = tmp_path / "mosquitto-mtls-acl"
-    workdir.mkdir(parents=True)
-    acl = workdir / "acl"
-    acl.write_text(
-        f"user {CLIENT_COMMON_NAME}\n"
-        "topic write opcua/#\n"
-        "topic read opcua/json/+/+/cmd/#\n"
-        "\n"
-        "pattern read opcua/#\n"
-    )
-    acl.chmod(0o644)
-    yield from _run_broker(
-        mosquitto_executable, pki, workdir, mutual_tls=True, extra=(f"acl_file {acl}",)
-    )
+    yield from run_broker(mosquitto_executable, pki, tmp_path / "mosquitto-mtls", mutual_tls=True)
 
 
 @pytest.fixture
 def bridges() -> Iterator[BridgeProcesses]:
-    """Starts `opcua-mqtt run` processes (tests/support/bridge.py); none outlives the test."""
+    """Starts `opcua-mqtt run` processes (harness/bridge.py); none outlives the test."""
     yield from bridge_processes()
 
 
-# -- real OPC UA servers (tests/support/opcua_server.py) ----------------------------------------
+@pytest.fixture(scope="module")
+def shared_bridges() -> Iterator[BridgeProcesses]:
+    """``bridges`` for module-scoped fixtures: none outlives the module."""
+    yield from bridge_processes()
+
+
+# -- real OPC UA servers (harness/opcua_server.py, interop/plant-server.mjs) ---------------------
 # Each server runs in its own process on a free 127.0.0.1 port, is waited for with a bounded
 # timeout (a server that does not come up fails the test with its stderr) and is stopped by PID.
-
-from tests.support.opcua_server import (  # noqa: E402 - appended section, kept together
-    NodeOpcuaTestServer,
-    OpcUaTestServer,
-    ServerProcess,
-    ServerStartError,
-    node_opcua_missing,
-    start_node_opcua_server,
-    start_opcua_server,
-)
 
 S = TypeVar("S", bound=ServerProcess)
 
@@ -119,7 +98,7 @@ def _serve(start: Callable[..., S], workdir: Path, **options: Any) -> Iterator[S
     that does not come up fails the test (with its stderr), never errors it."""
     try:
         server = start(workdir, **options)
-    except ServerStartError as exc:
+    except StartError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
         yield server
@@ -158,13 +137,20 @@ def opcua_server(
 def small_opcua_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[OpcUaTestServer]:
     """A fresh asyncua test server with about 200 variables, for tests that change the model
     (Control methods) or stop the server. Same attributes as ``opcua_server``."""
-    yield from _serve(
-        start_opcua_server,
-        tmp_path / "opcua-server",
-        variables=200,
-        cert_dir=opcua_server_cert_dir,
-        timeout=30.0,
-    )
+    yield from _small_server(tmp_path / "opcua-server", opcua_server_cert_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_small_opcua_server(
+    tmp_path_factory: pytest.TempPathFactory, opcua_server_cert_dir: Path
+) -> Iterator[OpcUaTestServer]:
+    """``small_opcua_server`` shared by the tests of a module, for tests that neither change
+    its model nor stop it (a start costs a process and about 2 s)."""
+    yield from _small_server(tmp_path_factory.mktemp("opcua-server"), opcua_server_cert_dir)
+
+
+def _small_server(workdir: Path, cert_dir: Path) -> Iterator[OpcUaTestServer]:
+    yield from _serve(start_opcua_server, workdir, variables=200, cert_dir=cert_dir, timeout=30.0)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support.opcua_server import REPO_ROOT
+from harness.processes import REPO_ROOT
 
 
 def test_write_back_benchmark_answers_every_request_good_and_prints_its_table() -> None:

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
+from harness.processes import free_port
 from opcua_mqtt.adapters.opcua_certs import load_certificate, thumbprint
 from opcua_mqtt.core.address_space import BrowseResult
-from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer, free_port
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 
@@ -72,6 +73,7 @@ def test_json_output_is_the_browse_file_and_reads_back(
     assert " s (" in summary and "Browse" in summary and "Read requests" in summary
 
 
+@pytest.mark.slow
 def test_yaml_csv_and_tree(opcua_server: OpcUaTestServer, tmp_path: Path) -> None:
     common = (
         opcua_server.endpoint,

@@ -127,6 +127,7 @@ def test_the_acl_grants_by_common_name_and_publisher_id(tmp_path: Path) -> None:
     assert f"acl_file {pki.absolute() / 'mosquitto.acl'}" in conf
 
 
+@pytest.mark.slow
 def test_client_is_added_with_the_existing_ca_and_never_replaced(tmp_path: Path) -> None:
     assert _certs(tmp_path, "--publisher-id", "line1").returncode == 0
     pki = tmp_path / "pki"

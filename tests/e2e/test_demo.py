@@ -24,7 +24,7 @@ from typing import IO, Any
 import pexpect
 import pytest
 
-from tests.support.mosquitto import LOOPBACK, free_port
+from harness.processes import LOOPBACK, free_port
 
 EXE = Path(sys.executable).with_name("opcua-mqtt")
 STARTUP_S = 60.0  # generous: the machine is shared; the demo itself starts in a few seconds

@@ -23,18 +23,13 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from harness.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
+from harness.mosquitto import MosquittoBroker, client_ssl_context, run_as_lines
+from harness.mqtt import MqttProbe
+from harness.opcua_servers import OpcUaTestServer
+from harness.pki import Pki
+from harness.processes import REPO_ROOT
 from opcua_mqtt import devpki
-from tests.support.bridge import (
-    EXE,
-    BridgeProcesses,
-    make_certs,
-    simulated_fields,
-    write_config,
-)
-from tests.support.mosquitto import MosquittoBroker, client_ssl_context, run_as_lines
-from tests.support.mqtt import MqttProbe
-from tests.support.opcua_server import REPO_ROOT, OpcUaTestServer
-from tests.support.pki import Pki
 
 EXAMPLES = REPO_ROOT / "examples"
 #: The identities of the example ACL: certificate common names, so MQTT user names.
@@ -253,6 +248,7 @@ async def _denied(broker: MosquittoBroker, client_id: str, topic: str) -> None:
     pytest.fail(f"no denial of {topic} for {client_id}:\n{broker.log_text()[-3000:]}")
 
 
+@pytest.mark.slow
 async def test_example_broker_enforces_the_example_acl_around_a_real_bridge(
     tmp_path: Path,
     pki: Pki,

@@ -12,29 +12,24 @@ from pathlib import Path
 
 from asyncua import ua
 
+from harness.bridge import BridgeProcesses, make_certs, run_cli, simulated_fields, write_config
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
+from harness.processes import free_port
 from tests.e2e.test_metrics import _readyz, _scrape_until, _value
 from tests.e2e.test_run_cli import _status, _subscriber
-from tests.support.bridge import (
-    EXE,
-    BridgeProcesses,
-    make_certs,
-    simulated_fields,
-    write_config,
-)
-from tests.support.mosquitto import MosquittoBroker, free_port
-from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer
 
 
 async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unready(
     tmp_path: Path,
-    opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    odd = opcua_server.manifest["oddities"]
-    missing = opcua_server.nodeid("Plant.Nowhere")
+    odd = shared_small_opcua_server.manifest["oddities"]
+    missing = shared_small_opcua_server.nodeid("Plant.Nowhere")
     fields = [
-        *simulated_fields(opcua_server, "Counter", "Sine"),
+        *simulated_fields(shared_small_opcua_server, "Counter", "Sine"),
         {
             "name": "EmptyMatrix",
             "node_id": odd["EmptyMatrix"],
@@ -47,7 +42,7 @@ async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unread
     ]
     config = write_config(
         tmp_path / "bridge.yaml",
-        endpoint=opcua_server.endpoint,
+        endpoint=shared_small_opcua_server.endpoint,
         broker=mosquitto_tls,
         signing_dir=make_certs(tmp_path / "certs"),
         fields=fields,
@@ -95,33 +90,15 @@ async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unread
 
 
 def test_browse_values_prints_an_empty_matrix_without_a_traceback(
-    opcua_server: OpcUaTestServer, tmp_path: Path
+    shared_small_opcua_server: OpcUaTestServer, tmp_path: Path
 ) -> None:
-    run = subprocess.run(
-        [
-            EXE,
-            "browse",
-            opcua_server.endpoint,
-            "--security-policy",
-            "None",
-            "--start",
-            opcua_server.nodeid("Oddities"),
-            "--values",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "Traceback" not in run.stderr
+    server = shared_small_opcua_server
+    run = _browse_values(server.endpoint, server.nodeid("Oddities"), tmp_path)
     values = {n["browse_name"]: n.get("value") for n in json.loads(run.stdout)["nodes"]}
     assert values["EmptyMatrix"] == {"UaType": 3, "Value": []}
     assert values["Plain"] == {"UaType": 11, "Value": 7.25}
     assert values["BadShape"] is None  # BadDecodingError: no value, and nothing else lost
-    bad_shape = opcua_server.manifest["oddities"]["BadShape"].split(";s=")[1]
+    bad_shape = shared_small_opcua_server.manifest["oddities"]["BadShape"].split(";s=")[1]
     warnings = [line for line in run.stderr.splitlines() if "cannot be decoded" in line]
     assert len(warnings) == 1 and bad_shape in warnings[0] and "BadDecodingError" in warnings[0]
 
@@ -131,26 +108,17 @@ def test_browse_values_of_node_opcuas_types_reads_its_empty_matrix(
 ) -> None:
     """The report: `browse --start i=86 --values` died with a 60-line traceback on ns=0;i=24187
     (FailureSystemIdentifier: Byte, ValueRank 2, ArrayDimensions [0, 8], no elements)."""
-    run = subprocess.run(
-        [
-            EXE,
-            "browse",
-            node_opcua_server.endpoint,
-            "--security-policy",
-            "None",
-            "--start",
-            "i=86",
-            "--values",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "Traceback" not in run.stderr
+    run = _browse_values(node_opcua_server.endpoint, "i=86", tmp_path)
     node = next(n for n in json.loads(run.stdout)["nodes"] if n["node_id"] == "i=24187")
     assert node["value_rank"] == 2 and node["array_dimensions"] == [0, 8]
     assert node["value"] == {"UaType": 3, "Value": []}
+
+
+def _browse_values(endpoint: str, start: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`browse ENDPOINT --start START --values --format json`, insecure; it must succeed and
+    print no traceback."""
+    args = ("--security-policy", "None", "--start", start, "--values", "--format", "json")
+    run = run_cli("browse", endpoint, *args, cwd=cwd)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    return run

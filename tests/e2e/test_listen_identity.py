@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
+from harness.bridge import EXE, BridgeProcesses, simulated_fields, write_config
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe
+from harness.opcua_servers import OpcUaTestServer
+from harness.pki import Pki, issue_signer
 from opcua_mqtt.core.messages.members import dumps, loads
 from opcua_mqtt.core.signing import SIGNATURE_MEMBER, Signer, sign_message
 from opcua_mqtt.core.topics import TopicTree
-from tests.support.bridge import EXE, BridgeProcesses, simulated_fields, write_config
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
-from tests.support.opcua_server import OpcUaTestServer
-from tests.support.pki import Pki, issue_signer
 
 TOPICS = TopicTree()
 GENUINE, OTHER = "plant1", "evil"
@@ -168,7 +168,7 @@ async def test_listen_refuses_each_forgery_and_keeps_plant1_verified_as_plant1(
     assert metadata_of[GENUINE] - {("missing", None)} == {("verified", GENUINE)}
     assert metadata_of[OTHER] - {("missing", None)} == {("verified", OTHER)}
     signers = {ln["metadata"]["signer"] for ln in by_publisher[GENUINE] if ln["metadata"]["signer"]}
-    assert signers == {"CN=metadata signer plant1,O=opcua-mqtt tests"}
+    assert signers == {"CN=metadata signer plant1,O=opcua-mqtt development"}
     assert all(
         ln["topic"].startswith(f"opcua/json/data/{GENUINE}/") for ln in by_publisher[GENUINE]
     )

@@ -15,11 +15,12 @@ import pexpect
 import yaml
 from asyncua import Client
 
+from harness.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
-from tests.support.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 #: Variables the node-opcua plant changes every 100 ms: compared by type only.
 CHANGING = {"BottleCount", "CapCount", "LastCap", "Pressure", "NozzleTemperatures"}

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.bridge import EXE, BridgeProcesses, make_certs
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.pki import Pki
+from harness.bridge import EXE, BridgeProcesses, make_certs
+from harness.mosquitto import MosquittoBroker
+from harness.pki import Pki
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -88,6 +88,7 @@ def _map_whole_server(endpoint: str, workdir: Path, broker: MosquittoBroker, out
     return mapped.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["node-opcua", "asyncua"])
 def test_a_whole_server_map_is_stable_leaves_sessions_out_and_runs_as_written(
     server: str,

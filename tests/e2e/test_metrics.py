@@ -18,10 +18,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.bridge import EXE, BridgeProcess, BridgeProcesses, simulation_config
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import OpcUaTestServer
+from harness.processes import LOOPBACK, free_port
 from opcua_mqtt import __version__
-from tests.support.bridge import EXE, BridgeProcess, BridgeProcesses, simulation_config
-from tests.support.mosquitto import LOOPBACK, MosquittoBroker, free_port
-from tests.support.opcua_server import OpcUaTestServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
+from harness.bridge import EXE, BridgeProcess, BridgeProcesses, simulation_config
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import OpcUaTestServer
+from harness.processes import LOOPBACK, free_port
 from opcua_mqtt.core.topics import TopicTree
 from tests.e2e.test_metrics import _get, _readyz, _scrape, _until, _value
-from tests.support.bridge import EXE, BridgeProcess, BridgeProcesses, simulation_config
-from tests.support.mosquitto import LOOPBACK, MosquittoBroker, free_port
-from tests.support.opcua_server import OpcUaTestServer
 
-PUBLISHER = "e2e-bridge"  # tests/support/bridge.py's default
+PUBLISHER = "e2e-bridge"  # harness/bridge.py's default
 TOPICS = TopicTree()
 DATA_TOPIC = TOPICS.data(PUBLISHER, "G", "W")
 NOT_AUTHORIZED = {"reason": "not_authorized"}
@@ -48,6 +49,7 @@ def _refusal_warnings(bridge: BridgeProcess, topic: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 async def test_a_bridge_whose_topics_the_acl_denies_is_not_ready_until_the_acl_allows_them(
     tmp_path: Path,
     small_opcua_server: OpcUaTestServer,

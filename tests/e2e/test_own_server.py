@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.bridge import EXE, BridgeProcesses
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import OpcUaTestServer
+from harness.pki import Pki
+from harness.processes import LOOPBACK, REPO_ROOT, free_port
 from opcua_mqtt import devpki
-from tests.support.bridge import EXE, BridgeProcesses
-from tests.support.mosquitto import LOOPBACK, MosquittoBroker, free_port
-from tests.support.opcua_server import REPO_ROOT, OpcUaTestServer
-from tests.support.pki import Pki
 
 README = REPO_ROOT / "README.md"
 SECTION = "## Your own server"
@@ -150,6 +151,7 @@ def _allow_writes(config: Path) -> str:
     return field.split("/", 1)[1]
 
 
+@pytest.mark.slow
 def test_the_readme_own_server_path_runs_as_written(
     workdir: Path,
     small_opcua_server: OpcUaTestServer,

@@ -15,18 +15,36 @@ import pytest
 import yaml
 from asyncua import ua
 
+from harness.bridge import EXE, BridgeProcesses, simulated_fields, simulation_config
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe, adapter_options
+from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.core.messages.decode import decode_message
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.subscriber import Subscriber, TrustState
-from tests.support.bridge import EXE, BridgeProcesses, simulated_fields, simulation_config
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe, adapter_options
-from tests.support.opcua_server import OpcUaTestServer
 
 
 def _subscriber(broker: MosquittoBroker, trust_pem: Path) -> Subscriber:
     trust = TrustStore.from_pem(trust_pem.read_bytes())
     return Subscriber(adapter_options(broker, "e2e-sub"), trust=trust)
+
+
+def _secure_config(
+    tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker, trusted: Path, **opcua: str
+) -> Path:
+    """The simulation bridge over Basic256Sha256 SignAndEncrypt, trusting the servers in
+    ``trusted``, its client certificate made at first start in ``tmp_path``."""
+    return simulation_config(
+        tmp_path,
+        server,
+        broker,
+        security_policy="Basic256Sha256",
+        security_mode="SignAndEncrypt",
+        certificate=str(tmp_path / "opcua-client.pem"),
+        private_key=str(tmp_path / "opcua-client.key"),
+        trust_dir=str(trusted),
+        **opcua,
+    )
 
 
 async def _status(broker: MosquittoBroker) -> ua.PubSubState:
@@ -40,11 +58,11 @@ async def _status(broker: MosquittoBroker) -> ua.PubSubState:
 
 async def test_run_publishes_verified_data_and_stops_cleanly_on_sigterm(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    config = simulation_config(tmp_path, small_opcua_server, mosquitto_tls)
+    config = simulation_config(tmp_path, shared_small_opcua_server, mosquitto_tls)
     proc = bridges.start(config)
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
         it = sub.__aiter__()
@@ -61,11 +79,11 @@ async def test_run_publishes_verified_data_and_stops_cleanly_on_sigterm(
 
 async def test_a_killed_bridge_leaves_its_last_will_error_status(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    proc = bridges.start(simulation_config(tmp_path, small_opcua_server, mosquitto_tls))
+    proc = bridges.start(simulation_config(tmp_path, shared_small_opcua_server, mosquitto_tls))
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
         await asyncio.wait_for(sub.__aiter__().__anext__(), 20)
     proc.send_signal(signal.SIGKILL)
@@ -80,33 +98,29 @@ async def test_a_killed_bridge_leaves_its_last_will_error_status(
 
 async def test_run_over_basic256sha256_with_a_user_name_and_password(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     trusted = tmp_path / "trusted-servers"
     trusted.mkdir()
-    shutil.copy(small_opcua_server.server_cert_path, trusted / "server.der")
-    config = simulation_config(
+    shutil.copy(shared_small_opcua_server.server_cert_path, trusted / "server.der")
+    config = _secure_config(
         tmp_path,
-        small_opcua_server,
+        shared_small_opcua_server,
         mosquitto_tls,
-        security_policy="Basic256Sha256",
-        security_mode="SignAndEncrypt",
-        certificate=str(tmp_path / "opcua-client.pem"),
-        private_key=str(tmp_path / "opcua-client.key"),
-        trust_dir=str(trusted),
-        username=small_opcua_server.username,
+        trusted,
+        username=shared_small_opcua_server.username,
         password_env="E2E_OPCUA_PW",
     )
-    proc = bridges.start(config, E2E_OPCUA_PW=small_opcua_server.password)
+    proc = bridges.start(config, E2E_OPCUA_PW=shared_small_opcua_server.password)
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
         ds = await asyncio.wait_for(sub.__aiter__().__anext__(), 30)
     assert ds.fields["Counter"].status.is_good()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     logs = proc.output()
-    assert small_opcua_server.password not in logs  # secrets never reach the logs
+    assert shared_small_opcua_server.password not in logs  # secrets never reach the logs
 
 
 def test_an_invalid_configuration_is_refused_with_file_line_and_path(tmp_path: Path) -> None:
@@ -122,11 +136,11 @@ def test_an_invalid_configuration_is_refused_with_file_line_and_path(tmp_path: P
 
 async def test_bundled_writers_share_one_network_message_on_the_group_topic(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    config = simulation_config(tmp_path, small_opcua_server, mosquitto_tls)
+    config = simulation_config(tmp_path, shared_small_opcua_server, mosquitto_tls)
     doc = yaml.safe_load(config.read_text())
     group = doc["writer_groups"][0]
     group["bundle_writers"] = True
@@ -134,7 +148,7 @@ async def test_bundled_writers_share_one_network_message_on_the_group_topic(
         {
             "name": "W2",
             "dataset_writer_id": 1002,
-            "fields": simulated_fields(small_opcua_server, "Toggle"),
+            "fields": simulated_fields(shared_small_opcua_server, "Toggle"),
         }
     )
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -155,23 +169,14 @@ async def test_bundled_writers_share_one_network_message_on_the_group_topic(
 
 async def test_the_hint_for_an_untrusted_server_names_a_command_that_trusts_it(
     tmp_path: Path,
-    opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     """`run` has no --trust-server-cert: its hint names a `browse` that saves the certificate
     into the configured trust dir, after which the running bridge connects on its next try."""
     trusted = tmp_path / "trusted servers"  # a space: the command must be quoted
-    config = simulation_config(
-        tmp_path,
-        opcua_server,
-        mosquitto_tls,
-        security_policy="Basic256Sha256",
-        security_mode="SignAndEncrypt",
-        certificate=str(tmp_path / "opcua-client.pem"),
-        private_key=str(tmp_path / "opcua-client.key"),
-        trust_dir=str(trusted),
-    )
+    config = _secure_config(tmp_path, shared_small_opcua_server, mosquitto_tls, trusted)
     proc = bridges.start(config)
     marker = "trust it on first contact with: "
     for _ in range(100):

@@ -17,18 +17,12 @@ from typing import Any
 import pytest
 from asyncua import ua
 
+from harness.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe
+from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.messages.metadata import StatusMessage, encode_status_message
-from tests.support.bridge import (
-    EXE,
-    BridgeProcesses,
-    make_certs,
-    simulated_fields,
-    write_config,
-)
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
-from tests.support.opcua_server import OpcUaTestServer
 
 PUBLISHERS = ("line-a", "line-b")
 
@@ -66,6 +60,7 @@ def _states(seen: dict[str, dict[str, Any]]) -> dict[str, str | None]:
     return {p: b["state"] for p, b in seen.items()}
 
 
+@pytest.mark.slow
 async def test_status_follows_two_bridges_through_kill_and_clean_stop(
     tmp_path: Path,
     small_opcua_server: OpcUaTestServer,

@@ -25,13 +25,14 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.bridge import BridgeProcess, BridgeProcesses, make_certs
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe
+from harness.opcua_servers import start_opcua_server
+from harness.pki import Pki
+from harness.processes import StartError
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.signing import TrustStore, verify_message
-from tests.support.bridge import BridgeProcess, BridgeProcesses, make_certs
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
-from tests.support.opcua_server import ServerStartError, start_opcua_server
-from tests.support.pki import Pki
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
 
@@ -233,7 +234,7 @@ def run(
             server = start_opcua_server(
                 tmp / "opcua-server", variables=200, cert_dir=opcua_server_cert_dir, timeout=30.0
             )
-        except ServerStartError as exc:
+        except StartError as exc:
             pytest.fail(str(exc), pytrace=False)
         stack.callback(server.stop)
         bridges = BridgeProcesses()

@@ -18,20 +18,13 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from opcua_mqtt.adapters.mqtt import Outgoing
-from opcua_mqtt.core.uajson.codec import JsonCodec
-from opcua_mqtt.core.uajson.node_ids import NamespaceTable
-from tests.strategies import assert_ua_equal
-from tests.support.bridge import EXE, BridgeProcesses
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe
-from tests.support.opcua_server import (
-    LIMITED,
-    SERVER_MAX_BYTE_STRING_LENGTH,
-    OpcUaTestServer,
-    parse_nodeid,
-)
-from tests.support.write_back import (
+from harness.bridge import EXE, BridgeProcesses
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe
+from harness.opcua_servers import OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
+from harness.plant_model import LIMITED, SERVER_MAX_BYTE_STRING_LENGTH
+from harness.write_back import (
     CANDIDATES,
     COMMANDS,
     PUBLISHER,
@@ -44,6 +37,10 @@ from tests.support.write_back import (
     serving_requester,
     write_back_config,
 )
+from opcua_mqtt.adapters.mqtt import Outgoing
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
+from tests.strategies import assert_ua_equal
 
 
 def _write_cli(broker: MosquittoBroker, *args: str) -> list[str]:

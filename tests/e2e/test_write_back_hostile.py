@@ -36,13 +36,12 @@ from asyncua import Client, ua
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from tests.strategies import INT_RANGES
-from tests.support.bridge import BridgeProcesses, json_records, simulated_fields
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe, adapter_options
-from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
-from tests.support.write_back import (
+from harness.bridge import BridgeProcesses, json_records, simulated_fields
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe, adapter_options
+from harness.opcua_servers import OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
+from harness.write_back import (
     CANDIDATES,
     COMMANDS,
     PUBLISHER,
@@ -52,6 +51,8 @@ from tests.support.write_back import (
     serving_requester,
     write_back_config,
 )
+from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
+from tests.strategies import INT_RANGES
 
 MAX_BYTES = 8192
 MAX_TARGETS = 8

@@ -16,14 +16,12 @@ from typing import Any
 
 import pytest
 
-from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
-from tests.support.bridge import EXE, BridgeProcesses
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe, adapter_options
-from tests.support.opcua_server import OpcUaTestServer
-from tests.support.pki import Pki, issue_requester
-from tests.support.write_back import (
+from harness.bridge import EXE, BridgeProcesses
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe, adapter_options
+from harness.opcua_servers import OpcUaTestServer
+from harness.pki import Pki, issue_requester
+from harness.write_back import (
     COMMANDS,
     PUBLISHER,
     Requester,
@@ -33,6 +31,8 @@ from tests.support.write_back import (
     serving_requester,
     write_back_config,
 )
+from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
+from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
 
 OPERATORS = "urn:plant:operator-*"
 

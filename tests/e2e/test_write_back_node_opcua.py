@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import Client, ua
 
-from opcua_mqtt.core.uajson.codec import JsonCodec
-from opcua_mqtt.core.uajson.node_ids import NamespaceTable
-from tests.support.bridge import BridgeProcess, BridgeProcesses
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer, parse_nodeid
-from tests.support.write_back import (
+from harness.bridge import BridgeProcess, BridgeProcesses
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
+from harness.write_back import (
     CANDIDATES,
     REPLIES,
     Requester,
@@ -28,6 +26,8 @@ from tests.support.write_back import (
     serving_requester,
     write_back_config,
 )
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 #: The built-in types beyond CANDIDATES that the node-opcua plant offers writable: with them,
 #: every built-in type but Null. "Variant" is a node of DataType BaseDataType (any type).
@@ -60,15 +60,15 @@ def _path(name: str) -> str:
     return f"WriteBack.{name}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bridge(
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     node_opcua_server: NodeOpcuaTestServer,
-    mosquitto_tls: MosquittoBroker,
-    bridges: BridgeProcesses,
+    shared_mosquitto_tls: MosquittoBroker,
+    shared_bridges: BridgeProcesses,
 ) -> BridgeProcess:
     """`opcua-mqtt run` publishing every WriteBack variable as a field of G/W and allowing
-    writes to all of them but NotAllowed."""
+    writes to all of them but NotAllowed; shared by the module's tests, which only write."""
     server = node_opcua_server
     fields: list[Mapping[str, Any]] = [
         {"name": t, "node_id": server.nodeid(_path(t)), "builtin_type": t} for t in SCALARS
@@ -89,14 +89,17 @@ def bridge(
     ]
     allow = [f"G/W/{f['name']}" for f in fields if f["name"] != "NotAllowed"]
     allow.append(server.nodeid(MISSING))
-    return bridges.start(write_back_config(tmp_path, server.endpoint, mosquitto_tls, fields, allow))
+    config = write_back_config(
+        tmp_path_factory.mktemp("bridge"), server.endpoint, shared_mosquitto_tls, fields, allow
+    )
+    return shared_bridges.start(config)
 
 
 @pytest.fixture
 async def requester(
-    bridge: BridgeProcess, mosquitto_tls: MosquittoBroker
+    bridge: BridgeProcess, shared_mosquitto_tls: MosquittoBroker
 ) -> AsyncIterator[Requester]:
-    async with serving_requester(mosquitto_tls, bridge=bridge) as r:
+    async with serving_requester(shared_mosquitto_tls, bridge=bridge) as r:
         yield r
 
 
@@ -189,13 +192,15 @@ async def test_arrays_and_a_matrix_are_written_whole_and_by_index_range_on_node_
 
 
 async def test_mqtt311_requester_gets_its_answer_on_reply_to_from_node_opcua(
-    node_opcua_server: NodeOpcuaTestServer, mosquitto_tls: MosquittoBroker, requester: Requester
+    node_opcua_server: NodeOpcuaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
+    requester: Requester,
 ) -> None:
     del requester  # only to wait until the bridge serves requests
     server = node_opcua_server
     old = await read_variant(server.endpoint, server.nodeid(_path("Double")))
     value = -old.Value - 1.25  # differs from whatever an earlier test left there
-    async with serving_requester(mosquitto_tls, "3.1.1") as r:
+    async with serving_requester(shared_mosquitto_tls, "3.1.1") as r:
         answer = await r.ask(
             {"ReplyTo": REPLIES, "Targets": [{"Writer": "W", "Field": "Double", "Value": value}]}
         )

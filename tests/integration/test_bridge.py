@@ -15,6 +15,10 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe, adapter_options
+from harness.opcua_servers import OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
 from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
@@ -24,9 +28,6 @@ from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.signing import Signer, TrustStore
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber, TrustState
 from tests.strategies import assert_ua_equal
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe, adapter_options
-from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 SKIP_TYPES = {0, 24}  # Null holds no value; a Variant variable only exists as an array
 

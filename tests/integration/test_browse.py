@@ -13,6 +13,10 @@ from typing import Any
 import pytest
 from asyncua import Server, ua
 
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer, start_opcua_server
+from harness.pki import make_application_certificate
+from harness.plant_model import APPLICATION_URI, SERVER_CERT_NAME, SERVER_KEY_NAME
+from harness.processes import free_port
 from opcua_mqtt.adapters.opcua_certs import thumbprint
 from opcua_mqtt.adapters.opcua_client import (
     BrowseStats,
@@ -23,16 +27,6 @@ from opcua_mqtt.adapters.opcua_client import (
     connect,
 )
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
-from tests.support.opcua_server import (
-    APPLICATION_URI,
-    SERVER_CERT_NAME,
-    SERVER_KEY_NAME,
-    NodeOpcuaTestServer,
-    OpcUaTestServer,
-    free_port,
-    make_application_certificate,
-    start_opcua_server,
-)
 
 
 def _guid_lower(node_id: str) -> str:
@@ -180,6 +174,7 @@ async def test_batching_really_happens(opcua_server: OpcUaTestServer) -> None:
     assert sum(calls["browse"]) < nodes + 100
 
 
+@pytest.mark.slow
 async def test_depth_limit_and_filters(opcua_server: OpcUaTestServer) -> None:
     options = insecure(opcua_server.endpoint)
     plant = opcua_server.nodeid("Plant")

@@ -11,8 +11,9 @@ from pathlib import Path
 import yaml
 from asyncua import Client
 
+from harness.opcua_servers import OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
 from opcua_mqtt.core.config.check import load_config
-from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 

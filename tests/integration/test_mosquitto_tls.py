@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.mosquitto import MosquittoBroker, client_ssl_context
-from tests.support.mqtt import MqttProbe
-from tests.support.pki import CLIENT_COMMON_NAME
+from harness.mosquitto import MosquittoBroker, client_ssl_context
+from harness.mqtt import MqttProbe
+from harness.pki import CLIENT_COMMON_NAME
 
 # Every byte value, so that any text decoding or re-encoding on the way would show.
 BINARY_PAYLOAD = bytes(range(256)) * 4

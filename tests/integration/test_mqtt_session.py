@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import adapter_options
+from harness.processes import free_port
 from opcua_mqtt.adapters.mqtt import (
     REFUSED_RETRY_S,
     MqttError,
@@ -18,8 +21,6 @@ from opcua_mqtt.adapters.mqtt import (
     Outgoing,
     TlsOptions,
 )
-from tests.support.mosquitto import MosquittoBroker, free_port
-from tests.support.mqtt import adapter_options
 
 
 class Collector:
@@ -192,6 +193,7 @@ async def _until(condition: Callable[[], bool], timeout: float) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
+@pytest.mark.slow
 async def test_a_drop_during_the_reconnect_is_noticed_and_nothing_is_lost(
     mosquitto_persistent: MosquittoBroker,
 ) -> None:

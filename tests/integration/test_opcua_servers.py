@@ -20,15 +20,10 @@ import pytest
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from tests.support.opcua_server import (
-    APPLICATION_URI,
-    NAMESPACE_URI,
-    NodeOpcuaTestServer,
-    OpcUaTestServer,
-    make_application_certificate,
-    parse_nodeid,
-    start_opcua_server,
-)
+from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer, start_opcua_server
+from harness.pki import make_application_certificate
+from harness.plant_manifest import parse_nodeid
+from harness.plant_model import APPLICATION_URI, NAMESPACE_URI
 
 CLIENT_URI = "urn:opcua-mqtt:test-client"
 ALL_BUILTIN_TYPES = set(range(26))  # Null (0) .. DiagnosticInfo (25)

@@ -1,6 +1,6 @@
 """One publisher cannot pass as another to the Subscriber (issue 17): a plain MQTT client forges
 messages through a real Mosquitto, with signers that all chain to the one CA the Subscriber
-trusts (tests/support/pki.py). Each forgery is refused and counted, never yielded, and the
+trusts (harness/pki.py). Each forgery is refused and counted, never yielded, and the
 genuine publisher's data stays verified with its own identity."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe, adapter_options
+from harness.pki import Pki, issue_signer
 from opcua_mqtt.core.identity import SignerMap
 from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message
 from opcua_mqtt.core.topics import TopicTree
 from opcua_mqtt.subscriber import ReceivedDataSet, Refusal, Subscriber, TrustState
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe, adapter_options
-from tests.support.pki import Pki, issue_signer
 
 TOPICS = TopicTree()
 GROUP, WRITER, WRITER_ID = "G", "W", 1001

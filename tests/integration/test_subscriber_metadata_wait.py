@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import MqttProbe, adapter_options
 from opcua_mqtt import devpki
 from opcua_mqtt.core.identity import publisher_uri
 from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message
 from opcua_mqtt.core.topics import TopicTree
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber, TrustState
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import MqttProbe, adapter_options
 
 TOPICS = TopicTree()
 PUBLISHER, GROUP, WRITER, WRITER_ID = "plant-1", "Fast", "Boiler", 3

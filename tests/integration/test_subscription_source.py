@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from asyncua import Client, Server, ua
 
+from harness.processes import free_port
 from opcua_mqtt.adapters.opcua_source import (
     MonitoredField,
     SubscriptionSource,
     _EarlyKeepAlives,
 )
-from tests.support.opcua_server import free_port
 
 NAMESPACE = "urn:opcua-mqtt:test:constants"
 INTERVALS_MS = (50.0, 100.0, 250.0, 500.0)  # one subscription each, as writer groups make them

@@ -1,5 +1,5 @@
 """Values asyncua 2.1 could not decode by itself, from the real asyncua test server (its
-Objects/Oddities, see tests/support/opcua_server.py), in one subscription with ordinary nodes:
+Objects/Oddities, see harness/opcua_server.py), in one subscription with ordinary nodes:
 every other value of the same Publish response is delivered (adapters/opcua_decoding.py)."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from collections.abc import Hashable
 import pytest
 from asyncua import Client, ua
 
+from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
-from tests.support.opcua_server import OpcUaTestServer
 
 
 async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_response(
-    opcua_server: OpcUaTestServer, caplog: pytest.LogCaptureFixture
+    shared_small_opcua_server: OpcUaTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    odd = opcua_server.manifest["oddities"]
-    counter = opcua_server.manifest["simulation"]["Counter"]
+    odd = shared_small_opcua_server.manifest["oddities"]
+    counter = shared_small_opcua_server.manifest["simulation"]["Counter"]
     nodes = {"EmptyMatrix": odd["EmptyMatrix"], "BadShape": odd["BadShape"], "Plain": odd["Plain"]}
     nodes["Counter"] = counter
     received: dict[Hashable, list[ua.DataValue]] = {name: [] for name in nodes}
@@ -34,7 +34,7 @@ async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_respons
         if len(received["Counter"]) >= 3:
             counted.set()
 
-    client = Client(opcua_server.endpoint, timeout=10)
+    client = Client(shared_small_opcua_server.endpoint, timeout=10)
     client.session_timeout = 30_000
     caplog.set_level(logging.WARNING, logger="opcua_mqtt.adapters.opcua_source")
     async with client:

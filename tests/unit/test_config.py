@@ -1023,6 +1023,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=mutated(), as_json=st.booleans())
 def test_mutated_configs_fail_only_with_config_error(doc: dict[str, Any], as_json: bool) -> None:

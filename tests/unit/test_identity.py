@@ -96,13 +96,14 @@ def test_the_explicit_signer_map_decides_for_the_publishers_it_names(ca: devpki.
 def test_devpki_binds_the_metadata_signer_to_the_publisher_id(tmp_path: Any) -> None:
     """What `opcua-mqtt certs --publisher-id` writes verifies, and binds that PublisherId."""
     devpki.write_pki(tmp_path, bridge_name="hall 2/filler")
+    now = datetime.now(UTC)  # write_pki's clock, not NOW: the module may have loaded long ago
     signer = Signer.from_pem(
         (tmp_path / "metadata-signer.key").read_bytes(),
         (tmp_path / "metadata-signer.pem").read_bytes(),
     )
-    signed = sign_message({"MessageType": "ua-metadata"}, signer, issued_at=NOW)
+    signed = sign_message({"MessageType": "ua-metadata"}, signer, issued_at=now)
     trust = TrustStore.from_pem((tmp_path / "ca.pem").read_bytes())
-    result = verify_message(signed, trust, at=NOW)
+    result = verify_message(signed, trust, at=now)
     assert result.ok, result.detail
     assert result.signer_certificate is not None
     assert bound_publishers(result.signer_certificate) == {"hall 2/filler"}

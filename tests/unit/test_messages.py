@@ -1450,6 +1450,7 @@ def test_random_json_raises_only_decode_error(value: Any, use_types: bool) -> No
     _decode_only_decode_error(text.encode(), use_types)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @settings(max_examples=1500, deadline=2000, suppress_health_check=list(HealthCheck))
 @given(mutated_documents(), st.booleans())

@@ -18,6 +18,7 @@ from joserfc.jwk import ECKey
 from joserfc.jws import JWSRegistry
 from joserfc.registry import HeaderParameter
 
+from harness.pki import Pki, generate_pki, issue_requester
 from opcua_mqtt.core.canonical_json import canonicalize
 from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
 from opcua_mqtt.core.request_auth import (
@@ -37,7 +38,6 @@ from opcua_mqtt.core.signing import (
     sign_message,
 )
 from opcua_mqtt.core.write_request.request import RequestError, parse_request
-from tests.support.pki import Pki, generate_pki, issue_requester
 
 S = ua.StatusCodes
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 import random
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from joserfc import jws
@@ -30,6 +30,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 from joserfc.registry import HeaderParameter
 
+from harness.pki import Made, make_certificate
 from opcua_mqtt.core.canonical_json import canonicalize
 from opcua_mqtt.core.signing import (
     JWS_TYPE,
@@ -52,8 +53,6 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-
-Key = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,77 +78,41 @@ CA_USAGE = _usage(cert_sign=True)
 NO_SIGN_USAGE = _usage()  # keyEncipherment only
 
 
-@dataclass(frozen=True)
-class Identity:
-    key: Key
-    cert: x509.Certificate
-
-
 def _ec() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _issue(
-    cn: str,
-    key: Key,
-    issuer: Identity | None,
-    *,
-    ca: bool | None = False,
-    usage: x509.KeyUsage | None = SIGNER_USAGE,
-    not_before: datetime = VALID_FROM,
-    not_after: datetime = VALID_UNTIL,
-    path_length: int | None = None,
-    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
-) -> Identity:
-    """Certificate for ``key`` issued by ``issuer`` (self-signed if None)."""
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-    )
-    if ca is not None:
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True
-        )
-    if usage is not None:
-        builder = builder.add_extension(usage, critical=True)
-    for extension, critical in extra:
-        builder = builder.add_extension(extension, critical=critical)
-    signing_key = issuer.key if issuer else key
-    algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return Identity(key, builder.sign(signing_key, algorithm))
+#: A publisher's signing certificate unless told otherwise, valid from VALID_FROM to VALID_UNTIL.
+_issue = functools.partial(
+    make_certificate, usage=SIGNER_USAGE, not_before=VALID_FROM, not_after=VALID_UNTIL
+)
 
 
 @dataclass(frozen=True)
 class Pki:
-    root: Identity
-    intermediate: Identity
-    rogue_root: Identity
-    es256: Identity
-    eddsa: Identity
-    rs256: Identity
-    via_intermediate: Identity
-    rogue_signer: Identity
-    expired: Identity
-    not_yet_valid: Identity
-    no_digital_signature: Identity
-    no_key_usage: Identity
-    pinned_self_signed: Identity
-    not_a_ca: Identity
-    under_not_a_ca: Identity
-    ca_without_cert_sign: Identity
-    under_ca_without_cert_sign: Identity
-    expired_intermediate: Identity
-    under_expired_intermediate: Identity
-    path_len_zero_root: Identity
-    path_len_zero_intermediate: Identity
-    under_path_len_zero: Identity
-    critical_policy: Identity
+    root: Made
+    intermediate: Made
+    rogue_root: Made
+    es256: Made
+    eddsa: Made
+    rs256: Made
+    via_intermediate: Made
+    rogue_signer: Made
+    expired: Made
+    not_yet_valid: Made
+    no_digital_signature: Made
+    no_key_usage: Made
+    pinned_self_signed: Made
+    not_a_ca: Made
+    under_not_a_ca: Made
+    ca_without_cert_sign: Made
+    under_ca_without_cert_sign: Made
+    expired_intermediate: Made
+    under_expired_intermediate: Made
+    path_len_zero_root: Made
+    path_len_zero_intermediate: Made
+    under_path_len_zero: Made
+    critical_policy: Made
 
 
 @pytest.fixture(scope="session")
@@ -233,7 +196,7 @@ def trust(pki: Pki) -> TrustStore:
     return TrustStore(anchors=[pki.root.cert])
 
 
-def _signer(identity: Identity, *issuers: Identity, alg: str | None = None) -> Signer:
+def _signer(identity: Made, *issuers: Made, alg: str | None = None) -> Signer:
     return Signer(identity.key, [identity.cert, *(i.cert for i in issuers)], alg)
 
 
@@ -554,7 +517,7 @@ def _joserfc_registry(alg: str) -> JWSRegistry:
     return registry
 
 
-def _jwk(identity: Identity) -> ECKey | OKPKey | RSAKey:
+def _jwk(identity: Made) -> ECKey | OKPKey | RSAKey:
     pem = identity.cert.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -569,7 +532,7 @@ def _jwk(identity: Identity) -> ECKey | OKPKey | RSAKey:
 def test_joserfc_verifies_our_signature_with_the_jcs_bytes_as_detached_payload(
     pki: Pki, identity: str
 ) -> None:
-    ident: Identity = getattr(pki, identity)
+    ident: Made = getattr(pki, identity)
     signed = sign_message(metadata_message(), _signer(ident), issued_at=NOW)
     received = json.loads(json.dumps(signed))
     payload = canonicalize({k: v for k, v in received.items() if k != SIGNATURE_MEMBER})
@@ -1105,7 +1068,7 @@ def test_non_object_message_is_malformed_message(trust: TrustStore, message: Any
 
 
 def test_failure_reasons_are_pairwise_distinct(pki: Pki, trust: TrustStore) -> None:
-    def signed(identity: Identity, *issuers: Identity) -> dict[str, Any]:
+    def signed(identity: Made, *issuers: Made) -> dict[str, Any]:
         return sign_message(metadata_message(), _signer(identity, *issuers), issued_at=NOW)
 
     good = signed(pki.es256)

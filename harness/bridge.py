@@ -15,21 +15,25 @@ from typing import Any
 
 import yaml
 
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.opcua_server import OpcUaTestServer
+from harness.mosquitto import MosquittoBroker
+from harness.opcua_servers import OpcUaTestServer
+from opcua_mqtt import devpki
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 
 
-def make_certs(directory: Path, publisher_id: str = "e2e-bridge") -> Path:
-    """A development PKI made with `opcua-mqtt certs`, its metadata signer bound to
-    ``publisher_id`` (the default is :func:`write_config`'s); returns its folder."""
-    subprocess.run(
-        [EXE, "certs", "--dir", str(directory), "--publisher-id", publisher_id],
-        check=True,
-        capture_output=True,
-        timeout=60,
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`opcua-mqtt ARGS` as a user runs it, to its end (bounded), its output captured."""
+    return subprocess.run(
+        [EXE, *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd
     )
+
+
+def make_certs(directory: Path, publisher_id: str = "e2e-bridge") -> Path:
+    """The development PKI `opcua-mqtt certs` writes (made in this process by the same
+    :func:`opcua_mqtt.devpki.write_pki`, without the broker files), its metadata signer bound
+    to ``publisher_id`` (the default is :func:`write_config`'s); returns its folder."""
+    devpki.write_pki(directory, bridge_name=publisher_id)
     return directory
 
 

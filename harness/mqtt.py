@@ -30,8 +30,8 @@ from typing import Any, Self
 
 import gmqtt
 
+from harness.mosquitto import MosquittoBroker
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
-from tests.support.mosquitto import MosquittoBroker
 
 #: ``reconnect_retries`` value that makes gmqtt never reconnect (see the module docstring).
 NO_RECONNECT = -2

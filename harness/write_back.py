@@ -15,13 +15,14 @@ from typing import Any
 
 from asyncua import Client, ua
 
+from harness.bridge import BridgeProcess, make_certs, write_config
+from harness.mosquitto import MosquittoBroker
+from harness.mqtt import adapter_options
+from harness.opcua_servers import OpcUaTestServer
+from harness.plant_manifest import parse_nodeid
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.uajson.codec import JsonCodec
-from tests.support.bridge import BridgeProcess, make_certs, write_config
-from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import adapter_options
-from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 PUBLISHER = "wb-bridge"  # the bridges' publisher_id
 COMMANDS = f"opcua/json/cmd/{PUBLISHER}/write"
