@@ -47,9 +47,14 @@ def write_config(
     publisher_id: str = "e2e-bridge",
     opcua: Mapping[str, Any] | None = None,
     write_back: Mapping[str, Any] | None = None,
+    mqtt_client: tuple[Path, Path] | None = None,
 ) -> Path:
-    """A bridge configuration with one writer group and one writer holding ``fields``, and the
-    ``write_back`` section if given."""
+    """A bridge configuration with one writer group and one writer holding ``fields``, the
+    ``write_back`` section if given, and ``mqtt_client`` (certificate, key) as the bridge's
+    MQTT client certificate for a broker that requires one."""
+    tls: dict[str, Any] = {"ca": str(broker.ca_cert)}
+    if mqtt_client is not None:
+        tls |= {"certificate": str(mqtt_client[0]), "private_key": str(mqtt_client[1])}
     doc: dict[str, Any] = {
         "version": 1,
         "publisher_id": publisher_id,
@@ -59,7 +64,7 @@ def write_config(
             "security_mode": "None",
             **(opcua or {}),
         },
-        "mqtt": {"host": broker.host, "port": broker.port, "tls": {"ca": str(broker.ca_cert)}},
+        "mqtt": {"host": broker.host, "port": broker.port, "tls": tls},
         "metadata_signing": {
             "private_key": str(signing_dir / "metadata-signer.key"),
             "certificate_chain": str(signing_dir / "metadata-signer.pem"),

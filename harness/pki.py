@@ -124,7 +124,6 @@ def issue_signer(pki: Pki, directory: Path, publisher_id: str | None) -> Path:
     return directory
 
 
-
 def issue_requester(
     pki: Pki,
     stem: str,
@@ -147,6 +146,14 @@ def issue_requester(
         now -= VALIDITY + dt.timedelta(days=30)
     leaf = issue(issuer, common_name, now, client=True, uris=(uri,) if uri else ())
     return _write_pair(pki.directory, stem, leaf)
+
+
+def issue_mqtt_client(pki: Pki, common_name: str) -> tuple[Path, Path]:
+    """An MQTT client certificate from the test CA (the same clientAuth profile as a
+    requester's) whose CN is ``common_name``: the user name a broker with
+    ``use_identity_as_username`` and its ACL know the client by. Written as
+    ``mqtt-<common_name>``.crt/.key beside the PKI; returns (certificate, key)."""
+    return issue_requester(pki, f"mqtt-{common_name}", common_name)
 
 
 TestKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
