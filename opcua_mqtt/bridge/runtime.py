@@ -27,9 +27,8 @@ from datetime import UTC, datetime, timedelta
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua_client import OpcUaConnectionError
-from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
-from opcua_mqtt.adapters.opcua_types import BuiltinTypes
+from opcua_mqtt.adapters.opcua import BuiltinTypes, OpcUaConnectionError
+from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.core.errors import DecodeError

@@ -29,8 +29,8 @@ from typing import Any
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua_limits import StringLimits
-from opcua_mqtt.adapters.opcua_types import BuiltinTypes
+from opcua_mqtt.adapters.opcua import BuiltinTypes
+from opcua_mqtt.adapters.opcua.facts import StringLimits
 from opcua_mqtt.bridge.write_back_support import (
     BRIEF,
     canonical_or_none,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from opcua_mqtt.adapters.opcua_certs import load_certificate, thumbprint
+from opcua_mqtt.adapters.opcua.certs import load_certificate, thumbprint
 from opcua_mqtt.core.address_space import BrowseResult
 from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer, free_port
 

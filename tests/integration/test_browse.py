@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from asyncua import Server, ua
 
-from opcua_mqtt.adapters.opcua_certs import thumbprint
-from opcua_mqtt.adapters.opcua_client import (
+from opcua_mqtt.adapters.opcua import (
     BrowseStats,
     ConnectionOptions,
     OpcUaConnectionError,
@@ -22,6 +21,7 @@ from opcua_mqtt.adapters.opcua_client import (
     browse_endpoint,
     connect,
 )
+from opcua_mqtt.adapters.opcua.certs import thumbprint
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from tests.support.opcua_server import (
     APPLICATION_URI,
@@ -336,7 +336,7 @@ async def test_basic256sha256_sign_and_encrypt_with_user_and_trust_on_first_cont
 
 
 def _load(path: Path) -> Any:
-    from opcua_mqtt.adapters.opcua_certs import load_certificate
+    from opcua_mqtt.adapters.opcua.certs import load_certificate
 
     return load_certificate(path.read_bytes())
 

@@ -28,7 +28,7 @@ from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
 from asyncua.observer import Observer, SubscriptionEvent
 
-from opcua_mqtt.adapters.opcua_decoding import checked, undecodable_reason
+from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
 
@@ -146,7 +146,7 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
 
 
 def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
-    """``dv``, or BadDecodingError for a value asyncua could not decode (opcua_decoding); the
+    """``dv``, or BadDecodingError for a value asyncua could not decode (decoding.py); the
     first of a run of such values is logged, naming the field."""
     reason = undecodable_reason(dv)
     if reason is None:
