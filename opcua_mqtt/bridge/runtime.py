@@ -20,15 +20,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from asyncua import Client, ua
+from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua import BuiltinTypes, OpcUaConnectionError
-from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
+from opcua_mqtt.adapters.opcua import OpcUaConnectionError
+from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
+from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.core.errors import DecodeError
@@ -57,7 +57,6 @@ _log = logging.getLogger(__name__)
 TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-json"
 _UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # BaseDataType fields take any type
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
-_READ_BATCH = 500  # nodes per Read: below every server's MaxNodesPerRead we have met
 _HEALTH_CHECK_S = 1.0  # how often the fields' state is turned into the ua-status
 
 
@@ -149,7 +148,7 @@ class _Writer:
         self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
 
 
-OpcUaConnector = Callable[[], AbstractAsyncContextManager[Client]]
+OpcUaConnector = Connector
 
 
 class Bridge:
@@ -176,8 +175,7 @@ class Bridge:
         self._retyped_values: dict[tuple[int, int, str], ua.DataValue] = {}
         self._accepted_types: set[tuple[tuple[int, int, str], int]] = set()
         self._recheck_tasks: set[asyncio.Task[None]] = set()
-        self._client: Client | None = None
-        self._builtin_types = BuiltinTypes()
+        self._session: OpcUaSession | None = None
         self.fields = FieldHealth(
             ((gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
             for gi, g in enumerate(plan.groups)
@@ -204,19 +202,18 @@ class Bridge:
                     for w in g.writers
                     for f in w.fields
                 },
-                client=self._current_client,
-                namespaces=lambda: self._namespaces,
+                session=self._current_session,
             )
         if signer is None:
             _log.warning("no metadata signing key configured: ua-metadata will be unsigned")
 
     # ------------------------------------------------------------------------ lifecycle
 
-    def _current_client(self) -> Client | None:
-        """The OPC UA client while its session is usable, for write-back."""
-        if self._client is None or self.stats.opcua_state in ("reconnecting", "disconnected"):
+    def _current_session(self) -> OpcUaSession | None:
+        """The OPC UA session while it is usable, for write-back."""
+        if self._session is None or not self._session.usable:
             return None
-        return self._client
+        return self._session
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.write_back is not None:
@@ -245,11 +242,12 @@ class Bridge:
             _log.info("bridge stopped")
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
-        async with self._connect_opcua() as client:
-            self._namespaces = list(await client.get_namespace_array())
-            source = SubscriptionSource(client, self._on_values, on_state=self._on_opcua_state)
+        async with open_session(self._connect_opcua, self._on_opcua_state) as session:
+            self._namespaces = session.namespaces
+            source = await session.subscriptions(self._on_values)
             if not self._writers:  # a reconnect keeps states, sequence numbers and versions
-                self._build_writers(await self._server_types(client))
+                codec = await session.codec()
+                self._build_writers(codec, await self._server_types(session, codec))
             self.fields.monitoring()
             refused_count = 0
             for gi, group in enumerate(self.plan.groups):
@@ -288,7 +286,7 @@ class Bridge:
                 total - refused_count,
                 refused_count,
             )
-            self._client = client
+            self._session = session
             self.stats.opcua_state = "connected"
             self._publish_field_state()
             self.ready.set()
@@ -307,15 +305,16 @@ class Bridge:
                 for task in tickers:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                self._client = None
+                self._session = None
                 await source.close()
 
     # ------------------------------------------------------------------------ writers
 
-    async def _server_types(self, client: Client) -> dict[str, tuple[int, ua.NodeId]]:
+    async def _server_types(
+        self, session: OpcUaSession, codec: JsonCodec
+    ) -> dict[str, tuple[int, ua.NodeId]]:
         """Built-in type and DataType of each field whose configuration left its type open,
         read from the server in batches (NodeId string -> types)."""
-        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
         open_ids = sorted(
             {
                 f.node_id
@@ -326,28 +325,27 @@ class Bridge:
             }
         )
         read: dict[str, ua.NodeId] = {}
-        for start in range(0, len(open_ids), _READ_BATCH):
-            chunk = open_ids[start : start + _READ_BATCH]
-            nodes = [client.get_node(codec.decode_node_id(n)) for n in chunk]
-            for node_id, dv in zip(
-                chunk, await client.read_attributes(nodes, ua.AttributeIds.DataType), strict=True
-            ):
-                if not dv.StatusCode.is_good() or dv.Value is None:
-                    _log.warning(
-                        "DataType of %s not readable (%s): its field stays untyped (Variant)",
-                        node_id,
-                        dv.StatusCode.name,
-                    )
-                    continue
-                read[node_id] = dv.Value.Value
-        builtins = await self._builtin_types.of(client, read.values())
+        nodes = [codec.decode_node_id(n) for n in open_ids]
+        for node_id, dv in zip(
+            open_ids, await session.read_attribute(nodes, ua.AttributeIds.DataType), strict=True
+        ):
+            if not dv.StatusCode.is_good() or dv.Value is None:
+                _log.warning(
+                    "DataType of %s not readable (%s): its field stays untyped (Variant)",
+                    node_id,
+                    dv.StatusCode.name,
+                )
+                continue
+            read[node_id] = dv.Value.Value
+        builtins = await session.builtin_types(read.values())
         found = {node_id: (builtins[dt], dt) for node_id, dt in read.items()}
         if open_ids:
             _log.info("read the DataType of %d fields configured without one", len(found))
         return found
 
-    def _build_writers(self, server_types: Mapping[str, tuple[int, ua.NodeId]]) -> None:
-        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
+    def _build_writers(
+        self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]]
+    ) -> None:
         now = self._clock()
         for gi, group in enumerate(self.plan.groups):
             for wi, wp in enumerate(group.writers):
@@ -436,12 +434,13 @@ class Bridge:
     async def _recheck(self, writer: _Writer, name: str, key: tuple[int, int, str]) -> None:
         try:
             fieldp = next(f for f in writer.fields if f.spec.name == name)
-            assert self._client is not None
-            codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
-            node = self._client.get_node(codec.decode_node_id(fieldp.node_id))
-            data_type = await node.read_data_type()
-            value_rank = await node.read_value_rank()
-            builtin = await self._builtin_types.one(self._client, data_type)
+            session = self._session
+            assert session is not None
+            node_id = (await session.codec()).decode_node_id(fieldp.node_id)
+            data_type, value_rank = await session.attributes(
+                node_id, ua.AttributeIds.DataType, ua.AttributeIds.ValueRank
+            )
+            builtin = (await session.builtin_types([data_type]))[data_type]
             new_spec = replace(
                 fieldp.spec,
                 builtin_type=builtin,
@@ -479,8 +478,9 @@ class Bridge:
 
     async def _check_nodes(self) -> None:
         """Read every monitored node's NodeClass, in batches; a node that is gone turns Bad."""
-        assert self._client is not None
-        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
+        session = self._session
+        assert session is not None
+        codec = await session.codec()
         targets: list[tuple[tuple[int, int], _Writer, str, ua.NodeId]] = []
         for index, writer in self._writers.items():
             for f in writer.fields:
@@ -492,33 +492,25 @@ class Bridge:
         gone: set[tuple[int, int, str]] = set()
         while True:
             await asyncio.sleep(self.plan.node_check_interval_s)
-            for start in range(0, len(targets), 1000):
-                chunk = targets[start : start + 1000]
-                params = ua.ReadParameters(
-                    NodesToRead=[
-                        ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.NodeClass)
-                        for _, _, _, n in chunk
-                    ]
+            try:
+                results = await session.read_attribute(
+                    [n for _, _, _, n in targets], ua.AttributeIds.NodeClass
                 )
-                try:
-                    results = await self._client.uaclient.read(params)
-                except (ua.UaError, OSError, TimeoutError) as e:
-                    _log.info("node check skipped: %s", e)
-                    break
-                for (index, writer, name, _node_id), dv in zip(chunk, results, strict=True):
-                    code = dv.StatusCode
-                    if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
-                        continue
-                    key = (*index, name)
-                    if key in gone or self.fields.state(key) is FieldState.REFUSED:
-                        continue  # a refused field was reported when it was refused
-                    gone.add(key)
-                    _log.warning(
-                        "field %s: node no longer exists on the server", self.fields.name(key)
-                    )
-                    gone_value = ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
-                    self.fields.value(key, gone_value)
-                    writer.state.update(name, gone_value)
+            except (ua.UaError, OSError, TimeoutError) as e:
+                _log.info("node check skipped: %s", e)
+                continue
+            for (index, writer, name, _node_id), dv in zip(targets, results, strict=True):
+                code = dv.StatusCode
+                if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
+                    continue
+                key = (*index, name)
+                if key in gone or self.fields.state(key) is FieldState.REFUSED:
+                    continue  # a refused field was reported when it was refused
+                gone.add(key)
+                _log.warning("field %s: node no longer exists on the server", self.fields.name(key))
+                gone_value = ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
+                self.fields.value(key, gone_value)
+                writer.state.update(name, gone_value)
 
     # ------------------------------------------------------------------------ publishing
 

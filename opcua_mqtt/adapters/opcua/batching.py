@@ -30,6 +30,8 @@ DEFAULT_NODES_PER_BROWSE: Final = 500
 DEFAULT_NODES_PER_READ: Final = 1000
 MAX_NODES_PER_BROWSE: Final = 1000
 MAX_NODES_PER_READ: Final = 1000
+DEFAULT_NODES_PER_WRITE: Final = 1000
+DEFAULT_ITEMS_PER_CALL: Final = 1000  # monitored items per CreateMonitoredItems
 # Requests in flight at once during browse: the server works on one while we decode another.
 DEFAULT_CONCURRENCY: Final = 3
 
@@ -48,6 +50,7 @@ class BrowseStats:
     browse_batch: int = 0  # what was used
     read_batch: int = 0
     seconds: float = 0.0
+
 
 #: Service results saying a request was too large for the server: it goes again in halves.
 _TOO_LARGE: Final = frozenset(
@@ -72,7 +75,25 @@ class _Limits:
     def __init__(self) -> None:
         self.browse = _Batch("Browse", "nodes", DEFAULT_NODES_PER_BROWSE)
         self.read = _Batch("Read", "items", DEFAULT_NODES_PER_READ)
+        self.write = _Batch("Write", "values", DEFAULT_NODES_PER_WRITE)
+        self.monitored_items = _Batch("CreateMonitoredItems", "items", DEFAULT_ITEMS_PER_CALL)
         self.continuation_points = 0
+
+    def stated(
+        self,
+        *,
+        per_browse: int = 0,
+        per_read: int = 0,
+        per_write: int = 0,
+        per_monitored_items: int = 0,
+        continuation_points: int = 0,
+    ) -> None:
+        """The server's OperationLimits (0: not stated), within our own ceilings."""
+        self.browse.size = min(per_browse or DEFAULT_NODES_PER_BROWSE, MAX_NODES_PER_BROWSE)
+        self.read.size = min(per_read or DEFAULT_NODES_PER_READ, MAX_NODES_PER_READ)
+        self.write.size = per_write or DEFAULT_NODES_PER_WRITE
+        self.monitored_items.size = per_monitored_items or DEFAULT_ITEMS_PER_CALL
+        self.continuation_points = continuation_points
 
 
 def _null_view() -> ua.ViewDescription:
@@ -107,13 +128,21 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def stated_limit(dv: ua.DataValue) -> int:
+    """A stated limit: the value when it is a Good integer, else 0 (none stated)."""
+    good = dv.StatusCode is None or dv.StatusCode.is_good()
+    value = dv.Value.Value if dv.Value is not None else None
+    return int(value) if good and isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 _Send = Callable[[Sequence[_T]], Awaitable[list[_R]]]
 
 
 class Batcher:
-    """Batched Browse/BrowseNext/Read on one session, with a bound on requests in flight."""
+    """Batched Browse/BrowseNext/Read/Write (and any other per-operation service, see
+    :meth:`each`) on one session, with a bound on requests in flight."""
 
     def __init__(self, client: Client, stats: BrowseStats, concurrency: int) -> None:
         self.uaclient = client.uaclient
@@ -172,6 +201,52 @@ class Batcher:
         )
         first = await send(items[:half])
         return first + await send(items[half:])
+
+    async def each(
+        self, batch: _Batch, items: Sequence[_T], call: Callable[[Sequence[_T]], Awaitable[Any]]
+    ) -> list[_R]:
+        """``call`` on ``items`` in chunks of ``batch``, halving a chunk the server finds too
+        large; ``call`` must answer one result per item, in order."""
+
+        async def split(chunk: Sequence[_T]) -> list[_R]:
+            try:
+                return await self._send(batch.service, call, chunk, len(chunk))
+            except UaStatusCodeError as e:
+                return await self._halves(batch, chunk, e, split)
+
+        return await self._batched(batch, items, split)
+
+    async def ask_limits(self) -> None:
+        """Size the batches by the server's OperationLimits, asked in one Read (a limit the
+        server does not state, or refuses to tell, leaves our default)."""
+        ids = ua.ObjectIds
+        limits = (
+            ids.Server_ServerCapabilities_OperationLimits_MaxNodesPerBrowse,
+            ids.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+            ids.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
+            ids.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+            ids.Server_ServerCapabilities_MaxBrowseContinuationPoints,
+        )
+        values = await self.read(
+            [ua.ReadValueId(NodeId=ua.NodeId(i), AttributeId=ua.AttributeIds.Value) for i in limits]
+        )
+        per_browse, per_read, per_write, per_call, points = (stated_limit(dv) for dv in values)
+        self.limits.stated(
+            per_browse=per_browse,
+            per_read=per_read,
+            per_write=per_write,
+            per_monitored_items=per_call,
+            continuation_points=points,
+        )
+
+    # ---------------------------------------------------------------- Write
+    async def write(self, values: Sequence[ua.WriteValue]) -> list[ua.StatusCode]:
+        """Write ``values`` in chunks of MaxNodesPerWrite; a status per value, in order."""
+
+        def call(chunk: Sequence[ua.WriteValue]) -> Awaitable[list[ua.StatusCode]]:
+            return self.uaclient.write(ua.WriteParameters(NodesToWrite=list(chunk)))  # type: ignore[no-any-return]
+
+        return await self.each(self.limits.write, values, call)
 
     # ----------------------------------------------------------------- Read
     async def read(
@@ -272,4 +347,3 @@ def _decoded(item: ua.ReadValueId, dv: ua.DataValue) -> ua.DataValue:
         "%s: value cannot be decoded (%s): BadDecodingError", item.NodeId.to_string(), reason
     )
     return checked(dv)
-

@@ -26,13 +26,10 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 
 from opcua_mqtt.adapters.opcua.batching import (
     DEFAULT_CONCURRENCY,
-    DEFAULT_NODES_PER_BROWSE,
-    DEFAULT_NODES_PER_READ,
-    MAX_NODES_PER_BROWSE,
-    MAX_NODES_PER_READ,
     Batcher,
     BrowseStats,
     browse_descriptions,
+    stated_limit,
 )
 from opcua_mqtt.adapters.opcua.connection import (
     CONNECTION_LOST,
@@ -99,7 +96,6 @@ class _Found:
     children: list[ua.NodeId] = field(default_factory=list)
 
 
-
 class BrowseError(ValueError):
     """The browse cannot start: the start node is malformed or not on the server."""
 
@@ -110,7 +106,6 @@ def _is_good(dv: ua.DataValue) -> bool:
 
 def _status_of(dv: ua.DataValue) -> int:
     return 0 if dv.StatusCode is None else int(dv.StatusCode.value)
-
 
 
 def _int_value(dv: ua.DataValue, default: int) -> int:
@@ -168,19 +163,14 @@ class _Browse:
         if _is_good(servers) and servers.Value and servers.Value.Value:
             self.server_uri = str(servers.Value.Value[0])
 
-        def stated(dv: ua.DataValue) -> int:
-            if _is_good(dv) and dv.Value is not None and isinstance(dv.Value.Value, int):
-                return int(dv.Value.Value)
-            return 0
-
         limits = self.walker.limits
-        self.stats.server_max_nodes_per_browse = stated(per_browse)
-        self.stats.server_max_nodes_per_read = stated(per_read)
-        limits.browse.size = min(
-            stated(per_browse) or DEFAULT_NODES_PER_BROWSE, MAX_NODES_PER_BROWSE
+        self.stats.server_max_nodes_per_browse = stated_limit(per_browse)
+        self.stats.server_max_nodes_per_read = stated_limit(per_read)
+        limits.stated(
+            per_browse=stated_limit(per_browse),
+            per_read=stated_limit(per_read),
+            continuation_points=stated_limit(cps),
         )
-        limits.read.size = min(stated(per_read) or DEFAULT_NODES_PER_READ, MAX_NODES_PER_READ)
-        limits.continuation_points = stated(cps)
         self.stats.browse_batch = limits.browse.size
         self.stats.read_batch = limits.read.size
 
