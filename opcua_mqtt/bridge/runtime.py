@@ -18,9 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
@@ -30,6 +29,15 @@ from opcua_mqtt.adapters.opcua import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
+from opcua_mqtt.bridge.model_watch import ModelWatch
+from opcua_mqtt.bridge.plan import (
+    BridgePlan,
+    FieldPlan,
+    GroupPlan,
+    Writer,
+    WriterPlan,
+    writer_group,
+)
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
@@ -49,73 +57,16 @@ from opcua_mqtt.core.messages import (
 )
 from opcua_mqtt.core.metadata import DataSetField, build_metadata
 from opcua_mqtt.core.signing import Signer, sign_message
-from opcua_mqtt.core.topics import TopicTree, command_topic
+from opcua_mqtt.core.topics import command_topic
 from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
+
+__all__ = ["Bridge", "BridgePlan", "BridgeStats", "FieldPlan", "GroupPlan", "WriterPlan"]
 
 _log = logging.getLogger(__name__)
 
 TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-json"
-_UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # BaseDataType fields take any type
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
 _HEALTH_CHECK_S = 1.0  # how often the fields' state is turned into the ua-status
-
-
-@dataclass(frozen=True)
-class FieldPlan:
-    name: str
-    node_id: str
-    builtin_type: int  # 0: not configured, taken from the node's DataType at the first start
-    data_type: str | None  # NodeId string, resolved against the server's namespaces at start
-    dataset_field_id: uuid.UUID
-    value_rank: int = -1
-    array_dimensions: tuple[int, ...] = ()
-    sampling_interval_ms: float = 500
-    queue_size: int = 10
-    deadband_type: str = "none"
-    deadband_value: float = 0.0
-
-
-@dataclass(frozen=True)
-class WriterPlan:
-    name: str
-    dataset_writer_id: int
-    fields: tuple[FieldPlan, ...]
-    key_frame_count: int = 10
-    keep_alive_ms: int = 10_000
-    settings: JsonMessageSettings | None = None  # None: the writer group's
-
-
-@dataclass(frozen=True)
-class GroupPlan:
-    name: str
-    writers: tuple[WriterPlan, ...]
-    publishing_interval_ms: float = 1000
-    qos: int = 1
-    settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
-    bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
-
-    def __post_init__(self) -> None:
-        if self.bundle_writers and any(
-            w.settings not in (None, self.settings) for w in self.writers
-        ):
-            raise ValueError(
-                f"writer group {self.name!r}: writers bundled in one NetworkMessage must share "
-                "the group's message settings"
-            )
-
-    def writer_settings(self, writer: WriterPlan) -> JsonMessageSettings:
-        return writer.settings or self.settings
-
-
-@dataclass(frozen=True)
-class BridgePlan:
-    publisher_id: str
-    groups: tuple[GroupPlan, ...]
-    topics: TopicTree = field(default_factory=TopicTree)
-    # How often to ask the server whether the monitored nodes still exist (0: never). Servers
-    # need not notify a monitored item when its node is deleted (asyncua's does not); without
-    # this check such a field would fall silent instead of turning Bad.
-    node_check_interval_s: float = 60.0
 
 
 @dataclass
@@ -126,26 +77,6 @@ class BridgeStats:
     metadata_published: int = 0
     opcua_state: str = "disconnected"
     opcua_reconnects: int = 0  # sessions lost (each one starts a reconnect)
-
-
-@dataclass
-class _Writer:
-    plan: WriterPlan
-    group: GroupPlan
-    state: WriterState
-    fields: list[DataSetField]
-    version_published: tuple[int, int] | None = None
-    # time.monotonic() when the oldest value not yet in a message arrived: the message's origin
-    # for the publish latency histogram
-    pending_since: float | None = None
-    # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU)
-    builtin_types: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.index_types()
-
-    def index_types(self) -> None:
-        self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
 
 
 OpcUaConnector = Connector
@@ -169,12 +100,8 @@ class Bridge:
         self._connect_opcua = connect_opcua
         self._signer = signer
         self._clock = clock
-        self._writers: dict[tuple[int, int], _Writer] = {}
+        self._writers: dict[tuple[int, int], Writer] = {}
         self._namespaces: list[str] = []
-        self._rechecks: set[tuple[int, int, str]] = set()
-        self._retyped_values: dict[tuple[int, int, str], ua.DataValue] = {}
-        self._accepted_types: set[tuple[tuple[int, int, str], int]] = set()
-        self._recheck_tasks: set[asyncio.Task[None]] = set()
         self._session: OpcUaSession | None = None
         self.fields = FieldHealth(
             ((gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
@@ -183,6 +110,7 @@ class Bridge:
             for f in w.fields
             for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
         )
+        self.model_watch = ModelWatch(self._writers, self.fields, clock, self._publish_metadata)
         self._state: ua.PubSubState | None = None  # the ua-status last published
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
@@ -231,8 +159,7 @@ class Bridge:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 5)
         finally:
-            for task in self._recheck_tasks:
-                task.cancel()
+            self.model_watch.cancel()
             self._state = ua.PubSubState.Disabled  # a refusal ending while draining: no status
             if self.write_back is not None:
                 self.write_back.close()
@@ -286,7 +213,7 @@ class Bridge:
                 total - refused_count,
                 refused_count,
             )
-            self._session = session
+            self._session = self.model_watch.session = session
             self.stats.opcua_state = "connected"
             self._publish_field_state()
             self.ready.set()
@@ -296,7 +223,8 @@ class Bridge:
             ]
             tickers.append(asyncio.create_task(self._watch_fields(), name="field-health"))
             if self.plan.node_check_interval_s > 0:
-                tickers.append(asyncio.create_task(self._check_nodes(), name="node-check"))
+                check = self.model_watch.check_nodes(session, self.plan.node_check_interval_s)
+                tickers.append(asyncio.create_task(check, name="node-check"))
             try:
                 await stop.wait()
             finally:
@@ -305,7 +233,7 @@ class Bridge:
                 for task in tickers:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                self._session = None
+                self._session = self.model_watch.session = None
                 await source.close()
 
     # ------------------------------------------------------------------------ writers
@@ -363,7 +291,7 @@ class Bridge:
                     keep_alive_time=timedelta(milliseconds=wp.keep_alive_ms),
                     now=now,
                 )
-                self._writers[(gi, wi)] = _Writer(wp, group, state, fields)
+                self._writers[(gi, wi)] = Writer(wp, group, state, fields)
 
     @staticmethod
     def _spec(codec: JsonCodec, f: FieldPlan, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
@@ -394,123 +322,13 @@ class Bridge:
             writer = self._writers.get((gi, wi))
             if writer is None:
                 continue
-            if key in self._rechecks or self._type_changed(key, writer, name, dv):
-                self._hold(key, writer, name, dv)
+            if self.model_watch.holds(key, writer, name, dv):
                 continue
             writer.state.update(name, dv)
             if writer.pending_since is None:
                 writer.pending_since = received
         if arrived and self.ready.is_set():
             self._publish_field_state()  # e.g. Operational once the last field has a value
-
-    def _type_changed(
-        self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
-    ) -> bool:
-        """A value of another built-in type than the metadata says: the node's DataType may
-        have changed on the server."""
-        variant = dv.Value
-        if variant is None or variant.VariantType == ua.VariantType.Null:
-            return False
-        builtin = writer.builtin_types.get(name)
-        if builtin is None or builtin in _UNTYPED or int(variant.VariantType) == builtin:
-            return False
-        # A server may legitimately send another type than the DataType (e.g. a subtype's
-        # value): once re-read without a change, that type is accepted for the field.
-        return (key, int(variant.VariantType)) not in self._accepted_types
-
-    def _hold(
-        self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
-    ) -> None:
-        """Keep the value back until the DataType is read again: it must not travel under
-        metadata that describes another type. The latest held value is applied afterwards."""
-        self._retyped_values[key] = dv
-        if key in self._rechecks:
-            return
-        self._rechecks.add(key)
-        task = asyncio.create_task(self._recheck(writer, name, key))
-        self._recheck_tasks.add(task)
-        task.add_done_callback(self._recheck_tasks.discard)
-
-    async def _recheck(self, writer: _Writer, name: str, key: tuple[int, int, str]) -> None:
-        try:
-            fieldp = next(f for f in writer.fields if f.spec.name == name)
-            session = self._session
-            assert session is not None
-            node_id = (await session.codec()).decode_node_id(fieldp.node_id)
-            data_type, value_rank = await session.attributes(
-                node_id, ua.AttributeIds.DataType, ua.AttributeIds.ValueRank
-            )
-            builtin = (await session.builtin_types([data_type]))[data_type]
-            new_spec = replace(
-                fieldp.spec,
-                builtin_type=builtin,
-                data_type=data_type,
-                value_rank=value_rank,
-                array_dimensions=() if value_rank <= 0 else fieldp.spec.array_dimensions,
-            )
-            if new_spec == fieldp.spec:
-                held = self._retyped_values.get(key)
-                if held is not None and held.Value is not None:
-                    self._accepted_types.add((key, int(held.Value.VariantType)))
-                return
-            writer.fields = [
-                DataSetField(new_spec, f.node_id, f.dataset_field_id) if f is fieldp else f
-                for f in writer.fields
-            ]
-            writer.index_types()
-            version = writer.state.reconfigure([f.spec for f in writer.fields], self._clock())
-            _log.warning(
-                "field %s/%s changed type on the server to %s: ConfigurationVersion %d.%d",
-                writer.plan.name,
-                name,
-                ua.VariantType(builtin).name,
-                version.major,
-                version.minor,
-            )
-            self._publish_metadata(writer)
-        except (ua.UaError, OSError, TimeoutError, ValueError) as e:
-            _log.error("could not re-read the data type of %s/%s: %s", writer.plan.name, name, e)
-        finally:
-            self._rechecks.discard(key)
-            latest = self._retyped_values.pop(key, None)
-            if latest is not None:
-                writer.state.update(name, latest)
-
-    async def _check_nodes(self) -> None:
-        """Read every monitored node's NodeClass, in batches; a node that is gone turns Bad."""
-        session = self._session
-        assert session is not None
-        codec = await session.codec()
-        targets: list[tuple[tuple[int, int], _Writer, str, ua.NodeId]] = []
-        for index, writer in self._writers.items():
-            for f in writer.fields:
-                try:
-                    node_id = codec.decode_node_id(f.node_id)
-                except DecodeError:
-                    continue  # reported when the monitored item was refused
-                targets.append((index, writer, f.spec.name, node_id))
-        gone: set[tuple[int, int, str]] = set()
-        while True:
-            await asyncio.sleep(self.plan.node_check_interval_s)
-            try:
-                results = await session.read_attribute(
-                    [n for _, _, _, n in targets], ua.AttributeIds.NodeClass
-                )
-            except (ua.UaError, OSError, TimeoutError) as e:
-                _log.info("node check skipped: %s", e)
-                continue
-            for (index, writer, name, _node_id), dv in zip(targets, results, strict=True):
-                code = dv.StatusCode
-                if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
-                    continue
-                key = (*index, name)
-                if key in gone or self.fields.state(key) is FieldState.REFUSED:
-                    continue  # a refused field was reported when it was refused
-                gone.add(key)
-                _log.warning("field %s: node no longer exists on the server", self.fields.name(key))
-                gone_value = ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
-                self.fields.value(key, gone_value)
-                writer.state.update(name, gone_value)
 
     # ------------------------------------------------------------------------ publishing
 
@@ -557,7 +375,7 @@ class Bridge:
                     settings = group.writer_settings(writer.plan)
                     self._send(group, settings, codecs, [m], topic, origin)
 
-    def _dataset_message(self, writer: _Writer, frame: Frame) -> DataSetMessage:
+    def _dataset_message(self, writer: Writer, frame: Frame) -> DataSetMessage:
         v = frame.metadata_version
         return DataSetMessage(
             dataset_writer_id=writer.plan.dataset_writer_id,
@@ -591,7 +409,7 @@ class Bridge:
         self.stats.messages[group.name] = self.stats.messages.get(group.name, 0) + 1
         self.stats.bytes[group.name] = self.stats.bytes.get(group.name, 0) + len(payload)
 
-    def _publish_metadata(self, writer: _Writer) -> None:
+    def _publish_metadata(self, writer: Writer) -> None:
         version = writer.state.version
         metadata = build_metadata(writer.plan.name, writer.fields, version, self._namespaces)
         msg = encode_metadata_message(
@@ -661,7 +479,7 @@ class Bridge:
             Address=ua.NetworkAddressUrlDataType(
                 Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
             ),
-            WriterGroups=[_writer_group(plan, g) for g in plan.groups],
+            WriterGroups=[writer_group(plan, g) for g in plan.groups],
         )
         msg = encode_connection_message(
             ConnectionMessage(plan.publisher_id, connection, self._clock())
@@ -688,43 +506,3 @@ class Bridge:
             for writer in self._writers.values():
                 for f in writer.fields:
                     writer.state.update(f.spec.name, lost)
-
-
-def _writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
-    s = g.settings
-    return ua.WriterGroupDataType(
-        Name=g.name,
-        Enabled=True,
-        PublishingInterval=g.publishing_interval_ms,
-        MessageSettings=ua.JsonWriterGroupMessageDataType(
-            NetworkMessageContentMask=int(s.network_mask)
-        ),
-        TransportSettings=ua.BrokerWriterGroupTransportDataType(
-            QueueName=plan.topics.data(plan.publisher_id, g.name),
-            RequestedDeliveryGuarantee=(
-                ua.BrokerTransportQualityOfService.AtLeastOnce
-                if g.qos == 1
-                else ua.BrokerTransportQualityOfService.ExactlyOnce
-                if g.qos == 2
-                else ua.BrokerTransportQualityOfService.AtMostOnce
-            ),
-        ),
-        DataSetWriters=[
-            ua.DataSetWriterDataType(
-                Name=w.name,
-                Enabled=True,
-                DataSetWriterId=w.dataset_writer_id,
-                DataSetFieldContentMask=int(g.writer_settings(w).field_mask),
-                KeyFrameCount=w.key_frame_count,
-                DataSetName=w.name,
-                MessageSettings=ua.JsonDataSetWriterMessageDataType(
-                    DataSetMessageContentMask=int(g.writer_settings(w).dataset_mask)
-                ),
-                TransportSettings=ua.BrokerDataSetWriterTransportDataType(
-                    QueueName=plan.topics.data(plan.publisher_id, g.name, w.name),
-                    MetaDataQueueName=plan.topics.metadata(plan.publisher_id, g.name, w.name),
-                ),
-            )
-            for w in g.writers
-        ],
-    )
