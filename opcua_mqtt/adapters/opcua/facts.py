@@ -131,32 +131,36 @@ async def resolve_builtin_types(
 
 
 async def builtin_types(
-    client: Client, type_ids: Iterable[ua.NodeId]
+    client: Client, type_ids: Iterable[ua.NodeId], batcher: Batcher | None = None
 ) -> dict[ua.NodeId, int | None]:
     """DataType -> the built-in type behind it, None where its supertypes lead to none; asked
-    of a connected client the way browse asks (batched, within the default limits)."""
-    walker = Batcher(client, BrowseStats(), DEFAULT_CONCURRENCY)
-    return await resolve_builtin_types(walker, NamespaceTable(), type_ids)
+    of a connected client the way browse asks (batched by ``batcher``, the session's, or
+    within the default limits)."""
+    batcher = batcher or Batcher(client, BrowseStats(), DEFAULT_CONCURRENCY)
+    return await resolve_builtin_types(batcher, NamespaceTable(), type_ids)
 
 
 class BuiltinTypes:
     """DataType -> built-in type, asked of the server in batches and remembered: a DataType's
     place in the type hierarchy does not change while a server runs, and asking costs a Browse
-    per level of supertypes. Forgotten when the client changes (as StringLimits does): another
-    session may be a server restarted with another type model."""
+    per level of supertypes. Forgotten when the client changes, and replaced by the session
+    when asyncua re-establishes it (same client): either may be a server restarted with another
+    type model."""
 
     def __init__(self) -> None:
         self._client: Client | None = None
         self._known: dict[ua.NodeId, int] = {}
 
-    async def of(self, client: Client, data_types: Iterable[ua.NodeId]) -> dict[ua.NodeId, int]:
+    async def of(
+        self, client: Client, data_types: Iterable[ua.NodeId], batcher: Batcher | None = None
+    ) -> dict[ua.NodeId, int]:
         """The built-in type behind each DataType: itself for a built-in one, else its
-        supertypes'; Variant where they lead to none."""
+        supertypes'; Variant where they lead to none. Asked through ``batcher`` if given."""
         if client is not self._client:
             self._client, self._known = client, {}
         wanted = set(data_types)
         if missing := wanted - self._known.keys():
-            for data_type, builtin in (await builtin_types(client, missing)).items():
+            for data_type, builtin in (await builtin_types(client, missing, batcher)).items():
                 self._known[data_type] = int(ua.VariantType.Variant) if builtin is None else builtin
         return {d: self._known[d] for d in wanted}
 
@@ -166,7 +170,8 @@ class BuiltinTypes:
 
 class StringLimits:
     """The length limits of the nodes written, per session: a new session may be a restarted
-    server with another configuration, so what is remembered goes with the session's client."""
+    server with another configuration, so what is remembered goes with the session's client
+    (and the session replaces it when asyncua re-establishes the session)."""
 
     def __init__(self) -> None:
         self._client: Client | None = None

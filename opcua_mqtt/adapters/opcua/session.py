@@ -139,7 +139,7 @@ class OpcUaSession:
 
     async def builtin_types(self, data_types: Iterable[ua.NodeId]) -> dict[ua.NodeId, int]:
         """The built-in type behind each DataType (Variant where none), remembered."""
-        return await self._types.of(self._client, data_types)
+        return await self._types.of(self._client, data_types, await self._learn())
 
     async def string_limits(self, nodes: Mapping[ua.NodeId, int]) -> dict[ua.NodeId, LengthLimits]:
         """The String/ByteString length limits of ``nodes`` (NodeId -> built-in type)."""
