@@ -727,7 +727,7 @@ PROFILE_ENTRIES = (
     ("type check (_type_changed)", "opcua_mqtt/bridge/runtime.py", "_type_changed", True),
     ("WriterState.update", "opcua_mqtt/core/writer_state.py", "update", True),
     ("bridge: ticks (_tick_group)", "opcua_mqtt/bridge/runtime.py", "_tick_group", False),
-    ("JSON encoding", "opcua_mqtt/core/messages.py", "encode_network_message", True),
+    ("JSON encoding", "opcua_mqtt/core/messages/data.py", "encode_network_message", True),
     ("MQTT session: send", "opcua_mqtt/adapters/mqtt.py", "_send_ready", False),
 )
 

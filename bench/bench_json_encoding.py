@@ -45,7 +45,9 @@ from typing import Any
 import orjson
 from asyncua import ua
 
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, encode_datetime
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.scalars import encode_datetime
 
 VT = ua.VariantType
 FORMS = (FieldEncoding.COMPACT, FieldEncoding.VERBOSE)

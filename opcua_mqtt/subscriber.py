@@ -38,20 +38,19 @@ from asyncua import ua
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, topic_matches
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.identity import SignerBinding, SignerMap, check_signer, topic_disagreement
-from opcua_mqtt.core.json_encoding import OPC_UA_NAMESPACE, JsonCodec, NamespaceTable
-from opcua_mqtt.core.messages import (
-    AnyMessage,
+from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage
+from opcua_mqtt.core.messages.decode import AnyMessage, decode_message
+from opcua_mqtt.core.messages.members import loads
+from opcua_mqtt.core.messages.metadata import (
     ConnectionMessage,
-    DataSetMessage,
     MetaDataMessage,
-    NetworkMessage,
     StatusMessage,
-    decode_message,
-    loads,
     metadata_field_types,
 )
 from opcua_mqtt.core.signing import SIGNATURE_MEMBER, TrustStore, verify_message
 from opcua_mqtt.core.topics import TopicInfo, TopicTree
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE, NamespaceTable
 
 _log = logging.getLogger(__name__)
 

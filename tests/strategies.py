@@ -2,7 +2,7 @@
 
 Shared by the Part 6 JSON encoding tests and the Part 14 message tests: import as
 ``tests.strategies``. Every strategy takes the namespace and server tables into account, so that
-what it draws can round-trip through :class:`opcua_mqtt.core.json_encoding.JsonCodec` built with
+what it draws can round-trip through :class:`opcua_mqtt.core.uajson.codec.JsonCodec` built with
 :data:`NAMESPACES` and :data:`SERVER_URIS`; the values that cannot round-trip by design (Part 6
 §5.4) are left out, each one named where it is excluded. ``ua_canon`` / ``assert_ua_equal`` compare
 values field by field, including what asyncua's ``__eq__`` ignores.
@@ -40,7 +40,7 @@ NULLABLE_SCALARS = frozenset(
 )
 
 #: Value range of each integer built-in type (OPC 10000-6 §5.1.2). Written out here, not taken
-#: from opcua_mqtt.core.json_encoding.INT_RANGES: the tests check the product's ranges against
+#: from opcua_mqtt.core.uajson.scalars.INT_RANGES: the tests check the product's ranges against
 #: this table, which a shared table would make them agree with whatever it says.
 INT_RANGES: dict[ua.VariantType, tuple[int, int]] = {
     VT.SByte: (-(2**7), 2**7 - 1),

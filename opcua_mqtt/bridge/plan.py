@@ -1,5 +1,6 @@
-"""What the bridge runs: the plans built from the configuration (bridge/setup.py), the running
-writers, and the WriterGroupDataType each group is described by in the ua-connection message."""
+"""What the bridge runs: the plans built from the configuration (bridge/from_config.py), the
+running writers, and the WriterGroupDataType each group is described by in the ua-connection
+message."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 
 from asyncua import ua
 
-from opcua_mqtt.core.messages import JsonMessageSettings
+from opcua_mqtt.core.messages.settings import JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField
 from opcua_mqtt.core.topics import TopicTree
 from opcua_mqtt.core.writer_state import WriterState

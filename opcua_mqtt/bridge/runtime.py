@@ -40,24 +40,23 @@ from opcua_mqtt.bridge.plan import (
 )
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, NamespaceTable
-from opcua_mqtt.core.messages import (
+from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage, encode_network_message
+from opcua_mqtt.core.messages.members import dumps
+from opcua_mqtt.core.messages.metadata import (
     ConnectionMessage,
-    DataSetMessage,
-    DataSetMessageType,
-    JsonMessageSettings,
     MetaDataMessage,
-    NetworkMessage,
     StatusMessage,
-    dumps,
     encode_connection_message,
     encode_metadata_message,
-    encode_network_message,
     encode_status_message,
 )
+from opcua_mqtt.core.messages.settings import DataSetMessageType, JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField, build_metadata
 from opcua_mqtt.core.signing import Signer, sign_message
 from opcua_mqtt.core.topics import command_topic
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
 
 __all__ = ["Bridge", "BridgePlan", "BridgeStats", "FieldPlan", "GroupPlan", "WriterPlan"]

@@ -43,8 +43,7 @@ from opcua_mqtt.bridge.write_back_support import (
     status_name,
 )
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec
-from opcua_mqtt.core.messages import dumps
+from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
 from opcua_mqtt.core.request_auth import (
     IdempotencyCache,
@@ -55,17 +54,16 @@ from opcua_mqtt.core.request_auth import (
     request_digest,
 )
 from opcua_mqtt.core.signing import Signer, sign_message
-from opcua_mqtt.core.write_request import (
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.write_request.convert import convert_value
+from opcua_mqtt.core.write_request.request import (
     ConversionError,
     RequestError,
     Target,
-    TargetResult,
     WriteRequest,
-    build_response,
-    convert_value,
-    error_response,
     parse_request,
 )
+from opcua_mqtt.core.write_request.response import TargetResult, build_response, error_response
 
 _log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from typing import Any
 from asyncua import ua
 
 from opcua_mqtt.adapters.opcua.facts import LengthLimits
-from opcua_mqtt.core.config import canonical_node_id
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import status_symbol
-from opcua_mqtt.core.messages import loads
+from opcua_mqtt.core.messages.members import loads
 from opcua_mqtt.core.request_auth import Identity
 from opcua_mqtt.core.topics import topic_problem
-from opcua_mqtt.core.write_request import valid_request_id
+from opcua_mqtt.core.uajson.node_ids import canonical_node_id
+from opcua_mqtt.core.uajson.scalars import status_symbol
+from opcua_mqtt.core.write_request.request import valid_request_id
 
 S = ua.StatusCodes
 

@@ -33,13 +33,9 @@ from opcua_mqtt.cli.map_fill import (
 )
 from opcua_mqtt.cli.opcua_options import opcua_connection_options
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
-from opcua_mqtt.core.config import (
-    Config,
-    PublishingDefaults,
-    check_config_data,
-    dump_json,
-    dump_yaml,
-)
+from opcua_mqtt.core.config.check import check_config_data
+from opcua_mqtt.core.config.model import Config, PublishingDefaults
+from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
 from opcua_mqtt.core.remap import keep_hand_edits
 

@@ -15,7 +15,7 @@ from click.core import ParameterSource
 from opcua_mqtt import devpki
 from opcua_mqtt.cli import common
 from opcua_mqtt.cli.mqtt_options import parse_broker
-from opcua_mqtt.core.config import check_config
+from opcua_mqtt.core.config.check import check_config
 from opcua_mqtt.core.mapping import MappingPlan
 from opcua_mqtt.core.remap import Place
 

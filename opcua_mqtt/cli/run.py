@@ -12,11 +12,12 @@ from pathlib import Path
 
 import click
 
+from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
-from opcua_mqtt.bridge.setup import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.cli import main
-from opcua_mqtt.core.config import MetricsConfig, check_config
+from opcua_mqtt.core.config.check import check_config
+from opcua_mqtt.core.config.model import MetricsConfig
 from opcua_mqtt.logs import non_blocking
 
 _log = logging.getLogger("opcua_mqtt.run")

@@ -19,7 +19,8 @@ from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.identity import topic_disagreement
-from opcua_mqtt.core.messages import ConnectionMessage, StatusMessage, decode_message
+from opcua_mqtt.core.messages.decode import decode_message
+from opcua_mqtt.core.messages.metadata import ConnectionMessage, StatusMessage
 from opcua_mqtt.core.topics import MessageType, TopicTree
 
 #: Exit codes, also listed in the command's help.

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from opcua_mqtt.cli import main
-from opcua_mqtt.core.config import CheckResult, check_config
+from opcua_mqtt.core.config.check import CheckResult, check_config
 
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2

@@ -23,13 +23,9 @@ from urllib.parse import quote, unquote
 
 from cryptography import x509
 
-from opcua_mqtt.core.messages import (
-    AnyMessage,
-    ConnectionMessage,
-    MetaDataMessage,
-    NetworkMessage,
-    StatusMessage,
-)
+from opcua_mqtt.core.messages.data import NetworkMessage
+from opcua_mqtt.core.messages.decode import AnyMessage
+from opcua_mqtt.core.messages.metadata import ConnectionMessage, MetaDataMessage, StatusMessage
 from opcua_mqtt.core.signing import thumbprint_s256
 from opcua_mqtt.core.topics import MessageType, TopicInfo
 from opcua_mqtt.core.x509_trust import CERT_ERRORS, subject_name

@@ -34,16 +34,11 @@ from fnmatch import fnmatchcase
 from typing import Any, Final
 
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
-from opcua_mqtt.core.config import (
-    BUILTIN_TYPES,
-    Config,
-    PublishingDefaults,
-    canonical_node_id,
-    config_from_dict,
-    derive_field_id,
-)
+from opcua_mqtt.core.config.check import config_from_dict
+from opcua_mqtt.core.config.model import BUILTIN_TYPES, Config, PublishingDefaults, derive_field_id
 from opcua_mqtt.core.globs import glob_match, glob_regex
-from opcua_mqtt.core.json_encoding import JsonCodec
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 
 __all__ = [
     "WRITER_ID_SLOTS",

@@ -47,7 +47,7 @@ from opcua_mqtt.core.signing import (
     verify_message,
 )
 from opcua_mqtt.core.topics import MessageType
-from opcua_mqtt.core.write_request import RequestError, WriteRequest
+from opcua_mqtt.core.write_request.request import RequestError, WriteRequest
 
 __all__ = [
     "ACTIONS",

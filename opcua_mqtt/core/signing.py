@@ -43,16 +43,11 @@ from enum import Enum
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from .canonical_json import canonicalize, unique_members
+from .jws_keys import SigningKey, alg_fits_key, default_alg, sign_raw, signature_ok, spki
 from .x509_trust import (
     CERT_ERRORS,
     MAX_CHAIN_LENGTH,
@@ -69,7 +64,6 @@ __all__ = [
     "MAX_CHAIN_LENGTH",
     "SIGNATURE_MEMBER",
     "Signer",
-    "SigningKey",
     "TrustStore",
     "VerificationResult",
     "VerifyFailure",
@@ -92,12 +86,7 @@ ALGORITHMS = frozenset({"ES256", "EdDSA", "Ed25519", "RS256"})
 #: signature dated well into the future would outlive any freshness check made on it.
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 
-_MIN_RSA_BITS = 2048
-_P256_BYTES = 32
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-#: Private keys a :class:`Signer` accepts.
-SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
 
 class VerifyFailure(Enum):
@@ -191,52 +180,6 @@ def thumbprint_s256(certificate: x509.Certificate) -> str:
     return _b64url(hashlib.sha256(der).digest())
 
 
-def _spki(key: CertificatePublicKeyTypes) -> bytes:
-    data: bytes = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return data
-
-
-def _alg_fits_key(alg: str, key: object) -> str | None:
-    """Return None if ``alg`` may be used with ``key`` (public or private), else the reason."""
-    if alg == "ES256":
-        if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
-            if isinstance(key.curve, ec.SECP256R1):
-                return None
-            return f"ES256 needs a P-256 key, not {key.curve.name}"
-        return f"ES256 needs an EC P-256 key, not {_key_name(key)}"
-    if alg in ("EdDSA", "Ed25519"):
-        if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
-            return None
-        return f"{alg} needs an Ed25519 key, not {_key_name(key)}"
-    if alg == "RS256":
-        if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
-            if key.key_size >= _MIN_RSA_BITS:
-                return None
-            return f"RS256 needs an RSA key of at least {_MIN_RSA_BITS} bits, not {key.key_size}"
-        return f"RS256 needs an RSA key, not {_key_name(key)}"
-    return f"unsupported algorithm {alg!r}"
-
-
-def _key_name(key: object) -> str:
-    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
-        return f"EC {key.curve.name}"
-    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
-        return f"RSA-{key.key_size}"
-    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
-        return "Ed25519"
-    return type(key).__name__
-
-
-def _default_alg(key: SigningKey) -> str:
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return "ES256"
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "EdDSA"
-    return "RS256"
-
-
 def _require_aware(value: datetime, name: str) -> None:
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime")
@@ -272,12 +215,12 @@ class Signer:
             raise ValueError("chain must hold at least the signer certificate")
         if len(chain) > MAX_CHAIN_LENGTH:
             raise ValueError(f"chain longer than {MAX_CHAIN_LENGTH} certificates")
-        if _spki(chain[0].public_key()) != _spki(key.public_key()):
+        if spki(chain[0].public_key()) != spki(key.public_key()):
             raise ValueError("the first certificate of the chain does not hold the signing key")
-        alg = self.alg if self.alg is not None else _default_alg(key)
+        alg = self.alg if self.alg is not None else default_alg(key)
         if alg not in ALGORITHMS:
             raise ValueError(f"unsupported algorithm {alg!r}; use one of {sorted(ALGORITHMS)}")
-        mismatch = _alg_fits_key(alg, key)
+        mismatch = alg_fits_key(alg, key)
         if mismatch is not None:
             raise ValueError(mismatch)
         object.__setattr__(self, "chain", chain)
@@ -329,9 +272,9 @@ class Signer:
         ):
             raise TypeError(f"unsupported private key type {type(key).__name__}")
         certificates = x509.load_pem_x509_certificates(chain_pem)
-        wanted = _spki(key.public_key())
+        wanted = spki(key.public_key())
         for index, certificate in enumerate(certificates):
-            if _spki(certificate.public_key()) == wanted:
+            if spki(certificate.public_key()) == wanted:
                 rest = certificates[:index] + certificates[index + 1 :]
                 return cls(key, (certificate, *rest), alg)
         raise ValueError("no certificate in the chain holds the public key of the private key")
@@ -350,13 +293,7 @@ class Signer:
 
     def sign_bytes(self, data: bytes) -> bytes:
         """The JWS signature value (raw r||s for ES256) of ``data``."""
-        key = self.private_key
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-            return r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            return key.sign(data)
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return sign_raw(self.private_key, data)
 
 
 def detached_payload(message: Mapping[str, Any]) -> bytes:
@@ -508,7 +445,7 @@ def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: 
         raise _Failure(
             VerifyFailure.ALG_KEY_MISMATCH, f"signer certificate key unusable: {exc}"
         ) from exc
-    mismatch = _alg_fits_key(alg, public_key)
+    mismatch = alg_fits_key(alg, public_key)
     if mismatch is not None:
         raise _Failure(VerifyFailure.ALG_KEY_MISMATCH, mismatch)
     signature = _b64url_decode(signature_b64, "signature")
@@ -517,7 +454,7 @@ def _verify(message: Mapping[str, Any], trust: TrustStore, at: datetime, state: 
     except (TypeError, ValueError) as exc:
         raise _Failure(VerifyFailure.MALFORMED_MESSAGE, str(exc)) from exc
     signing_input = f"{protected}.{_b64url(payload)}".encode("ascii")
-    if not _signature_ok(alg, public_key, signing_input, signature):
+    if not signature_ok(alg, public_key, signing_input, signature):
         raise _Failure(
             VerifyFailure.BAD_SIGNATURE,
             "signature does not match the message (changed after signing?)",
@@ -594,26 +531,6 @@ def _header_chain(header: Mapping[str, Any]) -> list[x509.Certificate]:
             ) from exc
         chain.append(certificate)
     return chain
-
-
-def _signature_ok(alg: str, key: CertificatePublicKeyTypes, data: bytes, signature: bytes) -> bool:
-    try:
-        if alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey):
-            if len(signature) != 2 * _P256_BYTES:
-                return False
-            r = int.from_bytes(signature[:_P256_BYTES], "big")
-            s = int.from_bytes(signature[_P256_BYTES:], "big")
-            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
-            return True
-        if alg in ("EdDSA", "Ed25519") and isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, data)
-            return True
-        if alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-            return True
-    except (InvalidSignature, ValueError):
-        return False
-    return False  # pragma: no cover - _alg_fits_key ran first
 
 
 def signer_certificate(message: Mapping[str, Any]) -> x509.Certificate | None:

@@ -34,15 +34,10 @@ from opcua_mqtt.adapters.opcua import (
     OpcUaConnectionError,
     browse_endpoint,
 )
-from opcua_mqtt.bridge.setup import SetupError, bridge_setup, build_bridge
-from opcua_mqtt.cli.listen import LiveTable, json_line
-from opcua_mqtt.core.config import (
-    Config,
-    ConfigError,
-    PublishingDefaults,
-    config_from_dict,
-    dump_yaml,
-)
+from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
+from opcua_mqtt.core.config.check import config_from_dict
+from opcua_mqtt.core.config.model import Config, ConfigError, PublishingDefaults
+from opcua_mqtt.core.config.text import dump_yaml
 from opcua_mqtt.core.mapping import MappingRules, MapSettings, plan_mapping
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.demo.broker import (
@@ -56,6 +51,7 @@ from opcua_mqtt.demo.broker import (
     loopback_port,
 )
 from opcua_mqtt.demo.plant import START_NODE, Plant
+from opcua_mqtt.live_view import LiveTable, json_line
 from opcua_mqtt.subscriber import Subscriber
 
 _log = logging.getLogger(__name__)

@@ -113,7 +113,7 @@ def test_the_acl_grants_by_common_name_and_publisher_id(tmp_path: Path) -> None:
     assert set(blocks) == {"line1", "opcua-mqtt client", "viewer"}
     assert "topic write opcua/json/data/line1/#" in blocks["line1"]
     assert "topic read opcua/json/cmd/line1/write" in blocks["line1"]
-    assert "topic write opcua/json/cmd/line1/reply/#" in blocks["line1"]
+    assert "topic write opcua/json/reply/line1/#" in blocks["line1"]
     assert "topic write opcua/json/cmd/line1/write" in blocks["opcua-mqtt client"]
     assert "topic read opcua/json/data/#" in blocks["viewer"]
     assert "write" not in blocks["viewer"].split("\nuser viewer\n")[1]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from opcua_mqtt.core.messages import dumps, loads
+from opcua_mqtt.core.messages.members import dumps, loads
 from opcua_mqtt.core.signing import SIGNATURE_MEMBER, Signer, sign_message
 from opcua_mqtt.core.topics import TopicTree
 from tests.support.bridge import EXE, BridgeProcesses, simulated_fields, write_config

@@ -15,7 +15,8 @@ import pexpect
 import yaml
 from asyncua import Client
 
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from tests.support.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.opcua_server import OpcUaTestServer, parse_nodeid

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from asyncua import ua
 
-from opcua_mqtt.core.messages import decode_message
+from opcua_mqtt.core.messages.decode import decode_message
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.subscriber import Subscriber, TrustState
 from tests.support.bridge import EXE, BridgeProcesses, simulated_fields, simulation_config

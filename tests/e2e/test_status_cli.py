@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from opcua_mqtt.core.messages import StatusMessage, dumps, encode_status_message
+from opcua_mqtt.core.messages.members import dumps
+from opcua_mqtt.core.messages.metadata import StatusMessage, encode_status_message
 from tests.support.bridge import (
     EXE,
     BridgeProcesses,

@@ -19,7 +19,8 @@ import pytest
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import Outgoing
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from tests.strategies import assert_ua_equal
 from tests.support.bridge import EXE, BridgeProcesses
 from tests.support.mosquitto import MosquittoBroker

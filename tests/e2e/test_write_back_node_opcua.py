@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from tests.support.bridge import BridgeProcess, BridgeProcesses
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.opcua_server import NodeOpcuaTestServer, OpcUaTestServer, parse_nodeid

@@ -61,7 +61,8 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
 
 pytestmark = pytest.mark.interop
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from asyncua import Client
 
-from opcua_mqtt.core.config import load_config
+from opcua_mqtt.core.config.check import load_config
 from tests.support.opcua_server import OpcUaTestServer, parse_nodeid
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from opcua_mqtt.core.identity import SignerMap
-from opcua_mqtt.core.messages import dumps
+from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message
 from opcua_mqtt.core.topics import TopicTree
 from opcua_mqtt.subscriber import ReceivedDataSet, Refusal, Subscriber, TrustState

@@ -15,7 +15,7 @@ import pytest
 
 from opcua_mqtt import devpki
 from opcua_mqtt.core.identity import publisher_uri
-from opcua_mqtt.core.messages import dumps
+from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message
 from opcua_mqtt.core.topics import TopicTree
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber, TrustState

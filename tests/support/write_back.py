@@ -16,8 +16,8 @@ from typing import Any
 from asyncua import Client, ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from opcua_mqtt.core.json_encoding import JsonCodec
 from opcua_mqtt.core.schema_validation import validator
+from opcua_mqtt.core.uajson.codec import JsonCodec
 from tests.support.bridge import BridgeProcess, make_certs, write_config
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import adapter_options

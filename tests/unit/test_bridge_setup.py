@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from opcua_mqtt.bridge.setup import bridge_setup
-from opcua_mqtt.core.config import config_from_dict
+from opcua_mqtt.bridge.from_config import bridge_setup
+from opcua_mqtt.core.config.check import config_from_dict
 from opcua_mqtt.devpki import write_pki
 
 
@@ -41,13 +41,13 @@ def test_private_keys_readable_by_every_user_are_warned_about(
 ) -> None:
     pki = tmp_path / "certs"
     write_pki(pki, bridge_name="p")
-    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.setup"):
+    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.from_config"):
         _setup(pki, tmp_path / "bridge.yaml")
     assert caplog.records == []  # certs writes keys 0600
 
     (pki / "metadata-signer.key").chmod(0o644)
     (pki / "bridge-mqtt.key").chmod(0o640)  # a group that needs it: no warning
-    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.setup"):
+    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.from_config"):
         _setup(pki, tmp_path / "bridge.yaml")
     assert [r.getMessage() for r in caplog.records] == [
         f"private key {pki / 'metadata-signer.key'} is readable by every user of this machine "
@@ -62,7 +62,7 @@ def test_a_signer_bound_to_another_publisher_is_warned_about(
     """Subscribers would refuse every signature: say so at start, with the command that fixes it."""
     pki = tmp_path / "certs"
     write_pki(pki, bridge_name="line2")
-    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.setup"):
+    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.bridge.from_config"):
         _setup(pki, tmp_path / "bridge.yaml")
     assert [r.getMessage() for r in caplog.records] == [
         f"the metadata signer {pki / 'metadata-signer.pem'} is bound to 'line2', not to "

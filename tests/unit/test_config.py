@@ -17,7 +17,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opcua_mqtt.core.config import (
+from opcua_mqtt.core.config.check import (
+    check_config,
+    check_config_data,
+    config_from_dict,
+    load_config,
+)
+from opcua_mqtt.core.config.model import (
     BUILTIN_TYPES,
     Config,
     ConfigError,
@@ -29,16 +35,11 @@ from opcua_mqtt.core.config import (
     PublishingDefaults,
     TlsConfig,
     WriteBackConfig,
-    canonical_node_id,
-    check_config,
-    check_config_data,
-    config_from_dict,
     derive_field_id,
-    dump_json,
-    dump_yaml,
-    load_config,
 )
+from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.schema_validation import load_schema, validator
+from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "config.example.yaml"

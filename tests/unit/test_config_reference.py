@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from opcua_mqtt.core.config_reference import (
+from opcua_mqtt.core.schema_validation import load_schema
+from opcua_mqtt.docs_gen.config_reference import (
     NO_DESCRIPTION,
     REGENERATE_COMMAND,
     config_reference,
     entries,
     md_escape,
 )
-from opcua_mqtt.core.schema_validation import load_schema
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

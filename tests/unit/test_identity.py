@@ -19,13 +19,8 @@ from opcua_mqtt.core.identity import (
     publisher_uri,
     topic_disagreement,
 )
-from opcua_mqtt.core.messages import (
-    ConnectionMessage,
-    DataSetMessage,
-    MetaDataMessage,
-    NetworkMessage,
-    StatusMessage,
-)
+from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage
+from opcua_mqtt.core.messages.metadata import ConnectionMessage, MetaDataMessage, StatusMessage
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
 from opcua_mqtt.core.topics import TopicTree
 

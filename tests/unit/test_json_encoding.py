@@ -59,7 +59,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec, UnknownStructure
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.structures import UnknownStructure
 from tests.strategies import (
     ALL_TYPES,
     DATETIME_MAX,

@@ -23,7 +23,8 @@ import pytest
 from asyncua import ua
 
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
 from tests.strategies import DATETIME_MAX, DATETIME_MIN, assert_ua_equal
 
 VT = ua.VariantType

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
 
-from opcua_mqtt.cli.listen import LiveTable, printable
+from opcua_mqtt.live_view import LiveTable, printable
 from opcua_mqtt.subscriber import FieldValue, ReceivedDataSet, TrustState, Verification
 
 NOW = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)

@@ -12,16 +12,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
-from opcua_mqtt.core.config import (
-    FIELD_ID_NAMESPACE,
-    Config,
-    PublishingDefaults,
-    check_config,
-    check_config_data,
-    dump_json,
-    dump_yaml,
-    load_config,
-)
+from opcua_mqtt.core.config.check import check_config, check_config_data, load_config
+from opcua_mqtt.core.config.model import FIELD_ID_NAMESPACE, Config, PublishingDefaults
+from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.mapping import (
     WRITER_ID_SLOTS,
     GroupBy,

@@ -25,29 +25,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opcua_mqtt.core.errors import DecodeError, EncodeError
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec
-from opcua_mqtt.core.messages import (
+from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage, encode_network_message
+from opcua_mqtt.core.messages.decode import decode_message
+from opcua_mqtt.core.messages.members import dumps, loads
+from opcua_mqtt.core.messages.metadata import (
     ConnectionMessage,
+    MetaDataMessage,
+    StatusMessage,
+    decode_metadata_message,
+    encode_connection_message,
+    encode_metadata_message,
+    encode_status_message,
+    metadata_field_types,
+)
+from opcua_mqtt.core.messages.settings import (
     DataSetFieldContentMask,
-    DataSetMessage,
     DataSetMessageContentMask,
     DataSetMessageType,
     JsonMessageSettings,
-    MetaDataMessage,
-    NetworkMessage,
     NetworkMessageContentMask,
-    StatusMessage,
-    decode_message,
-    decode_metadata_message,
-    dumps,
-    encode_connection_message,
-    encode_metadata_message,
-    encode_network_message,
-    encode_status_message,
-    loads,
-    metadata_field_types,
 )
 from opcua_mqtt.core.schema_validation import SCHEMA_NAMES, load_schema, schema_path, validator
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
 from tests.strategies import NAMESPACES, SERVER_URIS, assert_ua_equal, data_values, variants_of
 
 VT = ua.VariantType

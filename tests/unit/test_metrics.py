@@ -23,7 +23,8 @@ from opcua_mqtt.bridge.field_health import FieldState
 from opcua_mqtt.bridge.metrics import bridge_registry, readiness, serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.write_back import WriteBackSettings
-from opcua_mqtt.core.config import MetricsConfig, check_config_data, config_from_dict
+from opcua_mqtt.core.config.check import check_config_data, config_from_dict
+from opcua_mqtt.core.config.model import MetricsConfig
 
 LOOPBACK = "127.0.0.1"
 STATES = [s.value for s in FieldState]

@@ -11,7 +11,8 @@ from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary, variant_from_binary
 
 from opcua_mqtt.adapters.opcua.decoding import checked, reshape, undecodable_reason
-from opcua_mqtt.core.json_encoding import FieldEncoding, JsonCodec
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
 
 ARRAY, MATRIX = 0x80, 0xC0  # Variant encoding mask bits (OPC 10000-6 §5.2.2.16)
 

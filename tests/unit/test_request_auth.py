@@ -36,7 +36,7 @@ from opcua_mqtt.core.signing import (
     TrustStore,
     sign_message,
 )
-from opcua_mqtt.core.write_request import RequestError, parse_request
+from opcua_mqtt.core.write_request.request import RequestError, parse_request
 from tests.support.pki import Pki, generate_pki, issue_requester
 
 S = ua.StatusCodes

@@ -28,26 +28,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opcua_mqtt.bridge.write_back_support import publishable
-from opcua_mqtt.core.json_encoding import DATETIME_MAX, DATETIME_MIN, FieldEncoding, JsonCodec
 from opcua_mqtt.core.rate_limit import RateLimiter
 from opcua_mqtt.core.request_auth import IdempotencyCache
 from opcua_mqtt.core.schema_validation import validator
-from opcua_mqtt.core.write_request import (
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.scalars import DATETIME_MAX, DATETIME_MIN
+from opcua_mqtt.core.write_request.convert import convert_value, parse_index_range
+from opcua_mqtt.core.write_request.request import (
     MAX_RANK,
     REQUEST_SCHEMA,
-    AllowList,
     ConversionError,
     RequestError,
     Target,
-    TargetResult,
     WriteRequest,
-    build_response,
-    convert_value,
-    error_response,
-    parse_index_range,
     parse_request,
-    status_json,
     valid_request_id,
+)
+from opcua_mqtt.core.write_request.response import (
+    TargetResult,
+    build_response,
+    error_response,
+    status_json,
 )
 from tests.strategies import INT_RANGES
 
@@ -1269,74 +1271,6 @@ def test_valid_requests_parse_to_what_they_say(obj: dict[str, Any]) -> None:
             raw.get("IndexRange"),
         )
         assert json.dumps(t.value) == json.dumps(raw["Value"])
-
-
-# =========================================================================== allow-list
-
-
-class TestAllowList:
-    def test_empty_allows_nothing(self) -> None:
-        allow = AllowList([])
-        assert not allow
-        assert not allow.allows(writer="W", field="F", node_id="i=1")
-        assert not allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=x")
-
-    def test_writer_field_names_and_globs(self) -> None:
-        allow = AllowList(["Filler/Setpoint", "Line1*/Setpoint*"])
-        assert allow.allows(writer="Filler", field="Setpoint", node_id="i=1")
-        assert not allow.allows(writer="Filler", field="Speed", node_id="i=1")
-        assert allow.allows(writer="Line1Filler", field="SetpointHigh", node_id="i=1")
-        assert not allow.allows(writer="Line2", field="Setpoint", node_id="i=1")
-        assert not allow.allows(writer=None, field=None, node_id="i=1")
-        assert not allow.allows(writer="Filler", field=None, node_id="i=1")
-
-    def test_star_stays_within_a_level_and_double_star_crosses(self) -> None:
-        assert not AllowList(["*"]).allows(writer="W", field="F", node_id="i=1")
-        assert AllowList(["*/*"]).allows(writer="W", field="F", node_id="i=1")
-        assert AllowList(["**"]).allows(writer="W", field="F", node_id="i=1")
-
-    def test_group_form_when_the_group_is_known(self) -> None:
-        allow = AllowList(["Line1/Filler/Set*"])
-        assert allow.allows(writer="Filler", field="Setpoint", node_id="i=1", group="Line1")
-        assert not allow.allows(writer="Filler", field="Setpoint", node_id="i=1", group="Line2")
-        assert not allow.allows(writer="Filler", field="Setpoint", node_id="i=1")
-        two_level = AllowList(["Filler/Setpoint"])
-        assert two_level.allows(writer="Filler", field="Setpoint", node_id="i=1", group="G")
-
-    def test_node_ids_compare_in_canonical_form(self) -> None:
-        allow = AllowList(["nsu=urn:plant;s=Line1.Speed", "nsu=urn:a%3bb;i=5", "i=2255"])
-        assert allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Line1.Speed")
-        assert allow.allows(writer=None, field=None, node_id="nsu=urn:a%3Bb;i=5")
-        assert allow.allows(writer="Any", field="Thing", node_id="i=2255")
-        assert not allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Line1.Speed2")
-        assert not allow.allows(writer=None, field=None, node_id="nsu=urn:other;s=Line1.Speed")
-
-    def test_node_id_globs(self) -> None:
-        allow = AllowList(["nsu=urn:plant;s=Line1.*", "nsu=urn:plant;s=Lit[*]"])
-        assert allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Line1.Speed")
-        assert not allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Line2.Speed")
-        assert not allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Line1.A/B")
-        assert allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Lit*")
-        assert not allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Lit1")
-
-    def test_regular_expressions_match_the_whole_node_id(self) -> None:
-        allow = AllowList([r"re:nsu=urn:plant;s=Line[0-9]+\.Set(point|speed)"])
-        assert allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Line12.Setpoint")
-        assert not allow.allows(writer=None, field=None, node_id="nsu=urn:plant;s=Line1.Setpoint2")
-        assert not allow.allows(writer=None, field=None, node_id="xnsu=urn:plant;s=Line1.Setpoint")
-        assert not allow.allows(writer="Line1", field="Setpoint", node_id="i=1")
-
-    def test_names_and_node_ids_do_not_mix(self) -> None:
-        assert not AllowList(["i=1"]).allows(writer="i=1", field="x", node_id="i=2")
-        assert not AllowList(["W/F"]).allows(writer=None, field=None, node_id="W/F")
-
-    @pytest.mark.parametrize("entry", ["re:(", "i=abc", "nsu=;s=x", "", "[z-a]/x"])
-    def test_unreadable_entries_are_errors(self, entry: str) -> None:
-        with pytest.raises(ValueError):
-            AllowList([entry])
-
-    def test_a_node_id_that_is_not_one_is_just_denied(self) -> None:
-        assert not AllowList(["i=1"]).allows(writer=None, field=None, node_id="garbage")
 
 
 # =========================================================================== idempotency

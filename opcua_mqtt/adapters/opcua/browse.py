@@ -44,7 +44,8 @@ from opcua_mqtt.adapters.opcua.facts import local_node_id, resolve_builtin_types
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
 from opcua_mqtt.core.errors import EncodeError
 from opcua_mqtt.core.globs import glob_regex
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 _log = logging.getLogger(__name__)
 

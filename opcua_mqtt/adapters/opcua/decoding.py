@@ -34,7 +34,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.ua import ua_binary
 
-from opcua_mqtt.core.json_encoding import empty_matrix_too_large, nest_matrix
+from opcua_mqtt.core.uajson.arrays import empty_matrix_too_large, nest_matrix
 
 _BAD_DECODING = ua.StatusCode(ua.StatusCodes.BadDecodingError)
 

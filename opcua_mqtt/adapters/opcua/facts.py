@@ -25,7 +25,7 @@ from opcua_mqtt.adapters.opcua.batching import (
     BrowseStats,
     browse_descriptions,
 )
-from opcua_mqtt.core.json_encoding import NamespaceTable
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 VT = ua.VariantType
 MAX_STRING_LENGTH = "MaxStringLength"

@@ -22,7 +22,8 @@ from asyncua.observer import Observer, SubscriptionEvent
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
 from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 __all__ = ["Connector", "OpcUaSession", "open_session"]
 

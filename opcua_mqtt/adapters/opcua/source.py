@@ -32,7 +32,8 @@ from asyncua.observer import SubscriptionEvent
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
 from opcua_mqtt.core.errors import DecodeError
-from opcua_mqtt.core.json_encoding import JsonCodec, NamespaceTable
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 _log = logging.getLogger(__name__)
 

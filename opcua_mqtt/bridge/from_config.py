@@ -13,16 +13,16 @@ from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
 from opcua_mqtt.adapters.opcua import ConnectionOptions, connect
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.write_back import WriteBackSettings
-from opcua_mqtt.core.config import (
+from opcua_mqtt.core.config.model import (
     BUILTIN_TYPES,
     Config,
     FieldConfig,
     WriterConfig,
     WriterGroupConfig,
-    write_back_allowed,
 )
+from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.identity import bound_publishers
-from opcua_mqtt.core.messages import (
+from opcua_mqtt.core.messages.settings import (
     DataSetFieldContentMask,
     DataSetMessageContentMask,
     JsonMessageSettings,

@@ -1,0 +1,1 @@
+"""The bridge configuration: model, file text, schema messages, rules, building, checking."""
