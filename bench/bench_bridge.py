@@ -173,7 +173,7 @@ async def _bridge_main(cfg: dict[str, Any], profiler: cProfile.Profile | None) -
     )
 
     def connect() -> Client:
-        # As opcua_mqtt.adapters.opcua_client does: asyncua's 1 s watchdog probe would declare a
+        # As opcua_mqtt.adapters.opcua does: asyncua's 1 s watchdog probe would declare a
         # busy connection dead; give it the request timeout.
         return Client(cfg["endpoint"], timeout=30, watchdog_intervall=30)
 

@@ -6,7 +6,7 @@
 
 For each size N it starts the asyncua test server (``python -m harness.opcua_server
 --variables N``) in its own process, waits until it is ready, then times
-:func:`opcua_mqtt.adapters.opcua_client.browse_endpoint` from the Objects folder with all
+:func:`opcua_mqtt.adapters.opcua.browse_endpoint` from the Objects folder with all
 variable attributes (DataType resolved to a built-in type, ValueRank, ArrayDimensions, access
 levels, Description; ``--values`` adds the current values), connection set-up included. The
 table shows the median of ``--repeat`` runs: nodes reported, seconds, CPU seconds of this
@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 
 from harness.opcua_servers import start_opcua_server  # noqa: E402
-from opcua_mqtt.adapters.opcua_client import (  # noqa: E402
+from opcua_mqtt.adapters.opcua import (  # noqa: E402
     BrowseStats,
     ConnectionOptions,
     browse_endpoint,

@@ -221,7 +221,7 @@ def make_application_certificate(
     the application URI as SAN URI, DNS ``localhost`` and this host's name, IP ``127.0.0.1``;
     keyUsage digitalSignature, nonRepudiation, keyEncipherment, dataEncipherment;
     extendedKeyUsage serverAuth + clientAuth; basicConstraints CA=false. Unlike the product's
-    maker (:func:`opcua_mqtt.adapters.opcua_certs.make_application_certificate`, a client's)
+    maker (:func:`opcua_mqtt.adapters.opcua.certs.make_application_certificate`, a client's)
     it serves servers too, and ``days``/``valid_since_days`` make expired or not yet valid
     ones. The file format follows the suffix: ``.der``, or ``.pem``/``.crt`` (asyncua's loaders
     pick the format from the suffix the same way). The key is always PEM, unencrypted.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
-from opcua_mqtt.adapters.opcua_client import ConnectionOptions, connect
+from opcua_mqtt.adapters.opcua import ConnectionOptions, connect
 from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.write_back import WriteBackSettings
 from opcua_mqtt.core.config.model import (

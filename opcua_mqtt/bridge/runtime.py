@@ -18,19 +18,26 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Hashable, Mapping
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from asyncua import Client, ua
+from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua_client import OpcUaConnectionError
-from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
-from opcua_mqtt.adapters.opcua_types import BuiltinTypes
+from opcua_mqtt.adapters.opcua import OpcUaConnectionError
+from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
+from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
+from opcua_mqtt.bridge.model_watch import ModelWatch
+from opcua_mqtt.bridge.plan import (
+    BridgePlan,
+    FieldPlan,
+    GroupPlan,
+    Writer,
+    WriterPlan,
+    writer_group,
+)
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage, encode_network_message
@@ -46,77 +53,19 @@ from opcua_mqtt.core.messages.metadata import (
 from opcua_mqtt.core.messages.settings import DataSetMessageType, JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField, build_metadata
 from opcua_mqtt.core.signing import Signer, sign_message
-from opcua_mqtt.core.topics import TopicTree, command_topic
+from opcua_mqtt.core.topics import command_topic
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
 
+__all__ = ["Bridge", "BridgePlan", "BridgeStats", "FieldPlan", "GroupPlan", "WriterPlan"]
+
 _log = logging.getLogger(__name__)
 
 TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-json"
-_UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # BaseDataType fields take any type
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
-_READ_BATCH = 500  # nodes per Read: below every server's MaxNodesPerRead we have met
 _HEALTH_CHECK_S = 1.0  # how often the fields' state is turned into the ua-status
-
-
-@dataclass(frozen=True)
-class FieldPlan:
-    name: str
-    node_id: str
-    builtin_type: int  # 0: not configured, taken from the node's DataType at the first start
-    data_type: str | None  # NodeId string, resolved against the server's namespaces at start
-    dataset_field_id: uuid.UUID
-    value_rank: int = -1
-    array_dimensions: tuple[int, ...] = ()
-    sampling_interval_ms: float = 500
-    queue_size: int = 10
-    deadband_type: str = "none"
-    deadband_value: float = 0.0
-
-
-@dataclass(frozen=True)
-class WriterPlan:
-    name: str
-    dataset_writer_id: int
-    fields: tuple[FieldPlan, ...]
-    key_frame_count: int = 10
-    keep_alive_ms: int = 10_000
-    settings: JsonMessageSettings | None = None  # None: the writer group's
-
-
-@dataclass(frozen=True)
-class GroupPlan:
-    name: str
-    writers: tuple[WriterPlan, ...]
-    publishing_interval_ms: float = 1000
-    qos: int = 1
-    settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
-    bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
-
-    def __post_init__(self) -> None:
-        if self.bundle_writers and any(
-            w.settings not in (None, self.settings) for w in self.writers
-        ):
-            raise ValueError(
-                f"writer group {self.name!r}: writers bundled in one NetworkMessage must share "
-                "the group's message settings"
-            )
-
-    def writer_settings(self, writer: WriterPlan) -> JsonMessageSettings:
-        return writer.settings or self.settings
-
-
-@dataclass(frozen=True)
-class BridgePlan:
-    publisher_id: str
-    groups: tuple[GroupPlan, ...]
-    topics: TopicTree = field(default_factory=TopicTree)
-    # How often to ask the server whether the monitored nodes still exist (0: never). Servers
-    # need not notify a monitored item when its node is deleted (asyncua's does not); without
-    # this check such a field would fall silent instead of turning Bad.
-    node_check_interval_s: float = 60.0
 
 
 @dataclass
@@ -129,27 +78,7 @@ class BridgeStats:
     opcua_reconnects: int = 0  # sessions lost (each one starts a reconnect)
 
 
-@dataclass
-class _Writer:
-    plan: WriterPlan
-    group: GroupPlan
-    state: WriterState
-    fields: list[DataSetField]
-    version_published: tuple[int, int] | None = None
-    # time.monotonic() when the oldest value not yet in a message arrived: the message's origin
-    # for the publish latency histogram
-    pending_since: float | None = None
-    # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU)
-    builtin_types: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.index_types()
-
-    def index_types(self) -> None:
-        self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
-
-
-OpcUaConnector = Callable[[], AbstractAsyncContextManager[Client]]
+OpcUaConnector = Connector
 
 
 class Bridge:
@@ -170,14 +99,9 @@ class Bridge:
         self._connect_opcua = connect_opcua
         self._signer = signer
         self._clock = clock
-        self._writers: dict[tuple[int, int], _Writer] = {}
+        self._writers: dict[tuple[int, int], Writer] = {}
         self._namespaces: list[str] = []
-        self._rechecks: set[tuple[int, int, str]] = set()
-        self._retyped_values: dict[tuple[int, int, str], ua.DataValue] = {}
-        self._accepted_types: set[tuple[tuple[int, int, str], int]] = set()
-        self._recheck_tasks: set[asyncio.Task[None]] = set()
-        self._client: Client | None = None
-        self._builtin_types = BuiltinTypes()
+        self._session: OpcUaSession | None = None
         self.fields = FieldHealth(
             ((gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
             for gi, g in enumerate(plan.groups)
@@ -185,6 +109,7 @@ class Bridge:
             for f in w.fields
             for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
         )
+        self.model_watch = ModelWatch(self._writers, self.fields, clock, self._publish_metadata)
         self._state: ua.PubSubState | None = None  # the ua-status last published
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
@@ -204,19 +129,18 @@ class Bridge:
                     for w in g.writers
                     for f in w.fields
                 },
-                client=self._current_client,
-                namespaces=lambda: self._namespaces,
+                session=self._current_session,
             )
         if signer is None:
             _log.warning("no metadata signing key configured: ua-metadata will be unsigned")
 
     # ------------------------------------------------------------------------ lifecycle
 
-    def _current_client(self) -> Client | None:
-        """The OPC UA client while its session is usable, for write-back."""
-        if self._client is None or self.stats.opcua_state in ("reconnecting", "disconnected"):
+    def _current_session(self) -> OpcUaSession | None:
+        """The OPC UA session while it is usable, for write-back."""
+        if self._session is None or not self._session.usable:
             return None
-        return self._client
+        return self._session
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.write_back is not None:
@@ -234,8 +158,7 @@ class Bridge:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 5)
         finally:
-            for task in self._recheck_tasks:
-                task.cancel()
+            self.model_watch.cancel()
             self._state = ua.PubSubState.Disabled  # a refusal ending while draining: no status
             if self.write_back is not None:
                 self.write_back.close()
@@ -245,11 +168,12 @@ class Bridge:
             _log.info("bridge stopped")
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
-        async with self._connect_opcua() as client:
-            self._namespaces = list(await client.get_namespace_array())
-            source = SubscriptionSource(client, self._on_values, on_state=self._on_opcua_state)
+        async with open_session(self._connect_opcua, self._on_opcua_state) as session:
+            self._namespaces = session.namespaces
+            source = await session.subscriptions(self._on_values)
             if not self._writers:  # a reconnect keeps states, sequence numbers and versions
-                self._build_writers(await self._server_types(client))
+                codec = await session.codec()
+                self._build_writers(codec, await self._server_types(session, codec))
             self.fields.monitoring()
             refused_count = 0
             for gi, group in enumerate(self.plan.groups):
@@ -288,7 +212,7 @@ class Bridge:
                 total - refused_count,
                 refused_count,
             )
-            self._client = client
+            self._session = self.model_watch.session = session
             self.stats.opcua_state = "connected"
             self._publish_field_state()
             self.ready.set()
@@ -298,7 +222,8 @@ class Bridge:
             ]
             tickers.append(asyncio.create_task(self._watch_fields(), name="field-health"))
             if self.plan.node_check_interval_s > 0:
-                tickers.append(asyncio.create_task(self._check_nodes(), name="node-check"))
+                check = self.model_watch.check_nodes(session, self.plan.node_check_interval_s)
+                tickers.append(asyncio.create_task(check, name="node-check"))
             try:
                 await stop.wait()
             finally:
@@ -307,15 +232,16 @@ class Bridge:
                 for task in tickers:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                self._client = None
+                self._session = self.model_watch.session = None
                 await source.close()
 
     # ------------------------------------------------------------------------ writers
 
-    async def _server_types(self, client: Client) -> dict[str, tuple[int, ua.NodeId]]:
+    async def _server_types(
+        self, session: OpcUaSession, codec: JsonCodec
+    ) -> dict[str, tuple[int, ua.NodeId]]:
         """Built-in type and DataType of each field whose configuration left its type open,
         read from the server in batches (NodeId string -> types)."""
-        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
         open_ids = sorted(
             {
                 f.node_id
@@ -326,28 +252,27 @@ class Bridge:
             }
         )
         read: dict[str, ua.NodeId] = {}
-        for start in range(0, len(open_ids), _READ_BATCH):
-            chunk = open_ids[start : start + _READ_BATCH]
-            nodes = [client.get_node(codec.decode_node_id(n)) for n in chunk]
-            for node_id, dv in zip(
-                chunk, await client.read_attributes(nodes, ua.AttributeIds.DataType), strict=True
-            ):
-                if not dv.StatusCode.is_good() or dv.Value is None:
-                    _log.warning(
-                        "DataType of %s not readable (%s): its field stays untyped (Variant)",
-                        node_id,
-                        dv.StatusCode.name,
-                    )
-                    continue
-                read[node_id] = dv.Value.Value
-        builtins = await self._builtin_types.of(client, read.values())
+        nodes = [codec.decode_node_id(n) for n in open_ids]
+        for node_id, dv in zip(
+            open_ids, await session.read_attribute(nodes, ua.AttributeIds.DataType), strict=True
+        ):
+            if not dv.StatusCode.is_good() or dv.Value is None:
+                _log.warning(
+                    "DataType of %s not readable (%s): its field stays untyped (Variant)",
+                    node_id,
+                    dv.StatusCode.name,
+                )
+                continue
+            read[node_id] = dv.Value.Value
+        builtins = await session.builtin_types(read.values())
         found = {node_id: (builtins[dt], dt) for node_id, dt in read.items()}
         if open_ids:
             _log.info("read the DataType of %d fields configured without one", len(found))
         return found
 
-    def _build_writers(self, server_types: Mapping[str, tuple[int, ua.NodeId]]) -> None:
-        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
+    def _build_writers(
+        self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]]
+    ) -> None:
         now = self._clock()
         for gi, group in enumerate(self.plan.groups):
             for wi, wp in enumerate(group.writers):
@@ -365,7 +290,7 @@ class Bridge:
                     keep_alive_time=timedelta(milliseconds=wp.keep_alive_ms),
                     now=now,
                 )
-                self._writers[(gi, wi)] = _Writer(wp, group, state, fields)
+                self._writers[(gi, wi)] = Writer(wp, group, state, fields)
 
     @staticmethod
     def _spec(codec: JsonCodec, f: FieldPlan, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
@@ -396,129 +321,13 @@ class Bridge:
             writer = self._writers.get((gi, wi))
             if writer is None:
                 continue
-            if key in self._rechecks or self._type_changed(key, writer, name, dv):
-                self._hold(key, writer, name, dv)
+            if self.model_watch.holds(key, writer, name, dv):
                 continue
             writer.state.update(name, dv)
             if writer.pending_since is None:
                 writer.pending_since = received
         if arrived and self.ready.is_set():
             self._publish_field_state()  # e.g. Operational once the last field has a value
-
-    def _type_changed(
-        self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
-    ) -> bool:
-        """A value of another built-in type than the metadata says: the node's DataType may
-        have changed on the server."""
-        variant = dv.Value
-        if variant is None or variant.VariantType == ua.VariantType.Null:
-            return False
-        builtin = writer.builtin_types.get(name)
-        if builtin is None or builtin in _UNTYPED or int(variant.VariantType) == builtin:
-            return False
-        # A server may legitimately send another type than the DataType (e.g. a subtype's
-        # value): once re-read without a change, that type is accepted for the field.
-        return (key, int(variant.VariantType)) not in self._accepted_types
-
-    def _hold(
-        self, key: tuple[int, int, str], writer: _Writer, name: str, dv: ua.DataValue
-    ) -> None:
-        """Keep the value back until the DataType is read again: it must not travel under
-        metadata that describes another type. The latest held value is applied afterwards."""
-        self._retyped_values[key] = dv
-        if key in self._rechecks:
-            return
-        self._rechecks.add(key)
-        task = asyncio.create_task(self._recheck(writer, name, key))
-        self._recheck_tasks.add(task)
-        task.add_done_callback(self._recheck_tasks.discard)
-
-    async def _recheck(self, writer: _Writer, name: str, key: tuple[int, int, str]) -> None:
-        try:
-            fieldp = next(f for f in writer.fields if f.spec.name == name)
-            assert self._client is not None
-            codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
-            node = self._client.get_node(codec.decode_node_id(fieldp.node_id))
-            data_type = await node.read_data_type()
-            value_rank = await node.read_value_rank()
-            builtin = await self._builtin_types.one(self._client, data_type)
-            new_spec = replace(
-                fieldp.spec,
-                builtin_type=builtin,
-                data_type=data_type,
-                value_rank=value_rank,
-                array_dimensions=() if value_rank <= 0 else fieldp.spec.array_dimensions,
-            )
-            if new_spec == fieldp.spec:
-                held = self._retyped_values.get(key)
-                if held is not None and held.Value is not None:
-                    self._accepted_types.add((key, int(held.Value.VariantType)))
-                return
-            writer.fields = [
-                DataSetField(new_spec, f.node_id, f.dataset_field_id) if f is fieldp else f
-                for f in writer.fields
-            ]
-            writer.index_types()
-            version = writer.state.reconfigure([f.spec for f in writer.fields], self._clock())
-            _log.warning(
-                "field %s/%s changed type on the server to %s: ConfigurationVersion %d.%d",
-                writer.plan.name,
-                name,
-                ua.VariantType(builtin).name,
-                version.major,
-                version.minor,
-            )
-            self._publish_metadata(writer)
-        except (ua.UaError, OSError, TimeoutError, ValueError) as e:
-            _log.error("could not re-read the data type of %s/%s: %s", writer.plan.name, name, e)
-        finally:
-            self._rechecks.discard(key)
-            latest = self._retyped_values.pop(key, None)
-            if latest is not None:
-                writer.state.update(name, latest)
-
-    async def _check_nodes(self) -> None:
-        """Read every monitored node's NodeClass, in batches; a node that is gone turns Bad."""
-        assert self._client is not None
-        codec = JsonCodec(namespaces=NamespaceTable(self._namespaces))
-        targets: list[tuple[tuple[int, int], _Writer, str, ua.NodeId]] = []
-        for index, writer in self._writers.items():
-            for f in writer.fields:
-                try:
-                    node_id = codec.decode_node_id(f.node_id)
-                except DecodeError:
-                    continue  # reported when the monitored item was refused
-                targets.append((index, writer, f.spec.name, node_id))
-        gone: set[tuple[int, int, str]] = set()
-        while True:
-            await asyncio.sleep(self.plan.node_check_interval_s)
-            for start in range(0, len(targets), 1000):
-                chunk = targets[start : start + 1000]
-                params = ua.ReadParameters(
-                    NodesToRead=[
-                        ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.NodeClass)
-                        for _, _, _, n in chunk
-                    ]
-                )
-                try:
-                    results = await self._client.uaclient.read(params)
-                except (ua.UaError, OSError, TimeoutError) as e:
-                    _log.info("node check skipped: %s", e)
-                    break
-                for (index, writer, name, _node_id), dv in zip(chunk, results, strict=True):
-                    code = dv.StatusCode
-                    if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
-                        continue
-                    key = (*index, name)
-                    if key in gone or self.fields.state(key) is FieldState.REFUSED:
-                        continue  # a refused field was reported when it was refused
-                    gone.add(key)
-                    _log.warning(
-                        "field %s: node no longer exists on the server", self.fields.name(key)
-                    )
-                    gone_value = ua.DataValue(StatusCode=code, ServerTimestamp=self._clock())
-                    self.fields.value(key, gone_value)
-                    writer.state.update(name, gone_value)
 
     # ------------------------------------------------------------------------ publishing
 
@@ -565,7 +374,7 @@ class Bridge:
                     settings = group.writer_settings(writer.plan)
                     self._send(group, settings, codecs, [m], topic, origin)
 
-    def _dataset_message(self, writer: _Writer, frame: Frame) -> DataSetMessage:
+    def _dataset_message(self, writer: Writer, frame: Frame) -> DataSetMessage:
         v = frame.metadata_version
         return DataSetMessage(
             dataset_writer_id=writer.plan.dataset_writer_id,
@@ -599,7 +408,7 @@ class Bridge:
         self.stats.messages[group.name] = self.stats.messages.get(group.name, 0) + 1
         self.stats.bytes[group.name] = self.stats.bytes.get(group.name, 0) + len(payload)
 
-    def _publish_metadata(self, writer: _Writer) -> None:
+    def _publish_metadata(self, writer: Writer) -> None:
         version = writer.state.version
         metadata = build_metadata(writer.plan.name, writer.fields, version, self._namespaces)
         msg = encode_metadata_message(
@@ -669,7 +478,7 @@ class Bridge:
             Address=ua.NetworkAddressUrlDataType(
                 Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
             ),
-            WriterGroups=[_writer_group(plan, g) for g in plan.groups],
+            WriterGroups=[writer_group(plan, g) for g in plan.groups],
         )
         msg = encode_connection_message(
             ConnectionMessage(plan.publisher_id, connection, self._clock())
@@ -696,43 +505,3 @@ class Bridge:
             for writer in self._writers.values():
                 for f in writer.fields:
                     writer.state.update(f.spec.name, lost)
-
-
-def _writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
-    s = g.settings
-    return ua.WriterGroupDataType(
-        Name=g.name,
-        Enabled=True,
-        PublishingInterval=g.publishing_interval_ms,
-        MessageSettings=ua.JsonWriterGroupMessageDataType(
-            NetworkMessageContentMask=int(s.network_mask)
-        ),
-        TransportSettings=ua.BrokerWriterGroupTransportDataType(
-            QueueName=plan.topics.data(plan.publisher_id, g.name),
-            RequestedDeliveryGuarantee=(
-                ua.BrokerTransportQualityOfService.AtLeastOnce
-                if g.qos == 1
-                else ua.BrokerTransportQualityOfService.ExactlyOnce
-                if g.qos == 2
-                else ua.BrokerTransportQualityOfService.AtMostOnce
-            ),
-        ),
-        DataSetWriters=[
-            ua.DataSetWriterDataType(
-                Name=w.name,
-                Enabled=True,
-                DataSetWriterId=w.dataset_writer_id,
-                DataSetFieldContentMask=int(g.writer_settings(w).field_mask),
-                KeyFrameCount=w.key_frame_count,
-                DataSetName=w.name,
-                MessageSettings=ua.JsonDataSetWriterMessageDataType(
-                    DataSetMessageContentMask=int(g.writer_settings(w).dataset_mask)
-                ),
-                TransportSettings=ua.BrokerDataSetWriterTransportDataType(
-                    QueueName=plan.topics.data(plan.publisher_id, g.name, w.name),
-                    MetaDataQueueName=plan.topics.metadata(plan.publisher_id, g.name, w.name),
-                ),
-            )
-            for w in g.writers
-        ],
-    )

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from asyncua import Client, ua
+from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua_limits import StringLimits
-from opcua_mqtt.adapters.opcua_types import BuiltinTypes
+from opcua_mqtt.adapters.opcua.session import OpcUaSession
 from opcua_mqtt.bridge.write_back_support import (
     BRIEF,
     canonical_or_none,
@@ -56,7 +55,6 @@ from opcua_mqtt.core.request_auth import (
 )
 from opcua_mqtt.core.signing import Signer, sign_message
 from opcua_mqtt.core.uajson.codec import JsonCodec
-from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.write_request.convert import convert_value
 from opcua_mqtt.core.write_request.request import (
     ConversionError,
@@ -101,20 +99,16 @@ class WriteBack:
         mqtt: MqttSession,
         topic: str,
         fields: Mapping[tuple[str, str], str],
-        client: Callable[[], Client | None],
-        namespaces: Callable[[], list[str]],
+        session: Callable[[], OpcUaSession | None],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self._mqtt = mqtt
         self._fields = dict(fields)  # (writer, field) -> NodeId string
-        self._client = client
-        self._namespaces = namespaces
+        self._session = session
         self._monotonic = monotonic
         self._seen = IdempotencyCache(settings.idempotency_window_s)
-        self._builtin_types = BuiltinTypes()
-        self._string_limits = StringLimits()
         self._rate = RequesterLimits(
             settings.rate_per_s, settings.burst, settings.total_rate_per_s, settings.total_burst
         )
@@ -371,9 +365,8 @@ class WriteBack:
 
     async def _execute(self, request: WriteRequest, who: Identity) -> dict[str, Any]:
         allowed = self.settings.auth.allowed(who, self.settings.allowed)
-        namespaces = self._namespaces()
-        codec = JsonCodec(namespaces=NamespaceTable(namespaces))
-        client = self._client()
+        session = self._session()
+        codec = JsonCodec() if session is None else await session.codec()
         results: list[TargetResult | None] = []
         pending: list[tuple[int, Target, str, ua.NodeId]] = []
         rid = request.request_id
@@ -399,7 +392,7 @@ class WriteBack:
                 )
                 refuse(target, S.BadUserAccessDenied, node_text, why)
                 continue
-            if client is None:
+            if session is None:
                 refuse(
                     target, S.BadServerNotConnected, node_text, "the OPC UA server is not connected"
                 )
@@ -411,15 +404,15 @@ class WriteBack:
                 continue
             results.append(None)
             pending.append((i, target, node_text, node_id))
-        if pending and client is not None:
-            await self._write(client, codec, rid, who, pending, results)
+        if pending and session is not None:
+            await self._write(session, codec, rid, who, pending, results)
         final = [r for r in results if r is not None]
         self._count("good" if all(r.status == 0 for r in final) else "bad")
         return build_response(request.request_id, final, codec)
 
     async def _write(
         self,
-        client: Client,
+        session: OpcUaSession,
         codec: JsonCodec,
         rid: str | None,
         who: Identity,
@@ -434,18 +427,13 @@ class WriteBack:
             ua.AttributeIds.UserAccessLevel,
             ua.AttributeIds.Value,
         )
-        read = await client.uaclient.read(
-            ua.ReadParameters(
-                NodesToRead=[
-                    ua.ReadValueId(NodeId=n, AttributeId=a) for _, _, _, n in pending for a in attrs
-                ]
-            )
+        read = await session.read(
+            [ua.ReadValueId(NodeId=n, AttributeId=a) for _, _, _, n in pending for a in attrs]
         )
-        builtins = await self._builtin_types.of(
-            client, (dv.Value.Value for dv in read[:: len(attrs)] if dv.StatusCode.is_good())
+        builtins = await session.builtin_types(
+            dv.Value.Value for dv in read[:: len(attrs)] if dv.StatusCode.is_good()
         )
-        limits = await self._string_limits.of(
-            client,
+        limits = await session.string_limits(
             {
                 node_id: builtins[dtype.Value.Value]
                 for (_, _, _, node_id), dtype in zip(pending, read[:: len(attrs)], strict=True)
@@ -493,18 +481,16 @@ class WriteBack:
             writes.append((i, target, text, variant, old.Value.Value if old.Value else None))
         if not writes:
             return
-        statuses = await client.uaclient.write(
-            ua.WriteParameters(
-                NodesToWrite=[
-                    ua.WriteValue(
-                        NodeId=codec.decode_node_id(text),
-                        AttributeId=ua.AttributeIds.Value,
-                        IndexRange=target.index_range,
-                        Value=ua.DataValue(variant),
-                    )
-                    for _, target, text, variant, _ in writes
-                ]
-            )
+        statuses = await session.write(
+            [
+                ua.WriteValue(
+                    NodeId=codec.decode_node_id(text),
+                    AttributeId=ua.AttributeIds.Value,
+                    IndexRange=target.index_range,
+                    Value=ua.DataValue(variant),
+                )
+                for _, target, text, variant, _ in writes
+            ]
         )
         for (i, target, text, variant, old_value), status in zip(writes, statuses, strict=True):
             code = status.value

@@ -9,7 +9,7 @@ from typing import Any
 
 from asyncua import ua
 
-from opcua_mqtt.adapters.opcua_limits import LengthLimits
+from opcua_mqtt.adapters.opcua.facts import LengthLimits
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.messages.members import loads
 from opcua_mqtt.core.request_auth import Identity

@@ -16,7 +16,7 @@ import orjson
 import yaml
 from asyncua import ua
 
-from opcua_mqtt.adapters.opcua_client import (
+from opcua_mqtt.adapters.opcua import (
     BrowseError,
     BrowseStats,
     OpcUaConnectionError,

@@ -334,7 +334,7 @@ def read_browse_file(path: Path) -> BrowseResult:
 
 def _browse(endpoint: str, params: dict[str, Any], start: str, depth: int | None) -> BrowseResult:
     """Browse a live server (the adapter is imported only here: file sources need no asyncua)."""
-    from opcua_mqtt.adapters.opcua_client import BrowseError, OpcUaConnectionError, browse_endpoint
+    from opcua_mqtt.adapters.opcua import BrowseError, OpcUaConnectionError, browse_endpoint
     from opcua_mqtt.cli.opcua_options import connection_options_from
 
     options = connection_options_from(endpoint, params)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from opcua_mqtt.adapters.opcua_client import (
+from opcua_mqtt.adapters.opcua import (
     SECURITY_MODES,
     SECURITY_POLICIES,
     ConnectionOptions,

@@ -29,7 +29,7 @@ from asyncua import ua
 
 from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, TlsOptions
-from opcua_mqtt.adapters.opcua_client import (
+from opcua_mqtt.adapters.opcua import (
     ConnectionOptions,
     OpcUaConnectionError,
     browse_endpoint,

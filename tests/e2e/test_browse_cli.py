@@ -16,7 +16,7 @@ import yaml
 
 from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
 from harness.processes import free_port
-from opcua_mqtt.adapters.opcua_certs import load_certificate, thumbprint
+from opcua_mqtt.adapters.opcua.certs import load_certificate, thumbprint
 from opcua_mqtt.core.address_space import BrowseResult
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))

@@ -17,8 +17,7 @@ from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer, start_op
 from harness.pki import make_application_certificate
 from harness.plant_model import APPLICATION_URI, SERVER_CERT_NAME, SERVER_KEY_NAME
 from harness.processes import free_port
-from opcua_mqtt.adapters.opcua_certs import thumbprint
-from opcua_mqtt.adapters.opcua_client import (
+from opcua_mqtt.adapters.opcua import (
     BrowseStats,
     ConnectionOptions,
     OpcUaConnectionError,
@@ -26,6 +25,7 @@ from opcua_mqtt.adapters.opcua_client import (
     browse_endpoint,
     connect,
 )
+from opcua_mqtt.adapters.opcua.certs import thumbprint
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 
 
@@ -331,7 +331,7 @@ async def test_basic256sha256_sign_and_encrypt_with_user_and_trust_on_first_cont
 
 
 def _load(path: Path) -> Any:
-    from opcua_mqtt.adapters.opcua_certs import load_certificate
+    from opcua_mqtt.adapters.opcua.certs import load_certificate
 
     return load_certificate(path.read_bytes())
 

@@ -20,7 +20,7 @@ import pytest
 from asyncua import Client, Server, ua
 
 from harness.processes import free_port
-from opcua_mqtt.adapters.opcua_source import (
+from opcua_mqtt.adapters.opcua.source import (
     MonitoredField,
     SubscriptionSource,
     _EarlyKeepAlives,
@@ -97,7 +97,7 @@ async def test_first_keep_alive_of_a_new_subscription_is_not_a_warning(
 ) -> None:
     """Before: one "Received data for unknown subscription" WARNING per subscription after the
     first. Each of those early keep-alives is now a DEBUG line of ours, naming it."""
-    caplog.set_level(logging.DEBUG, logger="opcua_mqtt.adapters.opcua_source")
+    caplog.set_level(logging.DEBUG, logger="opcua_mqtt.adapters.opcua.source")
     caplog.set_level(logging.WARNING, logger="asyncua")  # whatever an earlier test left there
     endpoint, values = constant_server
     await _first_values(endpoint, list(values))

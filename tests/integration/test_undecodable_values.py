@@ -1,6 +1,6 @@
 """Values asyncua 2.1 could not decode by itself, from the real asyncua test server (its
 Objects/Oddities, see harness/opcua_server.py), in one subscription with ordinary nodes:
-every other value of the same Publish response is delivered (adapters/opcua_decoding.py)."""
+every other value of the same Publish response is delivered (adapters/opcua/decoding.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from asyncua import Client, ua
 
 from harness.opcua_servers import OpcUaTestServer
-from opcua_mqtt.adapters.opcua_source import MonitoredField, SubscriptionSource
+from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
 
 
 async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_response(
@@ -36,7 +36,7 @@ async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_respons
 
     client = Client(shared_small_opcua_server.endpoint, timeout=10)
     client.session_timeout = 30_000
-    caplog.set_level(logging.WARNING, logger="opcua_mqtt.adapters.opcua_source")
+    caplog.set_level(logging.WARNING, logger="opcua_mqtt.adapters.opcua.source")
     async with client:
         source = SubscriptionSource(client, sink)
         try:

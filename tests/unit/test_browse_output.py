@@ -18,17 +18,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from opcua_mqtt import devpki
-from opcua_mqtt.adapters.opcua_certs import (
+from opcua_mqtt.adapters.opcua import (
+    ConnectionOptions,
+    filter_nodes,
+    normalise_endpoint,
+)
+from opcua_mqtt.adapters.opcua.certs import (
     CertificateError,
     TrustList,
     client_application_uri,
     load_or_create_client_credentials,
     make_application_certificate,
-)
-from opcua_mqtt.adapters.opcua_client import (
-    ConnectionOptions,
-    filter_nodes,
-    normalise_endpoint,
 )
 from opcua_mqtt.cli.browse import render
 from opcua_mqtt.cli.opcua_options import connection_options_from

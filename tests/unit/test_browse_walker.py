@@ -17,8 +17,7 @@ import pytest
 from asyncua import ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from opcua_mqtt.adapters.opcua_client import BrowseError, BrowseStats, browse_client
-from opcua_mqtt.adapters.opcua_types import BuiltinTypes
+from opcua_mqtt.adapters.opcua import BrowseError, BrowseStats, BuiltinTypes, browse_client
 from opcua_mqtt.core.address_space import NodeClass
 
 NS = "urn:fake:plant"

@@ -1,4 +1,4 @@
-"""The fix to asyncua's binary Variant decoding (adapters/opcua_decoding.py) on exact bytes,
+"""The fix to asyncua's binary Variant decoding (adapters/opcua/decoding.py) on exact bytes,
 and the Part 6 JSON form of an empty matrix."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary, variant_from_binary
 
-from opcua_mqtt.adapters.opcua_decoding import checked, reshape, undecodable_reason
+from opcua_mqtt.adapters.opcua.decoding import checked, reshape, undecodable_reason
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 

@@ -7,7 +7,8 @@ Measured pitfalls of asyncua 2.1 this module is shaped by (see shared/DESIGN.md)
   subclass hands each Publish response's DataChangeNotification to the sink in one synchronous
   call, so nothing is queued or dropped between asyncua and the writer groups;
 * the server turns a requested queue size of 0 into 10,000: the configured size is always sent;
-* monitored items are created in batches within the server's MaxMonitoredItemsPerCall;
+* monitored items are created in batches within the server's MaxMonitoredItemsPerCall (the
+  session's batcher, halving a batch the server finds too large);
 * asyncua logs "Received data for unknown subscription" for the first keep-alive of each
   subscription created while its publish loop runs (see :class:`_EarlyKeepAlives`): that
   warning is held during CreateSubscription and dropped when it names the new subscription.
@@ -26,16 +27,15 @@ from typing import Any
 
 from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
-from asyncua.observer import Observer, SubscriptionEvent
+from asyncua.observer import SubscriptionEvent
 
-from opcua_mqtt.adapters.opcua_decoding import checked, undecodable_reason
+from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
+from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 _log = logging.getLogger(__name__)
-
-DEFAULT_ITEMS_PER_CALL = 1000
 
 # (key, DataValue) pairs from one Publish response, in the order the server sent them.
 Sink = Callable[[list[tuple[Hashable, ua.DataValue]]], None]
@@ -147,7 +147,7 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
 
 
 def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
-    """``dv``, or BadDecodingError for a value asyncua could not decode (opcua_decoding); the
+    """``dv``, or BadDecodingError for a value asyncua could not decode (decoding.py); the
     first of a run of such values is logged, naming the field."""
     reason = undecodable_reason(dv)
     if reason is None:
@@ -159,33 +159,20 @@ def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
     return checked(dv)
 
 
-class _StateObserver(Observer):  # type: ignore[misc]
-    def __init__(self, on_state: Callable[[str], None]) -> None:
-        self._on_state = on_state
-
-    def on_state_change(self, state: Any) -> None:
-        self._on_state(str(getattr(state, "value", state)))
-
-    def on_subscription_event(self, subscription_id: int | None, event: SubscriptionEvent) -> None:
-        if event is not SubscriptionEvent.CREATED:
-            _log.info("OPC UA subscription %s %s", subscription_id, getattr(event, "value", event))
-
-    def on_request(self, request_type: str, duration: float, error: BaseException | None) -> None:
-        return None
-
-    def on_notification(self, subscription_id: int | None, event_count: int) -> None:
-        return None
-
-
 class SubscriptionSource:
-    """Monitors fields on one connected client and feeds their values to ``sink`` in batches."""
+    """Monitors fields on one connected client and feeds their values to ``sink`` in batches.
+
+    The session (session.py) hands over its batcher and codec; alone, the source asks the
+    server for its namespaces and limits itself, once.
+    """
 
     def __init__(
         self,
         client: Client,
         sink: Sink,
         *,
-        on_state: Callable[[str], None] | None = None,
+        batcher: Batcher | None = None,
+        codec: JsonCodec | None = None,
         max_notifications_per_publish: int = 10_000,
     ) -> None:
         self.client = client
@@ -194,11 +181,10 @@ class SubscriptionSource:
         self._routes: dict[int, _Route] = {}
         self._next_handle = 1
         self._max_notifications = max_notifications_per_publish
-        self._codec: JsonCodec | None = None
+        self._batcher = batcher
+        self._codec = codec
         # UaSession's logger (asyncua.client.ua_session); addFilter ignores a second add.
         logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_early_keep_alives)
-        if on_state is not None:
-            client.uaclient.observer = _StateObserver(on_state)
 
     async def _namespace_codec(self) -> JsonCodec:
         if self._codec is None:
@@ -206,15 +192,11 @@ class SubscriptionSource:
             self._codec = JsonCodec(namespaces=NamespaceTable(namespaces))
         return self._codec
 
-    async def _items_per_call(self) -> int:
-        try:
-            node = self.client.get_node(
-                ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
-            )
-            value = await node.read_value()
-        except ua.UaError:
-            return DEFAULT_ITEMS_PER_CALL
-        return int(value) if value else DEFAULT_ITEMS_PER_CALL
+    async def _sized_batcher(self) -> Batcher:
+        if self._batcher is None:
+            self._batcher = Batcher(self.client, BrowseStats(), DEFAULT_CONCURRENCY)
+            await self._batcher.ask_limits()
+        return self._batcher
 
     async def monitor(
         self, publishing_interval_ms: float, fields: Sequence[MonitoredField]
@@ -255,13 +237,13 @@ class SubscriptionSource:
                 continue
             requests.append(self._request(f, node_id))
             keys.append(f.key)
-        per_call = await self._items_per_call()
-        for start in range(0, len(requests), per_call):
-            chunk = requests[start : start + per_call]
-            results = await sub.create_monitored_items(chunk)
-            for key, result in zip(keys[start : start + per_call], results, strict=True):
-                if isinstance(result, ua.StatusCode):
-                    refused[key] = result
+        batcher = await self._sized_batcher()
+        results: list[object] = await batcher.each(
+            batcher.limits.monitored_items, requests, sub.create_monitored_items
+        )
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, ua.StatusCode):
+                refused[key] = result
         return refused
 
     def _request(self, f: MonitoredField, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:

@@ -1,17 +1,31 @@
-"""How long a String or ByteString a server takes, asked of the server and remembered.
+"""Facts about a server that do not change while it runs, asked once and remembered.
 
-Two sources (OPC 10000-3 §5.6.2, OPC 10000-5 §6.3.2): a Variable's optional Properties
-``MaxStringLength`` / ``MaxByteStringLength``, and the server-wide ``ServerCapabilities`` values,
-where 0 (or no value) means no limit. Both are configuration, not process values: write-back
-asks once per session (per node on its first write) instead of on every write.
+The built-in type behind a DataType (its place in the type hierarchy: a Browse per level of
+supertypes), and how long a String or ByteString the server takes. The session (session.py)
+holds one of each and replaces them when a session is established anew: a server restarted
+with another model answers differently.
+
+Length limits come from two sources (OPC 10000-3 §5.6.2, OPC 10000-5 §6.3.2): a Variable's
+optional Properties ``MaxStringLength`` / ``MaxByteStringLength``, and the server-wide
+``ServerCapabilities`` values, where 0 (or no value) means no limit. Write-back asks once per
+session (per node on its first write) instead of on every write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 from asyncua import Client, ua
+
+from opcua_mqtt.adapters.opcua.batching import (
+    DEFAULT_CONCURRENCY,
+    Batcher,
+    BrowseStats,
+    browse_descriptions,
+)
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 VT = ua.VariantType
 MAX_STRING_LENGTH = "MaxStringLength"
@@ -46,9 +60,118 @@ class LengthLimits:
         )
 
 
+# Abstract built-in DataTypes and the type their values travel as: Structure -> ExtensionObject,
+# Number/Integer/UInteger -> Variant, Enumeration -> Int32.
+_ABSTRACT_TO_BUILTIN: Final = {22: 22, 24: 24, 26: 24, 27: 24, 28: 24, 29: 6}
+
+
+def _is_terminal_type(nid: ua.NodeId) -> bool:
+    return nid.NamespaceIndex == 0 and isinstance(nid.Identifier, int) and 1 <= nid.Identifier <= 29
+
+
+def _terminal_builtin(nid: ua.NodeId) -> int:
+    ident = int(nid.Identifier)
+    return _ABSTRACT_TO_BUILTIN.get(ident, ident)
+
+
+def local_node_id(nid: Any, namespaces: NamespaceTable) -> ua.NodeId | None:
+    """A reference target as a plain NodeId of this server; None if it lives elsewhere."""
+    if getattr(nid, "ServerIndex", 0):
+        return None
+    ns = nid.NamespaceIndex
+    uri = getattr(nid, "NamespaceUri", None)
+    if uri:
+        index = namespaces.index(uri)
+        if index is None:
+            return None
+        ns = index
+    return ua.NodeId(nid.Identifier, ns, nid.NodeIdType)
+
+
+async def resolve_builtin_types(
+    batcher: Batcher, namespaces: NamespaceTable, type_ids: Iterable[ua.NodeId]
+) -> dict[ua.NodeId, int | None]:
+    """DataType -> the built-in type behind it (None where its supertypes lead to none): the
+    HasSubtype references are browsed upwards for all of them at once, one batch a level."""
+    originals = list(dict.fromkeys(type_ids))
+    supertype: dict[ua.NodeId, ua.NodeId | None] = {}
+    frontier = [n for n in originals if not _is_terminal_type(n)]
+    while frontier:
+        descriptions = browse_descriptions(
+            frontier, ua.BrowseDirection.Inverse, ua.ObjectIds.HasSubtype, subtypes=False
+        )
+        following: list[ua.NodeId] = []
+        for nid, (refs, _status) in zip(frontier, await batcher.browse(descriptions), strict=True):
+            parent = next(
+                (local_node_id(r.NodeId, namespaces) for r in refs if not r.IsForward), None
+            )
+            supertype[nid] = parent
+            if (
+                parent is not None
+                and not _is_terminal_type(parent)
+                and parent not in supertype
+                and parent not in following
+            ):
+                following.append(parent)
+        frontier = [n for n in following if n not in supertype]
+
+    out: dict[ua.NodeId, int | None] = {}
+    for nid in originals:
+        builtin: int | None = None
+        cursor: ua.NodeId | None = nid
+        seen: set[ua.NodeId] = set()
+        while cursor is not None and cursor not in seen:
+            if _is_terminal_type(cursor):
+                builtin = _terminal_builtin(cursor)
+                break
+            seen.add(cursor)
+            cursor = supertype.get(cursor)
+        out[nid] = builtin
+    return out
+
+
+async def builtin_types(
+    client: Client, type_ids: Iterable[ua.NodeId], batcher: Batcher | None = None
+) -> dict[ua.NodeId, int | None]:
+    """DataType -> the built-in type behind it, None where its supertypes lead to none; asked
+    of a connected client the way browse asks (batched by ``batcher``, the session's, or
+    within the default limits)."""
+    batcher = batcher or Batcher(client, BrowseStats(), DEFAULT_CONCURRENCY)
+    return await resolve_builtin_types(batcher, NamespaceTable(), type_ids)
+
+
+class BuiltinTypes:
+    """DataType -> built-in type, asked of the server in batches and remembered: a DataType's
+    place in the type hierarchy does not change while a server runs, and asking costs a Browse
+    per level of supertypes. Forgotten when the client changes, and replaced by the session
+    when asyncua re-establishes it (same client): either may be a server restarted with another
+    type model."""
+
+    def __init__(self) -> None:
+        self._client: Client | None = None
+        self._known: dict[ua.NodeId, int] = {}
+
+    async def of(
+        self, client: Client, data_types: Iterable[ua.NodeId], batcher: Batcher | None = None
+    ) -> dict[ua.NodeId, int]:
+        """The built-in type behind each DataType: itself for a built-in one, else its
+        supertypes'; Variant where they lead to none. Asked through ``batcher`` if given."""
+        if client is not self._client:
+            self._client, self._known = client, {}
+        wanted = set(data_types)
+        if missing := wanted - self._known.keys():
+            for data_type, builtin in (await builtin_types(client, missing, batcher)).items():
+                self._known[data_type] = int(ua.VariantType.Variant) if builtin is None else builtin
+        return {d: self._known[d] for d in wanted}
+
+    async def one(self, client: Client, data_type: ua.NodeId) -> int:
+        return (await self.of(client, [data_type]))[data_type]
+
+
 class StringLimits:
     """The length limits of the nodes written, per session: a new session may be a restarted
-    server with another configuration, so what is remembered goes with the session's client."""
+    server with another configuration, so what is remembered goes with the session's client
+    (and the session replaces it when asyncua re-establishes the session)."""
 
     def __init__(self) -> None:
         self._client: Client | None = None
@@ -118,7 +241,7 @@ async def _node_limits(
     )
     properties: dict[ua.NodeId, ua.NodeId] = {}
     for node, result in zip(wanted, found, strict=True):
-        local = [t.TargetId for t in result.Targets or () if _local(t.TargetId)]
+        local = [t.TargetId for t in result.Targets or () if _plain_target(t.TargetId)]
         if result.StatusCode.is_good() and local:
             target = local[0]
             properties[node] = ua.NodeId(
@@ -141,7 +264,7 @@ async def _node_limits(
     return out
 
 
-def _local(target: ua.NodeId) -> bool:
+def _plain_target(target: ua.NodeId) -> bool:
     """Whether a TranslateBrowsePaths target is a node of this server that the Read can name
     as it is: asyncua decodes a plain NodeId unless a server index or namespace URI is set."""
     return not isinstance(target, ua.ExpandedNodeId) or (

@@ -1,0 +1,587 @@
+"""Connecting to an OPC UA server: security, trust, and clear failures.
+
+Connecting (``connect``) asks the server for its endpoints over an unsecured channel first, so
+that every failure can be named before any secret leaves the process: nothing listening, the
+security policy not offered (with the list of what is), the server's certificate not in our trust
+folder (unless trusting on first contact was asked for, which is logged loudly), no identity
+token for the user, or a password that would travel readable. Failures of the session itself are
+told apart by status code: our certificate refused by the server, the user refused, timeouts.
+All of them arrive as one :class:`OpcUaConnectionError` with a one-line message and a hint.
+
+asyncua pitfalls this module is shaped by (asyncua 2.1):
+
+* ``set_security`` decides between PEM and DER by the file suffix (``.pem`` only): our files
+  are loaded here and handed over as DER bytes;
+* the protocol logger writes every request at DEBUG, the ActivateSession request with the
+  user's password in it: a logging filter drops that record;
+* the client's supervisor probes the server every ``watchdog_intervall`` (1 s) and, with a
+  timeout of the same 1 s, marks the connection lost when a probe waits behind large requests:
+  every later request then fails with "client is disconnected". The interval is set to the
+  request timeout (and batching.py caps batches at 1,000 operations so requests stay short).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlparse
+
+from asyncua import Client, ua
+from asyncua.crypto import security_policies, uacrypto
+from asyncua.ua.uaerrors import UaStatusCodeError
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from opcua_mqtt.adapters.opcua.certs import (
+    CertificateError,
+    ClientCredentials,
+    TrustList,
+    client_application_uri,
+    load_or_create_client_credentials,
+    server_certificate_problem,
+    subject_name,
+    thumbprint,
+)
+
+__all__ = [
+    "CONNECTION_LOST",
+    "SECURITY_MODES",
+    "SECURITY_POLICIES",
+    "USER_REJECTED",
+    "ConnectionOptions",
+    "OpcUaConnectionError",
+    "connect",
+    "normalise_endpoint",
+    "status_name",
+]
+
+_log = logging.getLogger(__name__)
+
+SECURITY_POLICIES: Final[dict[str, Any]] = {
+    "None": None,
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+}
+SECURITY_MODES: Final[dict[str, ua.MessageSecurityMode]] = {
+    "None": ua.MessageSecurityMode.None_,
+    "Sign": ua.MessageSecurityMode.Sign,
+    "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
+}
+_POLICY_NAMES: Final = {
+    (cls.URI if cls is not None else security_policies.SecurityPolicyNone.URI): name
+    for name, cls in SECURITY_POLICIES.items()
+}
+DEFAULT_PORT: Final = 4840
+# Asked for (servers revise it); keep-alive probes hold the session open while we are connected.
+SESSION_TIMEOUT_MS: Final = 120_000
+
+_CERT_REJECTED: Final = frozenset(
+    {
+        ua.StatusCodes.BadCertificateUntrusted,
+        ua.StatusCodes.BadCertificateInvalid,
+        ua.StatusCodes.BadCertificateUriInvalid,
+        ua.StatusCodes.BadCertificateUseNotAllowed,
+        ua.StatusCodes.BadCertificateTimeInvalid,
+        ua.StatusCodes.BadCertificateRevoked,
+        ua.StatusCodes.BadCertificateRevocationUnknown,
+        ua.StatusCodes.BadCertificateIssuerRevocationUnknown,
+        ua.StatusCodes.BadCertificateChainIncomplete,
+        ua.StatusCodes.BadCertificatePolicyCheckFailed,
+        ua.StatusCodes.BadCertificateHostNameInvalid,
+        ua.StatusCodes.BadSecurityChecksFailed,
+        ua.StatusCodes.BadNoValidCertificates,
+    }
+)
+USER_REJECTED: Final = frozenset(
+    {
+        ua.StatusCodes.BadUserAccessDenied,
+        ua.StatusCodes.BadIdentityTokenRejected,
+        ua.StatusCodes.BadIdentityTokenInvalid,
+        ua.StatusCodes.BadUserSignatureInvalid,
+    }
+)
+_POLICY_REJECTED: Final = frozenset(
+    {
+        ua.StatusCodes.BadSecurityPolicyRejected,
+        ua.StatusCodes.BadSecurityModeRejected,
+        ua.StatusCodes.BadSecurityModeInsufficient,
+    }
+)
+CONNECTION_LOST: Final = frozenset(
+    {
+        ua.StatusCodes.BadConnectionClosed,
+        ua.StatusCodes.BadSecureChannelClosed,
+        ua.StatusCodes.BadSessionClosed,
+        ua.StatusCodes.BadSessionIdInvalid,
+        ua.StatusCodes.BadServerHalted,
+        ua.StatusCodes.BadCommunicationError,
+        ua.StatusCodes.BadTimeout,
+        ua.StatusCodes.BadRequestTimeout,
+    }
+)
+
+
+class OpcUaConnectionError(Exception):
+    """Connecting to (or staying connected to) an OPC UA server failed.
+
+    ``message`` is one line saying what went wrong; ``hint`` one line saying what to do.
+    ``kind`` names the failure for programs: ``unreachable``, ``timeout``, ``policy``,
+    ``server-untrusted``, ``client-rejected``, ``auth``, ``certificate``, ``lost``, ``protocol``.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str = "protocol") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """How to reach and authenticate to one OPC UA server.
+
+    ``certificate``/``private_key`` are this client's application instance certificate and key
+    (made on first use when both are absent; only needed with a security policy).
+    ``trust_dir`` holds the server certificates (or their CAs) we trust; with
+    ``trust_server_cert`` an unknown server certificate is saved there on first contact.
+    """
+
+    endpoint: str
+    security_policy: str = "None"
+    security_mode: str = "None"
+    certificate: Path = Path("certs/opcua-client.pem")
+    private_key: Path = Path("certs/opcua-client.key")
+    trust_dir: Path | None = Path("certs/trusted-servers")
+    trust_server_cert: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 10.0
+    # Keep the session alive across server restarts (asyncua re-creates subscriptions): the
+    # bridge wants this, one-shot commands such as browse do not.
+    auto_reconnect: bool = False
+
+    def __post_init__(self) -> None:
+        if self.security_policy not in SECURITY_POLICIES:
+            raise ValueError(
+                f"unknown security policy {self.security_policy!r} "
+                f"(one of {', '.join(SECURITY_POLICIES)})"
+            )
+        if self.security_mode not in SECURITY_MODES:
+            raise ValueError(
+                f"unknown security mode {self.security_mode!r} (one of {', '.join(SECURITY_MODES)})"
+            )
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError(
+                f"security policy {self.security_policy} with mode {self.security_mode}: policy "
+                "None goes with mode None, and a policy other than None needs Sign or "
+                "SignAndEncrypt"
+            )
+        if self.timeout <= 0:
+            raise ValueError("the timeout must be positive")
+        normalise_endpoint(self.endpoint)  # raises ValueError on a malformed endpoint
+
+
+# --------------------------------------------------------------------------------- connecting
+
+
+class _RedactActivateSession(logging.Filter):
+    """Drop asyncua's DEBUG dump of the ActivateSession request (it holds the password)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            return not isinstance(args[0], ua.ActivateSessionRequest)
+        return True
+
+
+_REDACTOR = _RedactActivateSession()
+for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_client.UaClient"):
+    logging.getLogger(_name).addFilter(_REDACTOR)
+
+
+def normalise_endpoint(endpoint: str) -> str:
+    """``host``, ``host:port`` or ``opc.tcp://host[:port][/path]`` -> a full opc.tcp URL.
+
+    Anything else is a ValueError, in particular a mistyped scheme (``opc.tcp//host``,
+    ``opc.tcp:/host``): taken for a host name it would become ``opc.tcp://opc.tcp:4840//host``
+    and fail later as an unknown host."""
+    text = endpoint.strip()
+    if "://" not in text:
+        if text.lower().startswith("opc.tcp") or "/" in text:
+            raise ValueError(
+                f"{endpoint!r} is not an endpoint URL: expected opc.tcp://host[:port][/path]"
+            )
+        text = "opc.tcp://" + text
+    url = urlparse(text)
+    if url.scheme != "opc.tcp":
+        raise ValueError(f"{endpoint!r}: only opc.tcp:// endpoints are supported")
+    if not url.hostname:
+        raise ValueError(f"{endpoint!r}: the endpoint names no host")
+    try:
+        port = url.port
+    except ValueError:
+        raise ValueError(f"{endpoint!r}: the port must be a number 1..65535") from None
+    if port is None:
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        text = url._replace(netloc=f"{host}:{DEFAULT_PORT}").geturl()
+    return text
+
+
+def status_name(code: int) -> str:
+    return str(ua.StatusCode(code).name)
+
+
+def _describe_endpoints(endpoints: Sequence[Any]) -> str:
+    offered = []
+    for ep in endpoints:
+        policy = _POLICY_NAMES.get(ep.SecurityPolicyUri, str(ep.SecurityPolicyUri).rsplit("#")[-1])
+        mode = ep.SecurityMode.name.rstrip("_")
+        text = "None" if policy == "None" else f"{policy}/{mode}"
+        if text not in offered:
+            offered.append(text)
+    return ", ".join(offered) if offered else "nothing"
+
+
+def _token_types(endpoint: Any) -> list[str]:
+    return [t.TokenType.name for t in (endpoint.UserIdentityTokens or [])]
+
+
+def _unreachable(url: str, exc: BaseException, timeout: float) -> OpcUaConnectionError:
+    if isinstance(exc, TimeoutError):
+        return OpcUaConnectionError(
+            f"no answer from {url} within {timeout:g} s",
+            "is the host right and the port open? A firewall may be dropping the packets",
+            kind="timeout",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return OpcUaConnectionError(
+            f"cannot reach {url}: connection refused",
+            "is the server running and the endpoint right?",
+            kind="unreachable",
+        )
+    if isinstance(exc, socket.gaierror):
+        host = urlparse(url).hostname
+        return OpcUaConnectionError(
+            f"cannot reach {url}: the host name {host!r} does not resolve",
+            "check the spelling of the host in the endpoint",
+            kind="unreachable",
+        )
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return OpcUaConnectionError(
+            f"cannot reach {url}: {reason}",
+            "is the server running and the endpoint right?",
+            kind="unreachable",
+        )
+    if isinstance(exc, UaStatusCodeError):
+        return OpcUaConnectionError(
+            f"{url} refused the connection: {status_name(exc.code)}",
+            "check the endpoint URL the server advertises",
+            kind="unreachable",
+        )
+    return OpcUaConnectionError(
+        f"{url} did not answer as an OPC UA server: {exc or type(exc).__name__}",
+        "is this the OPC UA port (opc.tcp, usually 4840) of the server?",
+        kind="protocol",
+    )
+
+
+def _session_error(
+    url: str, exc: BaseException, options: ConnectionOptions, creds: ClientCredentials | None
+) -> OpcUaConnectionError:
+    """Name a failure of OpenSecureChannel / CreateSession / ActivateSession."""
+    code = exc.code if isinstance(exc, UaStatusCodeError) else None
+    if code in _CERT_REJECTED and creds is not None:
+        return OpcUaConnectionError(
+            f"{url} rejected our client certificate ({status_name(code or 0)})",
+            f"make the server trust {creds.certificate_path} (thumbprint "
+            f"{thumbprint(creds.certificate)}): copy it into the server's trusted certificates",
+            kind="client-rejected",
+        )
+    if code in USER_REJECTED:
+        who = f"user {options.username!r}" if options.username else "anonymous access"
+        hint = (
+            "check the user name and password"
+            if options.username
+            else "give a user name (--username) and its password"
+        )
+        return OpcUaConnectionError(
+            f"the server refused {who} ({status_name(code or 0)})", hint, kind="auth"
+        )
+    if code in _POLICY_REJECTED:
+        return OpcUaConnectionError(
+            f"{url} rejected security policy {options.security_policy}/{options.security_mode} "
+            f"({status_name(code or 0)})",
+            "choose a policy and mode the server offers",
+            kind="policy",
+        )
+    if isinstance(exc, TimeoutError):
+        return OpcUaConnectionError(
+            f"{url} did not answer within {options.timeout:g} s while opening the session",
+            "raise --timeout, or check the server's load",
+            kind="timeout",
+        )
+    if isinstance(exc, ConnectionError | OSError) or code in CONNECTION_LOST:
+        hint = "check the server's log for why it dropped the connection"
+        if creds is not None:
+            hint = (
+                f"servers often hang up on a client certificate they do not trust: make the "
+                f"server trust {creds.certificate_path}"
+            )
+        return OpcUaConnectionError(
+            f"{url} closed the connection while the session was being opened", hint, kind="lost"
+        )
+    if code is not None:
+        return OpcUaConnectionError(
+            f"{url} refused the session: {status_name(code)}",
+            "check the server's log for the reason",
+            kind="protocol",
+        )
+    return OpcUaConnectionError(
+        f"opening a session on {url} failed: {exc or type(exc).__name__}",
+        "check the server's log for the reason",
+        kind="protocol",
+    )
+
+
+def _check_server_certificate(
+    url: str, endpoint: ua.EndpointDescription, options: ConnectionOptions
+) -> None:
+    """Refuse a server certificate that is outside its validity period, names another
+    application, or is not in the trust folder (an unknown one is saved there, if asked)."""
+    cert_der = endpoint.ServerCertificate
+    if not cert_der:
+        raise OpcUaConnectionError(
+            f"{url} offers no certificate for {options.security_policy}",
+            "the server's endpoint configuration is incomplete",
+            kind="server-untrusted",
+        )
+    cert = uacrypto.x509_from_der(cert_der)
+    server = endpoint.Server
+    problem = server_certificate_problem(
+        cert, server.ApplicationUri if server is not None else None, datetime.now(UTC)
+    )
+    if problem is not None:
+        raise OpcUaConnectionError(
+            f"the server certificate of {url} ({subject_name(cert)}, thumbprint "
+            f"{thumbprint(cert)}) cannot be used: {problem}",
+            "the server needs a current certificate issued for its own ApplicationUri; "
+            "trusting it does not help",
+            kind="server-untrusted",
+        )
+    trust = TrustList(options.trust_dir)
+    if trust.is_trusted(cert):
+        return
+    print_ = thumbprint(cert)
+    if options.trust_server_cert and options.trust_dir is not None:
+        path = trust.add(cert)
+        _log.warning(
+            "TRUSTING SERVER CERTIFICATE %s (%s) of %s ON FIRST CONTACT; saved to %s. Check the "
+            "thumbprint with the server's administrator.",
+            print_,
+            subject_name(cert),
+            url,
+            path,
+        )
+        return
+    where = f"the trust dir {options.trust_dir}" if options.trust_dir else "a trust dir"
+    # A command that exists whoever asks (`run` has no --trust-server-cert: its trust dir is
+    # in the configuration, and this saves the certificate there).
+    trust_dir = shlex.quote(str(options.trust_dir)) if options.trust_dir else "DIR"
+    raise OpcUaConnectionError(
+        f"the server certificate of {url} ({subject_name(cert)}, thumbprint {print_}) is not "
+        "trusted",
+        f"put it into {where}, or trust it on first contact with: opcua-mqtt browse "
+        f"{shlex.quote(url)} --trust-dir {trust_dir} --trust-server-cert --depth 1",
+        kind="server-untrusted",
+    )
+
+
+def _load_credentials(options: ConnectionOptions) -> ClientCredentials:
+    try:
+        return load_or_create_client_credentials(options.certificate, options.private_key)
+    except (CertificateError, OSError) as e:
+        raise OpcUaConnectionError(
+            f"our client certificate cannot be used: {e}",
+            "check --certificate and --private-key",
+            kind="certificate",
+        ) from None
+
+
+async def _open(options: ConnectionOptions) -> Client:
+    try:
+        url = normalise_endpoint(options.endpoint)
+    except ValueError as e:
+        raise OpcUaConnectionError(
+            str(e), "write it as opc.tcp://host:port", kind="unreachable"
+        ) from None
+    # asyncua's supervisor probes the server every `watchdog_intervall` seconds and declares the
+    # connection lost when a probe takes longer than that (1 s by default): a server busy with
+    # our large batches would be dropped. Give the probe the request timeout.
+    client = Client(url, timeout=options.timeout, watchdog_intervall=max(1.0, options.timeout))
+    client.session_timeout = SESSION_TIMEOUT_MS
+    client.name = "opcua-mqtt"
+    client.description = "opcua-mqtt"
+    client.product_uri = "urn:opcua-mqtt"
+    client.application_uri = client_application_uri()
+
+    try:
+        endpoints = await client.connect_and_get_server_endpoints()
+    except Exception as e:  # noqa: BLE001 - every failure here is told as "cannot reach"
+        raise _unreachable(url, e, options.timeout) from None
+
+    policy_cls = SECURITY_POLICIES[options.security_policy]
+    policy_uri = (policy_cls or security_policies.SecurityPolicyNone).URI
+    mode = SECURITY_MODES[options.security_mode]
+    chosen = next(
+        (
+            ep
+            for ep in endpoints
+            if ep.SecurityPolicyUri == policy_uri
+            and ep.SecurityMode == mode
+            and str(ep.EndpointUrl or "").startswith("opc.tcp")
+        ),
+        None,
+    )
+    if chosen is None:
+        wanted = (
+            "None" if policy_cls is None else f"{options.security_policy}/{options.security_mode}"
+        )
+        raise OpcUaConnectionError(
+            f"{url} does not offer security {wanted}; it offers {_describe_endpoints(endpoints)}",
+            "choose one of those with --security-policy and --security-mode",
+            kind="policy",
+        )
+
+    token_types = _token_types(chosen)
+    user_token: Any = None
+    if options.username:
+        user_token = next(
+            (
+                t
+                for t in chosen.UserIdentityTokens or []
+                if t.TokenType == ua.UserTokenType.UserName
+            ),
+            None,
+        )
+        if user_token is None:
+            raise OpcUaConnectionError(
+                f"{url} does not accept user names on this endpoint (it accepts: "
+                f"{', '.join(token_types) or 'nothing'})",
+                "connect without --username, or choose another security policy",
+                kind="auth",
+            )
+    elif token_types and "Anonymous" not in token_types:
+        raise OpcUaConnectionError(
+            f"{url} does not accept anonymous sessions (it accepts: {', '.join(token_types)})",
+            "give a user name (--username) and its password",
+            kind="auth",
+        )
+
+    token_encrypted = False
+    if user_token is not None and options.password is not None:
+        token_policy = user_token.SecurityPolicyUri or policy_uri
+        token_encrypted = token_policy != security_policies.SecurityPolicyNone.URI
+        if not token_encrypted and mode != ua.MessageSecurityMode.SignAndEncrypt:
+            raise OpcUaConnectionError(
+                f"{url} would receive the password of user {options.username!r} unencrypted",
+                "use --security-policy Basic256Sha256 --security-mode SignAndEncrypt",
+                kind="policy",
+            )
+
+    creds: ClientCredentials | None = None
+    if policy_cls is not None or token_encrypted:
+        _check_server_certificate(url, chosen, options)
+    if policy_cls is not None:
+        creds = _load_credentials(options)
+        client.application_uri = creds.application_uri or client.application_uri
+        await client.set_security(
+            policy_cls,
+            uacrypto.CertProperties(creds.certificate_der(), extension="der"),
+            uacrypto.CertProperties(creds.private_key_der(), extension="der"),
+            server_certificate=uacrypto.CertProperties(
+                _first_certificate(chosen.ServerCertificate), extension="der"
+            ),
+            mode=mode,
+            certificate_chain=[
+                uacrypto.CertProperties(c.public_bytes(Encoding.DER), extension="der")
+                for c in creds.chain
+            ],
+        )
+    elif policy_cls is None:
+        _log.info("connecting to %s without security (policy None)", url)
+    if options.username:
+        client.set_user(options.username)
+    if options.password is not None:
+        client.set_password(options.password)
+
+    try:
+        await client.connect(auto_reconnect=options.auto_reconnect)
+    except Exception as e:  # noqa: BLE001 - translated into one OpcUaConnectionError
+        # asyncua has closed the session, the channel and the socket already.
+        raise _session_error(url, e, options, creds) from None
+    return client
+
+
+def _first_certificate(der: bytes) -> bytes:
+    """The leading certificate of a DER blob that may hold a chain (long-form length)."""
+    if len(der) < 4 or der[0] != 0x30:
+        return der
+    first = der[1]
+    if first < 0x80:
+        return der[: 2 + first]
+    n = first & 0x7F
+    length = int.from_bytes(der[2 : 2 + n], "big")
+    return der[: 2 + n + length]
+
+
+@contextlib.asynccontextmanager
+async def connect(options: ConnectionOptions) -> AsyncIterator[Client]:
+    """Connect and activate a session; yield the asyncua Client; close the session after.
+
+    Any failure to connect, and a connection lost or timing out inside the block, raises
+    :class:`OpcUaConnectionError`.
+    """
+    client = await _open(options)
+    url = normalise_endpoint(options.endpoint)
+    try:
+        yield client
+    except TimeoutError as e:
+        raise OpcUaConnectionError(
+            f"{url} did not answer within {options.timeout:g} s",
+            "raise --timeout, or check the server's load",
+            kind="timeout",
+        ) from e
+    except (ConnectionError, OSError) as e:
+        raise OpcUaConnectionError(
+            f"lost the connection to {url}: {e or type(e).__name__}",
+            "check that the server is still running",
+            kind="lost",
+        ) from e
+    except UaStatusCodeError as e:
+        if e.code in CONNECTION_LOST:
+            raise OpcUaConnectionError(
+                f"lost the session on {url}: {status_name(e.code)}",
+                "check that the server is still running",
+                kind="lost",
+            ) from e
+        raise
+    finally:
+        try:
+            await asyncio.wait_for(client.disconnect(), options.timeout)
+        except Exception as e:  # noqa: BLE001 - the session is gone either way
+            _log.debug("disconnect from %s: %s", url, e)
+
+
+# ------------------------------------------------------------------------------------ browsing

@@ -1,0 +1,164 @@
+"""One OPC UA server connection and what the bridge asks of it.
+
+:class:`OpcUaSession` owns the asyncua client of one connection, its namespace table and codec,
+one batcher (batching.py) for every many-operation service, and one set of server-fact caches
+(facts.py). asyncua re-establishes a lost session by itself (``auto_reconnect``), keeping the
+same client object: the session watches the client's state and, when it is connected again,
+forgets the namespaces, limits and facts it had learnt, since the server may have restarted
+with another model. The next question asks the server anew.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.observer import Observer, SubscriptionEvent
+
+from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
+from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
+from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.node_ids import NamespaceTable
+
+__all__ = ["Connector", "OpcUaSession", "open_session"]
+
+_log = logging.getLogger(__name__)
+
+#: Opens a connection: ``connection.connect(options)``, or an asyncua Client (tests, bench).
+Connector = Callable[[], AbstractAsyncContextManager[Client]]
+
+#: States in which requests cannot succeed (asyncua's UaClientState values).
+_UNUSABLE = frozenset({"reconnecting", "disconnected", "disconnecting"})
+
+
+class _StateObserver(Observer):  # type: ignore[misc]
+    def __init__(self, on_state: Callable[[str], None]) -> None:
+        self._on_state = on_state
+
+    def on_state_change(self, state: Any) -> None:
+        self._on_state(str(getattr(state, "value", state)))
+
+    def on_subscription_event(self, subscription_id: int | None, event: SubscriptionEvent) -> None:
+        if event is not SubscriptionEvent.CREATED:
+            _log.info("OPC UA subscription %s %s", subscription_id, getattr(event, "value", event))
+
+    def on_request(self, request_type: str, duration: float, error: BaseException | None) -> None:
+        return None
+
+    def on_notification(self, subscription_id: int | None, event_count: int) -> None:
+        return None
+
+
+class OpcUaSession:
+    """A connected server: its namespaces, batches, facts and services. Built by
+    :func:`open_session`."""
+
+    def __init__(self, client: Client, on_state: Callable[[str], None] | None = None) -> None:
+        self._client = client
+        self._on_state = on_state
+        self.state = "connected"
+        self.established = 1  # sessions so far: 1, then one more per re-established session
+        self._namespaces: list[str] | None = None
+        self._codec = JsonCodec()
+        self._batcher: Batcher | None = None
+        self._types = BuiltinTypes()
+        self._limits = StringLimits()
+        client.uaclient.observer = _StateObserver(self._state_changed)
+
+    def _state_changed(self, state: str) -> None:
+        was, self.state = self.state, state
+        if state == "connected" and was != "connected":
+            self._forget()
+        if self._on_state is not None:
+            self._on_state(state)
+
+    def _forget(self) -> None:
+        """A session established anew: what was learnt of the server may no longer hold."""
+        self.established += 1
+        self._namespaces = None
+        self._batcher = None
+        self._types = BuiltinTypes()
+        self._limits = StringLimits()
+        _log.info("OPC UA session established again: server facts will be asked anew")
+
+    @property
+    def usable(self) -> bool:
+        """Whether requests can succeed now (not while asyncua reconnects)."""
+        return self.state not in _UNUSABLE
+
+    async def _learn(self) -> Batcher:
+        """The batcher, sized by the server's limits, and the namespace table; asked once per
+        established session."""
+        if self._namespaces is None or self._batcher is None:
+            batcher = Batcher(self._client, BrowseStats(), DEFAULT_CONCURRENCY)
+            await batcher.ask_limits()
+            namespaces = [str(u) for u in await self._client.get_namespace_array()]
+            self._batcher, self._namespaces = batcher, namespaces
+            self._codec = JsonCodec(namespaces=NamespaceTable(namespaces))
+        return self._batcher
+
+    async def codec(self) -> JsonCodec:
+        """The codec of the server's namespace table (NodeId strings with ``nsu=`` resolve)."""
+        await self._learn()
+        return self._codec
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespace table as last read (empty before the first question)."""
+        return list(self._namespaces or ())
+
+    # ---------------------------------------------------------------- services
+    async def read(self, items: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
+        """Read ``items`` in batches within the server's limits; a DataValue per item."""
+        return await (await self._learn()).read(items)
+
+    async def read_attribute(
+        self, node_ids: Sequence[ua.NodeId], attribute: ua.AttributeIds
+    ) -> list[ua.DataValue]:
+        """One attribute of each of ``node_ids``, batched."""
+        return await self.read([ua.ReadValueId(NodeId=n, AttributeId=attribute) for n in node_ids])
+
+    async def attributes(self, node_id: ua.NodeId, *attributes: ua.AttributeIds) -> list[Any]:
+        """The values of ``attributes`` of one node in one Read; a Bad status raises
+        :class:`UaStatusCodeError`, as asyncua's ``Node.read_*`` do."""
+        values = await self.read(
+            [ua.ReadValueId(NodeId=node_id, AttributeId=a) for a in attributes]
+        )
+        for dv in values:
+            if dv.StatusCode is not None:
+                dv.StatusCode.check()
+        return [dv.Value.Value if dv.Value is not None else None for dv in values]
+
+    async def write(self, values: Sequence[ua.WriteValue]) -> list[ua.StatusCode]:
+        """Write ``values`` in batches within the server's limits; a status per value."""
+        return await (await self._learn()).write(values)
+
+    async def builtin_types(self, data_types: Iterable[ua.NodeId]) -> dict[ua.NodeId, int]:
+        """The built-in type behind each DataType (Variant where none), remembered."""
+        return await self._types.of(self._client, data_types, await self._learn())
+
+    async def string_limits(self, nodes: Mapping[ua.NodeId, int]) -> dict[ua.NodeId, LengthLimits]:
+        """The String/ByteString length limits of ``nodes`` (NodeId -> built-in type)."""
+        return await self._limits.of(self._client, nodes)
+
+    async def subscriptions(self, sink: Sink) -> SubscriptionSource:
+        """A source of monitored items that hands values to ``sink`` (close it when done)."""
+        batcher = await self._learn()
+        return SubscriptionSource(self._client, sink, batcher=batcher, codec=self._codec)
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    connector: Connector, on_state: Callable[[str], None] | None = None
+) -> AsyncIterator[OpcUaSession]:
+    """Connect with ``connector`` and yield the session; ``on_state`` hears every later change
+    of the connection's state (asyncua's names: "reconnecting", "connected", ...)."""
+    async with connector() as client:
+        session = OpcUaSession(client, on_state)
+        await session._learn()
+        yield session

@@ -1,0 +1,135 @@
+"""What the bridge runs: the plans built from the configuration (bridge/from_config.py), the
+running writers, and the WriterGroupDataType each group is described by in the ua-connection
+message."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from asyncua import ua
+
+from opcua_mqtt.core.messages.settings import JsonMessageSettings
+from opcua_mqtt.core.metadata import DataSetField
+from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.writer_state import WriterState
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    name: str
+    node_id: str
+    builtin_type: int  # 0: not configured, taken from the node's DataType at the first start
+    data_type: str | None  # NodeId string, resolved against the server's namespaces at start
+    dataset_field_id: uuid.UUID
+    value_rank: int = -1
+    array_dimensions: tuple[int, ...] = ()
+    sampling_interval_ms: float = 500
+    queue_size: int = 10
+    deadband_type: str = "none"
+    deadband_value: float = 0.0
+
+
+@dataclass(frozen=True)
+class WriterPlan:
+    name: str
+    dataset_writer_id: int
+    fields: tuple[FieldPlan, ...]
+    key_frame_count: int = 10
+    keep_alive_ms: int = 10_000
+    settings: JsonMessageSettings | None = None  # None: the writer group's
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    name: str
+    writers: tuple[WriterPlan, ...]
+    publishing_interval_ms: float = 1000
+    qos: int = 1
+    settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
+    bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
+
+    def __post_init__(self) -> None:
+        if self.bundle_writers and any(
+            w.settings not in (None, self.settings) for w in self.writers
+        ):
+            raise ValueError(
+                f"writer group {self.name!r}: writers bundled in one NetworkMessage must share "
+                "the group's message settings"
+            )
+
+    def writer_settings(self, writer: WriterPlan) -> JsonMessageSettings:
+        return writer.settings or self.settings
+
+
+@dataclass(frozen=True)
+class BridgePlan:
+    publisher_id: str
+    groups: tuple[GroupPlan, ...]
+    topics: TopicTree = field(default_factory=TopicTree)
+    # How often to ask the server whether the monitored nodes still exist (0: never). Servers
+    # need not notify a monitored item when its node is deleted (asyncua's does not); without
+    # this check such a field would fall silent instead of turning Bad.
+    node_check_interval_s: float = 60.0
+
+
+@dataclass
+class Writer:
+    """A writer while the bridge runs: its plan, state, fields, and what it published."""
+
+    plan: WriterPlan
+    group: GroupPlan
+    state: WriterState
+    fields: list[DataSetField]
+    version_published: tuple[int, int] | None = None
+    # time.monotonic() when the oldest value not yet in a message arrived: the message's origin
+    # for the publish latency histogram
+    pending_since: float | None = None
+    # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU)
+    builtin_types: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index_types()
+
+    def index_types(self) -> None:
+        self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
+
+
+def writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
+    s = g.settings
+    return ua.WriterGroupDataType(
+        Name=g.name,
+        Enabled=True,
+        PublishingInterval=g.publishing_interval_ms,
+        MessageSettings=ua.JsonWriterGroupMessageDataType(
+            NetworkMessageContentMask=int(s.network_mask)
+        ),
+        TransportSettings=ua.BrokerWriterGroupTransportDataType(
+            QueueName=plan.topics.data(plan.publisher_id, g.name),
+            RequestedDeliveryGuarantee=(
+                ua.BrokerTransportQualityOfService.AtLeastOnce
+                if g.qos == 1
+                else ua.BrokerTransportQualityOfService.ExactlyOnce
+                if g.qos == 2
+                else ua.BrokerTransportQualityOfService.AtMostOnce
+            ),
+        ),
+        DataSetWriters=[
+            ua.DataSetWriterDataType(
+                Name=w.name,
+                Enabled=True,
+                DataSetWriterId=w.dataset_writer_id,
+                DataSetFieldContentMask=int(g.writer_settings(w).field_mask),
+                KeyFrameCount=w.key_frame_count,
+                DataSetName=w.name,
+                MessageSettings=ua.JsonDataSetWriterMessageDataType(
+                    DataSetMessageContentMask=int(g.writer_settings(w).dataset_mask)
+                ),
+                TransportSettings=ua.BrokerDataSetWriterTransportDataType(
+                    QueueName=plan.topics.data(plan.publisher_id, g.name, w.name),
+                    MetaDataQueueName=plan.topics.metadata(plan.publisher_id, g.name, w.name),
+                ),
+            )
+            for w in g.writers
+        ],
+    )
