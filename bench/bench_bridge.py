@@ -109,17 +109,18 @@ def proc_status_kib(pid: int, key: str) -> int | None:
 
 
 def _bridge_plan(cfg: dict[str, Any]) -> Any:
-    from opcua_mqtt.bridge.runtime import BridgePlan, FieldPlan, GroupPlan, WriterPlan
+    from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
+    from opcua_mqtt.core.config.model import BUILTIN_TYPES, FieldConfig
 
     per = cfg["fields_per_writer"]
     nodeids = cfg["nodeids"]
     writers = []
     for w, start in enumerate(range(0, len(nodeids), per)):
         fields = tuple(
-            FieldPlan(
+            FieldConfig(
                 name=f"V{i}",
                 node_id=nodeids[i],
-                builtin_type=DOUBLE,
+                builtin_type=BUILTIN_TYPES[DOUBLE],
                 data_type=f"i={DOUBLE}",
                 dataset_field_id=uuid.uuid5(uuid.NAMESPACE_URL, nodeids[i]),
                 sampling_interval_ms=cfg["publishing_interval_ms"],
@@ -844,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
         "--queue-size",
         type=int,
         default=10,
-        help="monitored item queue size (default 10, FieldPlan's default)",
+        help="monitored item queue size (default 10, the configuration's default)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the bridge during the window"

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from asyncua import ua
+
+from opcua_mqtt.core.field_key import FieldKey
 
 _log = logging.getLogger(__name__)
 
@@ -85,21 +87,21 @@ class FieldHealth:
 
     def __init__(
         self,
-        fields: Iterable[tuple[Hashable, str, float]],
+        fields: Iterable[tuple[FieldKey, str, float]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``fields``: (key, ``Group/Writer/Field (NodeId)``, grace period in seconds)."""
         self._clock = clock
         self._fields = {key: _Field(name, grace) for key, name, grace in fields}
-        self._reasons: dict[Hashable, str] = {}
+        self._reasons: dict[FieldKey, str] = {}
 
     def __len__(self) -> int:
         return len(self._fields)
 
-    def state(self, key: Hashable) -> FieldState:
+    def state(self, key: FieldKey) -> FieldState:
         return self._fields[key].state
 
-    def name(self, key: Hashable) -> str:
+    def name(self, key: FieldKey) -> str:
         """``Group/Writer/Field (NodeId)``."""
         return self._fields[key].name
 
@@ -119,7 +121,7 @@ class FieldHealth:
             if refused_too or f.state is not FieldState.REFUSED:
                 f.state, f.since, f.reported = FieldState.WAITING, now, False
 
-    def refused(self, key: Hashable, status: ua.StatusCode) -> None:
+    def refused(self, key: FieldKey, status: ua.StatusCode) -> None:
         f = self._fields[key]
         reason = str(status.name)
         f.state, f.reported = FieldState.REFUSED, True
@@ -128,7 +130,7 @@ class FieldHealth:
         self._reasons[key] = reason
         _log.warning("field %s refused by the server: %s", f.name, reason)
 
-    def value(self, key: Hashable, dv: ua.DataValue) -> bool:
+    def value(self, key: FieldKey, dv: ua.DataValue) -> bool:
         """A value (or a status) arrived for the field ``key``; whether the field stopped
         waiting (the only change that can turn the ua-status Operational)."""
         code = dv.StatusCode

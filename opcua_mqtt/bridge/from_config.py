@@ -11,15 +11,10 @@ from pathlib import Path
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
 from opcua_mqtt.adapters.opcua import ConnectionOptions, connect
-from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
+from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
+from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.write_back import WriteBackSettings
-from opcua_mqtt.core.config.model import (
-    BUILTIN_TYPES,
-    Config,
-    FieldConfig,
-    WriterConfig,
-    WriterGroupConfig,
-)
+from opcua_mqtt.core.config.model import Config, WriterConfig, WriterGroupConfig
 from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages.settings import (
@@ -88,23 +83,6 @@ def message_settings(writer: WriterConfig) -> JsonMessageSettings:
     )
 
 
-def _field_plan(f: FieldConfig) -> FieldPlan:
-    builtin = BUILTIN_TYPES.index(f.builtin_type) if f.builtin_type in BUILTIN_TYPES else 0
-    return FieldPlan(
-        name=f.name,
-        node_id=f.node_id,
-        builtin_type=builtin,
-        data_type=f.data_type or (f"i={builtin}" if builtin else None),
-        dataset_field_id=f.dataset_field_id,
-        value_rank=f.value_rank,
-        array_dimensions=tuple(f.array_dimensions),
-        sampling_interval_ms=f.sampling_interval_ms,
-        queue_size=f.queue_size,
-        deadband_type=f.deadband.type,
-        deadband_value=f.deadband.value,
-    )
-
-
 def _group_plan(g: WriterGroupConfig) -> GroupPlan:
     settings = [message_settings(w) for w in g.writers]
     if g.bundle_writers and len(set(settings)) > 1:
@@ -122,7 +100,7 @@ def _group_plan(g: WriterGroupConfig) -> GroupPlan:
             WriterPlan(
                 name=w.name,
                 dataset_writer_id=w.dataset_writer_id,
-                fields=tuple(_field_plan(f) for f in w.fields),
+                fields=w.fields,
                 key_frame_count=w.key_frame_count,
                 keep_alive_ms=int(w.keep_alive_ms),
                 settings=None if g.bundle_writers else s,

@@ -21,13 +21,12 @@ from opcua_mqtt.adapters.opcua.session import OpcUaSession
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState
 from opcua_mqtt.bridge.plan import Writer
 from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.core.metadata import DataSetField
 
 _log = logging.getLogger(__name__)
 
 _UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # BaseDataType fields take any type
-
-Key = tuple[int, int, str]  # writer group, writer, field name
 
 
 class ModelWatch:
@@ -45,12 +44,12 @@ class ModelWatch:
         self._clock = clock
         self._publish_metadata = publish_metadata
         self.session: OpcUaSession | None = None  # while connected
-        self._rechecks: set[Key] = set()
-        self._retyped_values: dict[Key, ua.DataValue] = {}
-        self._accepted_types: set[tuple[Key, int]] = set()
+        self._rechecks: set[FieldKey] = set()
+        self._retyped_values: dict[FieldKey, ua.DataValue] = {}
+        self._accepted_types: set[tuple[FieldKey, int]] = set()
         self._recheck_tasks: set[asyncio.Task[None]] = set()
 
-    def holds(self, key: Key, writer: Writer, name: str, dv: ua.DataValue) -> bool:
+    def holds(self, key: FieldKey, writer: Writer, name: str, dv: ua.DataValue) -> bool:
         """Whether ``dv`` is held back while the field's DataType is read again."""
         if key in self._rechecks or self._type_changed(key, writer, name, dv):
             self._hold(key, writer, name, dv)
@@ -61,7 +60,7 @@ class ModelWatch:
         for task in self._recheck_tasks:
             task.cancel()
 
-    def _type_changed(self, key: Key, writer: Writer, name: str, dv: ua.DataValue) -> bool:
+    def _type_changed(self, key: FieldKey, writer: Writer, name: str, dv: ua.DataValue) -> bool:
         """A value of another built-in type than the metadata says: the node's DataType may
         have changed on the server."""
         variant = dv.Value
@@ -74,7 +73,7 @@ class ModelWatch:
         # value): once re-read without a change, that type is accepted for the field.
         return (key, int(variant.VariantType)) not in self._accepted_types
 
-    def _hold(self, key: Key, writer: Writer, name: str, dv: ua.DataValue) -> None:
+    def _hold(self, key: FieldKey, writer: Writer, name: str, dv: ua.DataValue) -> None:
         """Keep the value back until the DataType is read again: it must not travel under
         metadata that describes another type. The latest held value is applied afterwards."""
         self._retyped_values[key] = dv
@@ -85,7 +84,7 @@ class ModelWatch:
         self._recheck_tasks.add(task)
         task.add_done_callback(self._recheck_tasks.discard)
 
-    async def _recheck(self, writer: Writer, name: str, key: Key) -> None:
+    async def _recheck(self, writer: Writer, name: str, key: FieldKey) -> None:
         try:
             fieldp = next(f for f in writer.fields if f.spec.name == name)
             session = self.session
@@ -142,7 +141,7 @@ class ModelWatch:
                 except DecodeError:
                     continue  # reported when the monitored item was refused
                 targets.append((index, writer, f.spec.name, node_id))
-        gone: set[Key] = set()
+        gone: set[FieldKey] = set()
         while True:
             await asyncio.sleep(interval_s)
             try:
@@ -156,7 +155,7 @@ class ModelWatch:
                 code = dv.StatusCode
                 if code is None or code.value != ua.StatusCodes.BadNodeIdUnknown:
                     continue
-                key = (*index, name)
+                key = FieldKey(*index, name)
                 if key in gone or self.fields.state(key) is FieldState.REFUSED:
                     continue  # a refused field was reported when it was refused
                 gone.add(key)

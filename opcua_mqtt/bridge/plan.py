@@ -1,14 +1,15 @@
 """What the bridge runs: the plans built from the configuration (bridge/from_config.py), the
 running writers, and the WriterGroupDataType each group is described by in the ua-connection
-message."""
+message. Fields are the configuration's own FieldConfig; writers and groups carry what the
+configuration leaves to be resolved (the JSON message settings of their encoding and content)."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 from asyncua import ua
 
+from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.messages.settings import JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField
 from opcua_mqtt.core.topics import TopicTree
@@ -16,25 +17,10 @@ from opcua_mqtt.core.writer_state import WriterState
 
 
 @dataclass(frozen=True)
-class FieldPlan:
-    name: str
-    node_id: str
-    builtin_type: int  # 0: not configured, taken from the node's DataType at the first start
-    data_type: str | None  # NodeId string, resolved against the server's namespaces at start
-    dataset_field_id: uuid.UUID
-    value_rank: int = -1
-    array_dimensions: tuple[int, ...] = ()
-    sampling_interval_ms: float = 500
-    queue_size: int = 10
-    deadband_type: str = "none"
-    deadband_value: float = 0.0
-
-
-@dataclass(frozen=True)
 class WriterPlan:
     name: str
     dataset_writer_id: int
-    fields: tuple[FieldPlan, ...]
+    fields: tuple[FieldConfig, ...]
     key_frame_count: int = 10
     keep_alive_ms: int = 10_000
     settings: JsonMessageSettings | None = None  # None: the writer group's

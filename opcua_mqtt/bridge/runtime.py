@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -30,16 +30,11 @@ from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_sess
 from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
-from opcua_mqtt.bridge.plan import (
-    BridgePlan,
-    FieldPlan,
-    GroupPlan,
-    Writer,
-    WriterPlan,
-    writer_group,
-)
+from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, Writer, writer_group
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
+from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage, encode_network_message
 from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.messages.metadata import (
@@ -58,8 +53,6 @@ from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
-
-__all__ = ["Bridge", "BridgePlan", "BridgeStats", "FieldPlan", "GroupPlan", "WriterPlan"]
 
 _log = logging.getLogger(__name__)
 
@@ -103,7 +96,7 @@ class Bridge:
         self._namespaces: list[str] = []
         self._session: OpcUaSession | None = None
         self.fields = FieldHealth(
-            ((gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
+            (FieldKey(gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
             for gi, g in enumerate(plan.groups)
             for wi, w in enumerate(g.writers)
             for f in w.fields
@@ -179,13 +172,13 @@ class Bridge:
             for gi, group in enumerate(self.plan.groups):
                 monitored = [
                     MonitoredField(
-                        key=(gi, wi, f.name),
+                        key=FieldKey(gi, wi, f.name),
                         node_id=f.node_id,
                         label=f"{group.name}/{w.name}/{f.name}",
                         sampling_interval_ms=f.sampling_interval_ms,
                         queue_size=f.queue_size,
-                        deadband_type=f.deadband_type,
-                        deadband_value=f.deadband_value,
+                        deadband_type=f.deadband.type,
+                        deadband_value=f.deadband.value,
                     )
                     for wi, w in enumerate(group.writers)
                     for f in w.fields
@@ -194,11 +187,9 @@ class Bridge:
                 refused_count += len(refused)
                 now = self._clock()
                 for key, status in refused.items():
-                    assert isinstance(key, tuple)
-                    g, w, name = key
                     self.fields.refused(key, status)
-                    self._writers[(g, w)].state.update(
-                        name, ua.DataValue(StatusCode=status, ServerTimestamp=now)
+                    self._writers[(key.group, key.writer)].state.update(
+                        key.field, ua.DataValue(StatusCode=status, ServerTimestamp=now)
                     )
             for writer in self._writers.values():
                 self._publish_metadata(writer)
@@ -248,7 +239,7 @@ class Bridge:
                 for g in self.plan.groups
                 for w in g.writers
                 for f in w.fields
-                if f.builtin_type == 0
+                if f.builtin_id == 0
             }
         )
         read: dict[str, ua.NodeId] = {}
@@ -293,11 +284,13 @@ class Bridge:
                 self._writers[(gi, wi)] = Writer(wp, group, state, fields)
 
     @staticmethod
-    def _spec(codec: JsonCodec, f: FieldPlan, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
-        builtin, data_type = read or (f.builtin_type, _BASE_DATA_TYPE)
-        if f.data_type is not None:
+    def _spec(codec: JsonCodec, f: FieldConfig, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
+        builtin, data_type = read or (f.builtin_id, _BASE_DATA_TYPE)
+        # A configured built-in type without a DataType: the built-in type's own DataType.
+        configured = f.data_type or (f"i={f.builtin_id}" if f.builtin_id else None)
+        if configured is not None:
             try:
-                data_type = codec.decode_node_id(f.data_type)
+                data_type = codec.decode_node_id(configured)
             except DecodeError:
                 data_type = ua.NodeId(builtin)
         return FieldSpec(
@@ -308,14 +301,13 @@ class Bridge:
             f.array_dimensions if f.value_rank > 0 else (),
         )
 
-    def _on_values(self, batch: list[tuple[Hashable, ua.DataValue]]) -> None:
+    def _on_values(self, batch: list[tuple[FieldKey, ua.DataValue]]) -> None:
         """Called by the OPC UA source once per Publish response, synchronously."""
         self.stats.value_changes += len(batch)
         received = time.monotonic()
         health = self.fields
         arrived = False  # a field's first value
         for key, dv in batch:
-            assert isinstance(key, tuple)
             arrived |= health.value(key, dv)
             gi, wi, name = key
             writer = self._writers.get((gi, wi))

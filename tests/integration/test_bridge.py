@@ -21,7 +21,9 @@ from harness.opcua_servers import OpcUaTestServer
 from harness.plant_manifest import parse_nodeid
 from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
+from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
+from opcua_mqtt.bridge.runtime import Bridge
+from opcua_mqtt.core.config.model import BUILTIN_TYPES, FieldConfig
 from opcua_mqtt.core.identity import publisher_uri
 from opcua_mqtt.core.messages.members import loads
 from opcua_mqtt.core.schema_validation import validator
@@ -42,12 +44,12 @@ def signing() -> tuple[Signer, TrustStore]:
     return Signer(leaf.key, [leaf.cert, ca.cert]), TrustStore.from_pem(ca.cert_pem())
 
 
-def _field(name: str, entry: dict[str, Any], sampling: float = 50) -> FieldPlan:
+def _field(name: str, entry: dict[str, Any], sampling: float = 50) -> FieldConfig:
     dims = tuple(entry["array_dimensions"] or ())
-    return FieldPlan(
+    return FieldConfig(
         name=name,
         node_id=entry["nodeid"],
-        builtin_type=entry["builtin_type_id"],
+        builtin_type=BUILTIN_TYPES[entry["builtin_type_id"]],
         data_type=entry["data_type"] or f"i={entry['builtin_type_id']}",
         dataset_field_id=uuid.uuid5(uuid.NAMESPACE_URL, entry["nodeid"]),
         value_rank=entry["value_rank"],
@@ -129,9 +131,14 @@ def _plan(
     )
 
 
-def _sampled(name: str, node_id: str, builtin_type: int) -> FieldPlan:
-    return FieldPlan(
-        name, node_id, builtin_type, f"i={builtin_type}", uuid.uuid4(), sampling_interval_ms=50
+def _sampled(name: str, node_id: str, builtin_type: int) -> FieldConfig:
+    return FieldConfig(
+        name,
+        node_id,
+        uuid.uuid4(),
+        BUILTIN_TYPES[builtin_type],
+        f"i={builtin_type}",
+        sampling_interval_ms=50,
     )
 
 
@@ -198,7 +205,7 @@ async def test_fields_configured_without_a_type_take_builtin_type_and_data_type_
         name: entry for name, entry in _scalar_per_type(rig.server) if entry["value_rank"] == -1
     }
     fields = tuple(
-        replace(_field(name, entry), builtin_type=0, data_type=None)
+        replace(_field(name, entry), builtin_type=None, data_type=None)
         for name, entry in chosen.items()
     )
     plan = _plan("bridge-untyped", WriterPlan("Untyped", 102, fields), interval_ms=200)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from opcua_mqtt.adapters.opcua.source import (
     SubscriptionSource,
     _EarlyKeepAlives,
 )
+from opcua_mqtt.core.field_key import FieldKey
 
 NAMESPACE = "urn:opcua-mqtt:test:constants"
 INTERVALS_MS = (50.0, 100.0, 250.0, 500.0)  # one subscription each, as writer groups make them
@@ -52,14 +53,14 @@ async def constant_server() -> AsyncIterator[tuple[str, dict[str, Any]]]:
         yield endpoint, values
 
 
-async def _first_values(endpoint: str, node_ids: list[str]) -> dict[Hashable, Any]:
+async def _first_values(endpoint: str, node_ids: list[str]) -> dict[str, Any]:
     """The first value each field delivers, monitored with one subscription per interval."""
-    first: dict[Hashable, Any] = {}
+    first: dict[str, Any] = {}
     complete = asyncio.Event()
 
-    def sink(batch: list[tuple[Hashable, ua.DataValue]]) -> None:
+    def sink(batch: list[tuple[FieldKey, ua.DataValue]]) -> None:
         for key, dv in batch:
-            first.setdefault(key, dv.Value.Value)
+            first.setdefault(key.field, dv.Value.Value)
         if len(first) == len(node_ids):
             complete.set()
 
@@ -71,7 +72,10 @@ async def _first_values(endpoint: str, node_ids: list[str]) -> dict[Hashable, An
             for g, interval in enumerate(INTERVALS_MS):
                 fields = [
                     MonitoredField(
-                        key=node_id, node_id=node_id, label=node_id, sampling_interval_ms=interval
+                        key=FieldKey(g, 0, node_id),
+                        node_id=node_id,
+                        label=node_id,
+                        sampling_interval_ms=interval,
                     )
                     for node_id in node_ids[g * len(CONSTANTS) : (g + 1) * len(CONSTANTS)]
                 ]

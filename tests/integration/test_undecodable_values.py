@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable
 
 import pytest
 from asyncua import Client, ua
 
 from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
+from opcua_mqtt.core.field_key import FieldKey
 
 
 async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_response(
@@ -22,15 +22,15 @@ async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_respons
     counter = shared_small_opcua_server.manifest["simulation"]["Counter"]
     nodes = {"EmptyMatrix": odd["EmptyMatrix"], "BadShape": odd["BadShape"], "Plain": odd["Plain"]}
     nodes["Counter"] = counter
-    received: dict[Hashable, list[ua.DataValue]] = {name: [] for name in nodes}
-    first_batch: list[Hashable] = []
+    received: dict[str, list[ua.DataValue]] = {name: [] for name in nodes}
+    first_batch: list[str] = []
     counted = asyncio.Event()
 
-    def sink(batch: list[tuple[Hashable, ua.DataValue]]) -> None:
+    def sink(batch: list[tuple[FieldKey, ua.DataValue]]) -> None:
         if not first_batch:
-            first_batch.extend(key for key, _ in batch)
+            first_batch.extend(key.field for key, _ in batch)
         for key, dv in batch:
-            received[key].append(dv)
+            received[key.field].append(dv)
         if len(received["Counter"]) >= 3:
             counted.set()
 
@@ -41,7 +41,12 @@ async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_respons
         source = SubscriptionSource(client, sink)
         try:
             fields = [
-                MonitoredField(key=name, node_id=n, label=f"G/W/{name}", sampling_interval_ms=50)
+                MonitoredField(
+                    key=FieldKey(0, 0, name),
+                    node_id=n,
+                    label=f"G/W/{name}",
+                    sampling_interval_ms=50,
+                )
                 for name, n in nodes.items()
             ]
             assert await source.monitor(100, fields) == {}

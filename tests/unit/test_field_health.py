@@ -8,8 +8,9 @@ import pytest
 from asyncua import ua
 
 from opcua_mqtt.bridge.field_health import FieldHealth, grace_period_s
+from opcua_mqtt.core.field_key import FieldKey
 
-A, B, C = (0, 0, "A"), (0, 0, "B"), (0, 1, "C")
+A, B, C = FieldKey(0, 0, "A"), FieldKey(0, 0, "B"), FieldKey(0, 1, "C")
 GOOD = ua.DataValue(ua.Variant(1.0, ua.VariantType.Double))
 
 

@@ -21,10 +21,11 @@ from opcua_mqtt.adapters.http_endpoint import MAX_CONNECTIONS, Response, start_h
 from opcua_mqtt.adapters.mqtt import MqttOptions, Outgoing
 from opcua_mqtt.bridge.field_health import FieldState
 from opcua_mqtt.bridge.metrics import bridge_registry, readiness, serve_metrics
-from opcua_mqtt.bridge.runtime import Bridge, BridgePlan, FieldPlan, GroupPlan, WriterPlan
+from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
+from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.write_back import WriteBackSettings
 from opcua_mqtt.core.config.check import check_config_data, config_from_dict
-from opcua_mqtt.core.config.model import MetricsConfig
+from opcua_mqtt.core.config.model import FieldConfig, MetricsConfig
 
 LOOPBACK = "127.0.0.1"
 STATES = [s.value for s in FieldState]
@@ -37,7 +38,7 @@ def _no_opcua() -> AbstractAsyncContextManager[Client]:
 
 def _bridge(publisher_id: str = "p1", *, write_back: bool = True) -> Bridge:
     def group(name: str, writer_id: int) -> GroupPlan:
-        field = FieldPlan("F", "ns=1;i=1", 11, "i=11", uuid.uuid4())
+        field = FieldConfig("F", "ns=1;i=1", uuid.uuid4(), "Double", "i=11")
         return GroupPlan(name, (WriterPlan("W", writer_id, (field,)),))
 
     plan = BridgePlan(publisher_id, (group("G", 1), group("H", 2)))

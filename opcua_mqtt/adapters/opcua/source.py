@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,20 +32,21 @@ from asyncua.observer import SubscriptionEvent
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
 from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 _log = logging.getLogger(__name__)
 
 # (key, DataValue) pairs from one Publish response, in the order the server sent them.
-Sink = Callable[[list[tuple[Hashable, ua.DataValue]]], None]
+Sink = Callable[[list[tuple[FieldKey, ua.DataValue]]], None]
 
 
 @dataclass(frozen=True)
 class MonitoredField:
-    """One node to monitor; ``key`` is how its values are routed back (e.g. writer, field)."""
+    """One node to monitor; ``key`` is how its values are routed back to their field."""
 
-    key: Hashable
+    key: FieldKey
     node_id: str  # 1.05 string form, namespace URI (``nsu=``) preferred
     label: str  # how logs name the field, e.g. ``Group/Writer/Field``
     sampling_interval_ms: float
@@ -101,7 +102,7 @@ _early_keep_alives = _EarlyKeepAlives()
 class _Route:
     """Where a monitored item's values go, and whether its last value was undecodable."""
 
-    key: Hashable
+    key: FieldKey
     name: str  # ``label (node id)``, for logs
     undecodable: bool = False
 
@@ -200,7 +201,7 @@ class SubscriptionSource:
 
     async def monitor(
         self, publishing_interval_ms: float, fields: Sequence[MonitoredField]
-    ) -> dict[Hashable, ua.StatusCode]:
+    ) -> dict[FieldKey, ua.StatusCode]:
         """Create one subscription for ``fields``; return the fields the server refused (by
         key, with the reason; the caller reports them, once per episode)."""
         codec = await self._namespace_codec()
@@ -221,9 +222,9 @@ class SubscriptionSource:
         self.client._subscriptions.append(sub)
         self._subscriptions.append(sub)
 
-        refused: dict[Hashable, ua.StatusCode] = {}
+        refused: dict[FieldKey, ua.StatusCode] = {}
         requests: list[ua.MonitoredItemCreateRequest] = []
-        keys: list[Hashable] = []
+        keys: list[FieldKey] = []
         for f in fields:
             try:
                 node_id = codec.decode_node_id(f.node_id)

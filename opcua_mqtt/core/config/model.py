@@ -173,23 +173,31 @@ class PublishingDefaults:
 
 @dataclass(frozen=True, slots=True)
 class FieldConfig:
-    """One published variable, with its monitoring options resolved.
+    """One published variable, with its monitoring options resolved; the bridge's plan holds
+    it as is (one shape from the file to the monitored item).
 
     ``overrides`` holds the options this field set itself (as written), so that :meth:`to_json`
-    writes back what the file said rather than every resolved value.
+    writes back what the file said rather than every resolved value. The constructor's
+    defaults are those of the ``defaults`` section, for plans built in code (tests, benchmark).
     """
 
     name: str
     node_id: str
     dataset_field_id: uuid.UUID
-    builtin_type: str | None
-    data_type: str | None
-    value_rank: int
-    array_dimensions: tuple[int, ...]
-    sampling_interval_ms: float
-    queue_size: int
-    deadband: Deadband
+    builtin_type: str | None = None  # a BUILTIN_TYPES name; None: the node's DataType says
+    data_type: str | None = None  # NodeId string, resolved against the server's namespaces
+    value_rank: int = -1
+    array_dimensions: tuple[int, ...] = ()
+    sampling_interval_ms: float = 500.0
+    queue_size: int = 10
+    deadband: Deadband = field(default_factory=Deadband)
     overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def builtin_id(self) -> int:
+        """The configured built-in type's id (Part 6 §5.1.2); 0: not configured, the bridge
+        takes it from the node's DataType at its first start."""
+        return BUILTIN_TYPES.index(self.builtin_type) if self.builtin_type in BUILTIN_TYPES else 0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
