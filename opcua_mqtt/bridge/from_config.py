@@ -21,6 +21,7 @@ from opcua_mqtt.core.config.model import (
     WriterGroupConfig,
 )
 from opcua_mqtt.core.config.rules import write_back_allowed
+from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages.settings import (
     DataSetFieldContentMask,
@@ -66,7 +67,7 @@ _FIELD_BITS = {
 }
 
 
-class SetupError(Exception):
+class SetupError(OpcUaMqttError):
     """A configured file that cannot be used (missing, unreadable, not a key or certificate)."""
 
 
