@@ -15,9 +15,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
-from opcua_mqtt.core.signing import TrustStore
-from opcua_mqtt.subscriber import Subscriber
+from opcua_mqtt import MqttOptions, Subscriber, TlsOptions, TrustStore
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import publisher_uri
 
 VALIDITY = dt.timedelta(days=365)
@@ -237,7 +238,7 @@ def _write_pair(directory: Path, stem: str, item: Issued, ca: Issued) -> None:
     write_file(directory / f"{stem}.key", item.key_pem(), 0o600)
 
 
-class SymlinkError(OSError):
+class SymlinkError(OpcUaMqttError, OSError):
     """A file to write is a symbolic link: writing through it would put a key or a broker
     setting wherever the link points (a file of another user, a system file when run as root)."""
 

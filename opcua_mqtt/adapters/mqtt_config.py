@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from gmqtt.mqtt.handler import MQTTError
 
+from opcua_mqtt.core.errors import OpcUaMqttError
 
-class MqttError(Exception):
+
+class MqttError(OpcUaMqttError):
     """A connection problem worth one clear line in the log or on the terminal.
 
     ``permanent``: trying again cannot help (an untrusted certificate, a key that does not

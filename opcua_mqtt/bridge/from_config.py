@@ -16,6 +16,7 @@ from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.write_back import WriteBackSettings
 from opcua_mqtt.core.config.model import Config, WriterConfig, WriterGroupConfig
 from opcua_mqtt.core.config.rules import write_back_allowed
+from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages.settings import (
     DataSetFieldContentMask,
@@ -61,7 +62,7 @@ _FIELD_BITS = {
 }
 
 
-class SetupError(Exception):
+class SetupError(OpcUaMqttError):
     """A configured file that cannot be used (missing, unreadable, not a key or certificate)."""
 
 

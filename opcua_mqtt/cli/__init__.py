@@ -1,14 +1,53 @@
-"""The ``opcua-mqtt`` command line: one module per command, registered on the group below."""
+"""The ``opcua-mqtt`` command line: one module per command, imported only when it runs."""
 
 from __future__ import annotations
 
 import click
 
 from opcua_mqtt import __version__
+from opcua_mqtt.cli.lazy import LazyCommand, LazyGroup
 from opcua_mqtt.logs import configure as configure_logging
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _command(module: str, short_help: str, attribute: str | None = None) -> LazyCommand:
+    return LazyCommand(f"opcua_mqtt.cli.{module}", attribute or module, short_help)
+
+
+#: Every command: its module in this package and the first sentence of its help (one line each).
+COMMANDS = {
+    "browse": _command(
+        "browse", "Walk the address space of the OPC UA server at ENDPOINT and list what is there."
+    ),
+    "certs": _command(
+        "certs", "Create a development PKI and a Mosquitto broker that requires its certificates."
+    ),
+    "demo": _command(
+        "demo",
+        "Run the whole path on this machine: a simulated OPC UA plant, a broker, the bridge.",
+    ),
+    "listen": _command(
+        "listen", "Subscribe to the OPC UA PubSub topic tree on BROKER and show the decoded values."
+    ),
+    "map": _command(
+        "map", "Turn an OPC UA address space into a publishing configuration.", "map_command"
+    ),
+    "run": _command("run", "Run the bridge described by CONFIG until stopped (Ctrl-C, SIGTERM)."),
+    "status": _command(
+        "status", "List the bridges BROKER knows, with their PubSub state and connection."
+    ),
+    "validate": _command("validate", "Check the bridge configuration file CONFIG (YAML or JSON)."),
+    "write": _command(
+        "write", "Ask a bridge to write VALUE to TARGET and print its answer (JSON)."
+    ),
+    # (a new command: its module defines a ``click.command``; add one entry here)
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "-V", "--version", prog_name="opcua-mqtt")
 @click.option(
     "--log-level",
@@ -30,17 +69,3 @@ def main(log_level: str, log_format: str) -> None:
     Metadata messages are signed so subscribers can prove who described the data.
     """
     configure_logging(log_level, log_format)
-
-
-def _register() -> None:
-    """Import the command modules; each adds its command to ``main``. One line per command."""
-    from opcua_mqtt.cli import browse, certs, demo, listen  # noqa: F401
-    from opcua_mqtt.cli import map  # noqa: F401  # isort: skip
-    from opcua_mqtt.cli import validate  # noqa: F401  # isort: skip
-    from opcua_mqtt.cli import run  # noqa: F401  # isort: skip
-    from opcua_mqtt.cli import write  # noqa: F401  # isort: skip
-    from opcua_mqtt.cli import status  # noqa: F401  # isort: skip
-    # (new command modules: add one import line here)
-
-
-_register()

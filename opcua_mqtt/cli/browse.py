@@ -22,7 +22,7 @@ from opcua_mqtt.adapters.opcua import (
     OpcUaConnectionError,
     browse_endpoint,
 )
-from opcua_mqtt.cli import common, main
+from opcua_mqtt.cli import common
 from opcua_mqtt.cli.opcua_options import connection_options_from, opcua_connection_options
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
 from opcua_mqtt.core.globs import glob_regex
@@ -48,7 +48,7 @@ CSV_COLUMNS = (
 _SUFFIX_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv", ".txt": "tree"}
 
 
-@main.command()
+@click.command()
 @click.argument("endpoint")
 @opcua_connection_options
 @common.browse_scope_options(

@@ -10,7 +10,6 @@ from typing import NoReturn
 import click
 
 from opcua_mqtt import devbroker, devpki
-from opcua_mqtt.cli import main
 from opcua_mqtt.core.topics import TopicTree
 
 #: An added client's name is its common name, MQTT user name and file stem: keep it plain.
@@ -30,7 +29,7 @@ def _check_identity(value: str, what: str) -> None:
         raise click.BadParameter(f"{what} must be printable, without leading or trailing spaces")
 
 
-@main.command()
+@click.command()
 @click.option(
     "--dir",
     "directory",

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from opcua_mqtt.cli import main
 from opcua_mqtt.cli.common import format_option
 
 
-@main.command()
+@click.command()
 @click.option(
     "--broker",
     type=click.Choice(["auto", "mosquitto", "amqtt"]),

@@ -12,7 +12,6 @@ import click
 import orjson
 
 from opcua_mqtt.adapters.mqtt import MqttError
-from opcua_mqtt.cli import main
 from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.signing import TrustStore
@@ -21,7 +20,7 @@ from opcua_mqtt.live_view import LiveTable, dataset_json
 from opcua_mqtt.subscriber import Refusal, Subscriber
 
 
-@main.command()
+@click.command()
 @click.argument("broker")
 @click.argument("topic_filter", required=False)
 @mqtt_client_options

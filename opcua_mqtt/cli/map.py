@@ -15,7 +15,7 @@ from typing import Any
 import click
 import yaml
 
-from opcua_mqtt.cli import common, main
+from opcua_mqtt.cli import common
 from opcua_mqtt.cli.map_fill import (
     EXIT_INVALID,
     EXIT_USAGE,
@@ -61,7 +61,7 @@ def _defaults_option(
     )
 
 
-@main.command("map")
+@click.command("map")
 @click.argument("source")
 @opcua_connection_options
 @common.browse_scope_options(

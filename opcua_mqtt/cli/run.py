@@ -15,7 +15,6 @@ import click
 from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
-from opcua_mqtt.cli import main
 from opcua_mqtt.core.config.check import check_config
 from opcua_mqtt.core.config.model import MetricsConfig
 from opcua_mqtt.logs import non_blocking
@@ -23,7 +22,7 @@ from opcua_mqtt.logs import non_blocking
 _log = logging.getLogger("opcua_mqtt.run")
 
 
-@main.command()
+@click.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--metrics-port",

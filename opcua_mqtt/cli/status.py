@@ -14,7 +14,6 @@ import orjson
 from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession
-from opcua_mqtt.cli import main
 from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.errors import DecodeError
@@ -77,7 +76,7 @@ class BridgeReport:
         }
 
 
-@main.command()
+@click.command()
 @click.argument("broker")
 @mqtt_client_options
 @click.option("--prefix", default="opcua", show_default=True, help="Topic tree prefix.")

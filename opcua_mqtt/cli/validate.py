@@ -6,14 +6,13 @@ from pathlib import Path
 
 import click
 
-from opcua_mqtt.cli import main
 from opcua_mqtt.core.config.check import CheckResult, check_config
 
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
 
 
-@main.command()
+@click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Fail on warnings too (for CI).")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only, no warnings or summary.")

@@ -13,7 +13,6 @@ import click
 import orjson
 
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.cli import main
 from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
 from opcua_mqtt.core.topics import TopicTree, command_topic, reply_topic
@@ -21,7 +20,7 @@ from opcua_mqtt.core.topics import TopicTree, command_topic, reply_topic
 _NODE_ID_PREFIXES = ("nsu=", "ns=", "i=", "s=", "g=", "b=")
 
 
-@main.command()
+@click.command()
 @click.argument("broker")
 @click.argument("target")
 @click.argument("value")

@@ -1,9 +1,21 @@
-"""The exception types of the core: one for malformed input, one for values we cannot encode."""
+"""The package's exception root, and the core's own: malformed input, values we cannot encode.
+
+The root lives here, in the core, because every layer may import the core but the core imports
+nothing above it.
+"""
 
 from __future__ import annotations
 
 
-class DecodeError(ValueError):
+class OpcUaMqttError(Exception):
+    """Base of every public exception opcua-mqtt raises, so callers can catch them all at once.
+
+    Each subclass keeps its natural built-in base as well (``ValueError``, ``OSError``), so
+    ``except ValueError`` keeps working where it did.
+    """
+
+
+class DecodeError(OpcUaMqttError, ValueError):
     """Malformed OPC UA JSON or PubSub message.
 
     ``path`` names the member that was wrong (a JSON-pointer-like path such as
@@ -22,5 +34,5 @@ class DecodeError(ValueError):
         return DecodeError(path, self.reason)
 
 
-class EncodeError(ValueError):
+class EncodeError(OpcUaMqttError, ValueError):
     """A value that cannot be written in the requested form (e.g. 300 declared as a Byte)."""

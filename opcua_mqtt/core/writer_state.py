@@ -35,6 +35,8 @@ from typing import Final
 
 from asyncua import ua
 
+from opcua_mqtt.core.errors import OpcUaMqttError
+
 __all__ = [
     "UINT32_MAX",
     "VERSION_TIME_EPOCH",
@@ -248,7 +250,7 @@ class Frame:
     timestamp: datetime
 
 
-class UnknownFieldError(ValueError):
+class UnknownFieldError(OpcUaMqttError, ValueError):
     """An update named a field that the writer's configuration does not have."""
 
     def __init__(self, name: str, known: Iterable[str]) -> None:

@@ -18,6 +18,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
+from opcua_mqtt.core.errors import OpcUaMqttError
+
 __all__ = [
     "CERT_ERRORS",
     "MAX_CHAIN_LENGTH",
@@ -63,7 +65,7 @@ CERT_ERRORS = (
 )
 
 
-class CertificateProblem(Exception):
+class CertificateProblem(OpcUaMqttError):
     """Why a signer certificate is not trusted; ``code`` is one of the constants above."""
 
     def __init__(self, code: str, detail: str) -> None:

@@ -38,6 +38,7 @@ from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.core.config.check import config_from_dict
 from opcua_mqtt.core.config.model import Config, ConfigError, PublishingDefaults
 from opcua_mqtt.core.config.text import dump_yaml
+from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.mapping import MappingRules, MapSettings, plan_mapping
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.demo.broker import (
@@ -72,7 +73,7 @@ class DemoOptions:
     workdir: Path | None = None  # None: a temporary directory, removed at exit
 
 
-class DemoError(Exception):
+class DemoError(OpcUaMqttError):
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.code = code

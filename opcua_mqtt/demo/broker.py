@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from opcua_mqtt.core.errors import OpcUaMqttError
+
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8883
 #: Debian installs mosquitto in /usr/sbin, which is not on an ordinary user's PATH.
@@ -38,7 +40,7 @@ class BrokerKind(enum.StrEnum):
     AMQTT = "amqtt"
 
 
-class BrokerError(Exception):
+class BrokerError(OpcUaMqttError):
     """The broker asked for is not installed, its port is taken, or it failed to start."""
 
 

@@ -54,3 +54,22 @@ def test_write_flood_benchmark_serves_the_other_commander_and_sums_up_the_refusa
     assert rows[2:] == ["quiet", "flood", "quiet gap", "flood gap"], run.stdout
     assert "other commander's request during the flood: Good" in run.stdout
     assert "write request(s) refused for rate in the last 10 s" in run.stdout, run.stdout
+
+
+def test_cli_startup_benchmark_prints_each_command_and_what_it_imported() -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_cli_startup.py"), "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in run.stdout.splitlines()
+        if line.startswith("| ")
+    ]
+    assert [row[0] for row in rows[2:]] == ["`validate`", "`--version`", "`--help`"]
+    assert [row[5] for row in rows[2:]] == ["no", "no", "no"]  # gmqtt
+    assert [row[4] for row in rows[3:]] == ["no", "no"]  # asyncua, for --version and --help

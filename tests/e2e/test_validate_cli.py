@@ -4,12 +4,15 @@ out."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from harness.bridge import run_cli as run
 from harness.processes import REPO_ROOT
+from opcua_mqtt.cli import COMMANDS
 
 EXAMPLE = REPO_ROOT / "examples" / "config.example.yaml"
 
@@ -117,3 +120,39 @@ def test_validate_syntax_errors_exit_1_with_the_line(tmp_path: Path) -> None:
     result = run("validate", str(config))
     assert result.returncode == 1
     assert result.stdout.startswith(f"{config}:3: (top level): not valid YAML: ")
+
+
+def _imported_by(*args: str) -> set[str]:
+    """The modules loaded by the end of ``opcua-mqtt ARGS`` (its entry point, in a fresh Python)."""
+    code = (
+        "import sys\nfrom opcua_mqtt.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nfinally:\n    print('loaded:', *sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.splitlines()[-1].split()
+    assert last[0] == "loaded:"
+    return set(last[1:])
+
+
+def test_validate_loads_only_its_own_command_and_no_mqtt_client() -> None:
+    imported = _imported_by("validate", str(EXAMPLE))
+    assert "opcua_mqtt.cli.validate" in imported
+    others = {lazy.module for lazy in COMMANDS.values()} - {"opcua_mqtt.cli.validate"}
+    # asyncua is still loaded: the configuration rules parse NodeIds with asyncua.ua.
+    unwanted = {"gmqtt", "opcua_mqtt.adapters", "opcua_mqtt.bridge", "opcua_mqtt.subscriber"}
+    assert not (others | unwanted) & imported
+
+
+def test_version_loads_no_command_and_no_protocol_library() -> None:
+    imported = _imported_by("--version")
+    assert "opcua_mqtt.cli.lazy" in imported
+    loaded = {m for m in imported if m.startswith("opcua_mqtt.cli.")} - {"opcua_mqtt.cli.lazy"}
+    assert loaded == set()
+    assert not {"asyncua", "gmqtt"} & imported

@@ -42,7 +42,7 @@ from opcua_mqtt.adapters.opcua.connection import (
 )
 from opcua_mqtt.adapters.opcua.facts import local_node_id, resolve_builtin_types
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
-from opcua_mqtt.core.errors import EncodeError
+from opcua_mqtt.core.errors import EncodeError, OpcUaMqttError
 from opcua_mqtt.core.globs import glob_regex
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
@@ -97,7 +97,7 @@ class _Found:
     children: list[ua.NodeId] = field(default_factory=list)
 
 
-class BrowseError(ValueError):
+class BrowseError(OpcUaMqttError, ValueError):
     """The browse cannot start: the start node is malformed or not on the server."""
 
 

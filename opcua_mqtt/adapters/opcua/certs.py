@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from opcua_mqtt.core.errors import OpcUaMqttError
+
 _log = logging.getLogger(__name__)
 
 RSA_KEY_BITS = 2048  # the minimum of Basic256Sha256; also within Aes256_Sha256_RsaPss (2048..4096)
@@ -32,7 +34,7 @@ VALIDITY = dt.timedelta(days=5 * 365)
 CERT_SUFFIXES = (".der", ".pem", ".crt", ".cer")
 
 
-class CertificateError(Exception):
+class CertificateError(OpcUaMqttError):
     """Our own certificate or key cannot be used (unreadable, mismatched, half missing)."""
 
 

@@ -49,6 +49,7 @@ from opcua_mqtt.adapters.opcua.certs import (
     subject_name,
     thumbprint,
 )
+from opcua_mqtt.core.errors import OpcUaMqttError
 
 __all__ = [
     "CONNECTION_LOST",
@@ -129,7 +130,7 @@ CONNECTION_LOST: Final = frozenset(
 )
 
 
-class OpcUaConnectionError(Exception):
+class OpcUaConnectionError(OpcUaMqttError):
     """Connecting to (or staying connected to) an OPC UA server failed.
 
     ``message`` is one line saying what went wrong; ``hint`` one line saying what to do.

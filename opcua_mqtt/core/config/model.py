@@ -9,6 +9,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from opcua_mqtt.core.errors import OpcUaMqttError
+
 SCHEMA: Final = "config"
 
 #: Built-in type names by their Part 6 §5.1.2 id (1..25); index 0 is unused.
@@ -74,7 +76,7 @@ class ConfigIssue:
         return f"{where}: {self.path or '(top level)'}: {kind}{self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(OpcUaMqttError):
     """The configuration is invalid; ``issues`` holds every finding (warnings too)."""
 
     def __init__(self, issues: Sequence[ConfigIssue]) -> None:

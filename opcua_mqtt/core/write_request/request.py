@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
 from opcua_mqtt.core.canonical_json import unique_members
+from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.schema_validation import load_schema, validator
 from opcua_mqtt.core.topics import topic_problem
 from opcua_mqtt.core.uajson.scalars import (
@@ -56,7 +57,7 @@ INDEX_RANGE: Final = re.compile(r"[0-9]+(?::[0-9]+)?(?:,[0-9]+(?::[0-9]+)?)*")
 # ------------------------------------------------------------------------------------ errors
 
 
-class _StatusError(Exception):
+class _StatusError(OpcUaMqttError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = int(status)
