@@ -1,7 +1,8 @@
 """Throw-away X.509 PKI for a test run, made with the product's own makers
-(:func:`opcua_mqtt.devpki.make_ca` and :func:`~opcua_mqtt.devpki.issue`), and
-:func:`make_certificate`, the one test-side maker, for what the product never makes: expired or
-malformed certificates, other key types, the test OPC UA server's self-signed certificate.
+(:func:`opcua_mqtt.devpki.make_ca` and :func:`~opcua_mqtt.devpki.issue`), and, for what the
+product never makes (expired or malformed certificates, other key types, the test OPC UA
+server's self-signed certificate), with the product's one builder
+(:func:`opcua_mqtt.x509_maker.build_certificate`) given the odd parameters.
 
 Everything here is test-only: private keys are written unencrypted and world-readable so
 that a Mosquitto started as root, which drops to the ``mosquitto`` user, can still read them.
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from opcua_mqtt.core.identity import publisher_uri
 from opcua_mqtt.devpki import VALIDITY, Issued, issue, make_ca
+from opcua_mqtt.x509_maker import CertKey, build_certificate, key_usage
 
 #: Common name of the client certificate; with ``use_identity_as_username`` it is the MQTT user.
 CLIENT_COMMON_NAME = "opcua-mqtt-test-client"
@@ -156,20 +158,17 @@ def issue_mqtt_client(pki: Pki, common_name: str) -> tuple[Path, Path]:
     return issue_requester(pki, f"mqtt-{common_name}", common_name)
 
 
-TestKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
-
-
 @dataclass(frozen=True)
 class Made:
     """A key and the certificate :func:`make_certificate` made for it."""
 
-    key: TestKey
+    key: CertKey
     cert: x509.Certificate
 
 
 def make_certificate(
     subject: str | x509.Name,
-    key: TestKey,
+    key: CertKey,
     issuer: Made | None,
     *,
     usage: x509.KeyUsage | None,
@@ -179,31 +178,23 @@ def make_certificate(
     path_length: int | None = None,
     extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> Made:
-    """A certificate for ``key`` issued by ``issuer`` (self-signed if None) with exactly the
-    extensions asked for: ``ca`` None leaves basicConstraints out, ``usage`` None keyUsage;
-    ``extra`` are (extension, critical) pairs. A str ``subject`` is a common name."""
+    """:func:`~opcua_mqtt.x509_maker.build_certificate` as the signing tests use it: a str
+    ``subject`` is a common name, and the key comes back with its certificate, so that the
+    result can issue the next one. ``ca`` None leaves basicConstraints out, ``usage`` None
+    keyUsage; ``extra`` are (extension, critical) pairs: nothing else is added."""
     if isinstance(subject, str):
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+    cert = build_certificate(
+        subject,
+        key,
+        issuer,
+        usage=usage,
+        validity=(not_before, not_after),
+        ca=ca,
+        path_length=path_length,
+        extra=extra,
     )
-    if ca is not None:
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True
-        )
-    if usage is not None:
-        builder = builder.add_extension(usage, critical=True)
-    for extension, critical in extra:
-        builder = builder.add_extension(extension, critical=critical)
-    signing_key = issuer.key if issuer else key
-    algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return Made(key, builder.sign(signing_key, algorithm))
+    return Made(key, cert)
 
 
 def make_application_certificate(
@@ -238,32 +229,22 @@ def make_application_certificate(
     san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
     san += [x509.DNSName(n) for n in sorted(dns_names) if n]
     san.append(x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")))
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=True,  # nonRepudiation
-        key_encipherment=True,
-        data_encipherment=True,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    ekus = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    cert = make_certificate(
+    cert = build_certificate(
         name,
         key,
         None,
-        usage=usage,
-        not_before=now - dt.timedelta(days=valid_since_days),
-        not_after=now + dt.timedelta(days=days),
-        extra=[
-            (x509.ExtendedKeyUsage(ekus), False),
-            (x509.SubjectAlternativeName(san), False),
-            (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-            (x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False),
-        ],
-    ).cert
+        validity=(now - dt.timedelta(days=valid_since_days), now + dt.timedelta(days=days)),
+        usage=key_usage(
+            digital_signature=True,
+            non_repudiation=True,
+            key_encipherment=True,
+            data_encipherment=True,
+        ),
+        ekus=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        sans=san,
+        subject_key_id=True,
+        authority_key_id=True,
+    )
     encoding = (
         serialization.Encoding.PEM
         if cert_path.suffix.lower() in (".pem", ".crt")

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import publisher_uri
+from opcua_mqtt.x509_maker import build_certificate, key_usage, validity_window
 
 VALIDITY = dt.timedelta(days=365)
 BRIDGE_NAME = "opcua-mqtt bridge"  # default common name of the bridge's MQTT certificate
@@ -58,37 +59,18 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _usage(
-    *, sign: bool, cert_sign: bool, agree: bool = False, encipher: bool = False
-) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=sign,
-        content_commitment=encipher,
-        key_encipherment=encipher,
-        data_encipherment=encipher,
-        key_agreement=agree,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def make_ca(common_name: str, now: dt.datetime) -> Issued:
     """A self-signed CA that may sign leaf certificates only (path length 0)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_usage(sign=True, cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = build_certificate(
+        _name(common_name),
+        key,
+        None,
+        validity=validity_window(now, VALIDITY),
+        ca=True,
+        path_length=0,
+        usage=key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True),
+        subject_key_id=True,
     )
     return Issued(key, cert)
 
@@ -116,28 +98,13 @@ def issue(
         if rsa_bits
         else ec.generate_private_key(ec.SECP256R1())
     )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            _usage(
-                sign=True,
-                cert_sign=False,
-                agree=(server or client) and not rsa_bits,
-                encipher=bool(rsa_bits),
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
+    encipher = bool(rsa_bits)
+    usage = key_usage(
+        digital_signature=True,
+        non_repudiation=encipher,
+        key_encipherment=encipher,
+        data_encipherment=encipher,
+        key_agreement=(server or client) and not rsa_bits,
     )
     ekus = [
         oid
@@ -147,14 +114,20 @@ def issue(
         )
         if flag
     ]
-    if ekus:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     sans += [x509.UniformResourceIdentifier(u) for u in uris]
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return Issued(key, builder.sign(ca.key, hashes.SHA256()))
+    cert = build_certificate(
+        _name(common_name),
+        key,
+        ca,
+        validity=validity_window(now, VALIDITY),
+        usage=usage,
+        ekus=ekus,
+        sans=sans,
+        authority_key_id=True,
+    )
+    return Issued(key, cert)
 
 
 #: file stem -> what it is, in the order they are written (the CA first).

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from opcua_mqtt.core.errors import OpcUaMqttError
+from opcua_mqtt.x509_maker import build_certificate, key_usage, validity_window
 
 _log = logging.getLogger(__name__)
 
@@ -142,36 +143,24 @@ def make_application_certificate(
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
     if hostname:
         sans.append(x509.DNSName(hostname))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,  # nonRepudiation
-                key_encipherment=True,
-                data_encipherment=True,
-                key_agreement=False,
-                key_cert_sign=True,  # self-signed
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
+    cert = build_certificate(
+        name,
+        key,
+        None,
+        validity=validity_window(now, VALIDITY),
+        ca=True,
+        path_length=0,
+        usage=key_usage(
+            digital_signature=True,
+            non_repudiation=True,
+            key_encipherment=True,
+            data_encipherment=True,
+            key_cert_sign=True,  # self-signed
+        ),
+        ekus=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        sans=sans,
+        subject_key_id=True,
+        authority_key_id=True,
     )
     return key, cert
 
