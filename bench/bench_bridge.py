@@ -303,19 +303,18 @@ async def _bridge_main(cfg: dict[str, Any], profiler: cProfile.Profile | None) -
 
 def lines(child: Process, kind: str) -> list[dict[str, Any]]:
     """The JSON payloads of the child's ``KIND {json}`` lines on stdout so far."""
-    text = child.stdout_path.read_text(errors="replace") if child.stdout_path.exists() else ""
+    text = child.text()
     prefix = kind + " "
     return [json.loads(ln[len(prefix) :]) for ln in text.splitlines() if ln.startswith(prefix)]
 
 
 def has_line(child: Process, text: str) -> bool:
-    out = child.stdout_path
-    return out.exists() and text in out.read_text(errors="replace").splitlines()
+    return text in child.text().splitlines()
 
 
 def spawn_bridge(config: Path, workdir: Path) -> Process:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--run-bridge", str(config)]
-    return spawn(cmd, workdir, "bridge")
+    return spawn(cmd, workdir, "bridge", REPO_ROOT)
 
 
 # ------------------------------------------------------------------------ the subscriber side

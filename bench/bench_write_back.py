@@ -127,7 +127,7 @@ class Load:
 
 
 def spawn_bridge(config: Path, workdir: Path) -> Process:
-    return spawn([EXE, "--log-format", "json", "run", str(config)], workdir, "bridge")
+    return spawn([EXE, "--log-format", "json", "run", str(config)], workdir, "bridge", REPO_ROOT)
 
 
 async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch], dict[str, Any]]:
@@ -163,7 +163,7 @@ async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch],
         )
         bridge = spawn_bridge(config, workdir)
         stack.callback(bridge.stop)
-        async with serving_requester(broker, bridge=bridge.proc) as requester:
+        async with serving_requester(broker, bridge=bridge) as requester:
             load = Load(requester)
             pids = {
                 "bridge": bridge.pid,

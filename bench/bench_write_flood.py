@@ -138,7 +138,7 @@ async def measure(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         bridge = spawn_bridge(config, workdir)
         stack.callback(bridge.stop)
         data = DataLatency()
-        async with serving_requester(broker, bridge=bridge.proc) as requester:
+        async with serving_requester(broker, bridge=bridge) as requester:
             requester.session.subscribe(f"opcua/json/data/{PUBLISHER}/#", data)
             await asyncio.sleep(1)  # the SUBACK, and the data flowing
             quiet_start = time.time()

@@ -18,6 +18,7 @@ import yaml
 from harness.mosquitto import MosquittoBroker
 from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt import devpki
+from opcua_mqtt.processes import Process, spawn
 
 EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 
@@ -110,23 +111,14 @@ def simulation_config(
     )
 
 
-class BridgeProcess(subprocess.Popen[str]):
-    """`opcua-mqtt run` with its stdout and stderr in a file, never in a pipe: an unread pipe
-    fills after 64 KiB, and the process then blocks in its next write (a bridge that logs a lot
-    stopped answering and publishing that way)."""
-
-    def __init__(self, args: list[str], log_path: Path, env: Mapping[str, str]) -> None:
-        self.log_path = log_path
-        with log_path.open("w") as log:
-            super().__init__(args, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-
-    def output(self) -> str:
-        """Everything the process wrote so far (the last line may be incomplete)."""
-        return self.log_path.read_text(errors="replace")
+class BridgeProcess(Process):
+    """`opcua-mqtt run` started by :meth:`BridgeProcesses.start`, its stdout and stderr in one
+    file (see :mod:`opcua_mqtt.processes`: never in a pipe, which once stopped a bridge that
+    logged a lot from answering and publishing)."""
 
     def records(self) -> list[dict[str, Any]]:
         """The complete JSON log lines so far."""
-        return json_records(self.output())
+        return json_records(self.text())
 
 
 def json_records(output: str) -> list[dict[str, Any]]:
@@ -147,19 +139,16 @@ class BridgeProcesses:
 
     def start(self, config: Path, *options: str, **env: str) -> BridgeProcess:
         """`opcua-mqtt run [OPTIONS] CONFIG` with ``env`` added to the environment."""
-        proc = BridgeProcess(
-            [EXE, "--log-format", "json", "run", *options, str(config)],
-            self._logs / f"bridge-{len(self.started)}.log",
-            {**os.environ, **env},
-        )
+        cmd = [EXE, "--log-format", "json", "run", *options, str(config)]
+        name = f"bridge-{len(self.started)}"
+        started = spawn(cmd, self._logs, name, merge=True, env={**os.environ, **env})
+        proc = BridgeProcess(started.proc, started.stdout_path, started.stderr_path)
         self.started.append(proc)
         return proc
 
     def close(self) -> None:
         for proc in self.started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
+            proc.kill()
         shutil.rmtree(self._logs, ignore_errors=True)
 
 

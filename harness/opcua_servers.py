@@ -22,7 +22,6 @@ NODE_OPCUA_PACKAGE = INTEROP_DIR / "node_modules" / "node-opcua"
 NODE_NAMESPACE_URI = "urn:opcua-mqtt:interop:plant"
 
 
-
 @dataclass
 class ServerProcess:
     """What every test server process offers: where it listens, who may log in, its plant
@@ -111,7 +110,7 @@ def start_opcua_server(
         if trusted_client_certs is not None:
             cmd += ["--trusted-client-certs", str(trusted_client_certs)]
         cmd += list(extra_args)
-        process = spawn(cmd, workdir, f"opcua-server-{attempt}")
+        process = spawn(cmd, workdir, f"opcua-server-{attempt}", REPO_ROOT)
         try:
             process.wait_until(ready_file.exists, timeout, f"OPC UA test server (port {port})")
         except StartError as exc:
@@ -172,7 +171,7 @@ class NodeOpcuaTestServer(ServerProcess):
         ``path`` (e.g. ``"WriteBack.Double"``) so far, oldest first: the server's own account,
         which tells a write it refused from one never sent."""
         prefix = f"WRITE {path} "
-        text = self._process.stdout_path.read_text(errors="replace")
+        text = self._process.text()
         return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)]
 
 
@@ -205,7 +204,7 @@ def start_node_opcua_server(
         process = spawn(cmd, workdir, f"plant-server-{attempt}", INTEROP_DIR)
 
         def ready(process: Process = process) -> bool:
-            return "READY " in process.stdout_path.read_text(errors="replace")
+            return "READY " in process.text()
 
         try:
             process.wait_until(ready, timeout, f"OPC UA test server (node-opcua, port {port})")
@@ -213,11 +212,7 @@ def start_node_opcua_server(
             if attempt < 2 and "eaddrinuse" in str(exc).lower():
                 continue
             raise
-        lines = dict(
-            line.split(" ", 1)
-            for line in process.stdout_path.read_text().splitlines()
-            if " " in line
-        )
+        lines = dict(line.split(" ", 1) for line in process.text().splitlines() if " " in line)
         return NodeOpcuaTestServer(
             endpoint=lines["READY"].strip(),
             port=port,
@@ -231,4 +226,3 @@ def start_node_opcua_server(
             _process=process,
         )
     raise AssertionError("unreachable")
-

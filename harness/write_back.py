@@ -15,11 +15,12 @@ from typing import Any
 
 from asyncua import Client, ua
 
-from harness.bridge import BridgeProcess, make_certs, write_config
+from harness.bridge import make_certs, write_config
 from harness.mosquitto import MosquittoBroker
 from harness.mqtt import adapter_options
 from harness.opcua_servers import OpcUaTestServer
 from harness.plant_manifest import parse_nodeid
+from harness.processes import Process
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.uajson.codec import JsonCodec
@@ -178,7 +179,7 @@ class Requester:
 
         return await asyncio.wait_for(wait(), timeout)
 
-    async def until_served(self, bridge: BridgeProcess | None = None, attempts: int = 100) -> None:
+    async def until_served(self, bridge: Process | None = None, attempts: int = 100) -> None:
         """Wait until the bridge serves requests: it subscribes to its command topic once it is
         up, and it answers BadServerNotConnected until its OPC UA session is. It is asked to
         write :data:`PROBE`, which it refuses, so that waiting writes nothing. A ``bridge``
@@ -186,7 +187,7 @@ class Requester:
         for _ in range(attempts):
             if bridge is not None and bridge.poll() is not None:
                 raise AssertionError(
-                    f"the bridge exited with {bridge.returncode}:\n{bridge.output()}"
+                    f"the bridge exited with {bridge.returncode}:\n{bridge.text()}"
                 )
             try:
                 answer = await self.ask({"Targets": [PROBE], "ReplyTo": REPLIES}, timeout=0.5)
@@ -200,7 +201,7 @@ class Requester:
 
 @contextlib.asynccontextmanager
 async def serving_requester(
-    broker: MosquittoBroker, protocol: str = "5", *, bridge: BridgeProcess | None = None
+    broker: MosquittoBroker, protocol: str = "5", *, bridge: Process | None = None
 ) -> AsyncIterator[Requester]:
     """A connected :class:`Requester` once the bridge serves requests (see ``until_served``)."""
     r = Requester(broker, protocol)

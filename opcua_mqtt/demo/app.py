@@ -43,7 +43,6 @@ from opcua_mqtt.core.mapping import MappingRules, MapSettings, plan_mapping
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.demo.broker import (
     DEFAULT_PORT,
-    LOOPBACK,
     Broker,
     BrokerCertificates,
     BrokerError,
@@ -53,6 +52,7 @@ from opcua_mqtt.demo.broker import (
 )
 from opcua_mqtt.demo.plant import START_NODE, Plant
 from opcua_mqtt.live_view import LiveTable, json_line
+from opcua_mqtt.processes import LOOPBACK
 from opcua_mqtt.subscriber import Subscriber
 
 _log = logging.getLogger(__name__)

@@ -1,23 +1,22 @@
 """The demo's MQTT broker: Mosquitto when it is installed, else amqtt (pure Python, from PyPI).
 
-Either runs as a child process with a generated configuration: a TLS listener on 127.0.0.1
-only, the demo CA's broker certificate, client certificates asked for. The child gets its own
-session, so a Ctrl-C in the terminal reaches the demo alone, which stops the bridge first (so
-its Disabled status still reaches the broker) and then the broker, by PID. On Linux the child
-is also told to die with the demo, so not even a killed demo leaves a broker behind.
+Either runs as a child process (started by :mod:`opcua_mqtt.processes`) with a generated
+configuration: a TLS listener on 127.0.0.1 only, the demo CA's broker certificate, client
+certificates asked for. The child gets its own session, so a Ctrl-C in the terminal reaches the
+demo alone, which stops the bridge first (so its Disabled status still reaches the broker) and
+then the broker, by PID. On Linux the child is also told to die with the demo, so not even a
+killed demo leaves a broker behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import enum
 import functools
 import importlib.metadata
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,12 +26,11 @@ from pathlib import Path
 import yaml
 
 from opcua_mqtt.core.errors import OpcUaMqttError
+from opcua_mqtt.processes import LOOPBACK, Process, StartError, free_port, spawn
 
-LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8883
 #: Debian installs mosquitto in /usr/sbin, which is not on an ordinary user's PATH.
 _SBIN = "/usr/sbin:/usr/local/sbin:/sbin"
-_PR_SET_PDEATHSIG = 1
 
 
 class BrokerKind(enum.StrEnum):
@@ -73,10 +71,7 @@ def loopback_port(wanted: int | None, default: int) -> int:
         return wanted
     if wanted is None and _free(default):
         return default
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_port(LOOPBACK)
 
 
 def _free(port: int) -> bool:
@@ -108,7 +103,7 @@ class Broker:
         self.certs = certs
         self.workdir = workdir
         self.log_path = workdir / f"{kind.value}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: Process | None = None
 
     @property
     def protocol(self) -> str:
@@ -144,50 +139,27 @@ class Broker:
             conf = self.workdir / "amqtt.yaml"
             conf.write_text(yaml.safe_dump(self._amqtt_config(), sort_keys=False))
             command = [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]
-        with open(self.workdir / f"{self.kind.value}.out", "ab") as output:
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while not await self._accepts():
-            if self._proc.poll() is not None:
-                raise BrokerError(
-                    f"{self.kind.value} exited with code {self._proc.returncode} while "
-                    f"starting:\n{self.output_tail()}"
-                )
-            if loop.time() > deadline:
-                raise BrokerError(
-                    f"{self.kind.value} did not accept connections on {self.host}:{self.port} "
-                    f"within {timeout_s:g} s:\n{self.output_tail()}"
-                )
-            await asyncio.sleep(0.05)
-
-    async def _accepts(self) -> bool:
+        # Started here, in the event loop's thread, which lives as long as the demo: the child
+        # dies with the thread that started it. Only the wait runs in a worker thread.
+        self._proc = spawn(command, self.workdir, self.kind.value, merge=True, die_with_parent=True)
+        what = f"{self.kind.value} on {self.host}:{self.port}"
         try:
-            _reader, writer = await asyncio.open_connection(self.host, self.port)
+            await asyncio.to_thread(self._proc.wait_until, self._accepts, timeout_s, what)
+        except StartError as e:
+            raise BrokerError(f"{str(e).splitlines()[0]}:\n{self.output_tail()}") from None
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
         except OSError:
             return False
-        writer.close()
-        return True
 
     async def stop(self, timeout_s: float = 3.0) -> None:
         """SIGTERM, then SIGKILL if it has not gone within ``timeout_s``; idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout_s)
-            except TimeoutError:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+        if proc is not None:
+            await asyncio.to_thread(proc.stop, timeout_s)
 
     def output_tail(self, lines: int = 15) -> str:
         """The end of what the broker wrote, for error messages."""
@@ -237,14 +209,3 @@ class Broker:
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
             },
         }
-
-
-#: Loaded here, not in the child: between fork and exec only async-signal-safe work is safe.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the demo's thread that started it (the event
-    loop's) dies, however it dies."""
-    assert _LIBC is not None
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

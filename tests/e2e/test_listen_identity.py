@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from harness.mosquitto import MosquittoBroker, client_ssl_context
 from harness.mqtt import MqttProbe
 from harness.opcua_servers import OpcUaTestServer
 from harness.pki import CLIENT_COMMON_NAME, Pki, issue_mqtt_client, issue_signer
+from harness.processes import spawn
 from opcua_mqtt.core.messages.members import dumps, loads
 from opcua_mqtt.core.signing import SIGNATURE_MEMBER, Signer, sign_message
 from opcua_mqtt.core.topics import TopicTree
@@ -38,27 +38,12 @@ class Listen:
     On a mutual-TLS broker it presents the test client certificate (the ACL's tool block)."""
 
     def __init__(self, broker: MosquittoBroker, trust: Path, workdir: Path) -> None:
-        self.out, self.err = workdir / "listen.jsonl", workdir / "listen.log"
-        client = ["--cert", str(broker.client_cert), "--key", str(broker.client_key)]
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [
-                    EXE,
-                    "listen",
-                    f"{broker.host}:{broker.port}",
-                    "--ca",
-                    str(broker.ca_cert),
-                    "--trust",
-                    str(trust),
-                    "--format",
-                    "json",
-                    "--timeout",
-                    "60",
-                    *(client if broker.mutual_tls else []),
-                ],
-                stdout=out,
-                stderr=err,
-            )
+        cmd = [EXE, "listen", f"{broker.host}:{broker.port}", "--ca", str(broker.ca_cert)]
+        cmd += ["--trust", str(trust), "--format", "json", "--timeout", "60"]
+        if broker.mutual_tls:
+            cmd += ["--cert", str(broker.client_cert), "--key", str(broker.client_key)]
+        self.proc = spawn(cmd, workdir, "listen")
+        self.out, self.err = self.proc.stdout_path, self.proc.stderr_path
 
     def lines(self) -> list[dict[str, Any]]:
         *complete, _unfinished = self.out.read_text().split("\n")

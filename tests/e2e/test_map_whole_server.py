@@ -7,6 +7,7 @@ come out the same every time, and run as written: `opcua-mqtt certs`, `map --bro
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,15 +167,15 @@ def test_a_whole_server_map_is_stable_leaves_sessions_out_and_runs_as_written(
         cwd=workdir,
         timeout=90,
     )
-    assert listened.returncode == 0, listened.stderr + bridge.output()[-3000:]
+    assert listened.returncode == 0, listened.stderr + bridge.text()[-3000:]
     assert '"state":"verified"' in listened.stdout
     messages = [r.get("message", "") for r in bridge.records()]
     running = [m for m in messages if m.startswith("bridge running:")]
     assert len(running) == 1 and running[0].endswith(" monitored, 0 refused by the server)"), (
-        bridge.output()[-3000:]
+        bridge.text()[-3000:]
     )
     refused = [m for m in messages if "refused by the server" in m and m not in running]
     assert refused == [], refused[:5]
     assert len(_fields(doc)) > 0
-    bridge.terminate()
-    assert bridge.wait(timeout=15) == 0, bridge.output()[-3000:]
+    bridge.send_signal(signal.SIGTERM)
+    assert bridge.wait(timeout=15) == 0, bridge.text()[-3000:]

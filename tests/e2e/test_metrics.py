@@ -167,7 +167,7 @@ async def test_metrics_move_with_traffic_and_readiness_follows_the_broker(
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
-    logs = proc.output()
+    logs = proc.text()
     assert f"metrics on http://127.0.0.1:{port}/metrics" in logs
 
 

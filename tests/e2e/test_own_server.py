@@ -28,7 +28,7 @@ from harness.bridge import EXE, BridgeProcesses
 from harness.mosquitto import MosquittoBroker
 from harness.opcua_servers import OpcUaTestServer
 from harness.pki import Pki
-from harness.processes import LOOPBACK, REPO_ROOT, free_port
+from harness.processes import LOOPBACK, REPO_ROOT, free_port, spawn
 from opcua_mqtt import devpki
 
 README = REPO_ROOT / "README.md"
@@ -223,8 +223,7 @@ def test_the_readme_own_server_path_runs_as_written(
         config = workdir / "bridge.yaml"
         target = _allow_writes(config)
         for proc in bridges.started:
-            proc.terminate()
-            proc.wait(30)
+            proc.stop(30)
         write_cmds = readme_commands(write_block, {**subs, README_TARGET: target})
         for argv, background in write_cmds:
             if argv[1] == "run":
@@ -253,17 +252,14 @@ def _readme_python_snippet_prints_verified_values(port: str) -> None:
     (snippet,) = _blocks(README.read_text(), "python")
     script = Path("snippet.py")
     script.write_text(snippet.replace(f"port={README_PORT}", f"port={port}"))
-    output = Path("snippet.out")
-    with output.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-u", str(script)], stdout=out, stderr=out)
+    proc = spawn([sys.executable, "-u", str(script)], Path.cwd(), "snippet", merge=True)
     try:
         value = re.compile(r"^\S+ \S+ \S+ Good \d{4}-", re.M)
         for _ in range(300):
-            if len(value.findall(output.read_text())) >= 3 or proc.poll() is not None:
+            if len(value.findall(proc.text())) >= 3 or proc.poll() is not None:
                 break
             time.sleep(0.1)
-        assert len(value.findall(output.read_text())) >= 3, output.read_text()
+        assert len(value.findall(proc.text())) >= 3, proc.text()
     finally:
         proc.kill()
-        proc.wait(10)
     assert LOOPBACK in snippet

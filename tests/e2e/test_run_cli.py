@@ -71,9 +71,9 @@ async def test_run_publishes_verified_data_and_stops_cleanly_on_sigterm(
     assert {ds.dataset_writer_name for ds in seen} == {"W"}
     assert await _status(mosquitto_tls) is ua.PubSubState.Operational
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0, proc.output()
+    assert proc.wait(timeout=10) == 0, proc.text()
     assert await _status(mosquitto_tls) is ua.PubSubState.Disabled
-    logs = proc.output()
+    logs = proc.text()
     assert '"message": "bridge stopped"' in logs
 
 
@@ -119,7 +119,7 @@ async def test_run_over_basic256sha256_with_a_user_name_and_password(
     assert ds.fields["Counter"].status.is_good()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
-    logs = proc.output()
+    logs = proc.text()
     assert shared_small_opcua_server.password not in logs  # secrets never reach the logs
 
 
@@ -185,7 +185,7 @@ async def test_the_hint_for_an_untrusted_server_names_a_command_that_trusts_it(
             break
         await asyncio.sleep(0.2)
     else:
-        pytest.fail(f"no hint about the untrusted server certificate:\n{proc.output()}")
+        pytest.fail(f"no hint about the untrusted server certificate:\n{proc.text()}")
     command = shlex.split(failed[0].split(marker, 1)[1].removesuffix("; retrying in 5 s"))
     assert command[:2] == ["opcua-mqtt", "browse"] and str(trusted) in command
     trust = subprocess.run(

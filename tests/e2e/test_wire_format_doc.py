@@ -179,7 +179,7 @@ async def _capture(
             while missing := [n for n in names if run.find(n) is None]:
                 exited = bridge.poll() is not None
                 if exited or asyncio.get_running_loop().time() > end:
-                    stderr = bridge.output() if exited else ""
+                    stderr = bridge.text() if exited else ""
                     pytest.fail(
                         f"no real message for {missing}; the bridge sent on "
                         f"{sorted({topic for topic, _ in run.seen})}"

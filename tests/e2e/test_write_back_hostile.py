@@ -926,7 +926,7 @@ async def test_thousands_of_hostile_requests_are_refused_answered_logged_and_nev
 
     # Every refusal logged once: per request refused as a whole or answered from the cache,
     # per target otherwise; by RequestId where the bridge could read one.
-    output = proc.output()
+    output = proc.text()
     records = json_records(output)
     assert [r for r in records if r["level"] == "error"] == []
     assert [r for r in records if "connection" in r["message"] and "lost" in r["message"]] == []
@@ -944,7 +944,7 @@ async def test_thousands_of_hostile_requests_are_refused_answered_logged_and_nev
     assert without_id == want_without_id
     summed = 0
     for _ in range(300):  # a summary comes one interval (10 s) after the first refusal
-        summaries = [r for r in json_records(proc.output()) if "refused for rate" in r["message"]]
+        summaries = [r for r in json_records(proc.text()) if "refused for rate" in r["message"]]
         summed = sum(int(r["message"].split()[0]) for r in summaries)
         if summed >= len(limited):
             break

@@ -84,7 +84,7 @@ async def signed_bridge(
     # served once an (unpermitted but signed) probe is answered
     for _ in range(100):
         if proc.poll() is not None:
-            raise AssertionError(proc.output())
+            raise AssertionError(proc.text())
         probe = sign_message(_request(0.0, "Int32"), operator, issued_at=datetime.now(UTC))
         try:
             answer = await requester.ask(probe, timeout=0.5)
@@ -171,7 +171,7 @@ async def test_signed_commands_prove_their_sender_and_every_refusal_writes_nothi
     assert replay == answer  # the first answer again
     assert (await read_variant(endpoint, node)).Value == value
 
-    output = b["proc"].output()
+    output = b["proc"].text()
     assert "from CN=operator-1" in output or "operator-1" in output
 
 
@@ -202,7 +202,7 @@ async def test_answers_never_go_to_the_part14_tree(signed_bridge: dict[str, Any]
             answers.append(json.loads(probe.messages.get_nowait().payload))
     assert [a for a in answers if "Result" in a] == []
     assert (await read_variant(endpoint, node)).Value == before
-    lines = [line for line in b["proc"].output().split("\n") if request["RequestId"] in line]
+    lines = [line for line in b["proc"].text().split("\n") if request["RequestId"] in line]
     assert len(lines) == 1 and "will not answer" in lines[0], lines
 
 
@@ -243,7 +243,7 @@ async def test_one_commanders_flood_does_not_refuse_another(
     assert answer["Result"]["Code"] == 0, answer
     assert answer["Requester"] == {"Name": f"{PUBLISHER}/test", "Proven": False}
     assert (await read_variant(small_opcua_server.endpoint, node)).Value == value
-    output = proc.output()
+    output = proc.text()
     assert "BadResourceUnavailable" not in output  # no line per request refused for rate
     assert output.count("BadUserAccessDenied") < flood / 10  # the few the bucket passed
 
