@@ -95,7 +95,10 @@ def test_map_run_listen_delivers_every_node_opcua_value_verified(
     certs = make_certs(tmp_path / "certs", PUBLISHER)
     config = _mapped_config(tmp_path, node_opcua_server.endpoint, mosquitto_tls, certs)
     bridges.start(config)
-    lines = _listen(tmp_path, mosquitto_tls, certs / "ca.pem", count=12)
+    # Delta frames carry only changed fields: a writer of constants shows its fields in key
+    # frames only (every 10th tick, --key-frame-count's default), so read past two key-frame
+    # periods of every writer, whenever listen joined.
+    lines = _listen(tmp_path, mosquitto_tls, certs / "ca.pem", count=100)
     assert {line["metadata"]["state"] for line in lines} == {"verified"}
     latest: dict[str, dict[str, Any]] = {}
     for line in lines:
