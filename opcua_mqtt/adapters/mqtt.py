@@ -58,7 +58,7 @@ from opcua_mqtt.adapters.mqtt_config import (
     describe_tls_files,
 )
 from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
-from opcua_mqtt.adapters.mqtt_reconnect import STABLE_S, Backoff, watch_for_stalls
+from opcua_mqtt.adapters.mqtt_reconnect import STABLE_S, Backoff, FatalEpisode, watch_for_stalls
 from opcua_mqtt.core.topics import string_problem, topic_problem
 from opcua_mqtt.core.topics import topic_matches as topic_matches
 
@@ -161,6 +161,7 @@ class MqttSession:
         self._disconnect_reason: int | None = None  # of the broker's DISCONNECT, if it sent one
         self._stalled: str | None = None  # why the watchdog dropped the current connection
         self._failure: MqttError | None = None  # why the last connection attempt failed
+        self.fatal = FatalEpisode()  # attempts failing for good, one after the other
         self._gave_up = asyncio.Event()  # set when wait_connected must fail (see options)
         self._storage = TrackingStorage()
         will_message = None
@@ -416,6 +417,10 @@ class MqttSession:
                 if e.permanent or 0 < o.connect_attempts <= failures:
                     self._gave_up.set()
                 level = logging.WARNING if failures == 1 else logging.INFO
+                if e.permanent:
+                    level = logging.ERROR if self.fatal.failed(e) else logging.DEBUG
+                else:
+                    self.fatal.end()
                 if o.connect_attempts and not self._ever_connected:
                     level = logging.DEBUG  # the caller gets the error from wait_connected
                 _log.log(level, "%s", e)
@@ -424,6 +429,7 @@ class MqttSession:
                 continue
             failures = 0
             self._failure = None
+            self.fatal.end()
             self._gave_up.clear()
             up_since = time.monotonic()
             await self._lost.wait()

@@ -75,3 +75,32 @@ async def watch_for_stalls(
             on_stall(*measured)
             abort_connection(client)
         await asyncio.sleep(min(1.0, keepalive / 4))
+
+
+#: A permanent connection failure that goes on is logged again at ERROR, at most this often.
+FATAL_LOG_EVERY_S = 60.0
+
+
+class FatalEpisode:
+    """A run of connection attempts failing for a reason retrying cannot fix (an untrusted
+    broker certificate, refused credentials): when it began and why, for readiness and for
+    ``run --exit-on-fatal``; it ends with any other outcome of an attempt."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self.since: float | None = None  # time.monotonic() of the first failure
+        self._logged_at: float | None = None
+
+    def failed(self, error: Exception) -> bool:
+        """Record a permanent failure; whether to log it now (once a minute at most)."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        self.error = error
+        if self._logged_at is None or now - self._logged_at >= FATAL_LOG_EVERY_S:
+            self._logged_at = now
+            return True
+        return False
+
+    def end(self) -> None:
+        self.error = self.since = self._logged_at = None
