@@ -15,6 +15,8 @@ Why a wrapper around gmqtt, in a few measured facts (gmqtt 0.8.0, Mosquitto 2.0.
   again after every reconnect. Topics it would refuse are therefore refused here, before they
   reach the spool; and a connection dropped again and again soon after connecting reconnects
   with growing back-off instead of five times a second.
+* gmqtt takes 2 x keep-alive plus 30 s to report a stalled connection: :mod:`.mqtt_reconnect`
+  drops it after 2 x keep-alive.
 * gmqtt ignores the reason code of a PUBACK (0x87 Not authorized looks like success),
   ``Client.publish`` does not return the packet id, the DISCONNECT it reports on a lost
   connection carries no exception, and its own reconnect (even when switched off) logs "max
@@ -56,16 +58,13 @@ from opcua_mqtt.adapters.mqtt_config import (
     describe_tls_files,
 )
 from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
+from opcua_mqtt.adapters.mqtt_reconnect import STABLE_S, Backoff, FatalEpisode, watch_for_stalls
 from opcua_mqtt.core.topics import string_problem, topic_problem
+from opcua_mqtt.core.topics import topic_matches as topic_matches
 
 _log = logging.getLogger(__name__)
 
 NO_RECONNECT = -2  # gmqtt: any negative value but -1 disables its reconnect logic
-MIN_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
-#: A connection that stayed up this long resets the back-off; one lost sooner (a broker that
-#: drops every new connection, another client with the same client id) keeps doubling it.
-STABLE_S = MAX_BACKOFF_S
 #: How often the latest retained state of a topic the broker refuses is offered again: a
 #: refused metadata or status message must reach the broker once its ACL allows it, and
 #: only an accepted publish ends a refusal episode.
@@ -160,7 +159,9 @@ class MqttSession:
         self._ever_connected = False
         self._connack_seen = False  # in the current connection attempt
         self._disconnect_reason: int | None = None  # of the broker's DISCONNECT, if it sent one
+        self._stalled: str | None = None  # why the watchdog dropped the current connection
         self._failure: MqttError | None = None  # why the last connection attempt failed
+        self.fatal = FatalEpisode()  # attempts failing for good, one after the other
         self._gave_up = asyncio.Event()  # set when wait_connected must fail (see options)
         self._storage = TrackingStorage()
         will_message = None
@@ -206,6 +207,8 @@ class MqttSession:
         self._tasks.append(asyncio.create_task(self._connection_loop(), name="mqtt-connection"))
         self._tasks.append(asyncio.create_task(self._sender_loop(), name="mqtt-sender"))
         self._tasks.append(asyncio.create_task(self._refusal_retry_loop(), name="mqtt-retry"))
+        watchdog = watch_for_stalls(self._client, self._connected.is_set, self._note_stall)
+        self._tasks.append(asyncio.create_task(watchdog, name="mqtt-watchdog"))
         if wait:
             try:
                 await self.wait_connected(self.options.connect_timeout_s)
@@ -402,7 +405,7 @@ class MqttSession:
     # ---------------------------------------------------------------------------- connection
 
     async def _connection_loop(self) -> None:
-        backoff = MIN_BACKOFF_S
+        backoff = Backoff(self.options.reconnect_max_s)
         failures = 0
         o = self.options
         while not self._closing:
@@ -414,15 +417,19 @@ class MqttSession:
                 if e.permanent or 0 < o.connect_attempts <= failures:
                     self._gave_up.set()
                 level = logging.WARNING if failures == 1 else logging.INFO
+                if e.permanent:
+                    level = logging.ERROR if self.fatal.failed(e) else logging.DEBUG
+                else:
+                    self.fatal.end()
                 if o.connect_attempts and not self._ever_connected:
                     level = logging.DEBUG  # the caller gets the error from wait_connected
                 _log.log(level, "%s", e)
                 await self._quiet_disconnect()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(backoff.next_delay())
                 continue
             failures = 0
             self._failure = None
+            self.fatal.end()
             self._gave_up.clear()
             up_since = time.monotonic()
             await self._lost.wait()
@@ -437,9 +444,8 @@ class MqttSession:
             )
             await self._quiet_disconnect()
             if time.monotonic() - up_since >= STABLE_S:
-                backoff = MIN_BACKOFF_S
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
 
     async def _connect_once(self) -> None:
         """Connect, or raise MqttError saying why not.
@@ -455,6 +461,7 @@ class MqttSession:
         self._lost.clear()
         self._connack_seen = False
         self._disconnect_reason = None
+        self._stalled = None
         try:
             ssl_context = o.tls.context()
         except (OSError, ValueError) as e:
@@ -505,6 +512,8 @@ class MqttSession:
         """Why the connection was lost, for the log line: the reason code of the broker's
         DISCONNECT by name (MQTT 5), else the transport's error, else the likely cause of a
         silent close (Mosquitto before 2.0.15 closes a taken-over session without 0x8E)."""
+        if self._stalled is not None:
+            return f" ({self._stalled})"
         code = self._disconnect_reason
         same_id = f"the same client id {self.options.client_id!r}"
         if code == 0x8E:
@@ -520,6 +529,12 @@ class MqttSession:
         return (
             " (the broker closed it without a reason; if this repeats, another client probably "
             f"connects with {same_id})"
+        )
+
+    def _note_stall(self, silence: float, keepalive: float) -> None:
+        self._stalled = (
+            f"stalled: nothing from the broker for {silence:.1f} s, twice the keep-alive of "
+            f"{keepalive:g} s, so the connection was dropped"
         )
 
     async def _quiet_disconnect(self) -> None:
@@ -565,22 +580,6 @@ class MqttSession:
             self._connected.clear()
         if self._on_connection_change is not None:
             self._on_connection_change(up)
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic filter matching (MQTT 5 §4.7): ``+`` one level, ``#`` the rest."""
-    f_levels = topic_filter.split("/")
-    t_levels = topic.split("/")
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return not (i == 0 and topic.startswith("$"))
-        if i >= len(t_levels):
-            return False
-        if f != "+" and f != t_levels[i]:
-            return False
-        if f == "+" and i == 0 and topic.startswith("$"):
-            return False
-    return len(f_levels) == len(t_levels)
 
 
 def _check_sendable(msg: Outgoing) -> None:

@@ -54,7 +54,11 @@ class MqttOptions:
     tls: TlsOptions = field(default_factory=TlsOptions)
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    keepalive_s: int = 30
+    #: MQTT keep-alive; nothing heard from the broker for twice this long is a stalled
+    #: connection, dropped and replaced (see :mod:`.mqtt_reconnect`).
+    keepalive_s: int = 15
+    #: Cap of the jittered exponential back-off between reconnect attempts.
+    reconnect_max_s: float = 10.0
     connect_timeout_s: float = 10.0
     session_expiry_s: int = 3600
     max_inflight: int = 64

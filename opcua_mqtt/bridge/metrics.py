@@ -203,6 +203,16 @@ def _opcua_up(bridge: Bridge) -> bool:
     return bridge.stats.opcua_state == "connected"
 
 
+def _mqtt_state(bridge: Bridge) -> str:
+    """The MQTT side in a few words; a connection failing for good says why."""
+    mqtt = bridge.mqtt
+    if mqtt.delivery.refusals:
+        return "refusing publishes"
+    if mqtt.stats.connected:
+        return "connected"
+    return str(mqtt.fatal.error) if mqtt.fatal.error is not None else "disconnected"
+
+
 def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
     """Whether the bridge does its job now, and a small report saying what is down."""
     opcua = _opcua_up(bridge)
@@ -225,7 +235,7 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
         "ready": not down,
         "down": down,
         "opcua": bridge.stats.opcua_state,
-        "mqtt": "refusing publishes" if refusals else "connected" if connected else "disconnected",
+        "mqtt": _mqtt_state(bridge),
         "subscriptions": subscribed,
         "fields": fields.as_json(),
     }

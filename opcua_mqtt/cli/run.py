@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,15 @@ _log = logging.getLogger("opcua_mqtt.run")
     help="Serve /metrics, /healthz and /readyz on this port (overrides metrics.port; the "
     "host is metrics.host, by default 127.0.0.1).",
 )
-def run(config: Path, metrics_port: int | None) -> None:
+@click.option(
+    "--exit-on-fatal",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Exit with code 3 once the MQTT connection has failed for this long for a reason "
+    "retrying cannot fix (broker certificate not trusted, credentials or client certificate "
+    "refused), so a supervisor sees it. Without it the bridge keeps trying.",
+)
+def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> None:
     """Run the bridge described by CONFIG until stopped (Ctrl-C, SIGTERM).
 
     Subscribes to the configured OPC UA nodes and publishes OPC UA PubSub JSON (Part 14) over
@@ -50,7 +59,8 @@ def run(config: Path, metrics_port: int | None) -> None:
       OPCUA_PASSWORD=... opcua-mqtt --log-format json run /etc/opcua-mqtt/bridge.yaml
     \b
     Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
-    2 a configured file is missing or unusable, or the metrics port cannot be bound.
+    2 a configured file is missing or unusable, or the metrics port cannot be bound,
+    3 the MQTT connection failed for good for --exit-on-fatal SECONDS.
     """
     result = check_config(config.read_text(encoding="utf-8"), str(config))
     for issue in result.issues:
@@ -67,12 +77,13 @@ def run(config: Path, metrics_port: int | None) -> None:
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
     with non_blocking():  # a stalled stderr reader must not freeze the bridge
-        code = asyncio.run(_run(bridge, metrics))
+        code = asyncio.run(_run(bridge, metrics, exit_on_fatal))
     raise SystemExit(code)
 
 
-async def _run(bridge: Bridge, metrics: MetricsConfig | None) -> int:
+async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: float | None) -> int:
     stop = asyncio.Event()
+    fatal: list[str] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _stopper(stop, sig))
@@ -88,8 +99,25 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None) -> int:
                 )
                 return 2
         _log.info("bridge %s starting", bridge.plan.publisher_id)
+        if exit_on_fatal is not None:
+            watch = asyncio.create_task(_watch_fatal(bridge, exit_on_fatal, stop, fatal))
+            stack.callback(watch.cancel)
         await bridge.run(stop)
+    if fatal:
+        click.echo(f"error: {fatal[0]}", err=True)
+        return 3
     return 0
+
+
+async def _watch_fatal(bridge: Bridge, limit: float, stop: asyncio.Event, out: list[str]) -> None:
+    """Stop the bridge once its MQTT connection has failed for good for ``limit`` seconds."""
+    episode = bridge.mqtt.fatal
+    while True:
+        await asyncio.sleep(min(1.0, limit / 4))
+        if episode.since is not None and time.monotonic() - episode.since >= limit:
+            out.append(f"{episode.error} (for {limit:g} s; exiting, --exit-on-fatal)")
+            stop.set()
+            return
 
 
 def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:

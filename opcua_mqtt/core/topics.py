@@ -245,6 +245,22 @@ def topic_problem(topic: str, *, wildcards: bool = False) -> str | None:
 # --- prefix and encoding validation ------------------------------------------------------------
 
 
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic filter matching (MQTT 5 §4.7): ``+`` one level, ``#`` the rest."""
+    f_levels = topic_filter.split("/")
+    t_levels = topic.split("/")
+    for i, f in enumerate(f_levels):
+        if f == "#":
+            return not (i == 0 and topic.startswith("$"))
+        if i >= len(t_levels):
+            return False
+        if f != "+" and f != t_levels[i]:
+            return False
+        if f == "+" and i == 0 and topic.startswith("$"):
+            return False
+    return len(f_levels) == len(t_levels)
+
+
 def _check_prefix(prefix: str) -> None:
     """Reject prefixes that would make the tree unsubscribable or ambiguous."""
     if not prefix:

@@ -4,12 +4,14 @@ one-shot commands against refusals and connection problems they cannot get past.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.bridge import EXE, BridgeProcess, BridgeProcesses, simulation_config
 from harness.mosquitto import MosquittoBroker
@@ -169,3 +171,27 @@ def test_one_shot_commands_fail_with_one_line_and_exit_3(
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: MQTT connect to "), line
     assert expected in line
+
+
+async def test_a_broker_certificate_run_does_not_trust_is_an_error_in_readyz_and_exits_3(
+    tmp_path: Path,
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    config = simulation_config(tmp_path, small_opcua_server, mosquitto_tls)
+    doc = yaml.safe_load(config.read_text())
+    doc["mqtt"]["tls"]["ca"] = str(mosquitto_tls.rogue_ca_cert)  # not the broker's issuer
+    config.write_text(yaml.safe_dump(doc))
+    port = free_port()
+    bridge = bridges.start(config, "--metrics-port", str(port), "--exit-on-fatal", "4")
+    report = await _readyz(port, 503, timeout=20)
+    assert "mqtt" in report["down"]
+    assert "certificate is not trusted" in report["mqtt"], report
+    code = await asyncio.to_thread(bridge.wait, 60)  # a guard against a hang, not a figure
+    assert code == 3
+    errors = [r["message"] for r in bridge.records() if r["level"] == "error"]
+    # several attempts failed within the minute: one ERROR line (rate-limited), naming the cause
+    assert len(errors) == 1 and "certificate is not trusted" in errors[0], errors
+    said = [line for line in bridge.text().split("\n") if line.startswith("error: ")]
+    assert len(said) == 1 and "--exit-on-fatal" in said[0], said

@@ -143,6 +143,8 @@ class MqttConfig:
     password_env: str | None = None
     tls: TlsConfig = field(default_factory=TlsConfig)
     topic_prefix: str = "opcua"
+    keep_alive_s: int = 15
+    reconnect_max_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

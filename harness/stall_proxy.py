@@ -1,0 +1,80 @@
+"""A TCP proxy on loopback that can stop carrying traffic without closing anything: a stalled
+network path (a half-open connection, a firewall that forgot it) between a client and a broker.
+
+While stalled, whatever either side sends is read and thrown away, so neither side sees an
+error, a close or back-pressure; only the silence tells. Connections made while stalled are
+accepted and swallowed the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Self
+
+from harness.processes import free_port
+
+
+class StallProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.connections = 0  # accepted so far
+        self._forwarding = True
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def stall(self) -> None:
+        self._forwarding = False
+
+    def resume(self) -> None:
+        self._forwarding = True
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+                self._tasks.discard(task)
+            for w in (writer, up_writer):
+                w.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copy until EOF or an error; while stalled, drop what arrives."""
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if self._forwarding:
+                    writer.write(data)
+                    await writer.drain()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
