@@ -3,7 +3,7 @@ server and a real Mosquitto over TLS: a live bridge republishes its ua-status (c
 Operational, Part 14 §7.2.4.6.7 and §7.2.5.5.5) and ua-connection every period, each with an
 MQTT 5 Message Expiry; it reports Error while its OPC UA server is away (Part 14 §6.2.1); and
 the retained status of a bridge killed while the broker was down expires after the broker's
-restart instead of claiming Operational."""
+restart instead of claiming Operational, as does the last will of one killed while it was up."""
 
 from __future__ import annotations
 
@@ -200,3 +200,34 @@ async def test_status_of_a_bridge_killed_while_the_broker_is_down_expires(
     gone = _status(broker, "--wait", "0.5", "--publisher", PUBLISHER, "--require-operational")
     assert gone.returncode == 4, gone.stderr
     assert f"no bridge found: {PUBLISHER}" in gone.stderr
+
+
+@pytest.mark.slow
+async def test_the_last_will_expires_too(
+    tmp_path: Path,
+    small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    """A bridge killed while the broker is up: the broker publishes its last will (Error, not
+    cyclic) with the same Message Expiry, so the Error does not outlive it either."""
+    async with MqttProbe() as probe:
+        await probe.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
+        await probe.subscribe(f"opcua/json/status/{PUBLISHER}")
+        bridge = bridges.start(_config(tmp_path, small_opcua_server, mosquitto_tls, interval_s=1))
+        await _collect(probe, "status", lambda m: len(_cyclic_operational(m)) >= 1)
+        bridge.send_signal(signal.SIGKILL)
+        bridge.wait(10)
+        statuses = await _collect(
+            probe, "status", lambda m: _decoded(m)[-1].status == ua.PubSubState.Error
+        )
+        will = _decoded(statuses)[-1]
+        assert will.is_cyclic is False and will.next_report_time is None
+        assert 0 < _expiry(statuses[-1]) <= 2
+    for _ in range(60):
+        seen = await asyncio.to_thread(_bridges_json, mosquitto_tls)
+        if PUBLISHER not in seen:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        pytest.fail(f"the last will never expired: {seen}")
