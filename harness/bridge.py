@@ -49,10 +49,12 @@ def write_config(
     opcua: Mapping[str, Any] | None = None,
     write_back: Mapping[str, Any] | None = None,
     mqtt_client: tuple[Path, Path] | None = None,
+    status_interval_s: float | None = None,
 ) -> Path:
     """A bridge configuration with one writer group and one writer holding ``fields``, the
-    ``write_back`` section if given, and ``mqtt_client`` (certificate, key) as the bridge's
-    MQTT client certificate for a broker that requires one."""
+    ``write_back`` section if given, ``mqtt_client`` (certificate, key) as the bridge's
+    MQTT client certificate for a broker that requires one, and ``status_interval_s`` as the
+    period of its ua-status refresh if given."""
     tls: dict[str, Any] = {"ca": str(broker.ca_cert)}
     if mqtt_client is not None:
         tls |= {"certificate": str(mqtt_client[0]), "private_key": str(mqtt_client[1])}
@@ -80,6 +82,8 @@ def write_config(
     }
     if write_back is not None:
         doc["write_back"] = dict(write_back)
+    if status_interval_s is not None:
+        doc["status"] = {"interval_s": status_interval_s}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 

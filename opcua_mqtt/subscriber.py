@@ -46,6 +46,7 @@ from opcua_mqtt.core.messages.metadata import (
     MetaDataMessage,
     StatusMessage,
     metadata_field_types,
+    status_overdue,
 )
 from opcua_mqtt.core.signing import SIGNATURE_MEMBER, TrustStore, verify_message
 from opcua_mqtt.core.topics import TopicInfo, TopicTree
@@ -148,7 +149,8 @@ class Subscriber:
     """Subscribe to the Part 14 topic tree and yield :class:`ReceivedDataSet` objects.
 
     ``topic_filter`` defaults to everything under the tree's prefix. Status and connection
-    messages are kept in :attr:`statuses` / :attr:`connections`, keyed by PublisherId.
+    messages are kept in :attr:`statuses` / :attr:`connections`, keyed by PublisherId;
+    :meth:`publisher_state` tells a current status from a stale one.
     ``metadata_wait_s`` is how long a DataSet waits for its metadata (0: not at all), at most
     ``metadata_hold`` per writer; when more arrive, the oldest held is released as ``missing``.
 
@@ -222,6 +224,17 @@ class Subscriber:
 
     def metadata(self) -> Mapping[tuple[str | None, int], _KnownMetaData]:
         return self._metadata
+
+    def publisher_state(
+        self, publisher_id: str, now: datetime | None = None
+    ) -> ua.PubSubState | None:
+        """The publisher's last reported PubSubState, or None when it is unknown: never
+        reported, expired at the broker, or a cyclic status that missed its NextReportTime
+        (Part 14 §7.2.4.6.7) - the publisher may have died without its last will."""
+        s = self.statuses.get(publisher_id)
+        if s is None or status_overdue(s, now or datetime.now(UTC)):
+            return None
+        return s.status
 
     # ------------------------------------------------------------------ message handling
 

@@ -167,7 +167,9 @@ class MqttSession:
         will_message = None
         if will is not None:
             _check_sendable(will)
-            will_message = gmqtt.Message(will.topic, will.payload, qos=will.qos, retain=will.retain)
+            will_message = gmqtt.Message(
+                will.topic, will.payload, qos=will.qos, retain=will.retain, **will.properties
+            )
         props: dict[str, Any] = {}
         if options.protocol == "5":
             props["session_expiry_interval"] = options.session_expiry_s

@@ -116,6 +116,7 @@ def plan_from_config(config: Config) -> BridgePlan:
         publisher_id=config.publisher_id,
         topics=TopicTree(prefix=config.mqtt.topic_prefix),
         groups=tuple(_group_plan(g) for g in config.writer_groups),
+        status_interval_s=config.status.interval_s,
     )
 
 

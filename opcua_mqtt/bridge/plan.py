@@ -57,6 +57,8 @@ class BridgePlan:
     # need not notify a monitored item when its node is deleted (asyncua's does not); without
     # this check such a field would fall silent instead of turning Bad.
     node_check_interval_s: float = 60.0
+    # How often the retained ua-status and ua-connection are republished (config `status`).
+    status_interval_s: float = 60.0
 
 
 @dataclass

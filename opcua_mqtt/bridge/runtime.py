@@ -8,8 +8,14 @@ Order on the wire per writer: its signed ua-metadata (retained) before its first
 and again before the first data message of every new ConfigurationVersion. ua-status (retained)
 follows the fields (bridge/field_health.py): Error while the server refuses any field,
 PreOperational while a field has had no value yet, Operational only when every field has
-delivered; the MQTT last will turns it into Error if the process dies, a clean stop publishes
-Disabled.
+delivered, and Error while the OPC UA server is away (its values are not current; Part 14
+§6.2.1: Error until the cause is gone, then PreOperational until the fields deliver again).
+The MQTT last will turns it into Error if the process dies, a clean stop publishes Disabled.
+ua-status and ua-connection are republished every ``status_interval_s`` and on every MQTT
+reconnect, each with an MQTT 5 Message Expiry of two periods, an Operational ua-status as a
+cyclic one (Part 14 §7.2.4.6.7: IsCyclic only while Operational, with Timestamp and
+NextReportTime), so the retained state of a bridge that died unseen (the broker away, no last
+will) expires instead of claiming Operational forever.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from opcua_mqtt.core.messages.metadata import (
     encode_connection_message,
     encode_metadata_message,
     encode_status_message,
+    status_expiry_s,
 )
 from opcua_mqtt.core.messages.settings import DataSetMessageType, JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField, build_metadata
@@ -106,8 +113,14 @@ class Bridge:
         self._state: ua.PubSubState | None = None  # the ua-status last published
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
-        will = Outgoing(self._status_topic, self._status(ua.PubSubState.Error), qos=1, retain=True)
-        self.mqtt = MqttSession(mqtt, will=will, on_refusal_change=self._on_mqtt_refusal)
+        self._expiry = {"message_expiry_interval": status_expiry_s(plan.status_interval_s)}
+        self._mqtt_connects = 0
+        self.mqtt = MqttSession(
+            mqtt,
+            will=self._status(ua.PubSubState.Error),
+            on_connection_change=self._on_mqtt_connection,
+            on_refusal_change=self._on_mqtt_refusal,
+        )
         self._state = ua.PubSubState.PreOperational  # the last state the bridge decided on
         self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
         self.write_back: WriteBack | None = None
@@ -141,6 +154,7 @@ class Bridge:
         await self.mqtt.start()
         self._publish_state(ua.PubSubState.PreOperational)
         self._publish_connection()
+        refresh = asyncio.create_task(self._refresh_status(), name="status-refresh")
         try:
             while not stop.is_set():
                 try:
@@ -151,13 +165,14 @@ class Bridge:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 5)
         finally:
+            refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh
             self.model_watch.cancel()
             self._state = ua.PubSubState.Disabled  # a refusal ending while draining: no status
             if self.write_back is not None:
                 self.write_back.close()
-            await self.mqtt.stop(
-                [Outgoing(self._status_topic, self._status(ua.PubSubState.Disabled), 1, True)]
-            )
+            await self.mqtt.stop([self._status(ua.PubSubState.Disabled)])
             _log.info("bridge stopped")
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
@@ -423,15 +438,46 @@ class Bridge:
         writer.version_published = (version.major, version.minor)
         self.stats.metadata_published += 1
 
-    def _status(self, state: ua.PubSubState) -> bytes:
-        return dumps(encode_status_message(StatusMessage(self.plan.publisher_id, state)))
+    def _status(self, state: ua.PubSubState) -> Outgoing:
+        """The retained ua-status for ``state``, expiring unless refreshed. Cyclic only while
+        Operational (Part 14 §7.2.4.6.7), then with Timestamp and NextReportTime (required
+        when cyclic, §7.2.5.5.5); the last will is never Operational, so never cyclic."""
+        msg = StatusMessage(self.plan.publisher_id, state)
+        if state == ua.PubSubState.Operational:
+            msg.is_cyclic = True
+            msg.timestamp = self._clock()
+            msg.next_report_time = msg.timestamp + timedelta(seconds=self.plan.status_interval_s)
+        payload = dumps(encode_status_message(msg))
+        return Outgoing(self._status_topic, payload, 1, True, dict(self._expiry))
 
     def _publish_state(self, state: ua.PubSubState) -> None:
         self._state = state
+        self._send_state()
+        _log.info("publisher state %s", state.name)
+
+    def _send_state(self) -> None:
+        """(Re)publish the decided state, freshly stamped."""
+        state = self._state or ua.PubSubState.PreOperational
         if self.mqtt.delivery.refusing and state == ua.PubSubState.Operational:
             state = ua.PubSubState.Error  # not operational while the broker refuses data
-        self.mqtt.publish(Outgoing(self._status_topic, self._status(state), qos=1, retain=True))
-        _log.info("publisher state %s", state.name)
+        self.mqtt.publish(self._status(state))
+
+    async def _refresh_status(self) -> None:
+        """Republish ua-status and ua-connection every period, so they never expire while
+        the bridge lives and a cyclic status keeps its NextReportTime."""
+        while True:
+            await asyncio.sleep(self.plan.status_interval_s)
+            self._send_state()
+            self._publish_connection()
+
+    def _on_mqtt_connection(self, up: bool) -> None:
+        """After a reconnect, stamp the status afresh: the one spooled or retained from
+        before the outage has an old NextReportTime and a shortened life."""
+        if up:
+            self._mqtt_connects += 1
+            if self._mqtt_connects > 1:
+                self._send_state()
+                self._publish_connection()
 
     def _on_mqtt_refusal(self, _refusing: bool) -> None:
         """The broker started or stopped refusing publishes: an Operational bridge shows Error
@@ -441,11 +487,15 @@ class Bridge:
 
     def _publish_field_state(self) -> None:
         """Publish the ua-status the fields call for, when it differs from the last one:
-        Error while the server refuses a field (it cannot deliver until the configuration or
-        the server changes), PreOperational while a field waits for its first value (or for
-        its first value since the session came back), else Operational."""
-        report = self.fields.report(connected=self.stats.opcua_state == "connected")
-        if report.counts[FieldState.REFUSED]:
+        Error while the OPC UA server is away (Part 14 §6.2.1), Error while it refuses a
+        field (it cannot deliver until the configuration or the server changes),
+        PreOperational while a field waits for its first value (or for its first value since
+        the session came back), else Operational."""
+        connected = self.stats.opcua_state == "connected"
+        report = self.fields.report(connected=connected)
+        if not connected:
+            state = ua.PubSubState.Error  # the server is away: no value is current
+        elif report.counts[FieldState.REFUSED]:
             state = ua.PubSubState.Error
         elif report.counts[FieldState.WAITING]:
             state = ua.PubSubState.PreOperational
@@ -476,7 +526,7 @@ class Bridge:
             ConnectionMessage(plan.publisher_id, connection, self._clock())
         )
         topic = plan.topics.connection(plan.publisher_id)
-        self.mqtt.publish(Outgoing(topic, dumps(msg), qos=1, retain=True))
+        self.mqtt.publish(Outgoing(topic, dumps(msg), 1, True, dict(self._expiry)))
 
     def _on_opcua_state(self, state: str) -> None:
         if state == self.stats.opcua_state:
@@ -497,3 +547,5 @@ class Bridge:
             for writer in self._writers.values():
                 for f in writer.fields:
                     writer.state.update(f.spec.name, lost)
+        if state in ("reconnecting", "connected") and self.ready.is_set():
+            self._publish_field_state()  # Error while away, PreOperational once back

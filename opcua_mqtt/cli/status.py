@@ -19,7 +19,7 @@ from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_o
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.identity import topic_disagreement
 from opcua_mqtt.core.messages.decode import decode_message
-from opcua_mqtt.core.messages.metadata import ConnectionMessage, StatusMessage
+from opcua_mqtt.core.messages.metadata import ConnectionMessage, StatusMessage, status_overdue
 from opcua_mqtt.core.topics import MessageType, TopicTree
 
 #: Exit codes, also listed in the command's help.
@@ -38,8 +38,7 @@ class BridgeReport:
     def overdue(self, now: datetime) -> bool:
         """A cyclic status promises the next one by NextReportTime; past it, the retained
         state is stale (the publisher may be gone without a last will)."""
-        s = self.status
-        return bool(s and s.is_cyclic and s.next_report_time and s.next_report_time < now)
+        return self.status is not None and status_overdue(self.status, now)
 
     def operational(self, now: datetime) -> bool:
         """Operational, current, and nothing suspicious (a health check must not pass on a

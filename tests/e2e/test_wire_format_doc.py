@@ -54,6 +54,7 @@ VARYING = frozenset(
     {
         "MessageId",
         "Timestamp",
+        "NextReportTime",
         "SequenceNumber",
         "MajorVersion",
         "MinorVersion",

@@ -33,6 +33,7 @@ from opcua_mqtt.core.config.model import (
     MqttConfig,
     OpcUaConfig,
     PublishingDefaults,
+    StatusConfig,
     TlsConfig,
     WriteBackConfig,
     derive_field_id,
@@ -163,6 +164,7 @@ def test_python_defaults_are_the_schema_defaults() -> None:
     same(props["mqtt"]["properties"]["tls"]["properties"], TlsConfig())
     same(props["metadata_signing"]["properties"], MetadataSigningConfig())
     same(props["write_back"]["properties"], WriteBackConfig())
+    same(props["status"]["properties"], StatusConfig())
     assert props["write_back"]["properties"]["enabled"]["default"] is False
     tls = props["mqtt"]["properties"]["tls"]["properties"]
     assert tls["enabled"]["default"] is True and tls["verify"]["default"] is True

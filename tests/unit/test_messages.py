@@ -15,7 +15,7 @@ import copy
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -37,6 +37,8 @@ from opcua_mqtt.core.messages.metadata import (
     encode_metadata_message,
     encode_status_message,
     metadata_field_types,
+    status_expiry_s,
+    status_overdue,
 )
 from opcua_mqtt.core.messages.settings import (
     DataSetFieldContentMask,
@@ -816,6 +818,23 @@ def test_status_message_not_cyclic_exact() -> None:
     )
     assert_valid("ua-status", value)
     assert decode_message(dumps(value)) == msg
+
+
+def test_a_cyclic_status_is_overdue_half_a_period_after_its_next_report_time() -> None:
+    """§7.2.4.6.7: a cyclic publisher promises its next report by NextReportTime; one that
+    misses it by more than half a period may be gone. A non-cyclic status never is overdue."""
+    period = timedelta(seconds=10)
+    msg = StatusMessage(PUBLISHER, ua.PubSubState.Operational, True, T0, T0 + period)
+    assert not status_overdue(msg, T0 + period)
+    assert not status_overdue(msg, T0 + period * 1.5)
+    assert status_overdue(msg, T0 + period * 1.5 + timedelta(microseconds=1))
+    error = StatusMessage(PUBLISHER, ua.PubSubState.Error)
+    assert not status_overdue(error, T0 + timedelta(days=365))
+
+
+def test_status_expiry_outlives_one_late_refresh() -> None:
+    """MQTT Message Expiry in whole seconds: two periods, rounded up."""
+    assert [status_expiry_s(s) for s in (1, 1.2, 60)] == [2, 3, 120]
 
 
 def test_connection_message_exact() -> None:

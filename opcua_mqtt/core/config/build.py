@@ -18,6 +18,7 @@ from opcua_mqtt.core.config.model import (
     OpcUaConfig,
     PermissionConfig,
     PublishingDefaults,
+    StatusConfig,
     TlsConfig,
     WritableNode,
     WriteBackConfig,
@@ -105,6 +106,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
             encoding=resolver.get("encoding", [])[0],
             field_content=tuple(resolver.get("field_content", [])[0]),
         ),
+        status=_fill(StatusConfig, data.get("status") or {}),
         writer_groups=tuple(groups),
         write_back=WriteBackConfig(
             enabled=bool(wb.get("enabled", False)),
@@ -151,7 +153,7 @@ _GROUP_OPTIONS: Final = (
 _WRITER_OPTIONS: Final = _GROUP_OPTIONS[2:]
 _FIELD_OPTIONS: Final = _GROUP_OPTIONS[6:]
 _FLOAT_OPTIONS: Final = frozenset(
-    {"publishing_interval_ms", "sampling_interval_ms", "keep_alive_ms", "timeout_s"}
+    {"publishing_interval_ms", "sampling_interval_ms", "keep_alive_ms", "timeout_s", "interval_s"}
 )
 
 

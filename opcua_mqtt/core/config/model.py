@@ -316,6 +316,14 @@ class PermissionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusConfig:
+    """The ``status`` section: how often the retained ua-status and ua-connection are
+    refreshed, so that a bridge that died unseen lets them expire (docs/operations.md)."""
+
+    interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """The metrics and health endpoint; a Config without one serves nothing."""
 
@@ -334,6 +342,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     metadata_signing: MetadataSigningConfig = field(default_factory=MetadataSigningConfig)
     defaults: PublishingDefaults = field(default_factory=PublishingDefaults)
+    status: StatusConfig = field(default_factory=StatusConfig)
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
     metrics: MetricsConfig | None = None
     version: int = 1
@@ -358,6 +367,7 @@ class Config:
             "mqtt": _section(self.mqtt),
             "metadata_signing": _section(self.metadata_signing),
             "defaults": _section(self.defaults),
+            "status": _section(self.status),
             "writer_groups": [g.to_json() for g in self.writer_groups],
             "write_back": _write_back_json(self.write_back),
         }

@@ -4,6 +4,7 @@ about itself rather than its data."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -97,6 +98,22 @@ def encode_status_message(msg: StatusMessage) -> dict[str, Any]:
             required_value(msg.next_report_time, "NextReportTime")
         )
     return out
+
+
+def status_overdue(msg: StatusMessage, now: datetime) -> bool:
+    """Whether a cyclic ua-status missed its NextReportTime (Part 14 §7.2.4.6.7: a cyclic
+    publisher promises its next report by then) by more than half a period: the publisher may
+    be gone without a last will, so its state is unknown. A non-cyclic status never is."""
+    if not msg.is_cyclic or msg.next_report_time is None:
+        return False
+    period = msg.next_report_time - (msg.timestamp or msg.next_report_time)
+    return now > msg.next_report_time + period / 2
+
+
+def status_expiry_s(interval_s: float) -> int:
+    """MQTT 5 Message Expiry of the retained ua-status and ua-connection: two periods, so a
+    refresh that is merely late keeps them, and a bridge that died unseen lets them go."""
+    return math.ceil(2 * interval_s)
 
 
 def encode_connection_message(
