@@ -35,7 +35,7 @@ from typing import Any
 
 from asyncua import ua
 
-from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, topic_matches
+from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.identity import SignerBinding, SignerMap, check_signer, topic_disagreement
 from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage
@@ -49,7 +49,7 @@ from opcua_mqtt.core.messages.metadata import (
     status_overdue,
 )
 from opcua_mqtt.core.signing import SIGNATURE_MEMBER, TrustStore, verify_message
-from opcua_mqtt.core.topics import TopicInfo, TopicTree
+from opcua_mqtt.core.topics import TopicInfo, TopicTree, topic_matches
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE, NamespaceTable
 

@@ -59,8 +59,7 @@ from opcua_mqtt.adapters.mqtt_config import (
 )
 from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
 from opcua_mqtt.adapters.mqtt_reconnect import STABLE_S, Backoff, FatalEpisode, watch_for_stalls
-from opcua_mqtt.core.topics import string_problem, topic_problem
-from opcua_mqtt.core.topics import topic_matches as topic_matches
+from opcua_mqtt.core.topics import string_problem, topic_matches, topic_problem
 
 _log = logging.getLogger(__name__)
 
