@@ -52,17 +52,17 @@ from bench_bridge import cpu_percent, percentile, proc_status_kib, snapshot
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 
-from harness.bridge import EXE, make_certs, write_config  # noqa: E402
+from harness.bridge import EXE, simulated_fields  # noqa: E402
 from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker  # noqa: E402
-from harness.opcua_servers import start_opcua_server  # noqa: E402
+from harness.opcua_servers import OpcUaTestServer, start_opcua_server  # noqa: E402
 from harness.pki import generate_pki  # noqa: E402
 from harness.processes import Process, find_mosquitto, spawn  # noqa: E402
 from harness.write_back import (  # noqa: E402
-    PUBLISHER,
     Requester,
     read_variant,
     serving_requester,
     writable_scalars,
+    write_back_config,
 )
 
 
@@ -130,37 +130,37 @@ def spawn_bridge(config: Path, workdir: Path) -> Process:
     return spawn([EXE, "--log-format", "json", "run", str(config)], workdir, "bridge", REPO_ROOT)
 
 
-async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch], dict[str, Any]]:
+def start_rig(
+    stack: contextlib.ExitStack, workdir: Path, *simulated: str, **limits: Any
+) -> tuple[MosquittoBroker, OpcUaTestServer, str, Path]:
+    """What both write-back benchmarks stand on, stopped by ``stack``: a TLS broker, the asyncua
+    test server (200 variables) and a configuration (not started) whose writer W holds the
+    ``simulated`` variables and the server's writable Double, and accepts writes to the Double
+    within the write-back ``limits``. Returns (broker, server, the Double's NodeId, path)."""
     mosquitto = find_mosquitto()
     if mosquitto is None:
         raise SystemExit(NOT_INSTALLED_MESSAGE)
+    broker = MosquittoBroker(
+        executable=mosquitto,
+        pki=generate_pki(workdir / "pki"),
+        workdir=workdir / "mosquitto",
+        mutual_tls=False,
+    )
+    broker.start()
+    stack.callback(broker.stop)
+    # Blocking on purpose: nothing else runs yet, and a Ctrl-C cannot orphan the server.
+    server = start_opcua_server(workdir / "server", variables=200, timeout=120.0)
+    stack.callback(server.stop)
+    node = writable_scalars(server)["Double"]["nodeid"]
+    double = {"name": "Double", "node_id": node, "builtin_type": "Double"}
+    fields = [*simulated_fields(server, *simulated), double]
+    config = write_back_config(workdir, server.endpoint, broker, fields, ["G/W/Double"], **limits)
+    return broker, server, node, config
+
+
+async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch], dict[str, Any]]:
     with contextlib.ExitStack() as stack:
-        broker = MosquittoBroker(
-            executable=mosquitto,
-            pki=generate_pki(workdir / "pki"),
-            workdir=workdir / "mosquitto",
-            mutual_tls=False,
-        )
-        broker.start()
-        stack.callback(broker.stop)
-        # Blocking on purpose: nothing else runs yet, and a Ctrl-C cannot orphan the server.
-        server = start_opcua_server(workdir / "server", variables=200, timeout=120.0)
-        stack.callback(server.stop)
-        node = writable_scalars(server)["Double"]["nodeid"]
-        config = write_config(
-            workdir / "bridge.yaml",
-            endpoint=server.endpoint,
-            broker=broker,
-            signing_dir=make_certs(workdir / "certs"),
-            fields=[{"name": "Double", "node_id": node, "builtin_type": "Double"}],
-            publisher_id=PUBLISHER,
-            write_back={
-                "enabled": True,
-                "allow": ["G/W/Double"],
-                "rate_per_s": 100_000,
-                "burst": 100_000,
-            },
-        )
+        broker, server, node, config = start_rig(stack, workdir, rate_per_s=100_000, burst=100_000)
         bridge = spawn_bridge(config, workdir)
         stack.callback(bridge.stop)
         async with serving_requester(broker, bridge=bridge) as requester:

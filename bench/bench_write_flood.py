@@ -45,21 +45,15 @@ from typing import Any
 
 import yaml
 from bench_bridge import percentile
-from bench_write_back import spawn_bridge
+from bench_write_back import spawn_bridge, start_rig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 
-from harness.bridge import make_certs, simulated_fields, write_config  # noqa: E402
-from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker  # noqa: E402
-from harness.opcua_servers import start_opcua_server  # noqa: E402
-from harness.pki import generate_pki  # noqa: E402
-from harness.processes import find_mosquitto  # noqa: E402
 from harness.write_back import (  # noqa: E402
     COMMANDS,
     PUBLISHER,
     serving_requester,
-    writable_scalars,
 )
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing, TlsOptions  # noqa: E402
 
@@ -105,32 +99,10 @@ async def flood(host: str, port: int, ca: str, count: int) -> None:
 
 
 async def measure(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    mosquitto = find_mosquitto()
-    if mosquitto is None:
-        raise SystemExit(NOT_INSTALLED_MESSAGE)
     with contextlib.ExitStack() as stack:
-        broker = MosquittoBroker(
-            executable=mosquitto,
-            pki=generate_pki(workdir / "pki"),
-            workdir=workdir / "mosquitto",
-            mutual_tls=False,
-        )
-        broker.start()
-        stack.callback(broker.stop)
-        server = start_opcua_server(workdir / "server", variables=200, timeout=120.0)
-        stack.callback(server.stop)
-        node = writable_scalars(server)["Double"]["nodeid"]
-        config = write_config(
-            workdir / "bridge.yaml",
-            endpoint=server.endpoint,
-            broker=broker,
-            signing_dir=make_certs(workdir / "certs"),
-            fields=[
-                *simulated_fields(server, "Counter"),
-                {"name": "Double", "node_id": node, "builtin_type": "Double"},
-            ],
-            publisher_id=PUBLISHER,
-            write_back={"enabled": True, "allow": ["G/W/Double"]},
+        # The configuration's own write-back limits (20/s, bursts of 40 per requester).
+        broker, _server, _node, config = start_rig(
+            stack, workdir, "Counter", rate_per_s=20, burst=40
         )
         doc = yaml.safe_load(config.read_text())
         doc["defaults"]["publishing_interval_ms"] = INTERVAL_S * 1000
