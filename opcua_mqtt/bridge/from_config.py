@@ -19,6 +19,7 @@ from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages.settings import (
+    DATASET_HEADER_BITS,
     DataSetFieldContentMask,
     DataSetMessageContentMask,
     JsonMessageSettings,
@@ -30,11 +31,11 @@ from opcua_mqtt.core.topics import TopicTree, reply_prefix
 _log = logging.getLogger(__name__)
 
 DM = DataSetMessageContentMask
+FM = DataSetFieldContentMask
 
 #: Room above write_back.max_request_bytes for a command's MQTT header and properties (topic,
 #: Response Topic, Correlation Data, user properties).
 _PACKET_OVERHEAD = 4096
-FM = DataSetFieldContentMask
 
 #: Part 14 FieldEncoding1/FieldEncoding2 bits of each configured encoding.
 _ENCODING_BITS = {
@@ -43,15 +44,6 @@ _ENCODING_BITS = {
     "reversible": DM.FIELD_ENCODING_1,
     "non-reversible": DM(0),
 }
-_HEADER_BITS = (
-    DM.DATASET_WRITER_ID
-    | DM.METADATA_VERSION
-    | DM.SEQUENCE_NUMBER
-    | DM.TIMESTAMP
-    | DM.STATUS
-    | DM.MESSAGE_TYPE
-    | DM.DATASET_WRITER_NAME
-)
 _FIELD_BITS = {
     "status": FM.STATUS_CODE,
     "source_timestamp": FM.SOURCE_TIMESTAMP,
@@ -80,7 +72,7 @@ def message_settings(writer: WriterConfig) -> JsonMessageSettings:
     for item in writer.field_content:
         field_mask |= _FIELD_BITS[item]
     return JsonMessageSettings(
-        dataset_mask=_HEADER_BITS | _ENCODING_BITS[writer.encoding], field_mask=field_mask
+        dataset_mask=DATASET_HEADER_BITS | _ENCODING_BITS[writer.encoding], field_mask=field_mask
     )
 
 

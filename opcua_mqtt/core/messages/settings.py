@@ -69,6 +69,19 @@ _FIELD_ENCODINGS: Final = {
 }
 
 
+#: The DataSetMessage header members the default layout (and the configuration) writes: every
+#: member but the field encoding bits and the 1.05 PublisherId/WriterGroupName/MinorVersion.
+DATASET_HEADER_BITS: Final = (
+    DM.DATASET_WRITER_ID
+    | DM.METADATA_VERSION
+    | DM.SEQUENCE_NUMBER
+    | DM.TIMESTAMP
+    | DM.STATUS
+    | DM.MESSAGE_TYPE
+    | DM.DATASET_WRITER_NAME
+)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class JsonMessageSettings:
     """The three masks of one WriterGroup/DataSetWriter; the defaults are a readable standard
@@ -81,15 +94,7 @@ class JsonMessageSettings:
         | NM.WRITER_GROUP_NAME
     )
     dataset_mask: DataSetMessageContentMask = (
-        DM.DATASET_WRITER_ID
-        | DM.METADATA_VERSION
-        | DM.SEQUENCE_NUMBER
-        | DM.TIMESTAMP
-        | DM.STATUS
-        | DM.MESSAGE_TYPE
-        | DM.DATASET_WRITER_NAME
-        | DM.FIELD_ENCODING_1
-        | DM.FIELD_ENCODING_2
+        DATASET_HEADER_BITS | DM.FIELD_ENCODING_1 | DM.FIELD_ENCODING_2
     )
     field_mask: DataSetFieldContentMask = FM.STATUS_CODE | FM.SOURCE_TIMESTAMP
 
