@@ -10,7 +10,8 @@ Why a wrapper around gmqtt, in a few measured facts (gmqtt 0.8.0, Mosquitto 2.0.
   in-flight window and watches the transport's write buffer.
 * gmqtt keeps unacknowledged QoS 1/2 packets per ``Client`` object and replays them on the next
   ``connect()``; so one ``Client`` lives as long as the publisher, and messages published while
-  the broker is away wait in a bounded spool here (oldest data dropped first, counted and logged).
+  the broker is away wait in a bounded spool here (:mod:`.mqtt_spool`: in memory or on disk,
+  oldest data dropped first, counted and logged).
 * That replay makes a packet the broker refuses a poison: Mosquitto drops the connection, and
   again after every reconnect. Topics it would refuse are therefore refused here, before they
   reach the spool; and a connection dropped again and again soon after connecting reconnects
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import contextlib
 import logging
 import reprlib
@@ -59,6 +59,8 @@ from opcua_mqtt.adapters.mqtt_config import (
 )
 from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
 from opcua_mqtt.adapters.mqtt_reconnect import STABLE_S, Backoff, FatalEpisode, watch_for_stalls
+from opcua_mqtt.adapters.mqtt_spool import Entry, Spool
+from opcua_mqtt.adapters.mqtt_spool import Outgoing as Outgoing
 from opcua_mqtt.core.topics import string_problem, topic_matches, topic_problem
 
 _log = logging.getLogger(__name__)
@@ -68,18 +70,8 @@ NO_RECONNECT = -2  # gmqtt: any negative value but -1 disables its reconnect log
 #: refused metadata or status message must reach the broker once its ACL allows it, and
 #: only an accepted publish ends a refusal episode.
 REFUSED_RETRY_S = 5.0
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = False
-    properties: dict[str, Any] = field(default_factory=dict)
-    # time.monotonic() when the oldest value this message carries reached the process; the
-    # time from there to the send is observed in PublisherStats.latency.
-    origin: float | None = None
+#: How often acknowledged messages are deleted from a disk spool when fewer than a batch are.
+_FLUSH_S = 0.25
 
 
 #: Upper bounds (seconds) of the latency buckets: from a fast writer group's publishing
@@ -144,9 +136,17 @@ class MqttSession:
             on_refusal_change,
             log_level=logging.DEBUG if options.connect_attempts else logging.WARNING,
         )
-        self._spool: collections.deque[Outgoing] = collections.deque()
-        self._spool_bytes = 0
-        self._retained: dict[str, Outgoing] = {}
+        self.spool = Spool(options.spool_messages, options.spool_bytes, options.spool_directory)
+        if self.spool.restored:
+            _log.info(
+                "spool %s holds %d messages (%d bytes) from before: they go out first",
+                options.spool_directory,
+                self.spool.restored,
+                self.spool.bytes,
+            )
+        self._sending: dict[int, Entry] = {}  # packet id -> spooled message in flight
+        self._dropping_since: int | None = None  # stats.dropped when the spool filled up
+        self._retained: dict[str, Entry] = {}
         self._retained_dirty: set[str] = set()
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         self._on_connection_change = on_connection_change
@@ -196,6 +196,9 @@ class MqttSession:
         if len(packet) < 2:
             return
         mid = int.from_bytes(packet[:2], "big")
+        entry = self._sending.pop(mid, None)
+        if entry is not None:
+            self.spool.done(entry)  # accepted or refused: either way never sent again
         msg = self.delivery.acknowledged(mid, packet[2] if len(packet) > 2 else 0)
         if msg is not None:
             self.stats.published += 1
@@ -207,7 +210,7 @@ class MqttSession:
         """Start connecting in the background; with ``wait``, return once connected (or raise)."""
         self._tasks.append(asyncio.create_task(self._connection_loop(), name="mqtt-connection"))
         self._tasks.append(asyncio.create_task(self._sender_loop(), name="mqtt-sender"))
-        self._tasks.append(asyncio.create_task(self._refusal_retry_loop(), name="mqtt-retry"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="mqtt-housekeeping"))
         watchdog = watch_for_stalls(self._client, self._connected.is_set, self._note_stall)
         self._tasks.append(asyncio.create_task(watchdog, name="mqtt-watchdog"))
         if wait:
@@ -239,7 +242,8 @@ class MqttSession:
 
     async def stop(self, final: list[Outgoing] | None = None, *, drain_s: float = 5.0) -> None:
         """Send ``final`` (e.g. a Disabled status), drain what is queued within ``drain_s``,
-        then disconnect cleanly so the broker does not publish the last will."""
+        then disconnect cleanly so the broker does not publish the last will. What could not
+        be sent stays in a disk spool for the next start, or is lost (and said so)."""
         for msg in final or []:
             self.publish(msg)
         if self._connected.is_set():
@@ -256,9 +260,27 @@ class MqttSession:
             with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
                 await self._client.disconnect()
         self._set_connected(False)
+        self._close_spool()
+
+    def _close_spool(self) -> None:
+        waiting = len(self.spool) + len(self._sending)
+        left = self.spool.close()
+        if left:
+            _log.warning(
+                "%d messages wait in the spool %s for the broker: they are sent when the "
+                "bridge starts again with this spool",
+                left,
+                self.options.spool_directory,
+            )
+        elif waiting and self.spool.store is None:
+            _log.warning(
+                "%d messages waiting for the broker are lost: no mqtt.spool.directory keeps "
+                "them across a restart",
+                waiting,
+            )
 
     async def _drained(self) -> None:
-        while self._spool or self._retained_dirty or self._inflight() > 0:
+        while len(self.spool) or self._retained_dirty or self._inflight() > 0:
             await asyncio.sleep(0.02)
 
     # ---------------------------------------------------------------------------- publishing
@@ -267,45 +289,36 @@ class MqttSession:
         """Queue a message. Retained ones replace the previous state of their topic."""
         _check_sendable(msg)
         if msg.retain:
-            self._retained[msg.topic] = msg
-        self._spool.append(msg)
-        self._spool_bytes += len(msg.payload)
-        self._enforce_spool_limit()
+            self._retained[msg.topic] = Entry(0, msg, time.time())
+        dropped = self.spool.append(msg)
         self._wakeup.set()
-
-    def _enforce_spool_limit(self) -> None:
-        o = self.options
-        dropped = 0
-        kept: list[Outgoing] = []
-        while self._spool and (
-            len(self._spool) + len(kept) > o.spool_messages or self._spool_bytes > o.spool_bytes
-        ):
-            old = self._spool.popleft()
-            if old.retain:
-                kept.append(old)  # state, not history: never dropped
-                continue
-            self._spool_bytes -= len(old.payload)
-            dropped += 1
-        self._spool.extendleft(reversed(kept))
         if dropped:
-            if self.stats.dropped == 0 or (self.stats.dropped + dropped) // 1000 > (
-                self.stats.dropped // 1000
-            ):
-                _log.warning(
-                    "MQTT spool full (%d messages, %d bytes): dropped the oldest, %d so far",
-                    len(self._spool),
-                    self._spool_bytes,
-                    self.stats.dropped + dropped,
-                )
             self.stats.dropped += dropped
+            if self._dropping_since is None:
+                self._dropping_since = self.stats.dropped - dropped
+                _log.warning(
+                    "MQTT spool full (%d messages, %d bytes; mqtt.spool.max_messages %d, "
+                    "max_bytes %d): dropping the oldest data until the broker takes messages "
+                    "again",
+                    len(self.spool),
+                    self.spool.bytes,
+                    self.spool.max_messages,
+                    self.spool.max_bytes,
+                )
+        elif self._dropping_since is not None:
+            _log.info(
+                "MQTT spool no longer full: %d data messages were dropped",
+                self.stats.dropped - self._dropping_since,
+            )
+            self._dropping_since = None
 
     @property
     def spool_depth(self) -> int:
-        return len(self._spool)
+        return len(self.spool)
 
     @property
     def spool_bytes(self) -> int:
-        return self._spool_bytes
+        return self.spool.bytes
 
     def _inflight(self) -> int:
         # gmqtt keeps unacknowledged QoS 1/2 packets in its persistent storage until PUBACK/PUBCOMP.
@@ -330,7 +343,7 @@ class MqttSession:
             sent = self._send_ready()
             if not sent:
                 self._wakeup.clear()
-                if self._spool or self._retained_dirty:
+                if len(self.spool) or self._retained_dirty:
                     await asyncio.sleep(0.005)  # window or buffer full: let acks arrive
                 else:
                     await self._wakeup.wait()
@@ -342,39 +355,57 @@ class MqttSession:
         while self._client.is_connected and not self._write_buffer_full():
             replay = bool(self._retained_dirty)  # retained state re-sent after a reconnect
             if replay:
-                msg = self._retained[next(iter(self._retained_dirty))]
-            elif self._spool:
-                msg = self._spool[0]
+                entry: Entry | None = self._retained[next(iter(self._retained_dirty))]
             else:
+                entry = self.spool.head()
+            if entry is None:
                 break
+            msg = entry.msg
             if msg.qos > 0 and self._inflight() >= window:
                 break
+            properties = entry.live_properties(time.time())
+            if properties is None:  # expired while it waited: nobody may read it now
+                self._take(entry, replay)
+                if not replay:
+                    self.spool.done(entry)
+                continue
             try:
                 self._client.publish(
-                    msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, **msg.properties
+                    msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, **properties
                 )
             except (OverflowError, ConnectionError, OSError) as e:
                 _log.debug("publish deferred: %s", e)
                 break
+            self._take(entry, replay)
             if msg.qos > 0:  # counted as published once the broker accepts it
                 self.delivery.sent(self._storage.last_mid, msg)
+                if not replay:
+                    self._sending[self._storage.last_mid] = entry
             else:
                 self.stats.published += 1
                 self.stats.published_bytes += len(msg.payload)
-            if replay:
-                self._retained_dirty.discard(msg.topic)
-            else:
-                self._spool.popleft()
-                self._spool_bytes -= len(msg.payload)
-                if msg.origin is not None:
-                    self.stats.latency.observe(time.monotonic() - msg.origin)
+                self.spool.done(entry)
+            if not replay and msg.origin is not None:
+                self.stats.latency.observe(time.monotonic() - msg.origin)
             sent = True
         return sent
 
-    async def _refusal_retry_loop(self) -> None:
-        """Offer the latest retained state of refused topics again, now and then."""
+    def _take(self, entry: Entry, replay: bool) -> None:
+        if replay:
+            self._retained_dirty.discard(entry.msg.topic)
+        else:
+            self.spool.pop()
+
+    async def _housekeeping(self) -> None:
+        """Delete acknowledged messages from a disk spool in batches, and offer the latest
+        retained state of refused topics again now and then."""
+        next_retry = time.monotonic() + REFUSED_RETRY_S
         while True:
-            await asyncio.sleep(REFUSED_RETRY_S)
+            await asyncio.sleep(_FLUSH_S)
+            self.spool.flush()
+            if time.monotonic() < next_retry:
+                continue
+            next_retry += REFUSED_RETRY_S
             refused = {r.topic for r in self.delivery.refusals} & self._retained.keys()
             if refused and self._connected.is_set():
                 self._retained_dirty.update(refused)
@@ -550,10 +581,11 @@ class MqttSession:
         _log.info("MQTT connected to %s:%d", self.options.host, self.options.port)
         lost = self.delivery.keep_only(mid for mid, _ in self._storage.get_all())
         if lost:
+            self.spool.requeue(e for mid in lost if (e := self._sending.pop(mid, None)))
             _log.warning(
                 "MQTT broker kept no session: %d messages sent but not acknowledged before "
-                "the connection was lost are gone",
-                lost,
+                "the connection was lost are sent again",
+                len(lost),
             )
         for topic_filter, (qos, _handler) in self._subscriptions.items():
             self._client.subscribe(topic_filter, qos=qos)

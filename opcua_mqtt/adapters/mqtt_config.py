@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from gmqtt.mqtt.handler import MQTTError
@@ -64,6 +65,9 @@ class MqttOptions:
     max_inflight: int = 64
     spool_messages: int = 100_000
     spool_bytes: int = 256 * 1024 * 1024
+    #: Where the spool keeps waiting messages and the writers' state across restarts (None:
+    #: in memory only, lost with the process). See :mod:`.mqtt_spool`.
+    spool_directory: Path | None = None
     # MQTT 5 Maximum Packet Size sent in CONNECT: the broker drops larger messages for us
     # instead of delivering them into memory (None: no limit beyond the protocol's).
     maximum_packet_size: int | None = None

@@ -160,14 +160,14 @@ class DeliveryTracker:
                 self.on_change(True)
         return None
 
-    def keep_only(self, mids: Iterable[int]) -> int:
+    def keep_only(self, mids: Iterable[int]) -> list[int]:
         """Forget the messages whose ids are not in ``mids`` (gmqtt dropped them when the
-        broker had no session for us); how many were forgotten."""
+        broker had no session for us); their ids, in the order they were sent."""
         alive = set(mids)
         gone = [mid for mid in self._in_flight if mid not in alive]
         for mid in gone:
             del self._in_flight[mid]
-        return len(gone)
+        return gone
 
     def describe(self) -> str:
         """One line for a command that must stop: what is refused, for whom, and the hint."""

@@ -166,6 +166,9 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
         password=_secret(m.password_env),
         keepalive_s=m.keep_alive_s,
         reconnect_max_s=m.reconnect_max_s,
+        spool_messages=m.spool.max_messages,
+        spool_bytes=m.spool.max_bytes,
+        spool_directory=base / m.spool.directory if m.spool.directory else None,
         # A command larger than write_back.max_request_bytes is dropped by the broker, not
         # read into memory; the largest other message the bridge receives is far smaller.
         maximum_packet_size=config.write_back.max_request_bytes + _PACKET_OVERHEAD

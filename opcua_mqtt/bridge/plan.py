@@ -75,6 +75,8 @@ class Writer:
     pending_since: float | None = None
     # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU)
     builtin_types: dict[str, int] = field(default_factory=dict)
+    # of the DataSet's description as last published (bridge/continuity.py)
+    fingerprint: str = ""
 
     def __post_init__(self) -> None:
         self.index_types()

@@ -34,6 +34,7 @@ from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import MonitoredField
+from opcua_mqtt.bridge.continuity import checkpoint_key, checkpoint_value, fingerprint, resume
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, Writer, writer_group
@@ -279,7 +280,10 @@ class Bridge:
     def _build_writers(
         self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]]
     ) -> None:
+        """The writers' states; with a disk spool, continuing where the last run stopped."""
         now = self._clock()
+        saved = self.mqtt.spool.checkpoint
+        resumed = kept = 0
         for gi, group in enumerate(self.plan.groups):
             for wi, wp in enumerate(group.writers):
                 fields = [
@@ -290,13 +294,27 @@ class Bridge:
                     )
                     for f in wp.fields
                 ]
+                digest = fingerprint(fields, self._namespaces)
+                key = checkpoint_key(self.plan.publisher_id, wp.dataset_writer_id)
+                start = resume(saved.get(key), digest, now)
+                resumed += key in saved
+                kept += start.kept_version
                 state = WriterState(
                     [f.spec for f in fields],
                     key_frame_count=wp.key_frame_count,
                     keep_alive_time=timedelta(milliseconds=wp.keep_alive_ms),
                     now=now,
+                    version=start.version,
+                    first_sequence_number=start.first_sequence_number,
                 )
-                self._writers[(gi, wi)] = Writer(wp, group, state, fields)
+                self._writers[(gi, wi)] = Writer(wp, group, state, fields, fingerprint=digest)
+        if resumed:
+            _log.info(
+                "continuing %d writers from the spool: sequence numbers go on, %d kept their "
+                "ConfigurationVersion (the others' DataSets changed: new MajorVersion)",
+                resumed,
+                kept,
+            )
 
     @staticmethod
     def _spec(codec: JsonCodec, f: FieldConfig, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
@@ -372,14 +390,16 @@ class Bridge:
             if group.bundle_writers:
                 topic = self.plan.topics.data(self.plan.publisher_id, group.name)
                 origin = min((o for _, _, o in dsms if o is not None), default=None)
-                self._send(group, group.settings, codecs, [m for _, m, _ in dsms], topic, origin)
+                self._send(
+                    group, group.settings, codecs, [(w, m) for w, m, _ in dsms], topic, origin
+                )
             else:
                 for writer, m, origin in dsms:
                     topic = self.plan.topics.data(
                         self.plan.publisher_id, group.name, writer.plan.name
                     )
                     settings = group.writer_settings(writer.plan)
-                    self._send(group, settings, codecs, [m], topic, origin)
+                    self._send(group, settings, codecs, [(writer, m)], topic, origin)
 
     def _dataset_message(self, writer: Writer, frame: Frame) -> DataSetMessage:
         v = frame.metadata_version
@@ -400,23 +420,35 @@ class Bridge:
         group: GroupPlan,
         settings: JsonMessageSettings,
         codecs: dict[FieldEncoding, JsonCodec],
-        messages: list[DataSetMessage],
+        messages: list[tuple[Writer, DataSetMessage]],
         topic: str,
         origin: float | None,
     ) -> None:
         nm = NetworkMessage(
-            messages=messages,
+            messages=[m for _, m in messages],
             publisher_id=self.plan.publisher_id,
             writer_group_name=group.name,
         )
         codec = codecs[settings.field_encoding]
         payload = dumps(encode_network_message(nm, settings, codec))
-        self.mqtt.publish(Outgoing(topic, payload, qos=group.qos, origin=origin))
+        checkpoint: tuple[tuple[str, str], ...] = ()
+        if self.mqtt.spool.store is not None:  # the writers' state goes with the message
+            checkpoint = tuple(
+                (
+                    checkpoint_key(self.plan.publisher_id, w.plan.dataset_writer_id),
+                    checkpoint_value(w.state.next_sequence_number, w.state.version, w.fingerprint),
+                )
+                for w, _ in messages
+            )
+        self.mqtt.publish(
+            Outgoing(topic, payload, qos=group.qos, origin=origin, checkpoint=checkpoint)
+        )
         self.stats.messages[group.name] = self.stats.messages.get(group.name, 0) + 1
         self.stats.bytes[group.name] = self.stats.bytes.get(group.name, 0) + len(payload)
 
     def _publish_metadata(self, writer: Writer) -> None:
         version = writer.state.version
+        writer.fingerprint = fingerprint(writer.fields, self._namespaces)
         metadata = build_metadata(writer.plan.name, writer.fields, version, self._namespaces)
         msg = encode_metadata_message(
             MetaDataMessage(

@@ -101,6 +101,11 @@ class ConfigurationVersion:
         vt = _next_time(now, 0)
         return cls(vt, vt)
 
+    def next_major(self, now: datetime) -> ConfigurationVersion:
+        """A new MajorVersion (MinorVersion with it) greater than both parts of this one."""
+        vt = _next_time(now, max(self.major, self.minor))
+        return ConfigurationVersion(vt, vt)
+
 
 # --- fields ------------------------------------------------------------------------------------
 
@@ -174,8 +179,7 @@ def next_version(
         for a, b in zip(old, new, strict=False)
     )
     if major:
-        vt = _next_time(now, max(old_version.major, old_version.minor))
-        return ConfigurationVersion(vt, vt)
+        return old_version.next_major(now)
     return ConfigurationVersion(old_version.major, _next_time(now, old_version.minor))
 
 

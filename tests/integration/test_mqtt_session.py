@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -120,8 +121,73 @@ async def test_spool_is_bounded_and_drops_the_oldest_with_a_count(
             pub.publish(Outgoing("t/x", str(i).encode()))
     assert pub.spool_depth == 100
     assert pub.stats.dropped == 150
-    assert "dropped the oldest" in caplog.text
+    assert "dropping the oldest" in caplog.text
     await pub.stop(drain_s=0)
+
+
+async def test_spool_full_logs_once_per_episode_and_its_end(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    nowhere = MqttOptions(
+        host="127.0.0.1",
+        port=free_port(),
+        client_id="test-spool-episode",
+        spool_messages=100,
+        spool_directory=tmp_path,
+        tls=TlsOptions(enabled=False),
+        connect_timeout_s=0.5,
+    )
+    pub = MqttSession(nowhere)
+    with caplog.at_level(logging.INFO, logger="opcua_mqtt.adapters.mqtt"):
+        for i in range(250):
+            pub.publish(Outgoing("t/x", str(i).encode()))
+        for _ in range(60):  # as if the broker had taken 60 of them
+            pub.spool.done(pub.spool.pop())
+        pub.publish(Outgoing("t/x", b"250"))
+    assert pub.stats.dropped == 150
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("MQTT spool full" in line for line in lines) == 1
+    assert [line for line in lines if "no longer full" in line] == [
+        "MQTT spool no longer full: 150 data messages were dropped"
+    ]
+    await pub.stop(drain_s=0)
+
+
+async def test_a_disk_spool_keeps_what_waited_for_the_next_session(
+    mosquitto_tls: MosquittoBroker, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A session stopped during an outage leaves its messages on disk and says so; the next
+    one with the same spool sends them first, in order, then what is new."""
+    spool = tmp_path / "spool"
+    away = MqttOptions(
+        host="127.0.0.1",
+        port=free_port(),
+        client_id="test-disk-spool",
+        tls=TlsOptions(enabled=False),
+        connect_timeout_s=0.5,
+        spool_directory=spool,
+    )
+    first = MqttSession(away)
+    await first.start()
+    for i in range(500):
+        first.publish(Outgoing("t/disk", str(i).encode(), qos=1))
+    with caplog.at_level(logging.WARNING, logger="opcua_mqtt.adapters.mqtt"):
+        await first.stop(drain_s=0)
+    assert "500 messages wait in the spool" in caplog.text
+
+    sub, got = await _subscriber(mosquitto_tls, "t/disk")
+    second = MqttSession(adapter_options(mosquitto_tls, "test-disk-spool", spool_directory=spool))
+    assert second.spool.restored == 500
+    await second.start(wait=True)
+    for i in range(500, 520):
+        second.publish(Outgoing("t/disk", str(i).encode(), qos=1))
+    await got.wait_for(520, timeout=30)
+    assert got.seen == list(range(520))
+    await second.stop()
+    assert (
+        MqttSession(adapter_options(mosquitto_tls, "x", spool_directory=spool)).spool.restored == 0
+    )
+    await sub.stop()
 
 
 async def test_retained_state_is_sent_again_after_a_broker_restart(

@@ -61,7 +61,7 @@ def test_unknown_ids_and_forgotten_messages_change_nothing() -> None:
     assert tracker.acknowledged(7, NOT_AUTHORIZED) is None  # e.g. a SUBACK's id: not ours
     tracker.sent(1, Outgoing("a", b""))
     tracker.sent(2, Outgoing("b", b""))
-    assert tracker.keep_only([2]) == 1
+    assert tracker.keep_only([2]) == [1]
     assert tracker.acknowledged(1, NOT_AUTHORIZED) is None
     assert tracker.refused_counts == {}
     assert not tracker.refusing

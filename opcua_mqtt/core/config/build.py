@@ -18,6 +18,7 @@ from opcua_mqtt.core.config.model import (
     OpcUaConfig,
     PermissionConfig,
     PublishingDefaults,
+    SpoolConfig,
     StatusConfig,
     TlsConfig,
     WritableNode,
@@ -87,13 +88,14 @@ def build_config(data: Mapping[str, Any]) -> Config:
         )
     mqtt_raw = dict(data.get("mqtt") or {})
     tls = _fill(TlsConfig, mqtt_raw.pop("tls", None) or {})
+    spool = _fill(SpoolConfig, mqtt_raw.pop("spool", None) or {})
     wb = data.get("write_back") or {}
     metrics = data.get("metrics")
     return Config(
         version=int(data["version"]),
         publisher_id=data["publisher_id"],
         opcua=opcua,
-        mqtt=dataclasses.replace(_fill(MqttConfig, mqtt_raw), tls=tls),
+        mqtt=dataclasses.replace(_fill(MqttConfig, mqtt_raw), tls=tls, spool=spool),
         metadata_signing=_fill(MetadataSigningConfig, data.get("metadata_signing") or {}),
         defaults=PublishingDefaults(
             publishing_interval_ms=float(resolver.get("publishing_interval_ms", [])[0]),

@@ -134,6 +134,13 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    directory: str | None = None
+    max_messages: int = 100_000
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig:
     host: str = "localhost"
     port: int = 8883
@@ -145,6 +152,7 @@ class MqttConfig:
     topic_prefix: str = "opcua"
     keep_alive_s: int = 15
     reconnect_max_s: float = 10.0
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
 
 
 @dataclass(frozen=True, slots=True)

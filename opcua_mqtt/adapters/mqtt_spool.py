@@ -1,0 +1,199 @@
+"""The spool: messages handed to the MQTT session and not yet taken by the broker, in order.
+
+In memory only (``mqtt.spool.directory`` null), or on disk (:mod:`.spool_store`): then every
+message is stored before ``append`` returns and removed only once the broker acknowledged it
+(QoS 1/2) or it was written out (QoS 0), so a bridge killed during a broker outage sends what
+waited when it starts again. Memory stays bounded however long the outage: only a window of the
+oldest waiting messages is held in memory, the rest is read back from disk as the window drains.
+
+Full (``max_messages`` or ``max_bytes``): the oldest data is dropped, never retained state
+(metadata, status, connection: state, not history); the caller counts and logs it.
+
+MQTT 5 Message Expiry is honoured across the wait: a message is sent with what is left of its
+expiry interval, and one whose interval ran out while it waited is not sent at all (a status
+spooled during an outage must not outlive its period once delivered).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opcua_mqtt.adapters.spool_store import SpoolStore
+
+#: Messages held in memory ahead of the sender when the spool is on disk.
+WINDOW = 1000
+#: Acknowledged rows deleted from disk in one statement; a process killed before the delete
+#: sends up to this many messages again after its restart (QoS 1 duplicates, each detectable
+#: by its sequence number).
+DELETE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+    properties: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() when the oldest value this message carries reached the process; the
+    # time from there to the send is observed in PublisherStats.latency.
+    origin: float | None = None
+    # State stored in the same transaction as the message when the spool is on disk (e.g. each
+    # writer's next SequenceNumber), read back by the next process with the same spool.
+    checkpoint: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A spooled message: its token (row id on disk) and when it was spooled."""
+
+    token: int
+    msg: Outgoing
+    created: float  # time.time()
+
+    def live_properties(self, now: float) -> dict[str, Any] | None:
+        """The MQTT properties to send with now: the Message Expiry shortened by the wait;
+        None when it ran out."""
+        props = self.msg.properties
+        expiry = props.get("message_expiry_interval")
+        if expiry is None:
+            return props
+        left = int(expiry - (now - self.created))
+        if left <= 0:
+            return None
+        return props if left >= expiry else {**props, "message_expiry_interval": left}
+
+
+class Spool:
+    """FIFO of waiting messages with limits; see the module docstring."""
+
+    def __init__(self, max_messages: int, max_bytes: int, directory: Path | None = None) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.store = SpoolStore(directory) if directory is not None else None
+        self._queue: collections.deque[Entry] = collections.deque()
+        self._count = 0  # waiting, in memory and on disk
+        self._bytes = 0
+        self._loaded = 0  # highest row id read into memory
+        self._tail_on_disk = False  # rows above _loaded wait on disk only
+        self._next_token = 0
+        self._done: list[int] = []
+        self.dropped = 0
+        self.checkpoint: dict[str, str] = {}
+        if self.store is not None:
+            self._count, self._bytes = self.store.totals()
+            self._tail_on_disk = self._count > 0
+            self.checkpoint = self.store.checkpoint()
+        #: Messages found waiting on disk from an earlier process.
+        self.restored = self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def append(self, msg: Outgoing) -> int:
+        """Spool ``msg`` (durably, with a directory); how many old messages made room."""
+        created = time.time()
+        if self.store is not None:
+            token = self.store.append(
+                msg.topic,
+                msg.payload,
+                msg.qos,
+                msg.retain,
+                msg.properties,
+                created,
+                msg.checkpoint,
+            )
+            if self._tail_on_disk or len(self._queue) >= WINDOW:
+                self._tail_on_disk = True
+            else:
+                self._queue.append(Entry(token, msg, created))
+                self._loaded = token
+        else:
+            self._next_token += 1
+            self._queue.append(Entry(self._next_token, msg, created))
+        self._count += 1
+        self._bytes += len(msg.payload)
+        return self._enforce_limits()
+
+    def head(self) -> Entry | None:
+        """The oldest waiting message, without taking it."""
+        if not self._queue and self._tail_on_disk:
+            self._refill()
+        return self._queue[0] if self._queue else None
+
+    def pop(self) -> Entry:
+        """Take the oldest waiting message (it stays on disk until :meth:`done`)."""
+        if self.head() is None:
+            raise IndexError("the spool is empty")
+        entry = self._queue.popleft()
+        self._count -= 1
+        self._bytes -= len(entry.msg.payload)
+        return entry
+
+    def done(self, entry: Entry) -> None:
+        """The broker has ``entry`` (or it will never be sent): forget it on disk too."""
+        if self.store is not None:
+            self._done.append(entry.token)
+            if len(self._done) >= DELETE_BATCH:
+                self.flush()
+
+    def requeue(self, entries: Iterable[Entry]) -> None:
+        """Put messages sent but lost with the broker's session back in front, in order."""
+        for entry in reversed(list(entries)):
+            self._queue.appendleft(entry)
+            self._count += 1
+            self._bytes += len(entry.msg.payload)
+
+    def flush(self) -> None:
+        if self.store is not None and self._done:
+            self.store.delete(self._done)
+            self._done.clear()
+
+    def close(self) -> int:
+        """Flush and close; how many messages stay on disk (waiting or unacknowledged)."""
+        if self.store is None:
+            return 0
+        self.flush()
+        left, _ = self.store.totals()
+        self.store.close()
+        return left
+
+    def _refill(self) -> None:
+        assert self.store is not None
+        rows = self.store.read(self._loaded, WINDOW)
+        for r in rows:
+            msg = Outgoing(r.topic, r.payload, r.qos, r.retain, r.properties)
+            self._queue.append(Entry(r.row, msg, r.created))
+        if rows:
+            self._loaded = rows[-1].row
+        if len(rows) < WINDOW:
+            self._tail_on_disk = False
+
+    def _enforce_limits(self) -> int:
+        dropped = 0
+        kept: list[Entry] = []  # retained state: never dropped
+        while self._count > self.max_messages or self._bytes > self.max_bytes:
+            if not self._queue and self._tail_on_disk:
+                self._refill()
+            if not self._queue:
+                break
+            entry = self._queue.popleft()
+            if entry.msg.retain:
+                kept.append(entry)
+                continue
+            self._count -= 1
+            self._bytes -= len(entry.msg.payload)
+            self.done(entry)
+            dropped += 1
+        self._queue.extendleft(reversed(kept))
+        self.dropped += dropped
+        return dropped
