@@ -1,9 +1,11 @@
 """A TCP proxy on loopback that can stop carrying traffic without closing anything: a stalled
-network path (a half-open connection, a firewall that forgot it) between a client and a broker.
+network path (a half-open connection, a firewall that forgot it) between a client and a broker;
+or cut the path: an outage of the broker as one client sees it, while others stay connected.
 
 While stalled, whatever either side sends is read and thrown away, so neither side sees an
 error, a close or back-pressure; only the silence tells. Connections made while stalled are
-accepted and swallowed the same way.
+accepted and swallowed the same way. While cut, every connection is reset and new ones are
+reset as soon as they are accepted.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ class StallProxy:
         self.port = free_port()
         self.connections = 0  # accepted so far
         self._forwarding = True
+        self._cut = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def stall(self) -> None:
         self._forwarding = False
 
+    def cut(self) -> None:
+        self._cut = True
+        for task in list(self._tasks):
+            task.cancel()  # its connection is reset as the pump ends
+
     def resume(self) -> None:
         self._forwarding = True
+        self._cut = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
@@ -45,6 +54,9 @@ class StallProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self._cut:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
