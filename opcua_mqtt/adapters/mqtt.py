@@ -34,14 +34,12 @@ messages are never dropped from the spool.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import reprlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import gmqtt
@@ -61,6 +59,7 @@ from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
 from opcua_mqtt.adapters.mqtt_reconnect import STABLE_S, Backoff, FatalEpisode, watch_for_stalls
 from opcua_mqtt.adapters.mqtt_spool import Entry, Spool
 from opcua_mqtt.adapters.mqtt_spool import Outgoing as Outgoing
+from opcua_mqtt.adapters.mqtt_stats import PublisherStats
 from opcua_mqtt.core.topics import string_problem, topic_matches, topic_problem
 
 _log = logging.getLogger(__name__)
@@ -72,39 +71,6 @@ NO_RECONNECT = -2  # gmqtt: any negative value but -1 disables its reconnect log
 REFUSED_RETRY_S = 5.0
 #: How often acknowledged messages are deleted from a disk spool when fewer than a batch are.
 _FLUSH_S = 0.25
-
-
-#: Upper bounds (seconds) of the latency buckets: from a fast writer group's publishing
-#: interval up to a broker outage ridden out in the spool.
-LATENCY_BOUNDS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-
-
-@dataclass
-class LatencyHistogram:
-    """Bucket counts, read by the metrics collector when scraped: observing a message costs a
-    bisect and two additions, no lock (one event loop)."""
-
-    bounds: tuple[float, ...] = LATENCY_BOUNDS_S
-    counts: list[int] = field(default_factory=list)  # per bucket, not cumulative; last: +Inf
-    total: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * (len(self.bounds) + 1)
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
-
-
-@dataclass
-class PublisherStats:
-    # PUBLISH packets the broker took: QoS 1/2 acknowledged with success, QoS 0 written out
-    published: int = 0
-    published_bytes: int = 0
-    dropped: int = 0
-    reconnects: int = 0  # connections lost (each one starts a reconnect)
-    connected: bool = False
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 MessageHandler = Callable[[str, bytes, dict[str, Any]], Awaitable[None] | None]

@@ -43,8 +43,8 @@ from prometheus_client.metrics_core import (
 
 from opcua_mqtt import __version__
 from opcua_mqtt.adapters.http_endpoint import Request, Response, Route, start_http_server
-from opcua_mqtt.adapters.mqtt import LatencyHistogram
 from opcua_mqtt.adapters.mqtt_delivery import reason_label, reason_name
+from opcua_mqtt.adapters.mqtt_stats import LatencyHistogram
 from opcua_mqtt.bridge.runtime import Bridge
 
 _log = logging.getLogger(__name__)
