@@ -195,5 +195,7 @@ class Spool:
             self.done(entry)
             dropped += 1
         self._queue.extendleft(reversed(kept))
-        self.dropped += dropped
+        if dropped:
+            self.dropped += dropped
+            self.flush()  # the room on disk is needed now, not a batch later
         return dropped

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS checkpoint (key TEXT PRIMARY KEY, value TEXT NOT NULL
 """
 
 
+#: Size the write-ahead log is truncated to after a checkpoint.
+WAL_LIMIT_BYTES = 8 * 1024 * 1024
+
+
 class SpoolError(OpcUaMqttError):
     """The spool directory cannot be used (not writable, in use, not a spool)."""
 
@@ -90,6 +94,9 @@ class SpoolStore:
             self._db = sqlite3.connect(directory / self.FILE, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # The WAL file is cut back to this after each checkpoint, so the disk the spool
+            # takes stays within max_bytes (plus SQLite's overhead) and this.
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as e:
             self._unlock()

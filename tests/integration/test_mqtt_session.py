@@ -22,6 +22,7 @@ from opcua_mqtt.adapters.mqtt import (
     Outgoing,
     TlsOptions,
 )
+from opcua_mqtt.adapters.spool_store import WAL_LIMIT_BYTES
 
 
 class Collector:
@@ -151,6 +152,40 @@ async def test_spool_full_logs_once_per_episode_and_its_end(
         "MQTT spool no longer full: 150 data messages were dropped"
     ]
     await pub.stop(drain_s=0)
+
+
+async def test_a_full_disk_spool_stays_within_its_limits_on_disk(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """20 MB published into a 1 MiB disk spool while the broker is away: the spool holds at
+    most 1 MiB of payload, the files stay small, every drop is counted and logged once."""
+    limit = 1024 * 1024
+    nowhere = MqttOptions(
+        host="127.0.0.1",
+        port=free_port(),
+        client_id="test-spool-disk-full",
+        spool_bytes=limit,
+        spool_directory=tmp_path,
+        tls=TlsOptions(enabled=False),
+        connect_timeout_s=0.5,
+    )
+    pub = MqttSession(nowhere)
+    pub.publish(Outgoing("meta", b"m" * 10_000, retain=True))
+    with caplog.at_level(logging.INFO, logger="opcua_mqtt.adapters.mqtt"):
+        for i in range(2000):
+            pub.publish(Outgoing("t/x", str(i).encode().ljust(10_000, b".")))
+    assert pub.spool.bytes <= limit
+    assert pub.stats.dropped == 2001 - pub.spool_depth
+    assert sum("MQTT spool full" in r.getMessage() for r in caplog.records) == 1
+    files = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    print(f"disk spool files after 20 MB into a 1 MiB spool: {files}")
+    assert files["spool.db"] <= 2 * limit + 1024 * 1024, files
+    assert files.get("spool.db-wal", 0) <= WAL_LIMIT_BYTES + 1024 * 1024, files
+    await pub.stop(drain_s=0)
+    kept = MqttSession(nowhere).spool
+    assert kept.restored == 2001 - pub.stats.dropped
+    assert kept.head() is not None and kept.head().msg.topic == "meta"  # never dropped
+    kept.close()
 
 
 async def test_a_disk_spool_keeps_what_waited_for_the_next_session(
