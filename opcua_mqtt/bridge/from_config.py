@@ -11,6 +11,7 @@ from pathlib import Path
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
 from opcua_mqtt.adapters.opcua import ConnectionOptions, connect
+from opcua_mqtt.adapters.spool_store import SpoolError
 from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.write_back import WriteBackSettings
@@ -257,12 +258,15 @@ def _write_back(config: Config, base: Path, signer: Signer | None) -> WriteBackS
 
 def build_bridge(setup: BridgeSetup) -> Bridge:
     """The Bridge of ``setup``; its OPC UA session reconnects by itself, so the bridge rides out
-    server restarts."""
+    server restarts. SetupError when the disk spool cannot be opened (in use, not writable)."""
     opcua = replace(setup.opcua, auto_reconnect=True)
-    return Bridge(
-        setup.plan,
-        setup.mqtt,
-        lambda: connect(opcua),
-        signer=setup.signer,
-        write_back=setup.write_back,
-    )
+    try:
+        return Bridge(
+            setup.plan,
+            setup.mqtt,
+            lambda: connect(opcua),
+            signer=setup.signer,
+            write_back=setup.write_back,
+        )
+    except SpoolError as e:
+        raise SetupError(str(e)) from None

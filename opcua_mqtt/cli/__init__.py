@@ -32,6 +32,9 @@ COMMANDS = {
         "map", "Turn an OPC UA address space into a publishing configuration.", "map_command"
     ),
     "run": _command("run", "Run the bridge described by CONFIG until stopped (Ctrl-C, SIGTERM)."),
+    "shard": _command(
+        "shard", "Split the bridge configuration CONFIG into COUNT complete configurations."
+    ),
     "status": _command(
         "status", "List the bridges BROKER knows, with their PubSub state and connection."
     ),

@@ -59,7 +59,8 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
       OPCUA_PASSWORD=... opcua-mqtt --log-format json run /etc/opcua-mqtt/bridge.yaml
     \b
     Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
-    2 a configured file is missing or unusable, or the metrics port cannot be bound,
+    2 a configured file is missing or unusable, the spool directory is unusable or in use by
+    another bridge, or the metrics port cannot be bound,
     3 the MQTT connection failed for good for --exit-on-fatal SECONDS.
     """
     result = check_config(config.read_text(encoding="utf-8"), str(config))
@@ -72,7 +73,11 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
     except SetupError as e:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
-    bridge = build_bridge(setup)
+    try:
+        bridge = build_bridge(setup)
+    except SetupError as e:  # the spool directory
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None
     metrics = result.config.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
