@@ -27,6 +27,7 @@ from harness.bridge import (
     BridgeProcess,
     BridgeProcesses,
     make_certs,
+    run_cli,
     simulated_fields,
     write_config,
 )
@@ -34,6 +35,7 @@ from harness.mosquitto import MosquittoBroker
 from harness.mqtt import MqttProbe
 from harness.opcua_servers import OpcUaTestServer
 from harness.stall_proxy import StallProxy
+from opcua_mqtt.adapters.spool_store import SpoolStore
 
 PUBLISHER = "spool-restart"
 
@@ -178,3 +180,27 @@ async def test_a_bridge_stopped_during_a_broker_outage_keeps_its_spool_and_says_
     line = _message(first, "messages wait in the spool")
     assert int(line.split()[0]) > 0, line
     _assert_one_unbroken_stream(stream)
+
+
+def test_a_spool_directory_in_use_by_another_bridge_is_refused_at_start(
+    tmp_path: Path, small_opcua_server: OpcUaTestServer, mosquitto_tls: MosquittoBroker
+) -> None:
+    config = write_config(
+        tmp_path / "bridge.yaml",
+        endpoint=small_opcua_server.endpoint,
+        broker=mosquitto_tls,
+        signing_dir=make_certs(tmp_path / "certs", PUBLISHER),
+        fields=simulated_fields(small_opcua_server, "Counter"),
+        publisher_id=PUBLISHER,
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["mqtt"]["spool"] = {"directory": "spool"}
+    config.write_text(yaml.safe_dump(doc))
+    holder = SpoolStore(tmp_path / "spool")  # as a running bridge holds it
+    try:
+        refused = run_cli("run", str(config))
+    finally:
+        holder.close()
+    assert refused.returncode == 2, refused.stderr
+    assert f"error: spool directory {tmp_path / 'spool'} is in use by process" in refused.stderr
+    assert "Traceback" not in refused.stderr
