@@ -23,7 +23,14 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from harness.bridge import EXE, BridgeProcesses, make_certs, simulated_fields, write_config
+from harness.bridge import (
+    EXE,
+    BridgeProcesses,
+    make_certs,
+    run_cli,
+    simulated_fields,
+    write_config,
+)
 from harness.mosquitto import MosquittoBroker, client_ssl_context, run_as_lines
 from harness.mqtt import MqttProbe
 from harness.opcua_servers import OpcUaTestServer
@@ -117,6 +124,52 @@ def test_containerfile_is_non_root_on_python_311_slim_and_copies_what_exists() -
         if op == "COPY" and not rest.startswith("--from"):
             *sources, _dest = rest.split()
             assert all((REPO_ROOT / s).exists() for s in sources), rest
+
+
+def test_kubernetes_statefulset_runs_one_shard_per_pod_with_its_spool_and_probes() -> None:
+    """Parsed, not applied (no cluster where the tests run; the file says so)."""
+    text = (EXAMPLES / "kubernetes" / "statefulset.yaml").read_text()
+    assert "not applied" in text
+    doc = yaml.safe_load(text)
+    spec = doc["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    script = container["args"][0]
+    shards = re.findall(r"plant-shard\$\{k\}of(\d+)\.yaml", script)
+    assert shards == [str(spec["replicas"])], script  # replicas = N of `opcua-mqtt shard`
+    assert "${HOSTNAME##*-} + 1" in script  # the pod ordinal picks the shard
+    assert "--exit-on-fatal" in script and "--exit-on-fatal" in run_cli("run", "--help").stdout
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (claim,) = spec["volumeClaimTemplates"]
+    assert mounts[claim["metadata"]["name"]] == "/var/lib/opcua-mqtt/spool"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]  # one bridge per spool
+    assert "mqtt.spool.directory: /var/lib/opcua-mqtt/spool" in text
+    container_user = (EXAMPLES / "Containerfile").read_text().split("USER ")[1].split(":")[0]
+    assert pod["securityContext"]["runAsUser"] == int(container_user)
+
+
+def test_compose_file_runs_each_shard_with_its_own_spool_on_an_emqx_cluster() -> None:
+    """Parsed, not started (no container engine where the tests run; the file says so)."""
+    text = (EXAMPLES / "compose" / "compose.yaml").read_text()
+    assert "not started" in text
+    services = yaml.safe_load(text)["services"]
+    nodes = {n: s for n, s in services.items() if n.startswith("emqx")}
+    names = {s["environment"]["EMQX_NODE__NAME"] for s in nodes.values()}
+    for s in nodes.values():  # every node seeds the whole cluster
+        seeds = s["environment"]["EMQX_CLUSTER__STATIC__SEEDS"]
+        assert all(name in seeds for name in names), seeds
+    bridges = {n: s for n, s in services.items() if n.startswith("bridge-")}
+    files = sorted(s["command"][-1].rsplit("/", 1)[1] for s in bridges.values())
+    assert files == ["plant-shard1of2.yaml", "plant-shard2of2.yaml"]
+    spools = [
+        v
+        for s in bridges.values()
+        for v in s["volumes"]
+        if v.endswith(":/var/lib/opcua-mqtt/spool")
+    ]
+    assert len(set(spools)) == len(bridges) == 2  # one spool volume per shard
 
 
 # -- the example broker, its ACL, a real bridge and the example subscriber ----------------------
