@@ -233,6 +233,9 @@ class WriterConfig:
     key_frame_count: int
     keep_alive_ms: float
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # The expanded custom topics (core/config/queues.py); None: the standard tree's.
+    queue_name: str | None = None
+    metadata_queue_name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "dataset_writer_id": self.dataset_writer_id}
@@ -251,6 +254,9 @@ class WriterGroupConfig:
     qos: int
     bundle_writers: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # The group's own expanded custom topic (its WriterGroup QueueName); None: the standard
+    # tree's, or its template names {writer} (core/config/queues.py).
+    queue_name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -346,6 +352,7 @@ class Config:
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
     metrics: MetricsConfig | None = None
     version: int = 1
+    uns: Mapping[str, str] = field(default_factory=dict)  # queue name template variables
 
     def writers(self) -> Iterator[tuple[WriterGroupConfig, WriterConfig]]:
         for group in self.writer_groups:
@@ -373,6 +380,8 @@ class Config:
         }
         if self.metrics is not None:
             out["metrics"] = _section(self.metrics)
+        if self.uns:
+            out["uns"] = dict(self.uns)
         return out
 
 
