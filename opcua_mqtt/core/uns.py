@@ -26,12 +26,14 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from opcua_mqtt.core.topics import TopicTree, escape_level, topic_problem
+from opcua_mqtt.core.messages.metadata import ConnectionMessage
+from opcua_mqtt.core.topics import MessageType, TopicInfo, TopicTree, escape_level, topic_problem
 
 __all__ = [
     "BUILTIN_VARIABLES",
     "VARIABLE_NAME",
     "TemplateError",
+    "announced_topics",
     "expand",
     "queue_problem",
     "queue_variables",
@@ -116,3 +118,37 @@ def queue_problem(topic: str, standard: TopicTree | None = None) -> str | None:
                 "standard topic (leave queue_name out to publish there)"
             )
     return None
+
+
+def announced_topics(message: ConnectionMessage) -> dict[str, TopicInfo]:
+    """The topics a publisher's ua-connection names outside the standard tree, with what they
+    carry: the QueueName of bundled writer groups and writers (data) and the writers'
+    MetaDataQueueName (metadata), Part 14 §6.4.2.3.1, §6.4.2.5.1, §6.4.2.5.5.
+
+    A subscriber that finds data on such a topic knows whose it is as surely as it knows the
+    ua-connection's (whose topic the broker's ACL ties to the publisher). A data topic several
+    writers share names only what they have in common: the group, or no group at all.
+    """
+    found: dict[str, list[tuple[MessageType, str | None, str | None]]] = {}
+
+    def add(topic: object, kind: MessageType, group: str | None, writer: str | None) -> None:
+        if isinstance(topic, str) and topic and topic_problem(topic) is None:
+            found.setdefault(topic, []).append((kind, group, writer))
+
+    for g in message.connection.WriterGroups or []:
+        add(getattr(g.TransportSettings, "QueueName", None), MessageType.DATA, g.Name, None)
+        for w in g.DataSetWriters or []:
+            t = w.TransportSettings
+            add(getattr(t, "QueueName", None), MessageType.DATA, g.Name, w.Name)
+            add(getattr(t, "MetaDataQueueName", None), MessageType.METADATA, g.Name, w.Name)
+    out = {}
+    for topic, uses in found.items():
+        kinds = {kind for kind, _, _ in uses}
+        groups = {group for _, group, _ in uses}
+        writers = {(group, writer) for _, group, writer in uses if writer is not None}
+        if len(kinds) > 1:
+            continue  # data and metadata on one topic: not ours to make sense of
+        group = groups.pop() if len(groups) == 1 else None
+        writer = writers.pop()[1] if len(writers) == 1 and group is not None else None
+        out[topic] = TopicInfo("", "json", kinds.pop(), message.publisher_id, group, writer)
+    return out

@@ -375,13 +375,12 @@ class Config:
             "metadata_signing": _section(self.metadata_signing),
             "defaults": _section(self.defaults),
             "status": _section(self.status),
+            **({"uns": dict(self.uns)} if self.uns else {}),
             "writer_groups": [g.to_json() for g in self.writer_groups],
             "write_back": _write_back_json(self.write_back),
         }
         if self.metrics is not None:
             out["metrics"] = _section(self.metrics)
-        if self.uns:
-            out["uns"] = dict(self.uns)
         return out
 
 
