@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.messages.metadata import ConnectionMessage
 from opcua_mqtt.core.topics import MessageType, TopicInfo, TopicTree, escape_level, topic_problem
 
@@ -47,7 +48,7 @@ VARIABLE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 _PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 
 
-class TemplateError(ValueError):
+class TemplateError(OpcUaMqttError, ValueError):
     """A template that cannot be expanded; the message says why, naming the variable."""
 
 
