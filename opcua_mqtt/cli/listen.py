@@ -43,10 +43,9 @@ from opcua_mqtt.subscriber import Refusal, Subscriber
 )
 @click.option(
     "--discover/--no-discover",
-    default=True,
-    show_default=True,
+    default=None,
     help="Also subscribe to the custom topics (queue names) that publishers announce in their "
-    "ua-connection messages.",
+    "ua-connection messages.  [default: on without TOPIC_FILTER and --topic, else off]",
 )
 @format_option(
     ["table", "json"], "Live table (default on a terminal) or JSON lines (default otherwise)."
@@ -62,7 +61,7 @@ def listen(
     trust: str | None,
     prefix: str,
     topics: tuple[str, ...],
-    discover: bool,
+    discover: bool | None,
     fmt: str | None,
     count: int | None,
     timeout: float | None,
@@ -78,8 +77,8 @@ def listen(
     "refused" member of each JSON line, the table's last line) and logged.
 
     Custom topics (a Unified Namespace, docs/uns.md) are found from the publishers'
-    ua-connection messages (--discover, the default) or named with --topic; data is matched
-    to metadata the same way whatever the topics look like.
+    ua-connection messages (--discover, the default without filters) or named with --topic;
+    data is matched to metadata the same way whatever the topics look like.
 
     \b
     Examples:
@@ -106,7 +105,16 @@ def listen(
     mode = fmt or ("table" if sys.stdout.isatty() else "json")
     try:
         code = asyncio.run(
-            _listen(options, trust_store, prefix, filters, discover, mode, count, timeout)
+            _listen(
+                options,
+                trust_store,
+                prefix,
+                filters,
+                not filters if discover is None else discover,
+                mode,
+                count,
+                timeout,
+            )
         )
     except MqttError as e:
         click.echo(f"error: {e}", err=True)

@@ -429,3 +429,19 @@ def test_map_topic_template_with_an_unknown_variable_is_refused_by_the_loader(
     result = run("map", str(browse_file(tmp_path)), "--topic-template", "{enterprise}/{path}")
     assert result.returncode == 1
     assert "unknown template variable {enterprise}" in result.stderr
+
+
+def test_remap_with_a_new_topic_template_replaces_the_queue_names(tmp_path: Path) -> None:
+    """--force keeps hand edits, but what the command line gives wins: a new template and new
+    uns values replace the old ones; without them the old ones stay."""
+    source, out = str(browse_file(tmp_path)), tmp_path / "bridge.yaml"
+    first = ["--uns", "enterprise=a", "--topic-template", "{enterprise}/{path}"]
+    assert run("map", source, "-o", str(out), *first).returncode == 0
+    second = ["--uns", "enterprise=b", "--topic-template", "q/{enterprise}/{path}"]
+    assert run("map", source, "-o", str(out), "--force", *second).returncode == 0
+    doc = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert doc["uns"] == {"enterprise": "b"}
+    filler = doc["writer_groups"][0]["writers"][1]
+    assert filler["queue_name"] == "q/{enterprise}/Line1/Filler"
+    assert run("map", source, "-o", str(out), "--force").returncode == 0
+    assert yaml.safe_load(out.read_text(encoding="utf-8")) == doc
