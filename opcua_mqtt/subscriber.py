@@ -192,6 +192,7 @@ class Subscriber:
         filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter or ())
         self.topic_filters: tuple[str, ...] = tuple(filters) or (f"{tree}/#",)
         self.discover = discover
+        self._tree_root = f"{tree}/"  # topics below it are the standard tree's
         self.announced: dict[str, TopicInfo] = {}  # custom topic -> what its ua-connection says
         self._announcers: dict[str, set[str]] = {}  # custom topic -> PublisherIds announcing it
         self.trust = trust
@@ -315,7 +316,7 @@ class Subscriber:
         """What the topic says of its messages: its levels in the standard tree (DecodeError
         when it is under the tree's root but not a topic of it), what a ua-connection
         announced for a custom topic, or None for a custom topic nobody announced."""
-        if topic.startswith(f"{self.topics.prefix}/{self.topics.encoding}/"):
+        if topic.startswith(self._tree_root):
             return self.topics.parse(topic)
         return self.announced.get(topic)
 
@@ -324,6 +325,8 @@ class Subscriber:
         those no filter covers. A topic two publishers announce belongs to neither."""
         publisher = message.publisher_id
         for topic, info in announced_topics(message).items():
+            if topic.startswith(self._tree_root):
+                continue  # a standard topic: its levels say whose it is
             announcers = self._announcers.setdefault(topic, set())
             if len(self._announcers) > _MAX_DISCOVERED and not announcers:
                 del self._announcers[topic]
