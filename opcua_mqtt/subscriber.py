@@ -58,7 +58,8 @@ _log = logging.getLogger(__name__)
 
 #: Refusals are logged once per reason and topic, for this many (reason, topic) pairs at most.
 _MAX_LOGGED_REFUSALS = 1_000
-#: At most this many topics are subscribed to because a ua-connection announced them.
+#: At most this many custom topics announced in ua-connection messages are remembered (and,
+#: with discovery, subscribed to): a publisher cannot grow the subscriber without bound.
 _MAX_DISCOVERED = 1_000
 
 
@@ -351,14 +352,17 @@ class Subscriber:
         body may leave its PublisherId out, and one that names another is refused anyway);
         on a custom topic nobody announced, of the publisher the body names."""
         if info is not None:
-            publisher: str | None = info.publisher_id
-        else:
-            named = raw.get("PublisherId") if isinstance(raw, dict) else None
-            publisher = named if isinstance(named, str) else None
+            publisher = info.publisher_id
+            return decode_message(
+                raw,
+                codec=self._codecs.get(publisher, self._codec),
+                field_types=lambda _named, writer_id: self._field_types(publisher, writer_id),
+            )
+        named = raw.get("PublisherId") if isinstance(raw, dict) else None
         return decode_message(
             raw,
-            codec=self._codecs.get(publisher or "", self._codec),
-            field_types=lambda _named, writer_id: self._field_types(publisher, writer_id),
+            codec=self._codecs.get(named, self._codec) if isinstance(named, str) else self._codec,
+            field_types=self._field_types,
         )
 
     def _refuse(self, reason: Refusal, topic: str, detail: str) -> None:

@@ -65,7 +65,7 @@ class _Expander:
             self.standard = None  # reported by the topic_prefix rule
         self.reported: set[tuple[Path, str]] = set()
         self.out = QueueNames()
-        self.seen: dict[str, tuple[str, Path, str]] = {}  # topic -> (kind, path, writer)
+        self.seen: dict[str, tuple[str, str]] = {}  # topic -> (kind, whose) of its first claim
 
     def problem(self, path: Path, message: str) -> None:
         if self.report is None:
@@ -168,9 +168,9 @@ class _Expander:
         """Each metadata topic belongs to one writer, and never carries data."""
         seen = self.seen.get(topic)
         if seen is None:
-            self.seen[topic] = (kind, path, who)
+            self.seen[topic] = (kind, who)
             return
-        other_kind, _other_path, other = seen
+        other_kind, other = seen
         if kind == "data" and other_kind == "data":
             return  # writers may share a data topic (their DataSetWriterIds tell them apart)
         what = "retained metadata" if "metadata" in (kind, other_kind) else kind
