@@ -122,3 +122,12 @@ async def test_a_uns_bridge_behind_a_prefix_acl_publishes_on_its_custom_topics(
     refusals = [r for r in bridge.records() if "refused a publish" in r["message"]]
     assert refusals == []
     assert (await _readyz(port, 200, 5))["mqtt"] == "connected"
+
+
+def test_listen_refuses_a_malformed_topic_filter_before_connecting() -> None:
+    done = subprocess.run(
+        [EXE, "listen", f"{LOOPBACK}:{free_port()}", "--topic", "acme/#/line4"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "'acme/#/line4' is not a topic filter: '#' is not the last level" in done.stderr
