@@ -28,7 +28,7 @@ import enum
 import functools
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,11 +52,15 @@ from opcua_mqtt.core.signing import SIGNATURE_MEMBER, TrustStore, verify_message
 from opcua_mqtt.core.topics import TopicInfo, TopicTree, topic_matches
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE, NamespaceTable
+from opcua_mqtt.core.uns import announced_topics
 
 _log = logging.getLogger(__name__)
 
 #: Refusals are logged once per reason and topic, for this many (reason, topic) pairs at most.
 _MAX_LOGGED_REFUSALS = 1_000
+#: At most this many custom topics announced in ua-connection messages are remembered (and,
+#: with discovery, subscribed to): a publisher cannot grow the subscriber without bound.
+_MAX_DISCOVERED = 1_000
 
 
 class TrustState(enum.StrEnum):
@@ -148,7 +152,13 @@ class _Held:
 class Subscriber:
     """Subscribe to the Part 14 topic tree and yield :class:`ReceivedDataSet` objects.
 
-    ``topic_filter`` defaults to everything under the tree's prefix. Status and connection
+    ``topic_filter`` (one filter or several) defaults to everything under the tree's prefix;
+    the tree's metadata and connection topics are always subscribed to as well. Custom topics
+    (Part 14 QueueName / MetaDataQueueName, docs/uns.md) that a publisher's ua-connection
+    announces are checked against it like standard topics are against their levels; with
+    ``discover`` they are subscribed to as they are announced. Data on a custom topic nobody
+    announced is taken at its word (the broker's ACL on that topic vouches for it), and matched
+    to metadata by PublisherId, DataSetWriterId and version alike. Status and connection
     messages are kept in :attr:`statuses` / :attr:`connections`, keyed by PublisherId;
     :meth:`publisher_state` tells a current status from a stale one.
     ``metadata_wait_s`` is how long a DataSet waits for its metadata (0: not at all), at most
@@ -166,7 +176,8 @@ class Subscriber:
         *,
         trust: TrustStore | None = None,
         topics: TopicTree | None = None,
-        topic_filter: str | None = None,
+        topic_filter: str | Sequence[str] | None = None,
+        discover: bool = False,
         queue_size: int = 10_000,
         metadata_wait_s: float = 2.0,
         metadata_hold: int = 1_000,
@@ -178,7 +189,13 @@ class Subscriber:
         if require_signed and trust is None:
             raise ValueError("require_signed needs a trust store to verify signatures with")
         self.topics = topics or TopicTree()
-        self.topic_filter = topic_filter or f"{self.topics.prefix}/{self.topics.encoding}/#"
+        tree = f"{self.topics.prefix}/{self.topics.encoding}"
+        filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter or ())
+        self.topic_filters: tuple[str, ...] = tuple(filters) or (f"{tree}/#",)
+        self.discover = discover
+        self._tree_root = f"{tree}/"  # topics below it are the standard tree's
+        self.announced: dict[str, TopicInfo] = {}  # custom topic -> what its ua-connection says
+        self._announcers: dict[str, set[str]] = {}  # custom topic -> PublisherIds announcing it
         self.trust = trust
         self.signers = signers
         self.require_signed = trust is not None if require_signed is None else require_signed
@@ -198,13 +215,25 @@ class Subscriber:
         self._codec = JsonCodec()
         self._codecs: dict[str, JsonCodec] = {}
         self._session = MqttSession(mqtt)
-        self._session.subscribe(self.topic_filter, self._on_message)
-        # Metadata arrives retained on its own topic; subscribe to it even under a narrow filter
-        # (but not twice: overlapping subscriptions deliver a message once per subscription).
-        meta_filter = f"{self.topics.prefix}/{self.topics.encoding}/metadata/#"
-        probe = self.topics.metadata("p", "g", "w")
-        if not topic_matches(self.topic_filter, probe):
-            self._session.subscribe(meta_filter, self._on_message)
+        self._subscribed: list[str] = []
+        for topic_filter in self.topic_filters:
+            self._subscribe(topic_filter)
+        # Metadata and connection messages arrive retained on their own topics; subscribe to
+        # them even under narrow filters (but not twice: overlapping subscriptions deliver a
+        # message once per subscription).
+        for extra, probe in (
+            (f"{tree}/metadata/#", self.topics.metadata("p", "g", "w")),
+            (f"{tree}/connection/+", self.topics.connection("p")),
+        ):
+            if not self._covered(probe):
+                self._subscribe(extra)
+
+    def _subscribe(self, topic_filter: str) -> None:
+        self._session.subscribe(topic_filter, self._on_message)
+        self._subscribed.append(topic_filter)
+
+    def _covered(self, topic: str) -> bool:
+        return any(topic_matches(f, topic) for f in self._subscribed)
 
     async def __aenter__(self) -> Subscriber:
         await self._session.start(wait=True)
@@ -255,7 +284,7 @@ class Subscriber:
         """Decode and file away metadata, status and connection messages; return a data
         message with its parsed JSON, None for anything else (or anything refused)."""
         try:
-            info = self.topics.parse(topic)
+            info = self._topic_info(topic)
         except DecodeError as e:
             self._refuse(Refusal.TOPIC, topic, f"not a topic of the tree: {e}")
             return None
@@ -266,7 +295,7 @@ class Subscriber:
             self.decode_errors += 1
             _log.warning("undecodable message on %s: %s", topic, e)
             return None
-        if problem := topic_disagreement(info, message):
+        if info is not None and (problem := topic_disagreement(info, message)):
             self._refuse(Refusal.TOPIC, topic, f"message {problem}")
             return None
         if isinstance(message, MetaDataMessage):
@@ -277,19 +306,63 @@ class Subscriber:
             return None
         if isinstance(message, ConnectionMessage):
             self.connections[message.publisher_id] = message
+            self._learn_topics(message)
             return None
         assert isinstance(message, NetworkMessage)
-        _name_from_topic(info, message)
+        if info is not None:
+            _name_from_topic(info, message)
         return raw, message
 
-    def _decode_raw(self, info: TopicInfo, raw: Any) -> AnyMessage:
+    def _topic_info(self, topic: str) -> TopicInfo | None:
+        """What the topic says of its messages: its levels in the standard tree (DecodeError
+        when it is under the tree's root but not a topic of it), what a ua-connection
+        announced for a custom topic, or None for a custom topic nobody announced."""
+        if topic.startswith(self._tree_root):
+            return self.topics.parse(topic)
+        return self.announced.get(topic)
+
+    def _learn_topics(self, message: ConnectionMessage) -> None:
+        """Take in the custom topics a ua-connection announces; with ``discover``, subscribe to
+        those no filter covers. A topic two publishers announce belongs to neither."""
+        publisher = message.publisher_id
+        for topic, info in announced_topics(message).items():
+            if topic.startswith(self._tree_root):
+                continue  # a standard topic: its levels say whose it is
+            announcers = self._announcers.setdefault(topic, set())
+            if len(self._announcers) > _MAX_DISCOVERED and not announcers:
+                del self._announcers[topic]
+                continue
+            announcers.add(publisher)
+            if len(announcers) > 1:
+                if self.announced.pop(topic, None) is not None:
+                    _log.warning(
+                        "topic %s is announced by several publishers (%s): its messages are "
+                        "taken at their word",
+                        topic,
+                        ", ".join(sorted(announcers)),
+                    )
+                continue
+            self.announced[topic] = info
+            if self.discover and not self._covered(topic):
+                _log.info("subscribing to %s, announced by %s", topic, publisher)
+                self._subscribe(topic)
+
+    def _decode_raw(self, info: TopicInfo | None, raw: Any) -> AnyMessage:
         """Decode with the namespaces and field types of the publisher the topic names (a
-        body may leave its PublisherId out, and one that names another is refused anyway)."""
-        publisher = info.publisher_id
+        body may leave its PublisherId out, and one that names another is refused anyway);
+        on a custom topic nobody announced, of the publisher the body names."""
+        if info is not None:
+            publisher = info.publisher_id
+            return decode_message(
+                raw,
+                codec=self._codecs.get(publisher, self._codec),
+                field_types=lambda _named, writer_id: self._field_types(publisher, writer_id),
+            )
+        named = raw.get("PublisherId") if isinstance(raw, dict) else None
         return decode_message(
             raw,
-            codec=self._codecs.get(publisher, self._codec),
-            field_types=lambda _named, writer_id: self._field_types(publisher, writer_id),
+            codec=self._codecs.get(named, self._codec) if isinstance(named, str) else self._codec,
+            field_types=self._field_types,
         )
 
     def _refuse(self, reason: Refusal, topic: str, detail: str) -> None:
@@ -369,14 +442,15 @@ class Subscriber:
     def _redecode(self, h: _Held) -> ReceivedDataSet:
         """The held DataSet decoded with the metadata known now; as first decoded when that
         fails (the metadata that arrived does not describe this data)."""
-        info = self.topics.parse(h.topic)  # parsed before it was held
+        info = self._topic_info(h.topic)  # parsed before it was held
         try:
             nm = self._decode_raw(info, h.raw)
         except DecodeError as e:
             _log.warning("held message on %s does not decode with its metadata: %s", h.topic, e)
             return self._dataset(h.topic, h.message)
         assert isinstance(nm, NetworkMessage)
-        _name_from_topic(info, nm)
+        if info is not None:
+            _name_from_topic(info, nm)
         return self._dataset(h.topic, nm.messages[h.index])
 
     def codec(self, publisher_id: str | None) -> JsonCodec:

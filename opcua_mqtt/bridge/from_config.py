@@ -89,6 +89,7 @@ def _group_plan(g: WriterGroupConfig) -> GroupPlan:
         publishing_interval_ms=g.publishing_interval_ms,
         qos=g.qos,
         bundle_writers=g.bundle_writers,
+        queue_name=g.queue_name,
         settings=settings[0] if g.bundle_writers and settings else JsonMessageSettings(),
         writers=tuple(
             WriterPlan(
@@ -98,6 +99,8 @@ def _group_plan(g: WriterGroupConfig) -> GroupPlan:
                 key_frame_count=w.key_frame_count,
                 keep_alive_ms=int(w.keep_alive_ms),
                 settings=None if g.bundle_writers else s,
+                queue_name=w.queue_name,
+                metadata_queue_name=w.metadata_queue_name,
             )
             for w, s in zip(g.writers, settings, strict=True)
         ),

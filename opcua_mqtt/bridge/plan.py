@@ -24,6 +24,9 @@ class WriterPlan:
     key_frame_count: int = 10
     keep_alive_ms: int = 10_000
     settings: JsonMessageSettings | None = None  # None: the writer group's
+    # Custom topics (config queue_name / metadata_queue_name, expanded); None: standard tree.
+    queue_name: str | None = None
+    metadata_queue_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class GroupPlan:
     qos: int = 1
     settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
     bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
+    queue_name: str | None = None  # the group's own custom topic; None: the standard tree
 
     def __post_init__(self) -> None:
         if self.bundle_writers and any(
@@ -85,7 +89,23 @@ class Writer:
         self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
 
 
+def data_topic(plan: BridgePlan, g: GroupPlan, w: WriterPlan | None = None) -> str:
+    """Where the data of group ``g`` (bundled), or of its writer ``w``, is published: the
+    configured queue name, else the standard tree. A bundled group's writers share its topic."""
+    if w is None or g.bundle_writers:
+        return g.queue_name or plan.topics.data(plan.publisher_id, g.name)
+    return w.queue_name or plan.topics.data(plan.publisher_id, g.name, w.name)
+
+
+def metadata_topic(plan: BridgePlan, g: GroupPlan, w: WriterPlan) -> str:
+    """Where the retained ua-metadata of writer ``w`` is published."""
+    return w.metadata_queue_name or plan.topics.metadata(plan.publisher_id, g.name, w.name)
+
+
 def writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
+    """The WriterGroupDataType of the ua-connection message; its TransportSettings and its
+    writers' (Part 14 §6.4.2.3, §6.4.2.5) name the topics in use, so that a subscriber can
+    discover custom topics from it."""
     s = g.settings
     return ua.WriterGroupDataType(
         Name=g.name,
@@ -95,7 +115,7 @@ def writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
             NetworkMessageContentMask=int(s.network_mask)
         ),
         TransportSettings=ua.BrokerWriterGroupTransportDataType(
-            QueueName=plan.topics.data(plan.publisher_id, g.name),
+            QueueName=data_topic(plan, g),
             RequestedDeliveryGuarantee=(
                 ua.BrokerTransportQualityOfService.AtLeastOnce
                 if g.qos == 1
@@ -116,8 +136,8 @@ def writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
                     DataSetMessageContentMask=int(g.writer_settings(w).dataset_mask)
                 ),
                 TransportSettings=ua.BrokerDataSetWriterTransportDataType(
-                    QueueName=plan.topics.data(plan.publisher_id, g.name, w.name),
-                    MetaDataQueueName=plan.topics.metadata(plan.publisher_id, g.name, w.name),
+                    QueueName=data_topic(plan, g, w),
+                    MetaDataQueueName=metadata_topic(plan, g, w),
                 ),
             )
             for w in g.writers

@@ -37,7 +37,14 @@ from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.continuity import checkpoint_key, checkpoint_value, fingerprint, resume
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
-from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, Writer, writer_group
+from opcua_mqtt.bridge.plan import (
+    BridgePlan,
+    GroupPlan,
+    Writer,
+    data_topic,
+    metadata_topic,
+    writer_group,
+)
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.errors import DecodeError
@@ -388,16 +395,14 @@ class Bridge:
             if not dsms:
                 continue
             if group.bundle_writers:
-                topic = self.plan.topics.data(self.plan.publisher_id, group.name)
+                topic = data_topic(self.plan, group)
                 origin = min((o for _, _, o in dsms if o is not None), default=None)
                 self._send(
                     group, group.settings, codecs, [(w, m) for w, m, _ in dsms], topic, origin
                 )
             else:
                 for writer, m, origin in dsms:
-                    topic = self.plan.topics.data(
-                        self.plan.publisher_id, group.name, writer.plan.name
-                    )
+                    topic = data_topic(self.plan, group, writer.plan)
                     settings = group.writer_settings(writer.plan)
                     self._send(group, settings, codecs, [(writer, m)], topic, origin)
 
@@ -463,9 +468,7 @@ class Bridge:
         )
         if self._signer is not None:
             msg = sign_message(msg, self._signer, issued_at=self._clock())
-        topic = self.plan.topics.metadata(
-            self.plan.publisher_id, writer.group.name, writer.plan.name
-        )
+        topic = metadata_topic(self.plan, writer.group, writer.plan)
         self.mqtt.publish(Outgoing(topic, dumps(msg), qos=1, retain=True))
         writer.version_published = (version.major, version.minor)
         self.stats.metadata_published += 1

@@ -42,8 +42,19 @@ from opcua_mqtt.cli.common import format_option
     help="Keep the certificates, bridge.yaml and logs here instead of in a temporary "
     "directory that is removed at exit.",
 )
+@click.option(
+    "--uns",
+    is_flag=True,
+    help="Publish on the topics of a Unified Namespace (acme/demo-site/<line>/<machine>, "
+    "docs/uns.md) instead of the standard tree; the table reads the same.",
+)
 def demo(
-    broker: str, port: int | None, duration: float | None, fmt: str | None, workdir: Path | None
+    broker: str,
+    port: int | None,
+    duration: float | None,
+    fmt: str | None,
+    workdir: Path | None,
+    uns: bool,
 ) -> None:
     """Run the whole path on this machine: a simulated OPC UA plant, a broker, the bridge.
 
@@ -64,6 +75,7 @@ def demo(
       opcua-mqtt demo --broker amqtt --port 18883
       opcua-mqtt demo --duration 30 --format json > datasets.jsonl
       opcua-mqtt demo --workdir demo/    # keep bridge.yaml and the certificates
+      opcua-mqtt demo --uns              # ISA-95 topics: acme/demo-site/...
     \b
     Exit codes: 0 stopped (Ctrl-C, SIGTERM, --duration), 1 something failed to start, or no
     DataSet with verified metadata arrived within --duration, 2 the asked-for broker is not
@@ -73,7 +85,7 @@ def demo(
 
     table = fmt == "table" if fmt else sys.stdout.isatty()
     options = DemoOptions(
-        broker=broker, port=port, duration_s=duration, table=table, workdir=workdir
+        broker=broker, port=port, duration_s=duration, table=table, workdir=workdir, uns=uns
     )
     try:
         code = run(options)

@@ -32,6 +32,21 @@ from opcua_mqtt.subscriber import Refusal, Subscriber
     "publisher whose metadata verified cannot be downgraded to unsigned metadata.",
 )
 @click.option("--prefix", default="opcua", show_default=True, help="Topic tree prefix.")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    metavar="FILTER",
+    help="Subscribe to this topic filter (repeatable; TOPIC_FILTER counts as one), e.g. the "
+    "custom topics of a Unified Namespace: --topic 'acme/#'. Default: everything under the "
+    "prefix.",
+)
+@click.option(
+    "--discover/--no-discover",
+    default=None,
+    help="Also subscribe to the custom topics (queue names) that publishers announce in their "
+    "ua-connection messages.  [default: on without TOPIC_FILTER and --topic, else off]",
+)
 @format_option(
     ["table", "json"], "Live table (default on a terminal) or JSON lines (default otherwise)."
 )
@@ -45,6 +60,8 @@ def listen(
     mqtt_params: dict[str, Any],
     trust: str | None,
     prefix: str,
+    topics: tuple[str, ...],
+    discover: bool | None,
     fmt: str | None,
     count: int | None,
     timeout: float | None,
@@ -59,11 +76,16 @@ def listen(
     another PublisherId and downgrades are refused: never shown, counted per reason (the
     "refused" member of each JSON line, the table's last line) and logged.
 
+    Custom topics (a Unified Namespace, docs/uns.md) are found from the publishers'
+    ua-connection messages (--discover, the default without filters) or named with --topic;
+    data is matched to metadata the same way whatever the topics look like.
+
     \b
     Examples:
       opcua-mqtt listen localhost:8883 --ca certs/ca.pem --cert certs/mqtt-client.pem \\
           --key certs/mqtt-client.key --trust certs/ca.pem
       opcua-mqtt listen broker:8883 'opcua/json/data/plant1/#' --ca ca.pem --format json
+      opcua-mqtt listen broker:8883 --topic 'acme/site1/#' --topic 'opcua/json/#' --ca ca.pem
     \b
     Exit codes: 0 done (--count reached or Ctrl-C), 2 bad usage (e.g. a malformed
     TOPIC_FILTER), 3 broker unreachable, or it refused the connection (untrusted
@@ -72,12 +94,27 @@ def listen(
     """
     if topic_filter is not None and (problem := topic_problem(topic_filter, wildcards=True)):
         raise click.BadParameter(f"not a topic filter: {problem}", param_hint="TOPIC_FILTER")
+    for each in topics:
+        if problem := topic_problem(each, wildcards=True):
+            raise click.BadParameter(
+                f"{each!r} is not a topic filter: {problem}", param_hint="--topic"
+            )
+    filters = [*([topic_filter] if topic_filter is not None else []), *topics]
     options = mqtt_options_from(broker, mqtt_params, "opcua-mqtt-listen")
     trust_store = TrustStore.from_pem(Path(trust).read_bytes()) if trust else None
     mode = fmt or ("table" if sys.stdout.isatty() else "json")
     try:
         code = asyncio.run(
-            _listen(options, trust_store, prefix, topic_filter, mode, count, timeout)
+            _listen(
+                options,
+                trust_store,
+                prefix,
+                filters,
+                not filters if discover is None else discover,
+                mode,
+                count,
+                timeout,
+            )
         )
     except MqttError as e:
         click.echo(f"error: {e}", err=True)
@@ -91,7 +128,8 @@ async def _listen(
     options: Any,
     trust: TrustStore | None,
     prefix: str,
-    topic_filter: str | None,
+    filters: list[str],
+    discover: bool,
     mode: str,
     count: int | None,
     timeout: float | None,
@@ -99,7 +137,11 @@ async def _listen(
     seen = 0
     table = LiveTable(sys.stdout) if mode == "table" else None
     async with Subscriber(
-        options, trust=trust, topics=TopicTree(prefix=prefix), topic_filter=topic_filter
+        options,
+        trust=trust,
+        topics=TopicTree(prefix=prefix),
+        topic_filter=filters,
+        discover=discover,
     ) as sub:
         iterator = sub.__aiter__()
         while count is None or seen < count:

@@ -38,6 +38,7 @@ from opcua_mqtt.core.config.model import Config, PublishingDefaults
 from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
 from opcua_mqtt.core.remap import keep_hand_edits
+from opcua_mqtt.core.uns import VARIABLE_NAME, TemplateError, template_variables
 
 EXIT_CONNECTION = 3
 _DAY_MS = 86_400_000
@@ -149,6 +150,27 @@ def _defaults_option(
     "it. Default: ./certs when it holds those files.",
 )
 @click.option(
+    "--topic-template",
+    metavar="TEMPLATE",
+    help="Publish on custom topics (a Unified Namespace, docs/uns.md) instead of the standard "
+    "tree: the writers' queue_name, e.g. '{enterprise}/{site}/{path}'. {path} is the browse "
+    "path of the writer's object (filled in here); {publisher_id}, {group}, {writer} and the "
+    "--uns variables are filled in when the bridge loads the file.",
+)
+@click.option(
+    "--metadata-topic-template",
+    metavar="TEMPLATE",
+    help="The writers' metadata_queue_name, with the same variables. Default: the "
+    "--topic-template plus '/metadata'.",
+)
+@click.option(
+    "--uns",
+    "uns_values",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A variable of the uns section for the templates (repeatable): --uns enterprise=acme.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace an existing --output file, keeping its hand edits: the connection, MQTT "
@@ -181,6 +203,9 @@ def map_command(
     broker: str | None,
     mqtt_protocol: str | None,
     certs_dir: Path | None,
+    topic_template: str | None,
+    metadata_topic_template: str | None,
+    uns_values: tuple[str, ...],
     force: bool,
 ) -> None:
     """Turn an OPC UA address space into a publishing configuration.
@@ -216,6 +241,8 @@ def map_command(
       opcua-mqtt map opc.tcp://127.0.0.1:4840 --security-policy None --writable-only
       opcua-mqtt certs && opcua-mqtt map plc1.json --broker broker.local:8883 -o bridge.yaml
       opcua-mqtt map plc1.json -o bridge.yaml --force   # re-map, hand edits kept
+      opcua-mqtt map plc1.json --uns enterprise=acme --uns site=site1 \\
+          --topic-template '{enterprise}/{site}/{path}' -o bridge.yaml
 
     \b
     Exit codes: 0 written, 1 nothing matched or the result (or, with --force, the file
@@ -261,7 +288,13 @@ def map_command(
         result = read_browse_file(Path(source))
     if publisher_id is None and pki is not None:
         publisher_id = pki_publisher_id(pki)  # the one its certificates are issued for
-    settings = MapSettings(publisher_id=publisher_id, defaults=defaults)
+    settings = MapSettings(
+        publisher_id=publisher_id,
+        defaults=defaults,
+        topic_template=topic_template,
+        metadata_topic_template=metadata_topic_template,
+        uns=_uns_variables(uns_values, topic_template, metadata_topic_template),
+    )
     try:
         plan = plan_mapping(result, rules, settings)
     except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
@@ -413,3 +446,32 @@ def _summary(plan: MappingPlan, config: Config, output: Path | None) -> str:
         f", {writers:,} writer{'s' if writers != 1 else ''} ({writable:,} writable; write-back "
         f"{'enabled' if config.write_back.enabled else 'disabled'}){where}"
     )
+
+
+def _uns_variables(
+    values: tuple[str, ...], template: str | None, metadata_template: str | None
+) -> dict[str, str]:
+    """The --uns NAME=VALUE pairs, with the templates' syntax checked: a usage error names the
+    option, the rest (unknown variables, topic rules) the loader reports with the file's path."""
+    for option, given in (
+        ("--topic-template", template),
+        ("--metadata-topic-template", metadata_template),
+    ):
+        if given is None:
+            continue
+        try:
+            template_variables(given)
+        except TemplateError as e:
+            raise click.BadParameter(f"{given!r}: {e}", param_hint=option) from None
+    if metadata_template is not None and template is None:
+        raise click.UsageError("--metadata-topic-template needs --topic-template")
+    out: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not VARIABLE_NAME.fullmatch(name) or not value:
+            raise click.BadParameter(
+                f"expected NAME=VALUE with a lower-case NAME and a VALUE, got {item!r}",
+                param_hint="--uns",
+            )
+        out[name] = value
+    return out

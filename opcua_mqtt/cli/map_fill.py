@@ -83,6 +83,10 @@ def given_places(given: set[str]) -> set[Place]:
         places |= {("mqtt", "host"), ("mqtt", "port")}
     if "mqtt_protocol" in given:
         places.add(("mqtt", "protocol"))
+    if "uns_values" in given:
+        places.add(("uns",))
+    if "topic_template" in given:  # the queue names of every group and writer
+        places |= {("writer_groups", "queue_name"), ("writer_groups", "metadata_queue_name")}
     if "certs_dir" in given:
         places |= {("mqtt", "tls", k) for k in ("ca", "certificate", "private_key")}
         places |= {("metadata_signing", k) for k in ("private_key", "certificate_chain")}

@@ -104,10 +104,35 @@ class MappingRules:
 
 @dataclass(frozen=True)
 class MapSettings:
-    """What ``map`` writes besides the fields: the publisher id and the ``defaults`` section."""
+    """What ``map`` writes besides the fields: the publisher id, the ``defaults`` section and
+    the custom topics of a Unified Namespace (docs/uns.md).
+
+    ``topic_template`` becomes the writers' ``queue_name`` (``metadata_topic_template``, by
+    default the same plus ``/metadata``, their ``metadata_queue_name``): ``{path}`` in it is
+    replaced here by the browse path of the writer's object, one level per BrowseName made
+    safe like names are, and the template is then written on each writer; without ``{path}``
+    it is written once per writer group. ``uns`` is the ``uns`` section (its variables).
+    """
 
     publisher_id: str | None = None  # None: derived from the endpoint's host
     defaults: PublishingDefaults = field(default_factory=PublishingDefaults)
+    topic_template: str | None = None
+    metadata_topic_template: str | None = None
+    uns: Mapping[str, str] = field(default_factory=dict)
+
+    def queue_templates(self, path: Sequence[str] | None = None) -> dict[str, str]:
+        """The queue_name and metadata_queue_name entries: of a writer whose object has the
+        browse ``path``, or (None) of a writer group."""
+        if self.topic_template is None:
+            return {}
+        meta = self.metadata_topic_template or self.topic_template + "/metadata"
+        templates = {"queue_name": self.topic_template, "metadata_queue_name": meta}
+        if "{path}" not in self.topic_template + meta:
+            return templates if path is None else {}
+        if path is None:
+            return {}
+        levels = "/".join(sanitize_name(p) for p in path)
+        return {k: v.replace("{path}", levels) for k, v in templates.items()}
 
 
 @dataclass
@@ -496,11 +521,12 @@ def plan_mapping(
                 {
                     "name": wname,
                     "dataset_writer_id": writer_ids[f"{identity}\n{wkey}"],
+                    **settings.queue_templates(space.path_of(wkey) or (start_name,)),
                     "fields": fields,
                 }
             )
         out_writers.sort(key=lambda w: str(w["name"]))
-        out_groups.append({"name": gname, "writers": out_writers})
+        out_groups.append({"name": gname, **settings.queue_templates(), "writers": out_writers})
     out_groups.sort(key=lambda g: str(g["name"]))
     writable.sort(key=lambda n: str(n["field"]))
 
@@ -512,6 +538,7 @@ def plan_mapping(
         "publisher_id": settings.publisher_id or _publisher_id(result.endpoint),
         "opcua": opcua,
         "defaults": settings.defaults.to_json(),
+        **({"uns": dict(settings.uns)} if settings.uns else {}),
         "writer_groups": out_groups,
         "write_back": {"enabled": False, "allow": [], "writable_nodes": writable},
     }

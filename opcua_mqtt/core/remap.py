@@ -51,10 +51,14 @@ def keep_hand_edits(
     """``new`` (what map made) with the user's parts of ``old`` (the existing file) put back.
 
     ``given`` names the places the command line set (``("mqtt", "host")``, or a whole section
-    such as ``("metadata_signing",)``): there ``new`` wins.
+    such as ``("metadata_signing",)``): there ``new`` wins. ``("writer_groups", option)`` means
+    the command line set that option of every group and writer (``map --topic-template``).
     """
     out = _overlay(new, old, (), frozenset(given))
-    out["writer_groups"] = _keep_options(new.get("writer_groups", []), old.get("writer_groups"))
+    replaced = frozenset(p[1] for p in given if len(p) == 2 and p[0] == "writer_groups")
+    out["writer_groups"] = _keep_options(
+        new.get("writer_groups", []), old.get("writer_groups"), replaced
+    )
     return out
 
 
@@ -74,9 +78,11 @@ def _overlay(
     return out
 
 
-def _keep_options(new_groups: Sequence[Mapping[str, Any]], old_groups: Any) -> list[Any]:
+def _keep_options(
+    new_groups: Sequence[Mapping[str, Any]], old_groups: Any, replaced: frozenset[str]
+) -> list[Any]:
     """The writer groups map made, with the options the old file set on the same group, writer
-    and field."""
+    and field, but for the ``replaced`` ones of groups and writers."""
     old_by_name = {g.get("name"): g for g in _mappings(old_groups)}
     groups = []
     for group in new_groups:
@@ -90,8 +96,12 @@ def _keep_options(new_groups: Sequence[Mapping[str, Any]], old_groups: Any) -> l
                 _with_options(f, old_fields.get(f["node_id"], {}), _FIELD_OWNED)
                 for f in writer["fields"]
             ]
-            writers.append(_with_options({**writer, "fields": fields}, old_writer, _WRITER_OWNED))
-        groups.append(_with_options({**group, "writers": writers}, old_group, _GROUP_OWNED))
+            writers.append(
+                _with_options({**writer, "fields": fields}, old_writer, _WRITER_OWNED | replaced)
+            )
+        groups.append(
+            _with_options({**group, "writers": writers}, old_group, _GROUP_OWNED | replaced)
+        )
     return groups
 
 

@@ -60,6 +60,10 @@ T = TypeVar("T")
 
 PUBLISHER = "demo-bridge"
 WRITABLE = "*/*/*Setpoint"  # the write-back allow-list: every setpoint, nothing else
+#: The Unified Namespace layout of `demo --uns` (docs/uns.md): enterprise and site above the
+#: plant's own browse paths (line/machine), metadata below each machine's data topic.
+UNS = {"enterprise": "acme", "site": "demo-site"}
+UNS_TOPIC = "{enterprise}/{site}/{path}"
 READY_TIMEOUT_S = 30.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -71,6 +75,7 @@ class DemoOptions:
     duration_s: float | None = None
     table: bool = True  # False: JSON lines on stdout, everything else on stderr
     workdir: Path | None = None  # None: a temporary directory, removed at exit
+    uns: bool = False  # publish on the UNS topics of UNS_TOPIC instead of the standard tree
 
 
 class DemoError(OpcUaMqttError):
@@ -250,11 +255,18 @@ class Demo:
             f"{writers} writers; write-back allowed for {WRITABLE}"
         )
         self.say(f"                 configuration: {config_path}")
+        if self.options.uns:
+            first = next(w for _, w in config.writers())
+            self.say(
+                f"                 topics: a Unified Namespace ({first.queue_name}, ...; "
+                "docs/uns.md), status and connection on the standard tree"
+            )
         bridge = await self._start_bridge(config, config_path, stack)
 
         mqtt = self._client_options(broker, certs)
         trust = TrustStore.from_pem((certs / "ca.pem").read_bytes())
-        subscriber = Subscriber(mqtt, trust=trust)
+        # discover: the custom topics of --uns come from the bridge's ua-connection
+        subscriber = Subscriber(mqtt, trust=trust, discover=True)
         try:
             await self._until_stopped(subscriber.__aenter__())
         except MqttError as e:
@@ -289,9 +301,10 @@ class Demo:
             sampling_interval_ms=250.0,
             keep_alive_ms=5000.0,
         )
-        doc = plan_mapping(
-            browsed, MappingRules(), MapSettings(publisher_id=PUBLISHER, defaults=defaults)
-        ).document
+        settings = MapSettings(publisher_id=PUBLISHER, defaults=defaults)
+        if self.options.uns:
+            settings = replace(settings, topic_template=UNS_TOPIC, uns=UNS)
+        doc = plan_mapping(browsed, MappingRules(), settings).document
         doc["opcua"] |= {"security_policy": "None", "security_mode": "None"}
         doc["mqtt"] = {
             "host": broker.host,

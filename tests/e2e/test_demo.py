@@ -216,6 +216,38 @@ def test_demo_with_amqtt_falls_back_to_mqtt_3_1_1() -> None:
         demo.kill()
 
 
+def test_demo_with_uns_topics_reads_the_same_and_writes_on_the_standard_command_topic(
+    mosquitto_executable: str,
+) -> None:
+    """`demo --uns` (docs/uns.md): data and metadata on acme/demo-site/<line>/<machine>, the
+    DataSets as the standard layout gives them (named writers, verified metadata), found by
+    the printed `listen` through the bridge's ua-connection; write-back stays standard."""
+    demo = Demo("--broker", "mosquitto", "--port", str(free_port()), "--uns")
+    try:
+        demo.wait_for("verified data", lambda: _verified(demo))
+        assert any("topics: a Unified Namespace (acme/demo-site/" in s for s in demo.stderr)
+        for d in demo.datasets():
+            assert d["topic"].startswith("acme/demo-site/Line"), d["topic"]
+            assert d["topic"].rsplit("/", 1)[1] == d["dataset_writer_name"]
+            assert d["publisher_id"] == "demo-bridge" and d["fields"]
+        listen = demo.command("listen")
+        seen = subprocess.run(
+            [*listen, "--format", "json", "--count", "3", "--timeout", "30"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert seen.returncode == 0, seen.stderr
+        lines = [json.loads(line) for line in seen.stdout.splitlines()]
+        assert {d["metadata"]["state"] for d in lines} == {"verified"}
+        assert all(d["topic"].startswith("acme/demo-site/") for d in lines)
+        _write_and_see(demo)
+        _stop_and_check(demo, _workdir(demo))
+    finally:
+        demo.kill()
+
+
 class Screen:
     """Just enough of a terminal to replay the demo's output: text that wraps at ``columns``,
     CR, LF, cursor to previous lines (CSI n F, never above the visible screen), erase below

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from harness.bridge import run_cli as run
+from opcua_mqtt.core.config.check import load_config
 
 NS = "urn:plant"
 
@@ -371,3 +372,76 @@ def test_map_of_a_mistyped_endpoint_is_a_usage_error_not_a_missing_file(
     assert [line for line in mapped.stderr.splitlines() if line.startswith("Error: ")] == [
         f"Error: {endpoint!r} is not an endpoint URL: expected opc.tcp://host[:port][/path]"
     ]
+
+
+def test_map_topic_template_fills_in_uns_queue_names(tmp_path: Path) -> None:
+    """{path} becomes the browse path of each writer's object; the uns variables and the
+    names are left for the loader, which expands them (docs/uns.md)."""
+    out = tmp_path / "bridge.yaml"
+    result = run(
+        "map", str(browse_file(tmp_path)), "-o", str(out), "--uns", "enterprise=acme",
+        "--uns", "site=site1", "--topic-template", "{enterprise}/{site}/{path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert doc["uns"] == {"enterprise": "acme", "site": "site1"}
+    writers = {w["name"]: w for g in doc["writer_groups"] for w in g["writers"]}
+    assert writers["Filler"]["queue_name"] == "{enterprise}/{site}/Line1/Filler"
+    assert writers["Filler"]["metadata_queue_name"] == "{enterprise}/{site}/Line1/Filler/metadata"
+    assert writers["Utilities"]["queue_name"] == "{enterprise}/{site}/Utilities"
+    config = load_config(out.read_text(encoding="utf-8"), str(out))
+    topics = {w.name: (w.queue_name, w.metadata_queue_name) for _, w in config.writers()}
+    assert topics["Capper"] == ("acme/site1/Line1/Capper", "acme/site1/Line1/Capper/metadata")
+
+
+def test_map_topic_template_without_path_goes_on_the_groups(tmp_path: Path) -> None:
+    result = run(
+        "map", str(browse_file(tmp_path)), "--topic-template", "plant/{group}/{writer}",
+        "--metadata-topic-template", "plant/meta/{group}/{writer}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = yaml.safe_load(result.stdout)
+    for group in doc["writer_groups"]:
+        assert group["queue_name"] == "plant/{group}/{writer}"
+        assert group["metadata_queue_name"] == "plant/meta/{group}/{writer}"
+        assert all("queue_name" not in w for w in group["writers"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--topic-template", "{enterprise/x"], "'{' that is not part of a {variable}"),
+        (["--uns", "Site=x", "--topic-template", "a/{path}"], "expected NAME=VALUE"),
+        (["--metadata-topic-template", "a/{path}"], "needs --topic-template"),
+    ],
+)
+def test_map_topic_template_usage_errors_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run("map", str(browse_file(tmp_path)), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_map_topic_template_with_an_unknown_variable_is_refused_by_the_loader(
+    tmp_path: Path,
+) -> None:
+    result = run("map", str(browse_file(tmp_path)), "--topic-template", "{enterprise}/{path}")
+    assert result.returncode == 1
+    assert "unknown template variable {enterprise}" in result.stderr
+
+
+def test_remap_with_a_new_topic_template_replaces_the_queue_names(tmp_path: Path) -> None:
+    """--force keeps hand edits, but what the command line gives wins: a new template and new
+    uns values replace the old ones; without them the old ones stay."""
+    source, out = str(browse_file(tmp_path)), tmp_path / "bridge.yaml"
+    first = ["--uns", "enterprise=a", "--topic-template", "{enterprise}/{path}"]
+    assert run("map", source, "-o", str(out), *first).returncode == 0
+    second = ["--uns", "enterprise=b", "--topic-template", "q/{enterprise}/{path}"]
+    assert run("map", source, "-o", str(out), "--force", *second).returncode == 0
+    doc = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert doc["uns"] == {"enterprise": "b"}
+    filler = doc["writer_groups"][0]["writers"][1]
+    assert filler["queue_name"] == "q/{enterprise}/Line1/Filler"
+    assert run("map", source, "-o", str(out), "--force").returncode == 0
+    assert yaml.safe_load(out.read_text(encoding="utf-8")) == doc

@@ -3,12 +3,13 @@ with an ACL as a plant would set it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.mosquitto import MosquittoBroker, run_broker
+from harness.mqtt import MqttProbe
 from harness.pki import CLIENT_COMMON_NAME, Pki
 
 
@@ -48,3 +49,11 @@ def mosquitto_mtls_acl(
     yield from run_broker(
         mosquitto_executable, pki, workdir, mutual_tls=True, extra=(f"acl_file {acl}",)
     )
+
+
+@pytest.fixture
+async def forger(mosquitto_tls: MosquittoBroker) -> AsyncIterator[MqttProbe]:
+    """A plain MQTT client on ``mosquitto_tls`` that publishes whatever a test makes up."""
+    async with MqttProbe() as probe:
+        await probe.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
+        yield probe

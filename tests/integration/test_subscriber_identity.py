@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,13 +91,6 @@ def signers(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Sig
         name: _signer(issue_signer(pki, base / name, None if name == "unbound" else name))
         for name in ("plant1", "evil", "unbound")
     }
-
-
-@pytest.fixture
-async def forger(mosquitto_tls: MosquittoBroker) -> AsyncIterator[MqttProbe]:
-    async with MqttProbe() as probe:
-        await probe.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
-        yield probe
 
 
 def trust(pki: Pki) -> TrustStore:

@@ -28,19 +28,21 @@ from opcua_mqtt.core.config.model import (
     derive_field_id,
     num,
 )
+from opcua_mqtt.core.config.queues import queue_names
 from opcua_mqtt.core.config.rules import Resolver
 from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 
 
 def build_config(data: Mapping[str, Any]) -> Config:
     resolver = Resolver(data)
+    queues = queue_names(data)
     opcua = _fill(OpcUaConfig, data["opcua"])
     identity = opcua.identity
     groups = []
-    for graw in data["writer_groups"]:
+    for gi, graw in enumerate(data["writer_groups"]):
         gl = [(graw, ())]
         writers = []
-        for wraw in graw["writers"]:
+        for wi, wraw in enumerate(graw["writers"]):
             wl = [(wraw, ()), *gl]
             fields = []
             for fraw in wraw["fields"]:
@@ -73,7 +75,9 @@ def build_config(data: Mapping[str, Any]) -> Config:
                     field_content=tuple(resolver.get("field_content", wl)[0]),
                     key_frame_count=int(resolver.get("key_frame_count", wl)[0]),
                     keep_alive_ms=float(resolver.get("keep_alive_ms", wl)[0]),
-                    overrides=_overrides(wraw, _WRITER_OPTIONS),
+                    overrides=_overrides(wraw, _WRITER_OPTIONS + _QUEUE_OPTIONS),
+                    queue_name=queues.data[(gi, wi)],
+                    metadata_queue_name=queues.metadata[(gi, wi)],
                 )
             )
         groups.append(
@@ -83,7 +87,8 @@ def build_config(data: Mapping[str, Any]) -> Config:
                 publishing_interval_ms=float(resolver.get("publishing_interval_ms", gl)[0]),
                 qos=int(resolver.get("qos", gl)[0]),
                 bundle_writers=bool(graw.get("bundle_writers", False)),
-                overrides=_overrides(graw, _GROUP_OPTIONS),
+                overrides=_overrides(graw, _GROUP_OPTIONS + _QUEUE_OPTIONS),
+                queue_name=queues.groups[gi],
             )
         )
     mqtt_raw = dict(data.get("mqtt") or {})
@@ -138,6 +143,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
             ),
         ),
         metrics=None if metrics is None else _fill(MetricsConfig, metrics),
+        uns=dict(data.get("uns") or {}),
     )
 
 
@@ -153,6 +159,8 @@ _GROUP_OPTIONS: Final = (
     "deadband",
 )
 _WRITER_OPTIONS: Final = _GROUP_OPTIONS[2:]
+#: Custom topic templates (core/config/queues.py): kept as written, not inherited by name.
+_QUEUE_OPTIONS: Final = ("queue_name", "metadata_queue_name")
 _FIELD_OPTIONS: Final = _GROUP_OPTIONS[6:]
 _FLOAT_OPTIONS: Final = frozenset(
     {"publishing_interval_ms", "sampling_interval_ms", "keep_alive_ms", "timeout_s", "interval_s"}

@@ -241,6 +241,9 @@ class WriterConfig:
     key_frame_count: int
     keep_alive_ms: float
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # The expanded custom topics (core/config/queues.py); None: the standard tree's.
+    queue_name: str | None = None
+    metadata_queue_name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "dataset_writer_id": self.dataset_writer_id}
@@ -259,6 +262,9 @@ class WriterGroupConfig:
     qos: int
     bundle_writers: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # The group's own expanded custom topic (its WriterGroup QueueName); None: the standard
+    # tree's, or its template names {writer} (core/config/queues.py).
+    queue_name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -354,6 +360,7 @@ class Config:
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
     metrics: MetricsConfig | None = None
     version: int = 1
+    uns: Mapping[str, str] = field(default_factory=dict)  # queue name template variables
 
     def writers(self) -> Iterator[tuple[WriterGroupConfig, WriterConfig]]:
         for group in self.writer_groups:
@@ -376,6 +383,7 @@ class Config:
             "metadata_signing": _section(self.metadata_signing),
             "defaults": _section(self.defaults),
             "status": _section(self.status),
+            **({"uns": dict(self.uns)} if self.uns else {}),
             "writer_groups": [g.to_json() for g in self.writer_groups],
             "write_back": _write_back_json(self.write_back),
         }

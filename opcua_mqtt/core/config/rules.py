@@ -17,6 +17,7 @@ from opcua_mqtt.core.config.model import (
     derive_field_id,
     num,
 )
+from opcua_mqtt.core.config.queues import queue_names
 from opcua_mqtt.core.config.report import Report, show
 from opcua_mqtt.core.globs import glob_match
 from opcua_mqtt.core.topics import TopicTree
@@ -146,6 +147,7 @@ def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
                 report,
             )
     _write_back_rules(data, published, report)
+    queue_names(data, report)  # the custom topics: templates, topic names, collisions
 
 
 def _field_rules(
