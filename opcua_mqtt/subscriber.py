@@ -6,8 +6,11 @@
             print(ds.dataset_writer_name, ds.verification.state, ds.fields["Temperature"].value)
 
 Data is matched to metadata by PublisherId, DataSetWriterId and MetaDataVersion (Part 14
-§7.2.5.5.2). Metadata is never trusted silently: each DataSet carries the verification result of
-the metadata that describes it, ``missing`` when none with that version was seen.
+§7.2.5.5.2); where a content mask leaves members out, by what is there: PublisherId and
+WriterGroup from the topic, the DataSetWriterId from the DataSetWriterName (or the topic's
+writer level) of metadata already seen. Metadata is never trusted silently: each DataSet
+carries the verification result of the metadata that describes it, ``missing`` when none with
+that version was seen.
 
 Who a message speaks for is what its topic and, for signed metadata, its signer confirm
 (:mod:`opcua_mqtt.core.identity`, docs/signing.md). Refused, counted in :attr:`Subscriber.refused`
@@ -190,6 +193,9 @@ class Subscriber:
         self._refusals_logged: set[tuple[Refusal, str]] = set()
         self._verified_publishers: set[str] = set()
         self._metadata: dict[tuple[str | None, int], _KnownMetaData] = {}
+        # (PublisherId, WriterGroup, DataSetWriter name) -> DataSetWriterId, from the metadata:
+        # how data whose content mask leaves the DataSetWriterId out finds its metadata.
+        self._writer_ids: dict[tuple[str, str | None, str], int] = {}
         self._queue: asyncio.Queue[ReceivedDataSet] = asyncio.Queue(maxsize=queue_size)
         self._metadata_wait_s = metadata_wait_s
         self._metadata_hold = metadata_hold
@@ -279,18 +285,38 @@ class Subscriber:
             self.connections[message.publisher_id] = message
             return None
         assert isinstance(message, NetworkMessage)
-        _name_from_topic(info, message)
+        self._identify(info, message)
         return raw, message
 
     def _decode_raw(self, info: TopicInfo, raw: Any) -> AnyMessage:
         """Decode with the namespaces and field types of the publisher the topic names (a
         body may leave its PublisherId out, and one that names another is refused anyway)."""
         publisher = info.publisher_id
+        by_topic = self._writer_id(publisher, info.writer_group, info.dataset_writer)
         return decode_message(
             raw,
             codec=self._codecs.get(publisher, self._codec),
-            field_types=lambda _named, writer_id: self._field_types(publisher, writer_id),
+            field_types=lambda _named, writer_id: self._field_types(
+                publisher, by_topic if writer_id is None else writer_id
+            ),
         )
+
+    def _writer_id(self, publisher: str | None, group: str | None, name: str | None) -> int | None:
+        if publisher is None or name is None:
+            return None
+        return self._writer_ids.get((publisher, group, name))
+
+    def _identify(self, info: TopicInfo, message: NetworkMessage) -> None:
+        """Fill in what the content mask left out of a data message: PublisherId and
+        WriterGroup from its topic, and a missing DataSetWriterId from the metadata of the
+        writer its DataSetWriterName (or topic) names."""
+        _name_from_topic(info, message)
+        for m in message.messages:
+            m.dataset_writer_name = m.dataset_writer_name or info.dataset_writer
+            if m.dataset_writer_id is None:
+                m.dataset_writer_id = self._writer_id(
+                    m.publisher_id, m.writer_group_name, m.dataset_writer_name
+                )
 
     def _refuse(self, reason: Refusal, topic: str, detail: str) -> None:
         """Count a refused message; log the first of each reason per topic (bounded, so a
@@ -376,7 +402,7 @@ class Subscriber:
             _log.warning("held message on %s does not decode with its metadata: %s", h.topic, e)
             return self._dataset(h.topic, h.message)
         assert isinstance(nm, NetworkMessage)
-        _name_from_topic(info, nm)
+        self._identify(info, nm)
         return self._dataset(h.topic, nm.messages[h.index])
 
     def codec(self, publisher_id: str | None) -> JsonCodec:
@@ -427,6 +453,9 @@ class Subscriber:
             )
             return
         key = (message.publisher_id, message.dataset_writer_id)
+        if message.dataset_writer_name is not None:
+            name = (message.publisher_id, message.writer_group_name, message.dataset_writer_name)
+            self._writer_ids[name] = message.dataset_writer_id
         namespaces = [OPC_UA_NAMESPACE, *(message.metadata.Namespaces or [])]
         self._codecs[message.publisher_id] = JsonCodec(namespaces=NamespaceTable(namespaces))
         self._metadata[key] = _KnownMetaData(

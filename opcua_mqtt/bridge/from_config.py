@@ -19,10 +19,13 @@ from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages.settings import (
-    DATASET_HEADER_BITS,
+    STANDARD_NETWORK_CONTENT,
     DataSetFieldContentMask,
     DataSetMessageContentMask,
     JsonMessageSettings,
+    NetworkMessageContentMask,
+    dataset_header_mask,
+    network_mask,
 )
 from opcua_mqtt.core.request_auth import Permission, RequestAuth
 from opcua_mqtt.core.signing import Signer, TrustStore
@@ -67,28 +70,43 @@ class BridgeSetup:
     write_back: WriteBackSettings | None
 
 
-def message_settings(writer: WriterConfig) -> JsonMessageSettings:
+def message_settings(
+    writer: WriterConfig, group: WriterGroupConfig | None = None
+) -> JsonMessageSettings:
+    """The masks of one writer: its field content and encoding, and the content masks in force
+    (the group's NetworkMessage mask; without a group, the standard one)."""
     field_mask = FM(0)
     for item in writer.field_content:
         field_mask |= _FIELD_BITS[item]
     return JsonMessageSettings(
-        dataset_mask=DATASET_HEADER_BITS | _ENCODING_BITS[writer.encoding], field_mask=field_mask
+        network_mask=_network_mask(group),
+        dataset_mask=dataset_header_mask(writer.dataset_message_content)
+        | _ENCODING_BITS[writer.encoding],
+        field_mask=field_mask,
+    )
+
+
+def _network_mask(group: WriterGroupConfig | None) -> NetworkMessageContentMask:
+    return network_mask(
+        STANDARD_NETWORK_CONTENT if group is None else group.network_message_content
     )
 
 
 def _group_plan(g: WriterGroupConfig) -> GroupPlan:
-    settings = [message_settings(w) for w in g.writers]
+    settings = [message_settings(w, g) for w in g.writers]
     if g.bundle_writers and len(set(settings)) > 1:
         raise SetupError(
-            f"writer group {g.name!r}: bundle_writers needs the same encoding and field_content "
-            "for every writer"
+            f"writer group {g.name!r}: bundle_writers needs the same encoding, field_content "
+            "and dataset_message_content for every writer"
         )
     return GroupPlan(
         name=g.name,
         publishing_interval_ms=g.publishing_interval_ms,
         qos=g.qos,
         bundle_writers=g.bundle_writers,
-        settings=settings[0] if g.bundle_writers and settings else JsonMessageSettings(),
+        settings=settings[0]
+        if g.bundle_writers and settings
+        else JsonMessageSettings(network_mask=_network_mask(g)),
         writers=tuple(
             WriterPlan(
                 name=w.name,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from opcua_mqtt.core.errors import OpcUaMqttError
+from opcua_mqtt.core.messages.settings import STANDARD_DATASET_CONTENT, STANDARD_NETWORK_CONTENT
 
 SCHEMA: Final = "config"
 
@@ -170,9 +171,24 @@ class PublishingDefaults:
     qos: int = 1
     encoding: str = "compact"
     field_content: tuple[str, ...] = ("status", "source_timestamp")
+    # Content masks as bit names (Part 14 §6.3.2)
+    network_message_content: tuple[str, ...] = STANDARD_NETWORK_CONTENT
+    dataset_message_content: tuple[str, ...] = STANDARD_DATASET_CONTENT
 
     def to_json(self) -> dict[str, Any]:
-        return _section(self)
+        """The section in full, but for content masks that are the standard layout: a file
+        names them only when it departs from the standard (``map --profile``)."""
+        out = _section(self)
+        for name, standard in _STANDARD_MASKS.items():
+            if out[name] == list(standard):
+                del out[name]
+        return out
+
+
+_STANDARD_MASKS: Final = {
+    "network_message_content": STANDARD_NETWORK_CONTENT,
+    "dataset_message_content": STANDARD_DATASET_CONTENT,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +249,7 @@ class WriterConfig:
     key_frame_count: int
     keep_alive_ms: float
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    dataset_message_content: tuple[str, ...] = STANDARD_DATASET_CONTENT
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "dataset_writer_id": self.dataset_writer_id}
@@ -251,6 +268,7 @@ class WriterGroupConfig:
     qos: int
     bundle_writers: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    network_message_content: tuple[str, ...] = STANDARD_NETWORK_CONTENT
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -366,7 +384,7 @@ class Config:
             "opcua": _section(self.opcua),
             "mqtt": _section(self.mqtt),
             "metadata_signing": _section(self.metadata_signing),
-            "defaults": _section(self.defaults),
+            "defaults": self.defaults.to_json(),
             "status": _section(self.status),
             "writer_groups": [g.to_json() for g in self.writer_groups],
             "write_back": _write_back_json(self.write_back),

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from opcua_mqtt.core.config.masks import mask_rules
 from opcua_mqtt.core.config.model import (
     NUMERIC,
     Config,
@@ -105,6 +106,7 @@ def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
         gpath: Path = ("writer_groups", gi)
         _unique(group["name"], (*gpath, "name"), group_names, report, "writer group name")
         pub, _ = resolver.get("publishing_interval_ms", [(group, gpath)])
+        mask_rules(group, gpath, resolver, report)
         writer_names: dict[str, Path] = {}
         for wi, writer in enumerate(group["writers"]):
             wpath: Path = (*gpath, "writers", wi)
