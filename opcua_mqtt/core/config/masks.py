@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from opcua_mqtt.core.config.rules import Resolver
 
 
+def default_mask_rules(resolver: Resolver, report: Report) -> None:
+    """Check the ``defaults`` NetworkMessage mask even where no writer group uses it."""
+    names, path = resolver.get("network_message_content", [])
+    _network_rules(network_mask(names), path, report)
+
+
 def mask_rules(group: Mapping[str, Any], gpath: Path, resolver: Resolver, report: Report) -> None:
     """Check the masks in force for one writer group and its writers."""
     names, nm_path = resolver.get("network_message_content", [(group, gpath)])

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from opcua_mqtt.core.config.masks import mask_rules
+from opcua_mqtt.core.config.masks import default_mask_rules, mask_rules
 from opcua_mqtt.core.config.model import (
     NUMERIC,
     Config,
@@ -93,6 +93,7 @@ def write_back_allowed(config: Config, entries: Iterable[str] | None = None) -> 
 def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
     _connection_rules(data, report)
     resolver = Resolver(data)
+    default_mask_rules(resolver, report)
     group_names: dict[str, Path] = {}
     writer_ids: dict[int, Path] = {}
     field_ids: dict[uuid.UUID, Path] = {}
