@@ -41,11 +41,21 @@ def test_map_profile_open62541_writes_its_masks_and_standard_writes_none(tmp_pat
     defaults = yaml.safe_load(out.read_text())["defaults"]
     assert {k: defaults[k] for k in PROFILE_DEFAULTS} == PROFILE_DEFAULTS
     assert defaults["keep_alive_ms"] == 86_400_000  # keep-alives have no Payload: seldom
+    assert defaults["key_frame_count"] == 1  # open62541 reads every DataSetMessage as a key frame
     assert "no SequenceNumber: a subscriber cannot detect lost messages" in mapped.stderr
     given = run_cli(
-        "map", str(source), "--profile", "open62541", "--keep-alive", "5000", cwd=tmp_path
+        "map",
+        str(source),
+        "--profile",
+        "open62541",
+        "--keep-alive",
+        "5000",
+        "--key-frame-count",
+        "3",
+        cwd=tmp_path,
     )
-    assert yaml.safe_load(given.stdout)["defaults"]["keep_alive_ms"] == 5000
+    defaults = yaml.safe_load(given.stdout)["defaults"]
+    assert (defaults["keep_alive_ms"], defaults["key_frame_count"]) == (5000, 3)
 
 
 def test_validate_refuses_a_forbidden_mask_with_file_line_and_path(tmp_path: Path) -> None:
@@ -73,7 +83,7 @@ async def test_a_bridge_with_the_open62541_profile_is_read_by_both(
 ) -> None:
     config = simulation_config(tmp_path, shared_small_opcua_server, mosquitto_tls)
     doc = yaml.safe_load(config.read_text())
-    doc["defaults"].update(PROFILE_DEFAULTS)
+    doc["defaults"].update(PROFILE_DEFAULTS, key_frame_count=OPEN62541.key_frame_count)
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert run_cli("validate", str(config)).returncode == 0
     bridges.start(config)

@@ -15,17 +15,21 @@ class SubscriberProfile:
     network_message_content: tuple[str, ...] = STANDARD_NETWORK_CONTENT
     dataset_message_content: tuple[str, ...] = STANDARD_DATASET_CONTENT
     keep_alive_ms: float | None = None  # None: map's --keep-alive
+    key_frame_count: int | None = None  # None: map's --key-frame-count
 
 
 #: open62541 1.5 (src/pubsub/ua_pubsub_networkmessage_json.c) refuses a NetworkMessage with a
 #: member it does not know (WriterGroupName, DataSetWriterName, MinorVersion, a DataSetMessage
 #: PublisherId), needs DataSetWriterId and Payload in every DataSetMessage, and reads
 #: SequenceNumber and Status as UInt16: both are left out, so a writer's 65,536th message is
-#: not refused. Keep-alives have no Payload, so they come as seldom as the schema allows.
+#: not refused. It reads every DataSetMessage as a key frame and refuses a delta frame whose
+#: fields sit past its length in the reader's metadata: key frames only. Keep-alives have no
+#: Payload, so they come as seldom as the schema allows.
 OPEN62541: Final = SubscriberProfile(
     network_message_content=("NetworkMessageHeader", "DataSetMessageHeader", "PublisherId"),
     dataset_message_content=("DataSetWriterId", "MetaDataVersion", "Timestamp", "MessageType"),
     keep_alive_ms=86_400_000,
+    key_frame_count=1,
 )
 
 PROFILES: Final = {"standard": SubscriberProfile(), "open62541": OPEN62541}
