@@ -133,8 +133,8 @@ def _defaults_option(
     show_default=True,
     help="Content masks for a known subscriber (docs/interop.md): open62541 writes "
     "defaults.network_message_content and dataset_message_content that open62541 1.5 "
-    "decodes, key_frame_count 1 and keep_alive_ms 86400000 (unless --key-frame-count or "
-    "--keep-alive is given); standard writes neither mask (the standard layout).",
+    "decodes, and key_frame_count 1 unless --key-frame-count is given; standard writes "
+    "neither mask (the standard layout).",
 )
 @common.output_option("configuration", path_type=Path)
 @common.format_option(
@@ -258,9 +258,7 @@ def map_command(
         key_frame_count=key_frame_count
         if masks.key_frame_count is None or "key_frame_count" in given
         else masks.key_frame_count,
-        keep_alive_ms=keep_alive
-        if masks.keep_alive_ms is None or "keep_alive" in given
-        else masks.keep_alive_ms,
+        keep_alive_ms=keep_alive,
         encoding=encoding,
         network_message_content=masks.network_message_content,
         dataset_message_content=masks.dataset_message_content,

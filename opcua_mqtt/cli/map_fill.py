@@ -78,7 +78,10 @@ def given_places(given: set[str]) -> set[Place]:
         places |= {("opcua", "security_policy"), ("opcua", "security_mode")}
     places |= {("defaults", _DEFAULTS_OPTIONS[p]) for p in given if p in _DEFAULTS_OPTIONS}
     if "profile" in given:
-        places |= {("defaults", k) for k in ("network_message_content", "dataset_message_content")}
+        places |= {
+            ("defaults", k)
+            for k in ("network_message_content", "dataset_message_content", "key_frame_count")
+        }
     if "publisher_id" in given:
         places.add(("publisher_id",))
     if "broker" in given:

@@ -40,7 +40,6 @@ def test_map_profile_open62541_writes_its_masks_and_standard_writes_none(tmp_pat
     assert mapped.returncode == 0, mapped.stderr
     defaults = yaml.safe_load(out.read_text())["defaults"]
     assert {k: defaults[k] for k in PROFILE_DEFAULTS} == PROFILE_DEFAULTS
-    assert defaults["keep_alive_ms"] == 86_400_000  # keep-alives have no Payload: seldom
     assert defaults["key_frame_count"] == 1  # open62541 reads every DataSetMessage as a key frame
     assert "no SequenceNumber: a subscriber cannot detect lost messages" in mapped.stderr
     given = run_cli(
@@ -48,14 +47,11 @@ def test_map_profile_open62541_writes_its_masks_and_standard_writes_none(tmp_pat
         str(source),
         "--profile",
         "open62541",
-        "--keep-alive",
-        "5000",
         "--key-frame-count",
         "3",
         cwd=tmp_path,
     )
-    defaults = yaml.safe_load(given.stdout)["defaults"]
-    assert (defaults["keep_alive_ms"], defaults["key_frame_count"]) == (5000, 3)
+    assert yaml.safe_load(given.stdout)["defaults"]["key_frame_count"] == 3
 
 
 def test_validate_refuses_a_forbidden_mask_with_file_line_and_path(tmp_path: Path) -> None:

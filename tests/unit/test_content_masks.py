@@ -7,6 +7,7 @@ Subscriber reads it back and finds the writer's metadata by what the message car
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from opcua_mqtt.core.messages.settings import (
     JsonMessageSettings,
 )
 from opcua_mqtt.core.topics import TopicTree
+from opcua_mqtt.core.writer_state import FieldSpec, FrameKind, WriterState
 from opcua_mqtt.subscriber import Subscriber, TrustState
 from tests.strategies import assert_ua_equal
 from tests.unit.test_config import base, messages
@@ -56,6 +58,7 @@ from tests.unit.test_messages import (
 )
 
 COMPACT = DM.FIELD_ENCODING_1 | DM.FIELD_ENCODING_2
+VT = ua.VariantType
 
 
 def _plan(doc: dict[str, Any]) -> Any:
@@ -222,6 +225,17 @@ def test_the_open62541_profile_validates_with_the_one_warning_it_earns() -> None
     doc = _with(list(OPEN62541.network_message_content), list(OPEN62541.dataset_message_content))
     assert messages(doc) == {}
     assert _content_warnings(doc) == {"no SequenceNumber: a subscriber cannot detect lost messages"}
+
+
+def test_key_frames_every_interval_leave_no_room_for_a_keep_alive() -> None:
+    """The open62541 profile's key_frame_count 1: a key frame every publishing interval, changed
+    or not, so the keep-alive open62541 cannot read (no Payload) never comes."""
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    spec = FieldSpec("Temperature", int(VT.Double), ua.NodeId(11, 0))
+    assert OPEN62541.key_frame_count == 1
+    state = WriterState([spec], key_frame_count=1, keep_alive_time=timedelta(seconds=1), now=t0)
+    frames = [state.tick(t0 + timedelta(seconds=i)) for i in range(1, 50)]
+    assert {f.kind if f is not None else None for f in frames} == {FrameKind.KEY}
 
 
 def test_a_layout_without_keep_alive_markers_sends_no_keep_alives() -> None:

@@ -14,7 +14,6 @@ class SubscriberProfile:
 
     network_message_content: tuple[str, ...] = STANDARD_NETWORK_CONTENT
     dataset_message_content: tuple[str, ...] = STANDARD_DATASET_CONTENT
-    keep_alive_ms: float | None = None  # None: map's --keep-alive
     key_frame_count: int | None = None  # None: map's --key-frame-count
 
 
@@ -23,12 +22,11 @@ class SubscriberProfile:
 #: PublisherId), needs DataSetWriterId and Payload in every DataSetMessage, and reads
 #: SequenceNumber and Status as UInt16: both are left out, so a writer's 65,536th message is
 #: not refused. It reads every DataSetMessage as a key frame and refuses a delta frame whose
-#: fields sit past its length in the reader's metadata: key frames only. Keep-alives have no
-#: Payload, so they come as seldom as the schema allows.
+#: fields sit past its length in the reader's metadata: key frames only, one every publishing
+#: interval, which also means no keep-alive (it has no Payload) is ever sent.
 OPEN62541: Final = SubscriberProfile(
     network_message_content=("NetworkMessageHeader", "DataSetMessageHeader", "PublisherId"),
     dataset_message_content=("DataSetWriterId", "MetaDataVersion", "Timestamp", "MessageType"),
-    keep_alive_ms=86_400_000,
     key_frame_count=1,
 )
 
