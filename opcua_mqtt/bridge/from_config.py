@@ -19,11 +19,9 @@ from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages.settings import (
-    STANDARD_NETWORK_CONTENT,
     DataSetFieldContentMask,
     DataSetMessageContentMask,
     JsonMessageSettings,
-    NetworkMessageContentMask,
     dataset_header_mask,
     network_mask,
 )
@@ -70,25 +68,17 @@ class BridgeSetup:
     write_back: WriteBackSettings | None
 
 
-def message_settings(
-    writer: WriterConfig, group: WriterGroupConfig | None = None
-) -> JsonMessageSettings:
-    """The masks of one writer: its field content and encoding, and the content masks in force
-    (the group's NetworkMessage mask; without a group, the standard one)."""
+def message_settings(writer: WriterConfig, group: WriterGroupConfig) -> JsonMessageSettings:
+    """The masks of one writer: the group's NetworkMessage content, the writer's DataSetMessage
+    content, field content and encoding."""
     field_mask = FM(0)
     for item in writer.field_content:
         field_mask |= _FIELD_BITS[item]
     return JsonMessageSettings(
-        network_mask=_network_mask(group),
+        network_mask=network_mask(group.network_message_content),
         dataset_mask=dataset_header_mask(writer.dataset_message_content)
         | _ENCODING_BITS[writer.encoding],
         field_mask=field_mask,
-    )
-
-
-def _network_mask(group: WriterGroupConfig | None) -> NetworkMessageContentMask:
-    return network_mask(
-        STANDARD_NETWORK_CONTENT if group is None else group.network_message_content
     )
 
 
@@ -106,7 +96,7 @@ def _group_plan(g: WriterGroupConfig) -> GroupPlan:
         bundle_writers=g.bundle_writers,
         settings=settings[0]
         if g.bundle_writers and settings
-        else JsonMessageSettings(network_mask=_network_mask(g)),
+        else JsonMessageSettings(network_mask=network_mask(g.network_message_content)),
         writers=tuple(
             WriterPlan(
                 name=w.name,
