@@ -2,11 +2,12 @@
 docs/interop.md gives for open62541 1.5 (and `--profile standard` writes nothing extra),
 `validate` refuses what Part 14 forbids with file, line, path and exit code 1, and a bridge run
 with the profile publishes, through a real Mosquitto over TLS, data messages open62541's decoder
-takes and our Subscriber reads, verified."""
+takes and our Subscriber and `listen` read, verified."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import yaml
@@ -102,3 +103,22 @@ async def test_a_bridge_with_the_open62541_profile_is_read_by_both(
         (1001, "W", "G")
     }
     assert all(set(ds.fields) == {"Counter", "Sine"} for ds in seen if ds.fields)
+    listened = run_cli(
+        "listen",
+        f"{mosquitto_tls.host}:{mosquitto_tls.port}",
+        "--ca",
+        str(mosquitto_tls.ca_cert),
+        "--trust",
+        str(tmp_path / "certs" / "ca.pem"),
+        "--format",
+        "json",
+        "--count",
+        "3",
+        "--timeout",
+        "30",
+    )
+    assert listened.returncode == 0, listened.stderr
+    lines = [json.loads(line) for line in listened.stdout.splitlines()]
+    assert {(line["dataset_writer_id"], line["metadata"]["state"]) for line in lines} == {
+        (1001, "verified")
+    }
