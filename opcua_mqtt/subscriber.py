@@ -199,8 +199,8 @@ class Subscriber:
         self._queue: asyncio.Queue[ReceivedDataSet] = asyncio.Queue(maxsize=queue_size)
         self._metadata_wait_s = metadata_wait_s
         self._metadata_hold = metadata_hold
-        self._held: dict[tuple[str | None, int], deque[_Held]] = {}
-        self._timers: dict[tuple[str | None, int], asyncio.TimerHandle] = {}
+        self._held: dict[_HoldKey, deque[_Held]] = {}
+        self._timers: dict[_HoldKey, asyncio.TimerHandle] = {}
         self._codec = JsonCodec()
         self._codecs: dict[str, JsonCodec] = {}
         self._session = MqttSession(mqtt)
@@ -276,6 +276,9 @@ class Subscriber:
             self._refuse(Refusal.TOPIC, topic, f"message {problem}")
             return None
         if isinstance(message, MetaDataMessage):
+            # the names the data of its writer may be matched by (the topic's, if left out)
+            message.writer_group_name = message.writer_group_name or info.writer_group
+            message.dataset_writer_name = message.dataset_writer_name or info.dataset_writer
             self._remember_metadata(topic, message, raw)
             return None
         if isinstance(message, StatusMessage):
@@ -334,10 +337,10 @@ class Subscriber:
         raw, message = decoded
         now = asyncio.get_running_loop().time()
         for index, m in enumerate(message.messages):
-            if m.dataset_writer_id is None or self._metadata_wait_s == 0:
+            key = _hold_key(m)
+            if key is None or self._metadata_wait_s == 0:
                 self._put(self._dataset(topic, m))
                 continue
-            key = (m.publisher_id, m.dataset_writer_id)
             held = self._held.get(key)
             if held is None and self._settled(m):
                 self._put(self._dataset(topic, m))
@@ -356,8 +359,10 @@ class Subscriber:
     def _settled(self, m: DataSetMessage) -> bool:
         """Whether waiting cannot change ``m``'s verification: the metadata of its version was
         seen, or a newer version was (versions are times, so the older one will not come)."""
-        assert m.dataset_writer_id is not None
-        known = self._metadata.get((m.publisher_id, m.dataset_writer_id))
+        writer_id = m.dataset_writer_id
+        if writer_id is None:  # named only: its metadata, once seen, gives the id
+            writer_id = self._writer_id(m.publisher_id, m.writer_group_name, m.dataset_writer_name)
+        known = self._metadata.get((m.publisher_id, writer_id)) if writer_id is not None else None
         if known is None or m.metadata_version is None:
             return known is not None
         v = m.metadata_version
@@ -365,7 +370,7 @@ class Subscriber:
 
     def _release(
         self,
-        key: tuple[str | None, int],
+        key: _HoldKey,
         *,
         expire_oldest: bool = False,
         expire_all: bool = False,
@@ -453,16 +458,19 @@ class Subscriber:
             )
             return
         key = (message.publisher_id, message.dataset_writer_id)
+        waiting: list[_HoldKey] = [key]
         if message.dataset_writer_name is not None:
             name = (message.publisher_id, message.writer_group_name, message.dataset_writer_name)
             self._writer_ids[name] = message.dataset_writer_id
+            waiting.append((name[0], name[1:]))
         namespaces = [OPC_UA_NAMESPACE, *(message.metadata.Namespaces or [])]
         self._codecs[message.publisher_id] = JsonCodec(namespaces=NamespaceTable(namespaces))
         self._metadata[key] = _KnownMetaData(
             message, verification, metadata_field_types(message.metadata)
         )
-        if key in self._held:
-            self._release(key)
+        for held in waiting:
+            if held in self._held:
+                self._release(held)
         log = _log.info if verification.ok else _log.warning
         log(
             "metadata %s/%s v%d.%d: %s %s",
@@ -525,6 +533,19 @@ class Subscriber:
             metadata=known.message.metadata if known else None,
             verification=verification,
         )
+
+
+#: Who a held DataSet waits for: (PublisherId, DataSetWriterId), or (PublisherId, (WriterGroup,
+#: DataSetWriterName)) for a DataSet that names its writer only (its content mask left the id out).
+_HoldKey = tuple[str | None, int | tuple[str | None, str]]
+
+
+def _hold_key(m: DataSetMessage) -> _HoldKey | None:
+    if m.dataset_writer_id is not None:
+        return (m.publisher_id, m.dataset_writer_id)
+    if m.dataset_writer_name is not None:
+        return (m.publisher_id, (m.writer_group_name, m.dataset_writer_name))
+    return None
 
 
 def _name_from_topic(info: TopicInfo, message: NetworkMessage) -> None:
