@@ -6,8 +6,11 @@
             print(ds.dataset_writer_name, ds.verification.state, ds.fields["Temperature"].value)
 
 Data is matched to metadata by PublisherId, DataSetWriterId and MetaDataVersion (Part 14
-§7.2.5.5.2). Metadata is never trusted silently: each DataSet carries the verification result of
-the metadata that describes it, ``missing`` when none with that version was seen.
+§7.2.5.5.2); where a content mask leaves members out, by what is there: PublisherId and
+WriterGroup from the topic, the DataSetWriterId from the DataSetWriterName (or the topic's
+writer level) of metadata already seen. Metadata is never trusted silently: each DataSet
+carries the verification result of the metadata that describes it, ``missing`` when none with
+that version was seen.
 
 Who a message speaks for is what its topic and, for signed metadata, its signer confirm
 (:mod:`opcua_mqtt.core.identity`, docs/signing.md). Refused, counted in :attr:`Subscriber.refused`
@@ -207,11 +210,14 @@ class Subscriber:
         self._refusals_logged: set[tuple[Refusal, str]] = set()
         self._verified_publishers: set[str] = set()
         self._metadata: dict[tuple[str | None, int], _KnownMetaData] = {}
+        # (PublisherId, WriterGroup, DataSetWriter name) -> DataSetWriterId, from the metadata:
+        # how data whose content mask leaves the DataSetWriterId out finds its metadata.
+        self._writer_ids: dict[tuple[str, str | None, str], int] = {}
         self._queue: asyncio.Queue[ReceivedDataSet] = asyncio.Queue(maxsize=queue_size)
         self._metadata_wait_s = metadata_wait_s
         self._metadata_hold = metadata_hold
-        self._held: dict[tuple[str | None, int], deque[_Held]] = {}
-        self._timers: dict[tuple[str | None, int], asyncio.TimerHandle] = {}
+        self._held: dict[_HoldKey, deque[_Held]] = {}
+        self._timers: dict[_HoldKey, asyncio.TimerHandle] = {}
         self._codec = JsonCodec()
         self._codecs: dict[str, JsonCodec] = {}
         self._session = MqttSession(mqtt)
@@ -299,6 +305,10 @@ class Subscriber:
             self._refuse(Refusal.TOPIC, topic, f"message {problem}")
             return None
         if isinstance(message, MetaDataMessage):
+            # the names the data of its writer may be matched by (the topic's, if left out)
+            if info is not None:
+                message.writer_group_name = message.writer_group_name or info.writer_group
+                message.dataset_writer_name = message.dataset_writer_name or info.dataset_writer
             self._remember_metadata(topic, message, raw)
             return None
         if isinstance(message, StatusMessage):
@@ -309,8 +319,7 @@ class Subscriber:
             self._learn_topics(message)
             return None
         assert isinstance(message, NetworkMessage)
-        if info is not None:
-            _name_from_topic(info, message)
+        self._identify(info, message)
         return raw, message
 
     def _topic_info(self, topic: str) -> TopicInfo | None:
@@ -353,10 +362,13 @@ class Subscriber:
         on a custom topic nobody announced, of the publisher the body names."""
         if info is not None:
             publisher = info.publisher_id
+            by_topic = self._writer_id(publisher, info.writer_group, info.dataset_writer)
             return decode_message(
                 raw,
                 codec=self._codecs.get(publisher, self._codec),
-                field_types=lambda _named, writer_id: self._field_types(publisher, writer_id),
+                field_types=lambda _named, writer_id: self._field_types(
+                    publisher, by_topic if writer_id is None else writer_id
+                ),
             )
         named = raw.get("PublisherId") if isinstance(raw, dict) else None
         return decode_message(
@@ -364,6 +376,25 @@ class Subscriber:
             codec=self._codecs.get(named, self._codec) if isinstance(named, str) else self._codec,
             field_types=self._field_types,
         )
+
+    def _writer_id(self, publisher: str | None, group: str | None, name: str | None) -> int | None:
+        if publisher is None or name is None:
+            return None
+        return self._writer_ids.get((publisher, group, name))
+
+    def _identify(self, info: TopicInfo | None, message: NetworkMessage) -> None:
+        """Fill in what the content mask left out of a data message: PublisherId and
+        WriterGroup from its topic (when the topic says), and a missing DataSetWriterId from
+        the metadata of the writer its DataSetWriterName (or topic) names."""
+        if info is not None:
+            _name_from_topic(info, message)
+        for m in message.messages:
+            if info is not None:
+                m.dataset_writer_name = m.dataset_writer_name or info.dataset_writer
+            if m.dataset_writer_id is None:
+                m.dataset_writer_id = self._writer_id(
+                    m.publisher_id, m.writer_group_name, m.dataset_writer_name
+                )
 
     def _refuse(self, reason: Refusal, topic: str, detail: str) -> None:
         """Count a refused message; log the first of each reason per topic (bounded, so a
@@ -381,10 +412,10 @@ class Subscriber:
         raw, message = decoded
         now = asyncio.get_running_loop().time()
         for index, m in enumerate(message.messages):
-            if m.dataset_writer_id is None or self._metadata_wait_s == 0:
+            key = _hold_key(m)
+            if key is None or self._metadata_wait_s == 0:
                 self._put(self._dataset(topic, m))
                 continue
-            key = (m.publisher_id, m.dataset_writer_id)
             held = self._held.get(key)
             if held is None and self._settled(m):
                 self._put(self._dataset(topic, m))
@@ -403,8 +434,10 @@ class Subscriber:
     def _settled(self, m: DataSetMessage) -> bool:
         """Whether waiting cannot change ``m``'s verification: the metadata of its version was
         seen, or a newer version was (versions are times, so the older one will not come)."""
-        assert m.dataset_writer_id is not None
-        known = self._metadata.get((m.publisher_id, m.dataset_writer_id))
+        writer_id = m.dataset_writer_id
+        if writer_id is None:  # named only: its metadata, once seen, gives the id
+            writer_id = self._writer_id(m.publisher_id, m.writer_group_name, m.dataset_writer_name)
+        known = self._metadata.get((m.publisher_id, writer_id)) if writer_id is not None else None
         if known is None or m.metadata_version is None:
             return known is not None
         v = m.metadata_version
@@ -412,7 +445,7 @@ class Subscriber:
 
     def _release(
         self,
-        key: tuple[str | None, int],
+        key: _HoldKey,
         *,
         expire_oldest: bool = False,
         expire_all: bool = False,
@@ -449,8 +482,7 @@ class Subscriber:
             _log.warning("held message on %s does not decode with its metadata: %s", h.topic, e)
             return self._dataset(h.topic, h.message)
         assert isinstance(nm, NetworkMessage)
-        if info is not None:
-            _name_from_topic(info, nm)
+        self._identify(info, nm)
         return self._dataset(h.topic, nm.messages[h.index])
 
     def codec(self, publisher_id: str | None) -> JsonCodec:
@@ -501,13 +533,19 @@ class Subscriber:
             )
             return
         key = (message.publisher_id, message.dataset_writer_id)
+        waiting: list[_HoldKey] = [key]
+        if message.dataset_writer_name is not None:
+            name = (message.publisher_id, message.writer_group_name, message.dataset_writer_name)
+            self._writer_ids[name] = message.dataset_writer_id
+            waiting.append((name[0], name[1:]))
         namespaces = [OPC_UA_NAMESPACE, *(message.metadata.Namespaces or [])]
         self._codecs[message.publisher_id] = JsonCodec(namespaces=NamespaceTable(namespaces))
         self._metadata[key] = _KnownMetaData(
             message, verification, metadata_field_types(message.metadata)
         )
-        if key in self._held:
-            self._release(key)
+        for held in waiting:
+            if held in self._held:
+                self._release(held)
         log = _log.info if verification.ok else _log.warning
         log(
             "metadata %s/%s v%d.%d: %s %s",
@@ -570,6 +608,19 @@ class Subscriber:
             metadata=known.message.metadata if known else None,
             verification=verification,
         )
+
+
+#: Who a held DataSet waits for: (PublisherId, DataSetWriterId), or (PublisherId, (WriterGroup,
+#: DataSetWriterName)) for a DataSet that names its writer only (its content mask left the id out).
+_HoldKey = tuple[str | None, int | tuple[str | None, str]]
+
+
+def _hold_key(m: DataSetMessage) -> _HoldKey | None:
+    if m.dataset_writer_id is not None:
+        return (m.publisher_id, m.dataset_writer_id)
+    if m.dataset_writer_name is not None:
+        return (m.publisher_id, (m.writer_group_name, m.dataset_writer_name))
+    return None
 
 
 def _name_from_topic(info: TopicInfo, message: NetworkMessage) -> None:

@@ -20,10 +20,11 @@ from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import bound_publishers
 from opcua_mqtt.core.messages.settings import (
-    DATASET_HEADER_BITS,
     DataSetFieldContentMask,
     DataSetMessageContentMask,
     JsonMessageSettings,
+    dataset_header_mask,
+    network_mask,
 )
 from opcua_mqtt.core.request_auth import Permission, RequestAuth
 from opcua_mqtt.core.signing import Signer, TrustStore
@@ -68,21 +69,26 @@ class BridgeSetup:
     write_back: WriteBackSettings | None
 
 
-def message_settings(writer: WriterConfig) -> JsonMessageSettings:
+def message_settings(writer: WriterConfig, group: WriterGroupConfig) -> JsonMessageSettings:
+    """The masks of one writer: the group's NetworkMessage content, the writer's DataSetMessage
+    content, field content and encoding."""
     field_mask = FM(0)
     for item in writer.field_content:
         field_mask |= _FIELD_BITS[item]
     return JsonMessageSettings(
-        dataset_mask=DATASET_HEADER_BITS | _ENCODING_BITS[writer.encoding], field_mask=field_mask
+        network_mask=network_mask(group.network_message_content),
+        dataset_mask=dataset_header_mask(writer.dataset_message_content)
+        | _ENCODING_BITS[writer.encoding],
+        field_mask=field_mask,
     )
 
 
 def _group_plan(g: WriterGroupConfig) -> GroupPlan:
-    settings = [message_settings(w) for w in g.writers]
+    settings = [message_settings(w, g) for w in g.writers]
     if g.bundle_writers and len(set(settings)) > 1:
         raise SetupError(
-            f"writer group {g.name!r}: bundle_writers needs the same encoding and field_content "
-            "for every writer"
+            f"writer group {g.name!r}: bundle_writers needs the same encoding, field_content "
+            "and dataset_message_content for every writer"
         )
     return GroupPlan(
         name=g.name,
@@ -90,7 +96,9 @@ def _group_plan(g: WriterGroupConfig) -> GroupPlan:
         qos=g.qos,
         bundle_writers=g.bundle_writers,
         queue_name=g.queue_name,
-        settings=settings[0] if g.bundle_writers and settings else JsonMessageSettings(),
+        settings=settings[0]
+        if g.bundle_writers and settings
+        else JsonMessageSettings(network_mask=network_mask(g.network_message_content)),
         writers=tuple(
             WriterPlan(
                 name=w.name,

@@ -67,7 +67,7 @@ from opcua_mqtt.core.topics import command_topic
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
-from opcua_mqtt.core.writer_state import FieldSpec, Frame, WriterState
+from opcua_mqtt.core.writer_state import FieldSpec, Frame, FrameKind, WriterState
 
 _log = logging.getLogger(__name__)
 
@@ -390,6 +390,11 @@ class Bridge:
                     frame.metadata_version.minor,
                 ):
                     self._publish_metadata(writer)
+                if (
+                    frame.kind is FrameKind.KEEPALIVE
+                    and not group.writer_settings(writer.plan).sends_keep_alives
+                ):
+                    continue  # its layout cannot carry a keep-alive (docs/interop.md)
                 origin, writer.pending_since = writer.pending_since, None
                 dsms.append((writer, self._dataset_message(writer, frame), origin))
             if not dsms:

@@ -37,6 +37,7 @@ from opcua_mqtt.core.config.check import check_config_data
 from opcua_mqtt.core.config.model import Config, PublishingDefaults
 from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
+from opcua_mqtt.core.messages.profiles import PROFILES
 from opcua_mqtt.core.remap import keep_hand_edits
 from opcua_mqtt.core.uns import VARIABLE_NAME, TemplateError, template_variables
 
@@ -126,6 +127,16 @@ def _defaults_option(
 )
 @_defaults_option("--keep-alive", "keep_alive_ms")
 @_defaults_option("--encoding", "encoding", click.Choice(_ENCODINGS))
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="standard",
+    show_default=True,
+    help="Content masks for a known subscriber (docs/interop.md): open62541 writes "
+    "defaults.network_message_content and dataset_message_content that open62541 1.5 "
+    "decodes, and key_frame_count 1 unless --key-frame-count is given; standard writes "
+    "neither mask (the standard layout).",
+)
 @common.output_option("configuration", path_type=Path)
 @common.format_option(
     ["yaml", "json"], "Output format. Default: from the --output suffix (.json), else yaml."
@@ -198,6 +209,7 @@ def map_command(
     key_frame_count: int,
     keep_alive: float,
     encoding: str,
+    profile: str,
     output: Path | None,
     fmt: str | None,
     broker: str | None,
@@ -243,6 +255,7 @@ def map_command(
       opcua-mqtt map plc1.json -o bridge.yaml --force   # re-map, hand edits kept
       opcua-mqtt map plc1.json --uns enterprise=acme --uns site=site1 \\
           --topic-template '{enterprise}/{site}/{path}' -o bridge.yaml
+      opcua-mqtt map plc1.json --profile open62541 -o bridge.yaml   # for open62541 1.5
 
     \b
     Exit codes: 0 written, 1 nothing matched or the result (or, with --force, the file
@@ -262,18 +275,23 @@ def map_command(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    given = given_on_command_line()
+    masks = PROFILES[profile]
     defaults = replace(
         _DEFAULTS,
         publishing_interval_ms=publishing_interval,
         sampling_interval_ms=sampling_interval,
         queue_size=queue_size,
-        key_frame_count=key_frame_count,
+        key_frame_count=key_frame_count
+        if masks.key_frame_count is None or "key_frame_count" in given
+        else masks.key_frame_count,
         keep_alive_ms=keep_alive,
         encoding=encoding,
+        network_message_content=masks.network_message_content,
+        dataset_message_content=masks.dataset_message_content,
     )
     if output is not None and output.exists() and not force:
         common.fail(f"{output} already exists; use --force to replace it", EXIT_USAGE)
-    given = given_on_command_line()
     base = output.parent if output is not None else Path(".")
     pki = pki_folder(certs_dir)
     located = given & set(PKI_OPTIONS)  # paths from the working directory, not defaults

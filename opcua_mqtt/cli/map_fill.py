@@ -77,6 +77,11 @@ def given_places(given: set[str]) -> set[Place]:
     if "security_policy" in given or "security_mode" in given:
         places |= {("opcua", "security_policy"), ("opcua", "security_mode")}
     places |= {("defaults", _DEFAULTS_OPTIONS[p]) for p in given if p in _DEFAULTS_OPTIONS}
+    if "profile" in given:
+        places |= {
+            ("defaults", k)
+            for k in ("network_message_content", "dataset_message_content", "key_frame_count")
+        }
     if "publisher_id" in given:
         places.add(("publisher_id",))
     if "broker" in given:

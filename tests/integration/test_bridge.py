@@ -26,6 +26,7 @@ from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.core.config.model import BUILTIN_TYPES, FieldConfig
 from opcua_mqtt.core.identity import publisher_uri
 from opcua_mqtt.core.messages.members import loads
+from opcua_mqtt.core.messages.settings import JsonMessageSettings, NetworkMessageContentMask
 from opcua_mqtt.core.schema_validation import validator
 from opcua_mqtt.core.signing import Signer, TrustStore
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber, TrustState
@@ -39,7 +40,14 @@ def signing() -> tuple[Signer, TrustStore]:
     now = datetime.now(UTC)
     ca = devpki.make_ca("bridge test CA", now)
     # One signer for the bridges of every test here: bound to each of their PublisherIds.
-    bridges = ("bridge-types", "bridge-untyped", "bridge-seq", "bridge-dtype", "bridge-acl")
+    bridges = (
+        "bridge-types",
+        "bridge-untyped",
+        "bridge-seq",
+        "bridge-dtype",
+        "bridge-acl",
+        "bridge-bare",
+    )
     leaf = devpki.issue(ca, "bridge test signer", now, uris=tuple(map(publisher_uri, bridges)))
     return Signer(leaf.key, [leaf.cert, ca.cert]), TrustStore.from_pem(ca.cert_pem())
 
@@ -263,6 +271,26 @@ async def test_metadata_comes_first_and_sequence_numbers_have_no_gaps(rig: Rig) 
         }[kind]
         errors = list(validator(schema).iter_errors(msg))
         assert not errors, (kind, errors[0].message)
+
+
+async def test_a_layout_that_cannot_carry_a_keep_alive_sends_none(rig: Rig) -> None:
+    """Without the DataSetMessage header a DataSetMessage is its bare payload, and a keep-alive
+    (no payload) would be nothing (Part 14 §7.2.5.4.1): a quiet writer keeps sending its key
+    frames and no keep-alive, though its keep_alive_ms is shorter than its key frame period."""
+    constant = next(e for _n, e in _scalar_per_type(rig.server) if e["builtin_type"] == "Double")
+    bare = JsonMessageSettings(
+        network_mask=NetworkMessageContentMask.NETWORK_MESSAGE_HEADER
+        | NetworkMessageContentMask.PUBLISHER_ID
+    )
+    writer = WriterPlan(
+        "Bare", 9, (_field("X", constant),), key_frame_count=3, keep_alive_ms=100, settings=bare
+    )
+    async with MqttProbe() as probe:
+        await probe.connect(rig.broker.host, rig.broker.port, rig.broker.ssl_context())
+        await probe.subscribe("opcua/json/data/#")
+        async with rig.bridge(_plan("bridge-bare", writer)):
+            received = [loads((await probe.next_message(10)).payload) for _ in range(4)]
+    assert [list(m["Messages"][0]) for m in received] == [["X"]] * 4  # key frames only
 
 
 async def test_a_data_type_change_on_the_server_bumps_major_version_and_republishes_metadata(

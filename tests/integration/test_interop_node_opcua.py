@@ -49,33 +49,22 @@ import dataclasses
 import json
 import math
 import re
-import shutil
 import struct
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import ua
 
+from harness.node_opcua_json import decode_with_node_opcua
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 
 pytestmark = pytest.mark.interop
 
 VT = ua.VariantType
-REPO = Path(__file__).resolve().parents[2]
-INTEROP = REPO / "interop"
-DECODER = INTEROP / "decode.mjs"
-NODE_OPCUA_JSON = INTEROP / "node_modules" / "node-opcua-json"
-NOT_READY = (
-    "the node-opcua interop test needs Node.js (`node` on PATH) and interop/node_modules "
-    "(node-opcua-json, pinned in interop/package-lock.json): run `bash scripts/test`, which "
-    "installs both, or `cd interop && npm ci`."
-)
 
 # index 2 needs "%3B" in nsu= (Part 6 §5.1.12 ENCODEDURI), index 3 needs "%25"
 NAMESPACES = (
@@ -936,42 +925,18 @@ def our_json() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def node_replies(our_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """node-opcua's reading of the whole corpus: one Node.js process for everything."""
-    node = shutil.which("node")
-    if node is None or not NODE_OPCUA_JSON.is_dir():
-        missing = "node is not on PATH" if node is None else f"{NODE_OPCUA_JSON} is missing"
-        pytest.fail(f"{missing}; {NOT_READY}", pytrace=False)
-    lines = [
-        json.dumps(
+    return decode_with_node_opcua(
+        [
             {
                 "id": rid,
                 "kind": CASES_BY_ID[rid.rsplit("/", 1)[0]].kind,
                 "json": j,
                 "namespaces": list(NAMESPACES),
-            },
-            ensure_ascii=False,
-            allow_nan=False,
-        )
-        for rid, j in our_json.items()
-        if not isinstance(j, Exception)
-    ]
-    proc = subprocess.run(
-        [node, str(DECODER)],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-        cwd=INTEROP,
-        check=False,
+            }
+            for rid, j in our_json.items()
+            if not isinstance(j, Exception)
+        ]
     )
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{DECODER.name} exited with {proc.returncode}; {NOT_READY}\nstderr:\n{proc.stderr}",
-            pytrace=False,
-        )
-    replies = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert len(replies) == len(lines), f"{len(lines)} requests, {len(replies)} replies"
-    return {r["id"]: r for r in replies}
 
 
 # --------------------------------------------------------------------------- tests

@@ -115,6 +115,30 @@ async def test_data_ahead_of_signed_metadata_is_held_then_verified_in_order(
     assert received[0].fields["Temperature"].value == 21.5
 
 
+async def test_data_that_names_its_writer_only_waits_for_that_writer_s_metadata(
+    mosquitto_tls: MosquittoBroker, publisher: MqttProbe, signing: tuple[Signer, TrustStore]
+) -> None:
+    """A content mask without DataSetWriterId (issue 15): the DataSet is held by the writer its
+    DataSetWriterName (or, with no name either, its topic) gives, and the metadata of that writer,
+    which has the id, releases it verified."""
+    signer, trust = signing
+    named = {"DataSetWriterName": WRITER, "MessageType": "ua-keyframe"}
+    bare = {"MessageType": "ua-keyframe"}
+    async with Subscriber(adapter_options(mosquitto_tls, "sub-named"), trust=trust) as sub:
+        for sequence, header in ((1, named), (2, bare)):
+            payload = {"Temperature": {"UaType": 10, "Value": 20.5 + sequence}}
+            body = {"MessageType": "ua-data", "MessageId": str(uuid.uuid4())}
+            body["Messages"] = [{**header, "Payload": payload}]
+            publisher.publish(DATA_TOPIC, dumps(body), qos=0)
+        signed = sign_message(metadata(), signer, issued_at=datetime.now(UTC))
+        publisher.publish(META_TOPIC, dumps(signed), qos=1)
+        received = await take(sub, 2)
+    assert [ds.fields["Temperature"].value for ds in received] == [21.5, 22.5]
+    assert {(ds.dataset_writer_id, ds.verification.state) for ds in received} == {
+        (WRITER_ID, TrustState.VERIFIED)
+    }
+
+
 async def test_data_ahead_of_new_version_waits_for_it_and_older_data_does_not_overtake(
     mosquitto_tls: MosquittoBroker, publisher: MqttProbe
 ) -> None:

@@ -75,9 +75,10 @@ def build_config(data: Mapping[str, Any]) -> Config:
                     field_content=tuple(resolver.get("field_content", wl)[0]),
                     key_frame_count=int(resolver.get("key_frame_count", wl)[0]),
                     keep_alive_ms=float(resolver.get("keep_alive_ms", wl)[0]),
-                    overrides=_overrides(wraw, _WRITER_OPTIONS + _QUEUE_OPTIONS),
+                    overrides=_overrides(wraw, _WRITER_OPTIONS + _QUEUE_OPTIONS + _WRITER_MASKS),
                     queue_name=queues.data[(gi, wi)],
                     metadata_queue_name=queues.metadata[(gi, wi)],
+                    dataset_message_content=tuple(resolver.get("dataset_message_content", wl)[0]),
                 )
             )
         groups.append(
@@ -87,8 +88,9 @@ def build_config(data: Mapping[str, Any]) -> Config:
                 publishing_interval_ms=float(resolver.get("publishing_interval_ms", gl)[0]),
                 qos=int(resolver.get("qos", gl)[0]),
                 bundle_writers=bool(graw.get("bundle_writers", False)),
-                overrides=_overrides(graw, _GROUP_OPTIONS + _QUEUE_OPTIONS),
+                overrides=_overrides(graw, _GROUP_OPTIONS + _QUEUE_OPTIONS + _GROUP_MASKS),
                 queue_name=queues.groups[gi],
+                network_message_content=tuple(resolver.get("network_message_content", gl)[0]),
             )
         )
     mqtt_raw = dict(data.get("mqtt") or {})
@@ -112,6 +114,8 @@ def build_config(data: Mapping[str, Any]) -> Config:
             qos=int(resolver.get("qos", [])[0]),
             encoding=resolver.get("encoding", [])[0],
             field_content=tuple(resolver.get("field_content", [])[0]),
+            network_message_content=tuple(resolver.get("network_message_content", [])[0]),
+            dataset_message_content=tuple(resolver.get("dataset_message_content", [])[0]),
         ),
         status=_fill(StatusConfig, data.get("status") or {}),
         writer_groups=tuple(groups),
@@ -162,6 +166,9 @@ _WRITER_OPTIONS: Final = _GROUP_OPTIONS[2:]
 #: Custom topic templates (core/config/queues.py): kept as written, not inherited by name.
 _QUEUE_OPTIONS: Final = ("queue_name", "metadata_queue_name")
 _FIELD_OPTIONS: Final = _GROUP_OPTIONS[6:]
+#: The content masks (Part 14 §6.3.2): the group sets both, a writer its DataSetMessage's.
+_GROUP_MASKS: Final = ("network_message_content", "dataset_message_content")
+_WRITER_MASKS: Final = _GROUP_MASKS[1:]
 _FLOAT_OPTIONS: Final = frozenset(
     {"publishing_interval_ms", "sampling_interval_ms", "keep_alive_ms", "timeout_s", "interval_s"}
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from opcua_mqtt.core.errors import OpcUaMqttError
+from opcua_mqtt.core.messages.settings import STANDARD_DATASET_CONTENT, STANDARD_NETWORK_CONTENT
 
 SCHEMA: Final = "config"
 
@@ -178,9 +179,24 @@ class PublishingDefaults:
     qos: int = 1
     encoding: str = "compact"
     field_content: tuple[str, ...] = ("status", "source_timestamp")
+    # Content masks as bit names (Part 14 §6.3.2)
+    network_message_content: tuple[str, ...] = STANDARD_NETWORK_CONTENT
+    dataset_message_content: tuple[str, ...] = STANDARD_DATASET_CONTENT
 
     def to_json(self) -> dict[str, Any]:
-        return _section(self)
+        """The section in full, but for content masks that are the standard layout: a file
+        names them only when it departs from the standard (``map --profile``)."""
+        out = _section(self)
+        for name, standard in _STANDARD_MASKS.items():
+            if out[name] == list(standard):
+                del out[name]
+        return out
+
+
+_STANDARD_MASKS: Final = {
+    "network_message_content": STANDARD_NETWORK_CONTENT,
+    "dataset_message_content": STANDARD_DATASET_CONTENT,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +260,7 @@ class WriterConfig:
     # The expanded custom topics (core/config/queues.py); None: the standard tree's.
     queue_name: str | None = None
     metadata_queue_name: str | None = None
+    dataset_message_content: tuple[str, ...] = STANDARD_DATASET_CONTENT
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "dataset_writer_id": self.dataset_writer_id}
@@ -265,6 +282,7 @@ class WriterGroupConfig:
     # The group's own expanded custom topic (its WriterGroup QueueName); None: the standard
     # tree's, or its template names {writer} (core/config/queues.py).
     queue_name: str | None = None
+    network_message_content: tuple[str, ...] = STANDARD_NETWORK_CONTENT
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -381,7 +399,7 @@ class Config:
             "opcua": _section(self.opcua),
             "mqtt": _section(self.mqtt),
             "metadata_signing": _section(self.metadata_signing),
-            "defaults": _section(self.defaults),
+            "defaults": self.defaults.to_json(),
             "status": _section(self.status),
             **({"uns": dict(self.uns)} if self.uns else {}),
             "writer_groups": [g.to_json() for g in self.writer_groups],

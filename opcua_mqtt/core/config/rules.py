@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from opcua_mqtt.core.config.masks import default_mask_rules, mask_rules
 from opcua_mqtt.core.config.model import (
     NUMERIC,
     Config,
@@ -93,6 +94,7 @@ def write_back_allowed(config: Config, entries: Iterable[str] | None = None) -> 
 def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
     _connection_rules(data, report)
     resolver = Resolver(data)
+    default_mask_rules(resolver, report)
     group_names: dict[str, Path] = {}
     writer_ids: dict[int, Path] = {}
     field_ids: dict[uuid.UUID, Path] = {}
@@ -106,6 +108,7 @@ def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
         gpath: Path = ("writer_groups", gi)
         _unique(group["name"], (*gpath, "name"), group_names, report, "writer group name")
         pub, _ = resolver.get("publishing_interval_ms", [(group, gpath)])
+        mask_rules(group, gpath, resolver, report)
         writer_names: dict[str, Path] = {}
         for wi, writer in enumerate(group["writers"]):
             wpath: Path = (*gpath, "writers", wi)

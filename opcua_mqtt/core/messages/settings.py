@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from opcua_mqtt.core.uajson.codec import DataValueMembers
@@ -82,6 +83,59 @@ DATASET_HEADER_BITS: Final = (
 )
 
 
+#: The names of the JsonNetworkMessageContentMask bits, as the configuration writes them
+#: (``network_message_content``, Part 14 §6.3.2.1.1).
+NETWORK_CONTENT_NAMES: Final = {
+    "NetworkMessageHeader": NM.NETWORK_MESSAGE_HEADER,
+    "DataSetMessageHeader": NM.DATASET_MESSAGE_HEADER,
+    "SingleDataSetMessage": NM.SINGLE_DATASET_MESSAGE,
+    "PublisherId": NM.PUBLISHER_ID,
+    "DataSetClassId": NM.DATASET_CLASS_ID,
+    "ReplyTo": NM.REPLY_TO,
+    "WriterGroupName": NM.WRITER_GROUP_NAME,
+}
+#: The names of the JsonDataSetMessageContentMask header bits (``dataset_message_content``,
+#: Part 14 §6.3.2.3.1); the field encoding bits come from the ``encoding`` option instead.
+DATASET_CONTENT_NAMES: Final = {
+    "DataSetWriterId": DM.DATASET_WRITER_ID,
+    "MetaDataVersion": DM.METADATA_VERSION,
+    "SequenceNumber": DM.SEQUENCE_NUMBER,
+    "Timestamp": DM.TIMESTAMP,
+    "Status": DM.STATUS,
+    "MessageType": DM.MESSAGE_TYPE,
+    "DataSetWriterName": DM.DATASET_WRITER_NAME,
+    "PublisherId": DM.PUBLISHER_ID,
+    "WriterGroupName": DM.WRITER_GROUP_NAME,
+    "MinorVersion": DM.MINOR_VERSION,
+}
+#: DataSetMessage members by which a reader tells a DataSetMessage without Payload (a
+#: keep-alive) from a bare payload object (core/messages/data.py, schemas/ua-data.schema.json).
+KEEP_ALIVE_MARKERS: Final = (
+    DM.DATASET_WRITER_ID | DM.METADATA_VERSION | DM.SEQUENCE_NUMBER | DM.MESSAGE_TYPE
+)
+
+
+def network_mask(names: Iterable[str]) -> NetworkMessageContentMask:
+    """The JsonNetworkMessageContentMask of a list of bit names."""
+    mask = NM(0)
+    for name in names:
+        mask |= NETWORK_CONTENT_NAMES[name]
+    return mask
+
+
+def dataset_header_mask(names: Iterable[str]) -> DataSetMessageContentMask:
+    """The header bits of a JsonDataSetMessageContentMask from a list of bit names."""
+    mask = DM(0)
+    for name in names:
+        mask |= DATASET_CONTENT_NAMES[name]
+    return mask
+
+
+def mask_names(mask: int, names: Mapping[str, int]) -> list[str]:
+    """The names of the bits set in ``mask``, in the table's (bit) order."""
+    return [name for name, bit in names.items() if mask & bit]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class JsonMessageSettings:
     """The three masks of one WriterGroup/DataSetWriter; the defaults are a readable standard
@@ -109,6 +163,16 @@ class JsonMessageSettings:
             )
 
     @property
+    def sends_keep_alives(self) -> bool:
+        """Whether a keep-alive can be told from a data message: it needs a DataSetMessage
+        header with a member that marks it as one (a bare ``{"Timestamp": ...}`` reads as a
+        payload with a field named Timestamp). Otherwise the writer sends none (Part 14
+        §7.2.5.4.1: keep-alives are optional)."""
+        return bool(
+            self.network_mask & NM.DATASET_MESSAGE_HEADER and self.dataset_mask & KEEP_ALIVE_MARKERS
+        )
+
+    @property
     def field_encoding(self) -> FieldEncoding:
         return _FIELD_ENCODINGS[
             (
@@ -131,3 +195,10 @@ class JsonMessageSettings:
             source_picoseconds=bool(m & FM.SOURCE_PICOSECONDS and m & FM.SOURCE_TIMESTAMP),
             server_picoseconds=bool(m & FM.SERVER_PICOSECONDS and m & FM.SERVER_TIMESTAMP),
         )
+
+
+#: The standard layout's masks as the configuration names them (``defaults``).
+STANDARD_NETWORK_CONTENT: Final = tuple(
+    mask_names(JsonMessageSettings().network_mask, NETWORK_CONTENT_NAMES)
+)
+STANDARD_DATASET_CONTENT: Final = tuple(mask_names(DATASET_HEADER_BITS, DATASET_CONTENT_NAMES))
