@@ -148,6 +148,9 @@ CONNECTION_LOST: Final = frozenset(
 )
 
 
+_LOST_NAMES: Final = frozenset(str(ua.StatusCode(code).name) for code in CONNECTION_LOST)
+
+
 class OpcUaConnectionError(OpcUaMqttError):
     """Connecting to (or staying connected to) an OPC UA server failed.
 
@@ -242,15 +245,23 @@ for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_cl
 
 class _ExpectedNoise(logging.Filter):
     """Drop asyncua warnings about what is expected: that a lost connection it is asked to
-    close is closed already (see :func:`_close`; the loss is reported once, by the bridge),
-    and that the server revised the session timeout (servers may; asyncua's line even names
-    the secure channel's timeout as the one requested)."""
+    close is closed already (see :func:`_close`), that a server shutting down answered the
+    pending Publish with a fault saying the session is gone (session.py reports that loss;
+    the bridge logs it once), and that the server revised the session timeout (servers may;
+    asyncua's line even names the secure channel's timeout as the one requested)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)
+        args = record.args if isinstance(record.args, tuple) else ()
         return not (
             text.endswith("was called but connection is closed")
             or text.startswith("Requested session timeout to be")
+            or (
+                text.startswith("ServiceFault (")
+                and len(args) == 3
+                and args[0] in _LOST_NAMES
+                and str(args[2]).endswith("PublishRequest")
+            )
         )
 
 
@@ -259,6 +270,7 @@ for _name in (
     "asyncua.client.client",
     "asyncua.client.ua_session.UaSession",
     "asyncua.client.ua_client.UaClient",
+    "asyncua.client.ua_client.UASocketProtocol",
 ):
     logging.getLogger(_name).addFilter(_EXPECTED_NOISE)
 

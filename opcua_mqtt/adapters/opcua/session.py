@@ -24,7 +24,7 @@ from asyncua.observer import Observer, SubscriptionEvent
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
-from opcua_mqtt.adapters.opcua.connection import status_name
+from opcua_mqtt.adapters.opcua.connection import CONNECTION_LOST, status_name
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
 from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
 from opcua_mqtt.core.uajson.codec import JsonCodec
@@ -79,6 +79,22 @@ class OpcUaSession:
         self.lost_cause: str | None = None
         client.uaclient.observer = _StateObserver(self._state_changed)
         client.connection_lost_callback = self._supervisor_saw
+        self._publish = client.uaclient.session.publish
+        client.uaclient.session.publish = self._publish_or_lose
+
+    async def _publish_or_lose(self, acks: list[ua.SubscriptionAcknowledgement]) -> Any:
+        """asyncua's Publish, except that a fault saying the session is gone (a server shutting
+        down closes its sessions before the connections) loses the connection at once instead
+        of feeding the publish loop a traceback a second until the socket closes too."""
+        try:
+            return await self._publish(acks)
+        except UaStatusCodeError as e:
+            if e.code not in CONNECTION_LOST or self.state != "connected":
+                raise
+            self.lost_cause = f"the server ended the session ({status_name(e.code)})"
+            self._client.uaclient.notify_transport_lost()  # cancels this task (_state_changed)
+            await asyncio.sleep(0)
+            raise
 
     async def _supervisor_saw(self, exc: Exception) -> None:
         """asyncua's supervisor found the connection lost (before it marks it so, except when
