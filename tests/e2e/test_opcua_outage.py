@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from harness.bridge import (
     BridgeProcesses,
     make_certs,
     simulated_fields,
+    simulation_config,
     write_config,
 )
 from harness.mosquitto import MosquittoBroker
@@ -33,9 +35,11 @@ from harness.opcua_servers import (
     start_node_opcua_server,
     start_opcua_server,
 )
-from harness.processes import StartError
+from harness.processes import LOOPBACK, StartError, free_port
+from harness.stall_proxy import StallProxy
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber
-from tests.e2e.test_run_cli import _subscriber
+from tests.e2e.test_metrics import _readyz
+from tests.e2e.test_run_cli import _secure_config, _subscriber
 
 PUBLISHER = "e2e-bridge"
 OUTAGE_S = 10
@@ -223,3 +227,111 @@ async def test_node_opcua_server_stopped_and_restarted(
     finally:
         for server in servers:
             server.stop()
+
+
+async def _logged(bridge: BridgeProcess, text: str, timeout: float = 60) -> float:
+    """When (time.monotonic(), polled) a log line holding ``text`` first showed."""
+    deadline = time.monotonic() + timeout
+    while not any(text in r["message"] for r in bridge.records()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no log line with {text!r} within {timeout:g} s:\n{bridge.output()}")
+        await asyncio.sleep(0.05)
+    return time.monotonic()
+
+
+async def test_a_stalled_server_connection_is_dropped_and_a_new_session_made(
+    tmp_path: Path,
+    shared_small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    """A TCP proxy between bridge and server stops carrying traffic without closing anything:
+    the keep-alive probe goes unanswered, the session is dropped (no goodbye waited for) and
+    a new one made once the path carries again. Target: within 2 x keep-alive + 5 s."""
+    server = shared_small_opcua_server
+    keep_alive_s = 1
+    async with StallProxy(LOOPBACK, server.port) as proxy:
+        config = write_config(
+            tmp_path / "bridge.yaml",
+            endpoint=f"opc.tcp://{proxy.host}:{proxy.port}/opcua-mqtt/test",
+            broker=mosquitto_tls,
+            signing_dir=make_certs(tmp_path / "certs"),
+            fields=simulated_fields(server, "Counter"),
+            opcua={"keep_alive_s": keep_alive_s, "timeout_s": 3},
+            status_interval_s=2,
+        )
+        bridge = bridges.start(config)
+        async with _watching(mosquitto_tls, tmp_path / "certs" / "ca.pem") as seen:
+            await seen.until(lambda: seen.state() == ua.PubSubState.Operational, "Operational")
+            proxy.stall()
+            stalled = time.monotonic()
+            detected = await _logged(bridge, "lost (no answer to a keep-alive probe")
+            proxy.resume()
+            up = await _logged(bridge, "up again after")
+            bad = await seen.until(lambda: seen.first(stalled, "Counter", good=False), "Bad")
+            await seen.until(lambda: seen.first(up, "Counter", good=True), "Counter Good again")
+            await seen.until(lambda: seen.state() == ua.PubSubState.Operational, "Operational")
+            checked = _sequences_are_unbroken(seen)
+        assert proxy.connections >= 2  # the new session went through the proxy too
+    loud = [r["message"] for r in bridge.records() if r["level"] in ("warning", "error")]
+    assert len(loud) == 1 and "stalled" in loud[0], loud
+    print(
+        f"stall detected after {detected - stalled:.1f} s, fields Bad after {bad - stalled:.1f} s, "
+        f"new session up after {up - stalled:.1f} s (keep-alive {keep_alive_s} s, target "
+        f"{2 * keep_alive_s + 5} s; {checked} DataSetMessages with unbroken sequence numbers)"
+    )
+
+
+def _fatal_config(
+    tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker, case: str
+) -> Path:
+    """A bridge configuration that cannot connect, for a reason retrying cannot fix."""
+    trusted = tmp_path / "trusted-servers"
+    trusted.mkdir()
+    if case == "unknown host":
+        return simulation_config(
+            tmp_path, server, broker, endpoint="opc.tcp://no-such-host.invalid:4840/x"
+        )
+    if case == "user refused":
+        shutil.copy(server.server_cert_path, trusted / "server.der")
+        return _secure_config(tmp_path, server, broker, trusted, username=server.username)
+    return _secure_config(tmp_path, server, broker, trusted)  # the server is not trusted
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("unknown host", "does not resolve"),
+        ("user refused", "the server refused user 'operator' (BadUserAccessDenied)"),
+        ("server untrusted", "is not trusted"),
+    ],
+)
+async def test_a_permanent_opcua_failure_is_an_error_in_readyz_and_exits_3(
+    case: str,
+    reason: str,
+    tmp_path: Path,
+    shared_small_opcua_server: OpcUaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    config = _fatal_config(tmp_path, shared_small_opcua_server, shared_mosquitto_tls, case)
+    port = free_port()
+    bridge = bridges.start(
+        config, "--metrics-port", str(port), "--exit-on-fatal", "3", OPCUA_PASSWORD="wrong"
+    )
+    for _ in range(100):  # until the first attempt has failed (bounded)
+        report = await _readyz(port, 503, timeout=20)
+        if report["opcua"] != "disconnected":
+            break
+        await asyncio.sleep(0.1)
+    assert "opcua" in report["down"]
+    assert reason in report["opcua"], report
+    code = await asyncio.to_thread(bridge.wait, 60)  # a guard against a hang, not a figure
+    assert code == 3, bridge.output()
+    records = bridge.records()
+    errors = [r["message"] for r in records if r["level"] == "error"]
+    # several attempts failed within the 3 s: one ERROR line (rate-limited), naming the cause
+    assert len(errors) == 1 and reason in errors[0], errors
+    assert not [r for r in records if r["logger"].endswith("outage") and r["level"] != "error"]
+    said = [line for line in bridge.text().split("\n") if line.startswith("error: ")]
+    assert len(said) == 1 and reason in said[0] and "--exit-on-fatal" in said[0], said
