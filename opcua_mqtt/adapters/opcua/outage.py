@@ -48,7 +48,8 @@ class Outage:
             self.fatal.end()
             level = logging.WARNING if first else logging.DEBUG
         delay = self._backoff.next_delay()
-        _log.log(level, "OPC UA: %s; trying again in %.1f s", error, delay)
+        # The error last: its hint may end in a command to copy.
+        _log.log(level, "OPC UA (next attempt in %.1f s): %s", delay, error)
         return delay
 
     def lost(self, endpoint: str, cause: str) -> float:
