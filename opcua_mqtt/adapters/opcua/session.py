@@ -107,7 +107,7 @@ class OpcUaSession:
 
     def _state_changed(self, state: str) -> None:
         was, self.state = self.state, state
-        if state == "disconnected" and was != "disconnecting":  # not a close of ours
+        if state == "disconnected" and was == "connected":  # a close of ours goes step by step
             self.lost_cause = self.lost_cause or _CLOSED
             publishing = self._client.uaclient.session._publish_task
             if publishing is not None:
