@@ -79,17 +79,20 @@ def start_opcua_server(
     trusted_client_certs: Path | None = None,
     timeout: float = 60.0,
     extra_args: Iterable[str] = (),
+    port: int | None = None,
 ) -> OpcUaTestServer:
-    """Start the asyncua test server on a free loopback port and wait (bounded) until READY.
+    """Start the asyncua test server on ``port`` (by default a free loopback port) and wait
+    (bounded) until READY; ``port`` restarts a stopped server where its clients look for it.
 
     Raises :class:`StartError` with the server's output when it exits or is not ready
-    within ``timeout`` seconds. A port taken between choosing and binding is retried.
+    within ``timeout`` seconds. A free port taken between choosing and binding is retried.
     """
     users = dict(users or DEFAULT_USERS)
     username, password = next(iter(users.items()))
     cert_dir = cert_dir or workdir / "pki"
+    chosen = port
     for attempt in range(3):
-        port = free_port()
+        port = chosen or free_port()
         ready_file = workdir / "ready.json"
         ready_file.unlink(missing_ok=True)
         cmd = [
@@ -114,7 +117,7 @@ def start_opcua_server(
         try:
             process.wait_until(ready_file.exists, timeout, f"OPC UA test server (port {port})")
         except StartError as exc:
-            if attempt < 2 and "address already in use" in str(exc).lower():
+            if chosen is None and attempt < 2 and "address already in use" in str(exc).lower():
                 continue
             raise
         ready = json.loads(ready_file.read_text())
@@ -180,8 +183,10 @@ def start_node_opcua_server(
     *,
     users: dict[str, str] | None = None,
     timeout: float = 60.0,
+    port: int | None = None,
 ) -> NodeOpcuaTestServer:
-    """Start interop/plant-server.mjs on a free loopback port; wait (bounded) for READY."""
+    """Start interop/plant-server.mjs on ``port`` (by default a free loopback port); wait
+    (bounded) for READY."""
     missing = node_opcua_missing()
     if missing is not None:
         raise StartError(missing)
@@ -190,9 +195,10 @@ def start_node_opcua_server(
     users = dict(users or DEFAULT_USERS)
     username, password = next(iter(users.items()))
     pki_dir = workdir / "pki"
+    chosen = port
     for attempt in range(3):
         started = time.monotonic()
-        port = free_port()
+        port = chosen or free_port()
         cmd = [
             node,
             str(NODE_PLANT_SERVER),
@@ -209,7 +215,7 @@ def start_node_opcua_server(
         try:
             process.wait_until(ready, timeout, f"OPC UA test server (node-opcua, port {port})")
         except StartError as exc:
-            if attempt < 2 and "eaddrinuse" in str(exc).lower():
+            if chosen is None and attempt < 2 and "eaddrinuse" in str(exc).lower():
                 continue
             raise
         lines = dict(line.split(" ", 1) for line in process.text().splitlines() if " " in line)

@@ -56,10 +56,11 @@ from opcua_mqtt.adapters.mqtt_config import (
     describe_tls_files,
 )
 from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
-from opcua_mqtt.adapters.mqtt_reconnect import STABLE_S, Backoff, FatalEpisode, watch_for_stalls
+from opcua_mqtt.adapters.mqtt_reconnect import watch_for_stalls
 from opcua_mqtt.adapters.mqtt_spool import Entry, Spool
 from opcua_mqtt.adapters.mqtt_spool import Outgoing as Outgoing
 from opcua_mqtt.adapters.mqtt_stats import PublisherStats
+from opcua_mqtt.adapters.reconnect import STABLE_S, Backoff, FatalEpisode
 from opcua_mqtt.core.topics import string_problem, topic_matches, topic_problem
 
 _log = logging.getLogger(__name__)

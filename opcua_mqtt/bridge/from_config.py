@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
@@ -121,6 +121,7 @@ def plan_from_config(config: Config) -> BridgePlan:
         topics=TopicTree(prefix=config.mqtt.topic_prefix),
         groups=tuple(_group_plan(g) for g in config.writer_groups),
         status_interval_s=config.status.interval_s,
+        opcua_reconnect_max_s=config.opcua.reconnect_max_s,
     )
 
 
@@ -201,6 +202,7 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
         username=o.username,
         password=_secret(o.password_env) if o.username else None,
         timeout=o.timeout_s,
+        keep_alive_s=o.keep_alive_s,
     )
     signer = None
     s = config.metadata_signing
@@ -268,14 +270,14 @@ def _write_back(config: Config, base: Path, signer: Signer | None) -> WriteBackS
 
 
 def build_bridge(setup: BridgeSetup) -> Bridge:
-    """The Bridge of ``setup``; its OPC UA session reconnects by itself, so the bridge rides out
-    server restarts. SetupError when the disk spool cannot be opened (in use, not writable)."""
-    opcua = replace(setup.opcua, auto_reconnect=True)
+    """The Bridge of ``setup``; it opens a new OPC UA session whenever one is lost, so it
+    rides out server restarts. SetupError when the disk spool cannot be opened (in use, not
+    writable)."""
     try:
         return Bridge(
             setup.plan,
             setup.mqtt,
-            lambda: connect(opcua),
+            lambda: connect(setup.opcua),
             signer=setup.signer,
             write_back=setup.write_back,
         )

@@ -234,7 +234,7 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
     report = {
         "ready": not down,
         "down": down,
-        "opcua": bridge.stats.opcua_state,
+        "opcua": bridge.opcua.cause or bridge.stats.opcua_state,
         "mqtt": _mqtt_state(bridge),
         "subscriptions": subscribed,
         "fields": fields.as_json(),

@@ -63,6 +63,8 @@ class BridgePlan:
     node_check_interval_s: float = 60.0
     # How often the retained ua-status and ua-connection are republished (config `status`).
     status_interval_s: float = 60.0
+    # Longest wait between attempts to reach the OPC UA server (config opcua.reconnect_max_s).
+    opcua_reconnect_max_s: float = 4.0
 
 
 @dataclass

@@ -32,6 +32,7 @@ from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua import OpcUaConnectionError
+from opcua_mqtt.adapters.opcua.outage import Outage
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.continuity import checkpoint_key, checkpoint_value, fingerprint, resume
@@ -82,7 +83,7 @@ class BridgeStats:
     bytes: dict[str, int] = field(default_factory=dict)
     value_changes: int = 0
     metadata_published: int = 0
-    opcua_state: str = "disconnected"
+    opcua_state: str = "disconnected"  # connected, reconnecting (after a loss), disconnected
     opcua_reconnects: int = 0  # sessions lost (each one starts a reconnect)
 
 
@@ -110,6 +111,8 @@ class Bridge:
         self._writers: dict[tuple[int, int], Writer] = {}
         self._namespaces: list[str] = []
         self._session: OpcUaSession | None = None
+        self.opcua = Outage(plan.opcua_reconnect_max_s)  # reconnect policy, why it is away
+        self._tickers: list[asyncio.Task[None]] = []  # publishing goes on across sessions
         self.fields = FieldHealth(
             (FieldKey(gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
             for gi, g in enumerate(plan.groups)
@@ -166,16 +169,20 @@ class Bridge:
         try:
             while not stop.is_set():
                 try:
-                    await self._run_connected(stop)
+                    delay = await self._run_connected(stop)
                 except (OSError, TimeoutError, ua.UaError, OpcUaConnectionError) as e:
-                    _log.error("OPC UA session failed: %s; retrying in 5 s", e)
-                    self._publish_state(ua.PubSubState.Error)
+                    if not isinstance(e, OpcUaConnectionError):
+                        e = OpcUaConnectionError(f"OPC UA session failed: {e}", kind="lost")
+                    self._opcua_down()
+                    delay = self.opcua.failed(e)
+                if not stop.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 5)
+                        await asyncio.wait_for(stop.wait(), delay)
         finally:
-            refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh
+            for task in (refresh, *self._tickers):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.model_watch.cancel()
             self._state = ua.PubSubState.Disabled  # a refusal ending while draining: no status
             if self.write_back is not None:
@@ -183,8 +190,10 @@ class Bridge:
             await self.mqtt.stop([self._status(ua.PubSubState.Disabled)])
             _log.info("bridge stopped")
 
-    async def _run_connected(self, stop: asyncio.Event) -> None:
-        async with open_session(self._connect_opcua, self._on_opcua_state) as session:
+    async def _run_connected(self, stop: asyncio.Event) -> float:
+        """One OPC UA session, until ``stop`` (then 0) or its loss (then the wait before the
+        next attempt)."""
+        async with open_session(self._connect_opcua) as session:
             self._namespaces = session.namespaces
             source = await session.subscriptions(self._on_values)
             if not self._writers:  # a reconnect keeps states, sequence numbers and versions
@@ -228,26 +237,33 @@ class Bridge:
             )
             self._session = self.model_watch.session = session
             self.stats.opcua_state = "connected"
+            self.opcua.connected(session.endpoint)
             self._publish_field_state()
             self.ready.set()
-            tickers = [
-                asyncio.create_task(self._tick_group(gi), name=f"group-{g.name}")
-                for gi, g in enumerate(self.plan.groups)
-            ]
-            tickers.append(asyncio.create_task(self._watch_fields(), name="field-health"))
+            if not self._tickers:
+                self._tickers = [
+                    asyncio.create_task(self._tick_group(gi), name=f"group-{g.name}")
+                    for gi, g in enumerate(self.plan.groups)
+                ]
+                self._tickers.append(asyncio.create_task(self._watch_fields(), name="fields"))
+            tasks = [asyncio.create_task(stop.wait()), asyncio.create_task(session.wait_lost())]
             if self.plan.node_check_interval_s > 0:
                 check = self.model_watch.check_nodes(session, self.plan.node_check_interval_s)
-                tickers.append(asyncio.create_task(check, name="node-check"))
+                tasks.append(asyncio.create_task(check, name="node-check"))
             try:
-                await stop.wait()
+                await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in tickers:
+                for task in tasks:
                     task.cancel()
-                for task in tickers:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 self._session = self.model_watch.session = None
+                if not stop.is_set():
+                    self._opcua_down()  # Bad values first, then the goodbye
                 await source.close()
+            if stop.is_set():
+                return 0.0
+            return self.opcua.lost(session.endpoint, session.lost_cause or "closed")
 
     # ------------------------------------------------------------------------ writers
 
@@ -568,24 +584,23 @@ class Bridge:
         topic = plan.topics.connection(plan.publisher_id)
         self.mqtt.publish(Outgoing(topic, dumps(msg), 1, True, dict(self._expiry)))
 
-    def _on_opcua_state(self, state: str) -> None:
-        if state == self.stats.opcua_state:
+    def _opcua_down(self) -> None:
+        """The OPC UA server is away (session lost, or an attempt failed): Error (Part 14
+        §6.2.1). A lost session's values are no longer current: every field turns
+        BadServerNotConnected instead of repeating a stale value, and waits for a fresh one
+        from the monitored items of the next session."""
+        if self.stats.opcua_state != "connected":
+            if self._state != ua.PubSubState.Error:
+                self._publish_state(ua.PubSubState.Error)
             return
-        _log.info("OPC UA connection %s -> %s", self.stats.opcua_state, state)
-        if self.stats.opcua_state == "connected" and state in ("reconnecting", "disconnected"):
-            self.stats.opcua_reconnects += 1  # lost; a clean stop goes through "disconnecting"
-        self.stats.opcua_state = state
-        if state in ("reconnecting", "connected") and self.ready.is_set():
-            self.fields.subscribed()  # the re-created monitored items send their values anew
-        if state == "reconnecting" and self.ready.is_set():
-            # Values are no longer current: say so instead of repeating stale ones. The
-            # re-created monitored items send fresh values once the session is back.
-            lost = ua.DataValue(
-                StatusCode=ua.StatusCode(ua.StatusCodes.BadServerNotConnected),
-                ServerTimestamp=self._clock(),
-            )
-            for writer in self._writers.values():
-                for f in writer.fields:
-                    writer.state.update(f.spec.name, lost)
-        if state in ("reconnecting", "connected") and self.ready.is_set():
-            self._publish_field_state()  # Error while away, PreOperational once back
+        self.stats.opcua_reconnects += 1
+        self.stats.opcua_state = "reconnecting"
+        self.fields.subscribed()
+        lost = ua.DataValue(
+            StatusCode=ua.StatusCode(ua.StatusCodes.BadServerNotConnected),
+            ServerTimestamp=self._clock(),
+        )
+        for writer in self._writers.values():
+            for f in writer.fields:
+                writer.state.update(f.spec.name, lost)
+        self._publish_field_state()

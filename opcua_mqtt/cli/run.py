@@ -36,9 +36,10 @@ _log = logging.getLogger("opcua_mqtt.run")
     "--exit-on-fatal",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Exit with code 3 once the MQTT connection has failed for this long for a reason "
-    "retrying cannot fix (broker certificate not trusted, credentials or client certificate "
-    "refused), so a supervisor sees it. Without it the bridge keeps trying.",
+    help="Exit with code 3 once the MQTT or the OPC UA connection has failed for this long for "
+    "a reason retrying cannot fix (broker or server certificate not trusted, credentials or "
+    "client certificate refused, unknown host, wrong endpoint), so a supervisor sees it. "
+    "Without it the bridge keeps trying.",
 )
 def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> None:
     """Run the bridge described by CONFIG until stopped (Ctrl-C, SIGTERM).
@@ -61,7 +62,7 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
     Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
     2 a configured file is missing or unusable, the spool directory is unusable or in use by
     another bridge, or the metrics port cannot be bound,
-    3 the MQTT connection failed for good for --exit-on-fatal SECONDS.
+    3 the MQTT or the OPC UA connection failed for good for --exit-on-fatal SECONDS.
     """
     result = check_config(config.read_text(encoding="utf-8"), str(config))
     for issue in result.issues:
@@ -115,14 +116,16 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
 
 
 async def _watch_fatal(bridge: Bridge, limit: float, stop: asyncio.Event, out: list[str]) -> None:
-    """Stop the bridge once its MQTT connection has failed for good for ``limit`` seconds."""
-    episode = bridge.mqtt.fatal
+    """Stop the bridge once its MQTT or OPC UA connection has failed for good for ``limit``
+    seconds."""
+    episodes = (bridge.mqtt.fatal, bridge.opcua.fatal)
     while True:
         await asyncio.sleep(min(1.0, limit / 4))
-        if episode.since is not None and time.monotonic() - episode.since >= limit:
-            out.append(f"{episode.error} (for {limit:g} s; exiting, --exit-on-fatal)")
-            stop.set()
-            return
+        for episode in episodes:
+            if episode.since is not None and time.monotonic() - episode.since >= limit:
+                out.append(f"{episode.error} (for {limit:g} s; exiting, --exit-on-fatal)")
+                stop.set()
+                return
 
 
 def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:

@@ -16,8 +16,18 @@ asyncua pitfalls this module is shaped by (asyncua 2.1):
   user's password in it: a logging filter drops that record;
 * the client's supervisor probes the server every ``watchdog_intervall`` (1 s) and, with a
   timeout of the same 1 s, marks the connection lost when a probe waits behind large requests:
-  every later request then fails with "client is disconnected". The interval is set to the
-  request timeout (and batching.py caps batches at 1,000 operations so requests stay short).
+  every later request then fails with "client is disconnected". The interval is the
+  keep-alive (the bridge's ``opcua.keep_alive_s``), else the request timeout (and batching.py
+  caps batches at 1,000 operations so requests stay short); a stalled connection is noticed
+  within twice the interval;
+* asyncua's own reconnect (``auto_reconnect``) retries with a fixed, unjittered back-off and
+  swallows why an attempt failed, while its publish loop logs a traceback every second: it is
+  not used. A lost connection ends the session (session.py), and the bridge opens a new one
+  with :func:`connect`, which names every failure;
+* ``disconnect()`` on a lost connection sends CloseSession and CloseSecureChannel into it: a
+  stalled one answers neither (twice the request timeout). The transport is aborted first, and
+  the two warnings asyncua then logs ("... was called but connection is closed") are dropped,
+  as is its warning on every session that the server revised the session timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from typing import Any, Final
 from urllib.parse import urlparse
 
 from asyncua import Client, ua
+from asyncua.client.ua_client import UaClientState
 from asyncua.crypto import security_policies, uacrypto
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -116,6 +127,13 @@ _POLICY_REJECTED: Final = frozenset(
         ua.StatusCodes.BadSecurityModeInsufficient,
     }
 )
+_PERMANENT_KINDS: Final = frozenset(
+    {"policy", "server-untrusted", "client-rejected", "auth", "certificate"}
+)
+#: getaddrinfo's answers for a name that does not exist (not a DNS server that is away).
+_UNKNOWN_HOST: Final = frozenset(
+    {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+)
 CONNECTION_LOST: Final = frozenset(
     {
         ua.StatusCodes.BadConnectionClosed,
@@ -130,19 +148,32 @@ CONNECTION_LOST: Final = frozenset(
 )
 
 
+_LOST_NAMES: Final = frozenset(str(ua.StatusCode(code).name) for code in CONNECTION_LOST)
+
+
 class OpcUaConnectionError(OpcUaMqttError):
     """Connecting to (or staying connected to) an OPC UA server failed.
 
     ``message`` is one line saying what went wrong; ``hint`` one line saying what to do.
     ``kind`` names the failure for programs: ``unreachable``, ``timeout``, ``policy``,
     ``server-untrusted``, ``client-rejected``, ``auth``, ``certificate``, ``lost``, ``protocol``.
+    ``permanent``: trying again cannot help (by default for the kinds ``policy``,
+    ``server-untrusted``, ``client-rejected``, ``auth`` and ``certificate``).
     """
 
-    def __init__(self, message: str, hint: str | None = None, *, kind: str = "protocol") -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        kind: str = "protocol",
+        permanent: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.kind = kind
+        self.permanent = kind in _PERMANENT_KINDS if permanent is None else permanent
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
@@ -168,9 +199,8 @@ class ConnectionOptions:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 10.0
-    # Keep the session alive across server restarts (asyncua re-creates subscriptions): the
-    # bridge wants this, one-shot commands such as browse do not.
-    auto_reconnect: bool = False
+    # Seconds between the probes that notice a stalled connection (None: the timeout).
+    keep_alive_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.security_policy not in SECURITY_POLICIES:
@@ -190,6 +220,8 @@ class ConnectionOptions:
             )
         if self.timeout <= 0:
             raise ValueError("the timeout must be positive")
+        if self.keep_alive_s is not None and self.keep_alive_s <= 0:
+            raise ValueError("the keep-alive must be positive")
         normalise_endpoint(self.endpoint)  # raises ValueError on a malformed endpoint
 
 
@@ -209,6 +241,38 @@ class _RedactActivateSession(logging.Filter):
 _REDACTOR = _RedactActivateSession()
 for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_client.UaClient"):
     logging.getLogger(_name).addFilter(_REDACTOR)
+
+
+class _ExpectedNoise(logging.Filter):
+    """Drop asyncua warnings about what is expected: that a lost connection it is asked to
+    close is closed already (see :func:`_close`), that a server shutting down answered the
+    pending Publish with a fault saying the session is gone (session.py reports that loss;
+    the bridge logs it once), and that the server revised the session timeout (servers may;
+    asyncua's line even names the secure channel's timeout as the one requested)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (
+            text.endswith("was called but connection is closed")
+            or text.startswith("Requested session timeout to be")
+            or (
+                text.startswith("ServiceFault (")
+                and len(args) == 3
+                and args[0] in _LOST_NAMES
+                and str(args[2]).endswith("PublishRequest")
+            )
+        )
+
+
+_EXPECTED_NOISE = _ExpectedNoise()
+for _name in (
+    "asyncua.client.client",
+    "asyncua.client.ua_session.UaSession",
+    "asyncua.client.ua_client.UaClient",
+    "asyncua.client.ua_client.UASocketProtocol",
+):
+    logging.getLogger(_name).addFilter(_EXPECTED_NOISE)
 
 
 def normalise_endpoint(endpoint: str) -> str:
@@ -277,6 +341,7 @@ def _unreachable(url: str, exc: BaseException, timeout: float) -> OpcUaConnectio
             f"cannot reach {url}: the host name {host!r} does not resolve",
             "check the spelling of the host in the endpoint",
             kind="unreachable",
+            permanent=exc.errno in _UNKNOWN_HOST,
         )
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc) or type(exc).__name__
@@ -290,11 +355,13 @@ def _unreachable(url: str, exc: BaseException, timeout: float) -> OpcUaConnectio
             f"{url} refused the connection: {status_name(exc.code)}",
             "check the endpoint URL the server advertises",
             kind="unreachable",
+            permanent=True,
         )
     return OpcUaConnectionError(
         f"{url} did not answer as an OPC UA server: {exc or type(exc).__name__}",
         "is this the OPC UA port (opc.tcp, usually 4840) of the server?",
         kind="protocol",
+        permanent=True,
     )
 
 
@@ -429,8 +496,9 @@ async def _open(options: ConnectionOptions) -> Client:
         ) from None
     # asyncua's supervisor probes the server every `watchdog_intervall` seconds and declares the
     # connection lost when a probe takes longer than that (1 s by default): a server busy with
-    # our large batches would be dropped. Give the probe the request timeout.
-    client = Client(url, timeout=options.timeout, watchdog_intervall=max(1.0, options.timeout))
+    # our large batches would be dropped. The probe gets the keep-alive, else the timeout.
+    watchdog = options.keep_alive_s or max(1.0, options.timeout)
+    client = Client(url, timeout=options.timeout, watchdog_intervall=watchdog)
     client.session_timeout = SESSION_TIMEOUT_MS
     client.name = "opcua-mqtt"
     client.description = "opcua-mqtt"
@@ -528,7 +596,7 @@ async def _open(options: ConnectionOptions) -> Client:
         client.set_password(options.password)
 
     try:
-        await client.connect(auto_reconnect=options.auto_reconnect)
+        await client.connect(auto_reconnect=False)
     except Exception as e:  # noqa: BLE001 - translated into one OpcUaConnectionError
         # asyncua has closed the session, the channel and the socket already.
         raise _session_error(url, e, options, creds) from None
@@ -579,10 +647,22 @@ async def connect(options: ConnectionOptions) -> AsyncIterator[Client]:
             ) from e
         raise
     finally:
-        try:
-            await asyncio.wait_for(client.disconnect(), options.timeout)
-        except Exception as e:  # noqa: BLE001 - the session is gone either way
-            _log.debug("disconnect from %s: %s", url, e)
+        await _close(client, url, options.timeout)
+
+
+async def _close(client: Client, url: str, timeout: float) -> None:
+    """Close the session; on a connection already lost (asyncua's state is no longer
+    "connected"), abort the transport first, so that nothing waits for a goodbye a stalled
+    server cannot answer."""
+    if client.uaclient.state is not UaClientState.CONNECTED:
+        transport = getattr(client.uaclient.protocol, "transport", None)
+        if transport is not None:
+            transport.abort()
+            await asyncio.sleep(0)  # the protocol hears of it (connection_lost) first
+    try:
+        await asyncio.wait_for(client.disconnect(), timeout)
+    except Exception as e:  # noqa: BLE001 - the session is gone either way
+        _log.debug("disconnect from %s: %s", url, e)
 
 
 # ------------------------------------------------------------------------------------ browsing

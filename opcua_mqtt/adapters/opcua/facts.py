@@ -1,9 +1,9 @@
 """Facts about a server that do not change while it runs, asked once and remembered.
 
 The built-in type behind a DataType (its place in the type hierarchy: a Browse per level of
-supertypes), and how long a String or ByteString the server takes. The session (session.py)
-holds one of each and replaces them when a session is established anew: a server restarted
-with another model answers differently.
+supertypes), and how long a String or ByteString the server takes. Each session (session.py)
+holds its own: the session after a lost one asks anew, since a server restarted with another
+model answers differently.
 
 Length limits come from two sources (OPC 10000-3 §5.6.2, OPC 10000-5 §6.3.2): a Variable's
 optional Properties ``MaxStringLength`` / ``MaxByteStringLength``, and the server-wide

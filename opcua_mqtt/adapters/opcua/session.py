@@ -2,14 +2,17 @@
 
 :class:`OpcUaSession` owns the asyncua client of one connection, its namespace table and codec,
 one batcher (batching.py) for every many-operation service, and one set of server-fact caches
-(facts.py). asyncua re-establishes a lost session by itself (``auto_reconnect``), keeping the
-same client object: the session watches the client's state and, when it is connected again,
-forgets the namespaces, limits and facts it had learnt, since the server may have restarted
-with another model. The next question asks the server anew.
+(facts.py). A session lives as long as its connection: when asyncua's supervisor finds the
+connection gone (closed by the server, or a keep-alive probe unanswered: a stall), the session
+says so (:meth:`OpcUaSession.wait_lost`, with the cause) and the bridge opens a new one, which
+asks the server anew for what it learns (the server may have restarted with another model).
+At the loss the client's publish loop is stopped at once: left running it would log a
+traceback every second until the session is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -18,8 +21,10 @@ from typing import Any
 
 from asyncua import Client, ua
 from asyncua.observer import Observer, SubscriptionEvent
+from asyncua.ua.uaerrors import UaStatusCodeError
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
+from opcua_mqtt.adapters.opcua.connection import CONNECTION_LOST, status_name
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
 from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
 from opcua_mqtt.core.uajson.codec import JsonCodec
@@ -34,6 +39,9 @@ Connector = Callable[[], AbstractAsyncContextManager[Client]]
 
 #: States in which requests cannot succeed (asyncua's UaClientState values).
 _UNUSABLE = frozenset({"reconnecting", "disconnected", "disconnecting"})
+#: Why a connection was lost, by what asyncua's supervisor saw.
+_CLOSED = "the server closed the connection"
+_STALLED = "no answer to a keep-alive probe: the connection stalled"
 
 
 class _StateObserver(Observer):  # type: ignore[misc]
@@ -62,29 +70,61 @@ class OpcUaSession:
         self._client = client
         self._on_state = on_state
         self.state = "connected"
-        self.established = 1  # sessions so far: 1, then one more per re-established session
         self._namespaces: list[str] | None = None
         self._codec = JsonCodec()
         self._batcher: Batcher | None = None
         self._types = BuiltinTypes()
         self._limits = StringLimits()
+        self._lost = asyncio.Event()
+        self.lost_cause: str | None = None
         client.uaclient.observer = _StateObserver(self._state_changed)
+        client.connection_lost_callback = self._supervisor_saw
+        self._publish = client.uaclient.session.publish
+        client.uaclient.session.publish = self._publish_or_lose
+
+    async def _publish_or_lose(self, acks: list[ua.SubscriptionAcknowledgement]) -> Any:
+        """asyncua's Publish, except that a fault saying the session is gone (a server shutting
+        down closes its sessions before the connections) loses the connection at once instead
+        of feeding the publish loop a traceback a second until the socket closes too."""
+        try:
+            return await self._publish(acks)
+        except UaStatusCodeError as e:
+            if e.code not in CONNECTION_LOST or self.state != "connected":
+                raise
+            self.lost_cause = f"the server ended the session ({status_name(e.code)})"
+            self._client.uaclient.notify_transport_lost()  # cancels this task (_state_changed)
+            await asyncio.sleep(0)
+            raise
+
+    async def _supervisor_saw(self, exc: Exception) -> None:
+        """asyncua's supervisor found the connection lost (before it marks it so, except when
+        the socket closed: then the state changed first)."""
+        if self.lost_cause is None:
+            if isinstance(exc, TimeoutError):
+                self.lost_cause = _STALLED
+            elif isinstance(exc, UaStatusCodeError):
+                self.lost_cause = f"the keep-alive probe failed: {status_name(exc.code)}"
 
     def _state_changed(self, state: str) -> None:
         was, self.state = self.state, state
-        if state == "connected" and was != "connected":
-            self._forget()
+        if state == "disconnected" and was == "connected":  # a close of ours goes step by step
+            self.lost_cause = self.lost_cause or _CLOSED
+            publishing = self._client.uaclient.session._publish_task
+            if publishing is not None:
+                publishing.cancel()
+            self._lost.set()
         if self._on_state is not None:
             self._on_state(state)
 
-    def _forget(self) -> None:
-        """A session established anew: what was learnt of the server may no longer hold."""
-        self.established += 1
-        self._namespaces = None
-        self._batcher = None
-        self._types = BuiltinTypes()
-        self._limits = StringLimits()
-        _log.info("OPC UA session established again: server facts will be asked anew")
+    @property
+    def endpoint(self) -> str:
+        """The server's endpoint URL."""
+        return str(self._client.server_url.geturl())
+
+    async def wait_lost(self) -> str:
+        """Return, with its cause, once the connection is lost."""
+        await self._lost.wait()
+        return self.lost_cause or _CLOSED
 
     @property
     def usable(self) -> bool:
@@ -149,7 +189,11 @@ class OpcUaSession:
     async def subscriptions(self, sink: Sink) -> SubscriptionSource:
         """A source of monitored items that hands values to ``sink`` (close it when done)."""
         batcher = await self._learn()
-        return SubscriptionSource(self._client, sink, batcher=batcher, codec=self._codec)
+        # The supervisor's probe interval (connection.py sets it to the keep-alive).
+        keep_alive_s = float(self._client._watchdog_intervall)
+        return SubscriptionSource(
+            self._client, sink, batcher=batcher, codec=self._codec, keep_alive_s=keep_alive_s
+        )
 
 
 @contextlib.asynccontextmanager

@@ -13,19 +13,24 @@ Measured pitfalls of asyncua 2.1 this module is shaped by (see shared/DESIGN.md)
   subscription created while its publish loop runs (see :class:`_EarlyKeepAlives`): that
   warning is held during CreateSubscription and dropped when it names the new subscription.
 
-Reconnects are asyncua's (``auto_reconnect=True``): its supervisor re-creates the subscriptions
-registered with the client, keeping client handles, so our routing survives.
+A lost connection ends the session (session.py); the bridge monitors its fields anew on the
+next one. asyncua's stale-subscription check re-creates a subscription silent for 1.5 x its
+keep-alive over the same connection, which cannot help on a stalled one: the subscriptions'
+keep-alive is at least twice the session's keep-alive probe interval, so the probe (which drops
+the connection) always comes first.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Client, ua
+from asyncua.client.ua_client import UaClientState
 from asyncua.common.subscription import Subscription
 from asyncua.observer import SubscriptionEvent
 
@@ -140,7 +145,10 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
                 if batch:
                     self._sink(batch)
             elif isinstance(notification, ua.StatusChangeNotification):
-                _log.warning(
+                # BadShutdown: the connection is gone, which the bridge reports once itself.
+                shutdown = notification.Status.value == ua.StatusCodes.BadShutdown
+                _log.log(
+                    logging.DEBUG if shutdown else logging.WARNING,
                     "OPC UA subscription %s status: %s",
                     self.subscription_id,
                     notification.Status.name,
@@ -175,8 +183,10 @@ class SubscriptionSource:
         batcher: Batcher | None = None,
         codec: JsonCodec | None = None,
         max_notifications_per_publish: int = 10_000,
+        keep_alive_s: float = 5.0,
     ) -> None:
         self.client = client
+        self._keep_alive_ms = max(10_000.0, 2_000 * keep_alive_s)
         self._sink = sink
         self._subscriptions: list[_BatchSubscription] = []
         self._routes: dict[int, _Route] = {}
@@ -205,10 +215,12 @@ class SubscriptionSource:
         """Create one subscription for ``fields``; return the fields the server refused (by
         key, with the reason; the caller reports them, once per episode)."""
         codec = await self._namespace_codec()
+        interval = max(publishing_interval_ms, 1)
+        keep_alive_count = max(3, math.ceil(self._keep_alive_ms / interval))
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=publishing_interval_ms,
-            RequestedLifetimeCount=max(30, int(60_000 / max(publishing_interval_ms, 1)) * 3),
-            RequestedMaxKeepAliveCount=max(3, int(10_000 / max(publishing_interval_ms, 1))),
+            RequestedLifetimeCount=max(30, int(60_000 / interval) * 3, 3 * keep_alive_count),
+            RequestedMaxKeepAliveCount=keep_alive_count,
             MaxNotificationsPerPublish=self._max_notifications,
             PublishingEnabled=True,
             Priority=0,
@@ -274,10 +286,14 @@ class SubscriptionSource:
         )
 
     async def close(self) -> None:
-        """Delete the subscriptions on the server (a killed client would leave them behind)."""
+        """Delete the subscriptions on the server (a killed client would leave them behind);
+        over a lost connection there is no one to ask (the server drops them with the
+        session)."""
+        connected = self.client.uaclient.state is UaClientState.CONNECTED
         for sub in self._subscriptions:
             try:
-                await sub.delete()
+                if connected:
+                    await sub.delete()
             except (ua.UaError, OSError, TimeoutError) as e:
                 _log.info("could not delete subscription %s: %s", sub.subscription_id, e)
             if sub in self.client._subscriptions:

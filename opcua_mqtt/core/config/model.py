@@ -118,6 +118,8 @@ class OpcUaConfig:
     username: str | None = None
     password_env: str | None = "OPCUA_PASSWORD"
     timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    reconnect_max_s: float = 4.0
 
     @property
     def identity(self) -> str:

@@ -3,7 +3,7 @@ over after a reset."""
 
 from __future__ import annotations
 
-from opcua_mqtt.adapters.mqtt_reconnect import MIN_BACKOFF_S, Backoff
+from opcua_mqtt.adapters.reconnect import MIN_BACKOFF_S, Backoff
 
 
 def test_the_backoff_doubles_up_to_its_cap_with_each_wait_in_the_upper_half() -> None:
