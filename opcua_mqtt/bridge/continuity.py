@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from opcua_mqtt.bridge.plan import Writer
 from opcua_mqtt.core.metadata import DataSetField
 from opcua_mqtt.core.writer_state import UINT32_MAX, ConfigurationVersion
+
+_log = logging.getLogger(__name__)
 
 
 def checkpoint_key(publisher_id: str, dataset_writer_id: int) -> str:
@@ -37,6 +41,17 @@ def checkpoint_value(next_sequence: int, version: ConfigurationVersion, digest: 
     return json.dumps([next_sequence, version.major, version.minor, digest])
 
 
+def writers_checkpoint(publisher_id: str, writers: Iterable[Writer]) -> tuple[tuple[str, str], ...]:
+    """The checkpoint entries of ``writers`` as they stand after their message was made."""
+    return tuple(
+        (
+            checkpoint_key(publisher_id, w.plan.dataset_writer_id),
+            checkpoint_value(w.state.next_sequence_number, w.state.version, w.fingerprint),
+        )
+        for w in writers
+    )
+
+
 @dataclass(frozen=True)
 class Resumed:
     """Where a writer starts: its first SequenceNumber, and its version (None: a fresh one)."""
@@ -44,6 +59,40 @@ class Resumed:
     first_sequence_number: int = 0
     version: ConfigurationVersion | None = None
     kept_version: bool = False
+
+
+class Resumption:
+    """Where each writer of a starting bridge continues, from the checkpoint ``saved`` in its
+    disk spool (empty without one), counted for one log line."""
+
+    def __init__(
+        self, saved: Mapping[str, str], publisher_id: str, namespaces: Sequence[str], now: datetime
+    ) -> None:
+        self.saved, self.publisher_id, self.namespaces, self.now = (
+            saved,
+            publisher_id,
+            namespaces,
+            now,
+        )
+        self.resumed = self.kept = 0
+
+    def start(self, writer_id: int, fields: Sequence[DataSetField]) -> tuple[Resumed, str]:
+        """The writer's start, and the fingerprint of its DataSet now."""
+        digest = fingerprint(fields, self.namespaces)
+        key = checkpoint_key(self.publisher_id, writer_id)
+        start = resume(self.saved.get(key), digest, self.now)
+        self.resumed += key in self.saved
+        self.kept += start.kept_version
+        return start, digest
+
+    def report(self) -> None:
+        if self.resumed:
+            _log.info(
+                "continuing %d writers from the spool: sequence numbers go on, %d kept their "
+                "ConfigurationVersion (the others' DataSets changed: new MajorVersion)",
+                self.resumed,
+                self.kept,
+            )
 
 
 def resume(saved: str | None, digest: str, now: datetime) -> Resumed:

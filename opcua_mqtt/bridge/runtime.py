@@ -35,7 +35,7 @@ from opcua_mqtt.adapters.opcua import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua.outage import Outage
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import MonitoredField
-from opcua_mqtt.bridge.continuity import checkpoint_key, checkpoint_value, fingerprint, resume
+from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
@@ -305,8 +305,9 @@ class Bridge:
     ) -> None:
         """The writers' states; with a disk spool, continuing where the last run stopped."""
         now = self._clock()
-        saved = self.mqtt.spool.checkpoint
-        resumed = kept = 0
+        resumption = Resumption(
+            self.mqtt.spool.checkpoint, self.plan.publisher_id, self._namespaces, now
+        )
         for gi, group in enumerate(self.plan.groups):
             for wi, wp in enumerate(group.writers):
                 fields = [
@@ -317,11 +318,7 @@ class Bridge:
                     )
                     for f in wp.fields
                 ]
-                digest = fingerprint(fields, self._namespaces)
-                key = checkpoint_key(self.plan.publisher_id, wp.dataset_writer_id)
-                start = resume(saved.get(key), digest, now)
-                resumed += key in saved
-                kept += start.kept_version
+                start, digest = resumption.start(wp.dataset_writer_id, fields)
                 state = WriterState(
                     [f.spec for f in fields],
                     key_frame_count=wp.key_frame_count,
@@ -331,13 +328,7 @@ class Bridge:
                     first_sequence_number=start.first_sequence_number,
                 )
                 self._writers[(gi, wi)] = Writer(wp, group, state, fields, fingerprint=digest)
-        if resumed:
-            _log.info(
-                "continuing %d writers from the spool: sequence numbers go on, %d kept their "
-                "ConfigurationVersion (the others' DataSets changed: new MajorVersion)",
-                resumed,
-                kept,
-            )
+        resumption.report()
 
     @staticmethod
     def _spec(codec: JsonCodec, f: FieldConfig, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
@@ -457,15 +448,11 @@ class Bridge:
         )
         codec = codecs[settings.field_encoding]
         payload = dumps(encode_network_message(nm, settings, codec))
-        checkpoint: tuple[tuple[str, str], ...] = ()
-        if self.mqtt.spool.store is not None:  # the writers' state goes with the message
-            checkpoint = tuple(
-                (
-                    checkpoint_key(self.plan.publisher_id, w.plan.dataset_writer_id),
-                    checkpoint_value(w.state.next_sequence_number, w.state.version, w.fingerprint),
-                )
-                for w, _ in messages
-            )
+        # with a disk spool, the writers' state goes with the message (bridge/continuity.py)
+        durable = self.mqtt.spool.store is not None
+        checkpoint = writers_checkpoint(
+            self.plan.publisher_id, [w for w, _ in messages] if durable else []
+        )
         self.mqtt.publish(
             Outgoing(topic, payload, qos=group.qos, origin=origin, checkpoint=checkpoint)
         )
