@@ -17,6 +17,7 @@ spooled during an outage must not outlive its period once delivered).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -118,6 +119,10 @@ class Spool:
                 self._queue.append(Entry(token, msg, created))
                 self._loaded = token
         else:
+            # orjson's output lives in a block larger than its size (measured: a 3.5 kB
+            # message holds 8 kB), so a long outage held ~2.4 x the spooled bytes; a copy
+            # of its own size (0.4 µs) keeps memory at what max_bytes says.
+            msg = dataclasses.replace(msg, payload=memoryview(msg.payload).tobytes())
             self._next_token += 1
             self._queue.append(Entry(self._next_token, msg, created))
         self._count += 1
