@@ -1,0 +1,220 @@
+"""A broker crash loses nothing: `opcua-mqtt run` publishes a fast stream from the asyncua test
+server (churn variables written every 20 ms) through a Mosquitto with persistence to an
+independent persistent-session subscriber (a raw gmqtt client: MQTT 5, Clean Start 0, Session
+Expiry, QoS 1). The broker is SIGKILLed mid-stream and started again 5 s later on the same port
+with the same database; the subscriber must then hold every DataSetMessage, SequenceNumber +1
+per writer, in order (Part 14 §7.2.5.4).
+
+Duplicates are allowed, and only these: QoS 1 is at-least-once, and a broker restarted from its
+last save (harness.mosquitto.persistence_config) delivers again what the subscriber had already
+acknowledged after that save, while the bridge re-sends what the broker had not acknowledged
+before it died. Each such copy must be an exact repeat of a DataSetMessage seen before under the
+same SequenceNumber (harness/sequence_check.py), so a subscriber can drop it by number; a number
+reused for other content, or one missing, fails the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import ua
+
+from harness.bridge import BridgeProcess, BridgeProcesses, make_certs, write_config
+from harness.mosquitto import MosquittoBroker, persistence_config, run_broker
+from harness.mqtt import MqttProbe
+from harness.opcua_servers import OpcUaTestServer, start_opcua_server
+from harness.pki import Pki
+from harness.sequence_check import SequenceLedger
+from opcua_mqtt.core.messages.members import loads
+from opcua_mqtt.core.messages.metadata import decode_status_message
+from tests.conftest import _serve
+
+PUBLISHER = "kill-check"
+WRITERS = {"W1": 11, "W2": 12}
+FIELDS_PER_WRITER = 10
+CHURN_INTERVAL_MS = 20
+OUTAGE_S = 5.0
+SESSION_EXPIRY_S = 600
+
+
+@pytest.fixture
+def persistent_broker(
+    mosquitto_executable: str, pki: Pki, tmp_path: Path
+) -> Iterator[MosquittoBroker]:
+    """TLS Mosquitto that saves sessions, queued and retained messages every second."""
+    workdir = tmp_path / "mosquitto-persistent"
+    extra = persistence_config(workdir)
+    yield from run_broker(mosquitto_executable, pki, workdir, mutual_tls=False, extra=extra)
+
+
+@pytest.fixture
+def churn_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[OpcUaTestServer]:
+    """The small asyncua test server plus Double variables that all change every 20 ms."""
+    churn = len(WRITERS) * FIELDS_PER_WRITER
+    extra = ("--churn", str(churn), "--churn-interval-ms", str(CHURN_INTERVAL_MS))
+    yield from _serve(
+        start_opcua_server,
+        tmp_path / "opcua-server",
+        variables=200,
+        cert_dir=opcua_server_cert_dir,
+        timeout=30.0,
+        extra_args=extra,
+    )
+
+
+def _config(tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker) -> Path:
+    nodeids = server.manifest["churn"]["nodeids"]
+    writers = [
+        {
+            "name": name,
+            "dataset_writer_id": writer_id,
+            "fields": [
+                {"name": f"V{i}", "node_id": nodeids[i], "builtin_type": "Double"}
+                for i in range(k * FIELDS_PER_WRITER, (k + 1) * FIELDS_PER_WRITER)
+            ],
+        }
+        for k, (name, writer_id) in enumerate(WRITERS.items())
+    ]
+    return write_config(
+        tmp_path / "bridge.yaml",
+        endpoint=server.endpoint,
+        broker=broker,
+        signing_dir=make_certs(tmp_path / "certs", PUBLISHER),
+        fields=[],
+        publisher_id=PUBLISHER,
+        writers=writers,
+        defaults={
+            "publishing_interval_ms": CHURN_INTERVAL_MS,
+            "sampling_interval_ms": CHURN_INTERVAL_MS / 2,
+        },
+    )
+
+
+class Subscriber:
+    """The independent subscriber: one persistent MQTT session, resumed by a new gmqtt client
+    after the broker's restart, feeding every ua-data payload to the ledger; the ua-status
+    messages it keeps in order (the bridge's last one, Disabled, comes after all its data)."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.broker = broker
+        self.client_id = f"{PUBLISHER}-subscriber"
+        self.ledger = SequenceLedger()
+        self.statuses: list[bytes] = []
+        self.probe: MqttProbe | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    async def connect(self, *, subscribe: bool) -> bool:
+        """Connect (a new client each time); whether the broker resumed the session."""
+        await self.close()
+        probe = MqttProbe(self.client_id, session_expiry_s=SESSION_EXPIRY_S)
+        b = self.broker
+        await probe.connect(b.host, b.port, b.ssl_context())
+        if subscribe:
+            await probe.subscribe(f"opcua/json/data/{PUBLISHER}/#", qos=1)
+            await probe.subscribe(f"opcua/json/status/{PUBLISHER}", qos=1)
+        self.probe = probe
+        self._pump = asyncio.create_task(self._read(probe))
+        return probe.session_present
+
+    async def _read(self, probe: MqttProbe) -> None:
+        while True:
+            msg = await probe.messages.get()
+            if msg.topic.startswith("opcua/json/data/"):
+                self.ledger.add_payload(msg.payload)
+            elif msg.topic.startswith("opcua/json/status/"):
+                self.statuses.append(msg.payload)
+
+    def disabled(self) -> bool:
+        """Whether the bridge said it stopped: its ua-status Disabled arrived."""
+        return any(
+            decode_status_message(loads(s)).status == ua.PubSubState.Disabled for s in self.statuses
+        )
+
+    def frames(self, writer_id: int) -> int:
+        writer = self.ledger.writers.get(writer_id)
+        return writer.frames if writer is not None else 0
+
+    async def until(self, check: Callable[[], bool], what: str, tries: int = 600) -> None:
+        """Wait (bounded by tries of 0.1 s) until ``check`` holds; a reader that failed on a
+        payload it could not read fails the test with its error."""
+        for _ in range(tries):
+            if self._pump is not None and self._pump.done():
+                self._pump.result()
+            if check():
+                return
+            await asyncio.sleep(0.1)
+        pytest.fail(f"never {what}; ledger: {list(self.ledger.problems())}")
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        if self.probe is not None:
+            await self.probe.close()
+        self.probe = self._pump = None
+
+
+async def _saved_after_subscribing(broker: MosquittoBroker, subscribed_ns: int) -> None:
+    """Wait until the broker saved its database after the subscription existed (bounded by
+    tries): only then can a crash keep the subscriber's session."""
+    db = broker.workdir / "mosquitto.db"
+    for _ in range(100):
+        if db.exists() and db.stat().st_mtime_ns > subscribed_ns:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"the broker never saved {db}:\n{broker.log_text()}")
+
+
+def _diagnosis(broker: MosquittoBroker, bridge: BridgeProcess) -> str:
+    lines: list[Any] = [r.get("message") for r in bridge.records() if r.get("levelname") != "DEBUG"]
+    return "bridge log:\n" + "\n".join(map(str, lines[-30:])) + "\n" + broker.log_text()[-3000:]
+
+
+@pytest.mark.slow
+async def test_broker_sigkill_mid_stream_loses_no_dataset_message(
+    tmp_path: Path,
+    churn_server: OpcUaTestServer,
+    persistent_broker: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    broker = persistent_broker
+    sub = Subscriber(broker)
+    try:
+        await sub.connect(subscribe=True)
+        subscribed_ns = time.time_ns()
+        bridge = bridges.start(_config(tmp_path, churn_server, broker))
+        ids = list(WRITERS.values())
+        await sub.until(lambda: all(sub.frames(w) >= 50 for w in ids), "50 frames per writer")
+        await _saved_after_subscribing(broker, subscribed_ns)
+
+        broker.kill()
+        at_kill = {w: sub.frames(w) for w in ids}
+        await asyncio.sleep(OUTAGE_S)  # the outage itself, not a wait for an outcome
+        await broker.astart()
+        resumed = await sub.connect(subscribe=False)
+        assert resumed, "the restarted broker did not keep the subscriber's session"
+
+        await sub.until(
+            lambda: all(sub.frames(w) >= at_kill[w] + 100 for w in ids),
+            "100 more frames per writer after the broker's restart",
+        )
+        # A clean stop drains the bridge's spool and sends Disabled last, after all its data.
+        await asyncio.to_thread(bridge.stop)
+        await sub.until(sub.disabled, "the bridge's Disabled status")
+    finally:
+        await sub.close()
+
+    ledger = sub.ledger
+    problems = list(ledger.problems())
+    assert not problems, "\n".join(problems) + "\n" + _diagnosis(broker, bridge)
+    for w in ids:
+        (run,) = ledger.writers[w].runs
+        assert run.first == 0, f"writer {w} starts at {run.first}"
+    assert ledger.distinct > sum(at_kill.values()) + 200
