@@ -16,23 +16,18 @@ reused for other content, or one missing, fails the test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import ua
 
 from harness.bridge import BridgeProcess, BridgeProcesses, make_certs, write_config
 from harness.mosquitto import MosquittoBroker, persistence_config, run_broker
-from harness.mqtt import MqttProbe
 from harness.opcua_servers import OpcUaTestServer, start_opcua_server
 from harness.pki import Pki
-from harness.sequence_check import SequenceLedger
-from opcua_mqtt.core.messages.members import loads
-from opcua_mqtt.core.messages.metadata import decode_status_message
+from harness.stream_subscriber import StreamSubscriber
 from tests.conftest import _serve
 
 PUBLISHER = "kill-check"
@@ -96,71 +91,6 @@ def _config(tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker) ->
     )
 
 
-class Subscriber:
-    """The independent subscriber: one persistent MQTT session, resumed by a new gmqtt client
-    after the broker's restart, feeding every ua-data payload to the ledger; the ua-status
-    messages it keeps in order (the bridge's last one, Disabled, comes after all its data)."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self.broker = broker
-        self.client_id = f"{PUBLISHER}-subscriber"
-        self.ledger = SequenceLedger()
-        self.statuses: list[bytes] = []
-        self.probe: MqttProbe | None = None
-        self._pump: asyncio.Task[None] | None = None
-
-    async def connect(self, *, subscribe: bool) -> bool:
-        """Connect (a new client each time); whether the broker resumed the session."""
-        await self.close()
-        probe = MqttProbe(self.client_id, session_expiry_s=SESSION_EXPIRY_S)
-        b = self.broker
-        await probe.connect(b.host, b.port, b.ssl_context())
-        if subscribe:
-            await probe.subscribe(f"opcua/json/data/{PUBLISHER}/#", qos=1)
-            await probe.subscribe(f"opcua/json/status/{PUBLISHER}", qos=1)
-        self.probe = probe
-        self._pump = asyncio.create_task(self._read(probe))
-        return probe.session_present
-
-    async def _read(self, probe: MqttProbe) -> None:
-        while True:
-            msg = await probe.messages.get()
-            if msg.topic.startswith("opcua/json/data/"):
-                self.ledger.add_payload(msg.payload)
-            elif msg.topic.startswith("opcua/json/status/"):
-                self.statuses.append(msg.payload)
-
-    def disabled(self) -> bool:
-        """Whether the bridge said it stopped: its ua-status Disabled arrived."""
-        return any(
-            decode_status_message(loads(s)).status == ua.PubSubState.Disabled for s in self.statuses
-        )
-
-    def frames(self, writer_id: int) -> int:
-        writer = self.ledger.writers.get(writer_id)
-        return writer.frames if writer is not None else 0
-
-    async def until(self, check: Callable[[], bool], what: str, tries: int = 600) -> None:
-        """Wait (bounded by tries of 0.1 s) until ``check`` holds; a reader that failed on a
-        payload it could not read fails the test with its error."""
-        for _ in range(tries):
-            if self._pump is not None and self._pump.done():
-                self._pump.result()
-            if check():
-                return
-            await asyncio.sleep(0.1)
-        pytest.fail(f"never {what}; ledger: {list(self.ledger.problems())}")
-
-    async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-        if self.probe is not None:
-            await self.probe.close()
-        self.probe = self._pump = None
-
-
 async def _saved_after_subscribing(broker: MosquittoBroker, subscribed_ns: int) -> None:
     """Wait until the broker saved its database after the subscription existed (bounded by
     tries): only then can a crash keep the subscriber's session."""
@@ -173,7 +103,7 @@ async def _saved_after_subscribing(broker: MosquittoBroker, subscribed_ns: int) 
 
 
 def _diagnosis(broker: MosquittoBroker, bridge: BridgeProcess) -> str:
-    lines: list[Any] = [r.get("message") for r in bridge.records() if r.get("levelname") != "DEBUG"]
+    lines: list[Any] = [r.get("message") for r in bridge.records() if r.get("level") != "debug"]
     return "bridge log:\n" + "\n".join(map(str, lines[-30:])) + "\n" + broker.log_text()[-3000:]
 
 
@@ -185,7 +115,7 @@ async def test_broker_sigkill_mid_stream_loses_no_dataset_message(
     bridges: BridgeProcesses,
 ) -> None:
     broker = persistent_broker
-    sub = Subscriber(broker)
+    sub = StreamSubscriber(broker, PUBLISHER, session_expiry_s=SESSION_EXPIRY_S)
     try:
         await sub.connect(subscribe=True)
         subscribed_ns = time.time_ns()
