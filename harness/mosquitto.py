@@ -256,6 +256,13 @@ class MosquittoBroker:
         if proc is not None:
             proc.stop(timeout)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker holds its connections open and answers nothing (a hung broker);
+        :meth:`kill` or :meth:`stop` end it."""
+        if self._proc is None:
+            raise BrokerError("mosquitto is not running")
+        self._proc.proc.send_signal(signal.SIGSTOP)
+
     def kill(self) -> None:
         """Kill the broker with SIGKILL: no clean shutdown, as in a crash."""
         proc, self._proc = self._proc, None

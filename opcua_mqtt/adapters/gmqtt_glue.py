@@ -42,6 +42,11 @@ def instrument(client: Any, storage: TrackingStorage, on_ack: Callable[[bytes], 
     gmqtt's own reconnect is replaced by nothing: the session reconnects itself, and gmqtt's
     attempt, even switched off, logs a false ERROR on every disconnect. ``storage`` must be
     the one the client was made with.
+
+    On a CONNACK without a session gmqtt empties ``storage`` (MQTT discards the old session's
+    unacknowledged publishes) but keeps their packet ids in use: after a broker restart that
+    lost a full window of them (Mosquitto's Receive Maximum is 20), no id was left and the
+    client could never publish again. Their ids are released here with them.
     """
     handler = client._package_handler
     if handler._handler_cache or client._persistent_storage is not storage:
@@ -59,9 +64,17 @@ def instrument(client: Any, storage: TrackingStorage, on_ack: Callable[[bytes], 
     async def no_reconnect(delay: bool = False) -> None:
         return None
 
+    clear = handler._clear_qos_callback
+
+    def clear_and_release_ids() -> None:
+        for mid, _packet in storage.get_all():
+            handler.id_generator.free_id(mid)
+        clear()
+
     handler._handle_puback_packet = on_puback
     handler._handle_pubrec_packet = on_pubrec
     handler._reconnect_callback = no_reconnect
+    handler._clear_qos_callback = clear_and_release_ids
 
 
 def loss_cause(client: Any) -> BaseException | None:

@@ -107,6 +107,37 @@ def _diagnosis(broker: MosquittoBroker, bridge: BridgeProcess) -> str:
     return "bridge log:\n" + "\n".join(map(str, lines[-30:])) + "\n" + broker.log_text()[-3000:]
 
 
+IDS = list(WRITERS.values())
+
+
+async def _after_restart(
+    sub: StreamSubscriber, broker: MosquittoBroker, bridge: BridgeProcess, killed_at: int
+) -> None:
+    """Resume the subscriber's session on the restarted broker, let 100 more frames per writer
+    through, then stop the bridge cleanly (it drains its spool and sends Disabled last, after
+    all its data) and wait for that Disabled."""
+    resumed = await sub.connect(subscribe=False)
+    assert resumed, "the restarted broker did not keep the subscriber's session"
+    try:
+        await sub.until(
+            lambda: all(sub.frames(w) >= killed_at + 100 for w in IDS),
+            "100 more frames per writer after the broker's restart",
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_diagnosis(broker, bridge)}") from None
+    await asyncio.to_thread(bridge.stop)
+    await sub.until(sub.disabled, "the bridge's Disabled status")
+
+
+def _assert_complete(sub: StreamSubscriber, broker: MosquittoBroker, bridge: BridgeProcess) -> None:
+    """Every writer: one run from 0, nothing missing, nothing out of order."""
+    problems = list(sub.ledger.problems())
+    assert not problems, "\n".join(problems) + "\n" + _diagnosis(broker, bridge)
+    for w in IDS:
+        (run,) = sub.ledger.writers[w].runs
+        assert run.first == 0, f"writer {w} starts at {run.first}"
+
+
 @pytest.mark.slow
 async def test_broker_sigkill_mid_stream_loses_no_dataset_message(
     tmp_path: Path,
@@ -120,31 +151,63 @@ async def test_broker_sigkill_mid_stream_loses_no_dataset_message(
         await sub.connect(subscribe=True)
         subscribed_ns = time.time_ns()
         bridge = bridges.start(_config(tmp_path, churn_server, broker))
-        ids = list(WRITERS.values())
-        await sub.until(lambda: all(sub.frames(w) >= 50 for w in ids), "50 frames per writer")
+        await sub.until(lambda: all(sub.frames(w) >= 50 for w in IDS), "50 frames per writer")
         await _saved_after_subscribing(broker, subscribed_ns)
 
         broker.kill()
-        at_kill = {w: sub.frames(w) for w in ids}
+        killed_at = max(sub.frames(w) for w in IDS)
         await asyncio.sleep(OUTAGE_S)  # the outage itself, not a wait for an outcome
         await broker.astart()
-        resumed = await sub.connect(subscribe=False)
-        assert resumed, "the restarted broker did not keep the subscriber's session"
-
-        await sub.until(
-            lambda: all(sub.frames(w) >= at_kill[w] + 100 for w in ids),
-            "100 more frames per writer after the broker's restart",
-        )
-        # A clean stop drains the bridge's spool and sends Disabled last, after all its data.
-        await asyncio.to_thread(bridge.stop)
-        await sub.until(sub.disabled, "the bridge's Disabled status")
+        await _after_restart(sub, broker, bridge, killed_at)
     finally:
         await sub.close()
+    _assert_complete(sub, broker, bridge)
 
-    ledger = sub.ledger
-    problems = list(ledger.problems())
-    assert not problems, "\n".join(problems) + "\n" + _diagnosis(broker, bridge)
-    for w in ids:
-        (run,) = ledger.writers[w].runs
-        assert run.first == 0, f"writer {w} starts at {run.first}"
-    assert ledger.distinct > sum(at_kill.values()) + 200
+
+@pytest.fixture
+def snapshot_broker(
+    mosquitto_executable: str, pki: Pki, tmp_path: Path
+) -> Iterator[MosquittoBroker]:
+    """TLS Mosquitto with persistence that saves only on a clean stop (within the test)."""
+    workdir = tmp_path / "mosquitto-snapshot"
+    extra = persistence_config(workdir, autosave_interval_s=3600)
+    yield from run_broker(mosquitto_executable, pki, workdir, mutual_tls=False, extra=extra)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13: on a CONNACK without a session gmqtt drops the unacknowledged QoS 1 "
+    "messages and adapters/mqtt.py only counts them; the spool branch (i13-spool) sends them "
+    "again: remove this marker when merging it",
+)
+async def test_broker_back_without_the_bridges_session_still_gets_what_was_in_flight(
+    tmp_path: Path,
+    churn_server: OpcUaTestServer,
+    snapshot_broker: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    """A broker that comes back from a crash without the bridge's session (its last save
+    predates the bridge's connection, or it has no persistence) gives CONNACK Session Present
+    0, and MQTT then discards the client's unacknowledged publishes: the bridge must send them
+    again itself. Frozen (SIGSTOP), the broker takes the bridge's publishes without answering,
+    so a full in-flight window is unacknowledged when it is killed."""
+    broker = snapshot_broker
+    sub = StreamSubscriber(broker, PUBLISHER, session_expiry_s=SESSION_EXPIRY_S)
+    try:
+        await sub.connect(subscribe=True)
+        await broker.astop()  # a clean stop saves the subscriber's session, nothing else
+        await broker.astart()
+        assert await sub.connect(subscribe=False), "the subscriber's session was not saved"
+        bridge = bridges.start(_config(tmp_path, churn_server, broker))
+        await sub.until(lambda: all(sub.frames(w) >= 50 for w in IDS), "50 frames per writer")
+
+        broker.freeze()
+        killed_at = max(sub.frames(w) for w in IDS)
+        await asyncio.sleep(1.0)  # publishes pile up unacknowledged: the window fills
+        broker.kill()
+        await broker.astart()
+        await _after_restart(sub, broker, bridge, killed_at)
+    finally:
+        await sub.close()
+    _assert_complete(sub, broker, bridge)
