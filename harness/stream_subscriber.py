@@ -89,8 +89,7 @@ class StreamSubscriber:
         """Whether the publisher said it stopped: its ua-status Disabled arrived (a clean stop
         sends it after all its data)."""
         return any(
-            decode_status_message(loads(s)).status == ua.PubSubState.Disabled
-            for s in self.statuses
+            decode_status_message(loads(s)).status == ua.PubSubState.Disabled for s in self.statuses
         )
 
     def frames(self, writer_id: int) -> int:
