@@ -347,11 +347,16 @@ async def run(args: argparse.Namespace) -> int:
         f"gmqtt {version('gmqtt')}, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp, contextlib.ExitStack() as stack:
-        rig = Rig(stack, Path(tmp), args)
+    with contextlib.ExitStack() as stack:
+        if args.workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+        else:
+            workdir = args.workdir.absolute()
+            workdir.mkdir(parents=True, exist_ok=True)
+        rig = Rig(stack, workdir, args)
         print(
             f"# {rig.items} variables in {math.ceil(rig.items / args.fields_per_writer)} writers, "
-            f"work directory {tmp}",
+            f"work directory {workdir}",
             flush=True,
         )
         sub, timeline = await soak(rig, args)
@@ -381,6 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--spool", type=Path, help="mqtt.spool.directory for the bridge (needs the disk spool)"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the logs, configuration and broker database here (default: a temporary "
+        "folder, removed at the end)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
