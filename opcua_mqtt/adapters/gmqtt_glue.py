@@ -1,7 +1,9 @@
 """What gmqtt 0.8.0 does not tell the MQTT session, made to tell, in one place: the reason code
 of PUBACK and PUBREC, the packet id of a PUBLISH just sent, the cause of a lost connection; and
-gmqtt's log lines about what the session reports itself, kept to DEBUG. (The session's other
-reaches into gmqtt's internals, for its in-flight window and a quiet disconnect, stay there.)"""
+gmqtt's log lines about what the session reports itself, kept to DEBUG. One thing it does wrong
+is mended here too: the packet ids of publishes dropped with a session the broker did not keep.
+(The session's other reaches into gmqtt's internals, for its in-flight window and a quiet
+disconnect, stay there.)"""
 
 from __future__ import annotations
 
