@@ -238,7 +238,10 @@ async def soak(rig: Rig, args: argparse.Namespace) -> tuple[StreamSubscriber, Ti
                 timeline.rss_mib["middle"] = bridge.rss_mib()
             elif what == "broker":
                 timeline.broker_restarts.append(now)
-                print(f"# {now:7.1f} s: broker SIGKILL, back in {args.broker_outage_s:g} s")
+                print(
+                    f"# {now:7.1f} s: broker SIGKILL, back in {args.broker_outage_s:g} s",
+                    flush=True,
+                )
                 crashes.append(asyncio.create_task(_broker_crash(rig.broker, args.broker_outage_s)))
             else:
                 await asyncio.to_thread(bridge.scrape)
@@ -246,7 +249,8 @@ async def soak(rig: Rig, args: argparse.Namespace) -> tuple[StreamSubscriber, Ti
                 bridge.end = "killed"
                 timeline.bridge_kill = now
                 bridge = rig.start_bridge()
-                print(f"# {now:7.1f} s: bridge SIGKILL, started again (pid {bridge.process.pid})")
+                pid = bridge.process.pid
+                print(f"# {now:7.1f} s: bridge SIGKILL, started again (pid {pid})", flush=True)
         await asyncio.sleep(max(0.0, t0 + args.duration - time.monotonic()))
         await asyncio.gather(*crashes)  # the broker is back before the end
         timeline.rss_mib["end"] = bridge.rss_mib()
