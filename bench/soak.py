@@ -16,9 +16,10 @@ Each part runs in its own process, on 127.0.0.1:
   later on the same port and database: a crash, not a clean stop;
 * the bridge, ``opcua-mqtt run --metrics-port P CONFIG``: writers of ``--fields-per-writer``
   churn variables each, publishing every I ms at QoS 1. At ``--bridge-kill-at`` (default: half
-  the duration) it is SIGKILLed and started again at once with the same configuration. With the
-  defaults that moment is also the third broker crash, so the bridge dies while the broker is
-  away: what it held in memory is lost unless a disk spool keeps it. ``--spool DIR`` writes
+  the duration plus half an outage) it is SIGKILLed and started again at once with the same
+  configuration. With the defaults that moment is 2.5 s into the third broker crash, so the
+  bridge dies with 2.5 s of data waiting for the broker: lost unless a disk spool keeps it
+  (without one, the run's "sent but never received" shows it). ``--spool DIR`` writes
   ``mqtt.spool.directory: DIR`` into the configuration (that key needs the disk spool; without
   the option the configuration has no spool key);
 * this process: a persistent-session MQTT 5 subscriber (harness.stream_subscriber, QoS 1,
@@ -227,7 +228,7 @@ async def soak(rig: Rig, args: argparse.Namespace) -> tuple[StreamSubscriber, Ti
         events: list[tuple[float, int, str]] = [(args.duration / 2, 0, "middle")]
         every = args.broker_restart_every
         events += [(k * every, 1, "broker") for k in range(1, math.ceil(args.duration / every))]
-        kill_at = args.duration / 2 if args.bridge_kill_at is None else args.bridge_kill_at
+        kill_at = _bridge_kill_at(args)
         if 0 <= kill_at < args.duration:
             events.append((kill_at, 2, "bridge"))
         for at, _order, what in sorted(events):
@@ -339,7 +340,7 @@ def report(rig: Rig, sub: StreamSubscriber, timeline: Timeline, args: argparse.N
 
 
 async def run(args: argparse.Namespace) -> int:
-    kill_at = args.duration / 2 if args.bridge_kill_at is None else args.bridge_kill_at
+    kill_at = _bridge_kill_at(args)
     print(
         f"# soak: {args.duration:g} s at {args.changes_per_s:,} changes/s asked (every "
         f"{args.interval_ms:g} ms), {args.fields_per_writer} fields per writer, QoS 1; broker "
@@ -367,6 +368,14 @@ async def run(args: argparse.Namespace) -> int:
         return report(rig, sub, timeline, args)
 
 
+def _bridge_kill_at(args: argparse.Namespace) -> float:
+    """Seconds after the first data: as given, else half-way plus half an outage (which puts
+    it inside a broker outage when the restarts fall on the middle, as with the defaults)."""
+    if args.bridge_kill_at is not None:
+        return float(args.bridge_kill_at)
+    return float(args.duration / 2 + args.broker_outage_s / 2)
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -386,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restart-every", type=_positive, default=300.0, help="seconds")
     parser.add_argument("--broker-outage-s", type=_positive, default=5.0)
     parser.add_argument(
-        "--bridge-kill-at", type=float, help="seconds after the first data (default: half-way)"
+        "--bridge-kill-at",
+        type=float,
+        help="seconds after the first data (default: half-way plus half an outage)",
     )
     parser.add_argument(
         "--spool", type=Path, help="mqtt.spool.directory for the bridge (needs the disk spool)"
