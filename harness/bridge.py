@@ -50,11 +50,15 @@ def write_config(
     write_back: Mapping[str, Any] | None = None,
     mqtt_client: tuple[Path, Path] | None = None,
     status_interval_s: float | None = None,
+    writers: Sequence[Mapping[str, Any]] | None = None,
+    mqtt: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Path:
     """A bridge configuration with one writer group and one writer holding ``fields``, the
     ``write_back`` section if given, ``mqtt_client`` (certificate, key) as the bridge's
     MQTT client certificate for a broker that requires one, and ``status_interval_s`` as the
-    period of its ua-status refresh if given."""
+    period of its ua-status refresh if given. ``writers`` replaces the one writer (``fields``
+    is then ignored); ``mqtt`` and ``defaults`` add to (or override) those sections."""
     tls: dict[str, Any] = {"ca": str(broker.ca_cert)}
     if mqtt_client is not None:
         tls |= {"certificate": str(mqtt_client[0]), "private_key": str(mqtt_client[1])}
@@ -67,16 +71,18 @@ def write_config(
             "security_mode": "None",
             **(opcua or {}),
         },
-        "mqtt": {"host": broker.host, "port": broker.port, "tls": tls},
+        "mqtt": {"host": broker.host, "port": broker.port, "tls": tls, **(mqtt or {})},
         "metadata_signing": {
             "private_key": str(signing_dir / "metadata-signer.key"),
             "certificate_chain": str(signing_dir / "metadata-signer.pem"),
         },
-        "defaults": {"publishing_interval_ms": 100, "sampling_interval_ms": 50},
+        "defaults": {"publishing_interval_ms": 100, "sampling_interval_ms": 50, **(defaults or {})},
         "writer_groups": [
             {
                 "name": "G",
-                "writers": [{"name": "W", "dataset_writer_id": 1001, "fields": list(fields)}],
+                "writers": [dict(w) for w in writers]
+                if writers is not None
+                else [{"name": "W", "dataset_writer_id": 1001, "fields": list(fields)}],
             }
         ],
     }

@@ -67,12 +67,19 @@ class Received:
 class MqttProbe:
     """One gmqtt client (MQTT 5) for tests: records connects, drops, SUBACKs and messages."""
 
-    def __init__(self, client_id: str | None = None) -> None:
+    def __init__(self, client_id: str | None = None, *, session_expiry_s: int = 0) -> None:
+        """``session_expiry_s`` > 0: a persistent session (Clean Start 0, MQTT 5 Session Expiry
+        Interval), so the broker keeps this client's subscriptions and queues its QoS 1/2
+        messages while it is away; a new probe with the same ``client_id`` resumes it."""
         self.client_id = client_id or f"probe-{uuid.uuid4().hex[:12]}"
-        self.client: Any = gmqtt.Client(self.client_id)
+        session: dict[str, Any] = {}
+        if session_expiry_s > 0:
+            session = {"clean_session": False, "session_expiry_interval": session_expiry_s}
+        self.client: Any = gmqtt.Client(self.client_id, **session)
         self.client.set_config({"reconnect_retries": NO_RECONNECT, "reconnect_delay": 0})
         self.connected = asyncio.Event()
         self.disconnected = asyncio.Event()
+        self.session_present = False  # of the last CONNACK: the broker resumed a session
         self.messages: asyncio.Queue[Received] = asyncio.Queue()
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
         self.client.on_connect = self._on_connect
@@ -82,7 +89,8 @@ class MqttProbe:
 
     # gmqtt callbacks --------------------------------------------------------------------------
 
-    def _on_connect(self, _client: Any, _flags: int, _rc: int, _properties: Any) -> None:
+    def _on_connect(self, _client: Any, flags: int, _rc: int, _properties: Any) -> None:
+        self.session_present = bool(flags)
         self.disconnected.clear()
         self.connected.set()
 

@@ -135,7 +135,10 @@ per_listener_settings false
 allow_anonymous false
 
 # Retained metadata and status are kept in memory only; set persistence true and a
-# persistence_location the broker's user may write to keep them over a restart.
+# persistence_location the broker's user may write to keep them over a restart. Mosquitto
+# saves that file only when it stops cleanly and every autosave_interval seconds (default
+# 1800): add autosave_interval 1 so that a crash costs at most the last second of sessions,
+# queued messages and retained state.
 persistence false
 
 log_dest stderr

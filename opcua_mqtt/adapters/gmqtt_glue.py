@@ -1,7 +1,9 @@
 """What gmqtt 0.8.0 does not tell the MQTT session, made to tell, in one place: the reason code
 of PUBACK and PUBREC, the packet id of a PUBLISH just sent, the cause of a lost connection; and
-gmqtt's log lines about what the session reports itself, kept to DEBUG. (The session's other
-reaches into gmqtt's internals, for its in-flight window and a quiet disconnect, stay there.)"""
+gmqtt's log lines about what the session reports itself, kept to DEBUG. One thing it does wrong
+is mended here too: the packet ids of publishes dropped with a session the broker did not keep.
+(The session's other reaches into gmqtt's internals, for its in-flight window and a quiet
+disconnect, stay there.)"""
 
 from __future__ import annotations
 
@@ -42,6 +44,11 @@ def instrument(client: Any, storage: TrackingStorage, on_ack: Callable[[bytes], 
     gmqtt's own reconnect is replaced by nothing: the session reconnects itself, and gmqtt's
     attempt, even switched off, logs a false ERROR on every disconnect. ``storage`` must be
     the one the client was made with.
+
+    On a CONNACK without a session gmqtt empties ``storage`` (MQTT discards the old session's
+    unacknowledged publishes) but keeps their packet ids in use: after a broker restart that
+    lost a full window of them (Mosquitto's Receive Maximum is 20), no id was left and the
+    client could never publish again. Their ids are released here with them.
     """
     handler = client._package_handler
     if handler._handler_cache or client._persistent_storage is not storage:
@@ -59,9 +66,17 @@ def instrument(client: Any, storage: TrackingStorage, on_ack: Callable[[bytes], 
     async def no_reconnect(delay: bool = False) -> None:
         return None
 
+    clear = handler._clear_qos_callback
+
+    def clear_and_release_ids() -> None:
+        for mid, _packet in storage.get_all():
+            handler.id_generator.free_id(mid)
+        clear()
+
     handler._handle_puback_packet = on_puback
     handler._handle_pubrec_packet = on_pubrec
     handler._reconnect_callback = no_reconnect
+    handler._clear_qos_callback = clear_and_release_ids
 
 
 def loss_cause(client: Any) -> BaseException | None:
