@@ -112,7 +112,6 @@ class MqttSession:
                 self.spool.bytes,
             )
         self._sending: dict[int, Entry] = {}  # packet id -> spooled message in flight
-        self._dropping_since: int | None = None  # stats.dropped when the spool filled up
         self._retained: dict[str, Entry] = {}
         self._retained_dirty: set[str] = set()
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
@@ -257,27 +256,8 @@ class MqttSession:
         _check_sendable(msg)
         if msg.retain:
             self._retained[msg.topic] = Entry(0, msg, time.time())
-        dropped = self.spool.append(msg)
+        self.stats.dropped += self.spool.add(msg)
         self._wakeup.set()
-        if dropped:
-            self.stats.dropped += dropped
-            if self._dropping_since is None:
-                self._dropping_since = self.stats.dropped - dropped
-                _log.warning(
-                    "MQTT spool full (%d messages, %d bytes; mqtt.spool.max_messages %d, "
-                    "max_bytes %d): dropping the oldest data until the broker takes messages "
-                    "again",
-                    len(self.spool),
-                    self.spool.bytes,
-                    self.spool.max_messages,
-                    self.spool.max_bytes,
-                )
-        elif self._dropping_since is not None:
-            _log.info(
-                "MQTT spool no longer full: %d data messages were dropped",
-                self.stats.dropped - self._dropping_since,
-            )
-            self._dropping_since = None
 
     @property
     def spool_depth(self) -> int:

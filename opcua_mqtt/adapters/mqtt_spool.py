@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opcua_mqtt.adapters.spool_store import SpoolStore
+from opcua_mqtt.adapters.spool_store import SpoolError, SpoolStore
+
+_log = logging.getLogger("opcua_mqtt.adapters.mqtt")
 
 #: Messages held in memory ahead of the sender when the spool is on disk.
 WINDOW = 1000
@@ -84,6 +87,9 @@ class Spool:
         self._tail_on_disk = False  # rows above _loaded wait on disk only
         self._next_token = 0
         self._done: list[int] = []
+        self._delete_failed = False
+        self._failure: str | None = None  # why the disk spool cannot be written now
+        self._dropping_since: int | None = None  # self.dropped when the spool filled up
         self.dropped = 0
         self.checkpoint: dict[str, str] = {}
         if self.store is not None:
@@ -99,6 +105,37 @@ class Spool:
     @property
     def bytes(self) -> int:
         return self._bytes
+
+    def add(self, msg: Outgoing) -> int:
+        """:meth:`append`, for the session: how many messages were dropped (old ones to make
+        room, or this one when the disk spool cannot be written), each episode logged once."""
+        try:
+            dropped = self.append(msg)
+        except SpoolError as e:  # e.g. the disk is full: the message is lost, and said so
+            if self._failure is None:
+                _log.error("%s: messages are dropped until the spool can be written again", e)
+            self._failure = str(e)
+            return 1
+        if self._failure is not None:
+            _log.info("the spool can be written again")
+            self._failure = None
+        if dropped and self._dropping_since is None:
+            self._dropping_since = self.dropped - dropped
+            _log.warning(
+                "MQTT spool full (%d messages, %d bytes; mqtt.spool.max_messages %d, "
+                "max_bytes %d): dropping the oldest data until the broker takes messages again",
+                self._count,
+                self._bytes,
+                self.max_messages,
+                self.max_bytes,
+            )
+        elif not dropped and self._dropping_since is not None:
+            _log.info(
+                "MQTT spool no longer full: %d data messages were dropped",
+                self.dropped - self._dropping_since,
+            )
+            self._dropping_since = None
+        return dropped
 
     def append(self, msg: Outgoing) -> int:
         """Spool ``msg`` (durably, with a directory); how many old messages made room."""
@@ -159,9 +196,19 @@ class Spool:
             self._bytes += len(entry.msg.payload)
 
     def flush(self) -> None:
-        if self.store is not None and self._done:
+        """Delete what the broker has from disk. When that fails (a full disk), the rows stay
+        and are sent again after a restart (duplicates, never a loss); said once."""
+        if self.store is None or not self._done:
+            return
+        try:
             self.store.delete(self._done)
-            self._done.clear()
+        except SpoolError as e:
+            if not self._delete_failed:
+                _log.warning("%s: sent messages stay in the spool (sent again after a restart)", e)
+            self._delete_failed = True
+        else:
+            self._delete_failed = False
+        self._done.clear()
 
     def close(self) -> int:
         """Flush and close; how many messages stay on disk (waiting or unacknowledged)."""

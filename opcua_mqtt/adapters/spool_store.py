@@ -139,18 +139,22 @@ class SpoolStore:
             )
             db.execute("COMMIT")
         except sqlite3.Error as e:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite rolls back by itself after some errors (disk full)
+                db.execute("ROLLBACK")
             raise SpoolError(f"spool {self.directory / self.FILE}: {e}") from None
         row = cursor.lastrowid
         assert row is not None
         return row
 
     def delete(self, rows: Sequence[int]) -> None:
-        for start in range(0, len(rows), 500):  # SQLite's default limit of bound parameters
-            chunk = rows[start : start + 500]
-            self._db.execute(
-                f"DELETE FROM message WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            )
+        try:
+            for start in range(0, len(rows), 500):  # SQLite's default limit of parameters
+                chunk = rows[start : start + 500]
+                self._db.execute(
+                    f"DELETE FROM message WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                )
+        except sqlite3.Error as e:
+            raise SpoolError(f"spool {self.directory / self.FILE}: {e}") from None
 
     def read(self, after: int, limit: int) -> list[StoredMessage]:
         """The oldest ``limit`` messages with a row id above ``after``, in order."""

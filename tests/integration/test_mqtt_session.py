@@ -188,6 +188,38 @@ async def test_a_full_disk_spool_stays_within_its_limits_on_disk(
     kept.close()
 
 
+async def test_a_spool_that_cannot_be_written_drops_counts_and_says_so_once(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The disk fills up under the spool (SQLite's page limit stands in for a full disk): each
+    message that cannot be stored is counted as dropped, one ERROR says why, one INFO says when
+    it is over; publish never raises."""
+    nowhere = MqttOptions(
+        host="127.0.0.1",
+        port=free_port(),
+        client_id="test-spool-disk-error",
+        spool_directory=tmp_path,
+        tls=TlsOptions(enabled=False),
+    )
+    pub = MqttSession(nowhere)
+    store = pub.spool.store
+    assert store is not None
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count={pages + 4}")
+    with caplog.at_level(logging.INFO, logger="opcua_mqtt.adapters.mqtt"):
+        for i in range(100):
+            pub.publish(Outgoing("t/x", str(i).encode().ljust(8000, b".")))
+        stored = len(pub.spool)
+        assert pub.stats.dropped == 100 - stored > 0
+        store._db.execute("PRAGMA max_page_count=1000000")
+        pub.publish(Outgoing("t/x", b"after"))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "full" in errors[0], errors
+    assert "the spool can be written again" in caplog.text
+    assert len(pub.spool) == stored + 1
+    await pub.stop(drain_s=0)
+
+
 async def test_a_disk_spool_keeps_what_waited_for_the_next_session(
     mosquitto_tls: MosquittoBroker, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
