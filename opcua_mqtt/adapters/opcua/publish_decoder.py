@@ -133,12 +133,13 @@ class _Reader:
 
     def status(self, pos: int) -> Decoded:
         (code,) = _U32.unpack_from(self.data, pos)
-        value = self.statuses.get(code)
-        if value is None:
-            value = ua.StatusCode(code)
-            if len(self.statuses) < _STATUS_CACHE_LIMIT:
-                self.statuses[code] = value
-        return value, pos + 4
+        return self.statuses.get(code) or self.status_of(code), pos + 4
+
+    def status_of(self, code: int) -> ua.StatusCode:
+        value = ua.StatusCode(code)
+        if len(self.statuses) < _STATUS_CACHE_LIMIT:
+            self.statuses[code] = value
+        return value
 
     def asyncua(self, decode: Callable[[Buffer], Any], pos: int) -> Decoded:
         """Let asyncua decode one element at ``pos`` (a type this module does not specialise)."""
@@ -232,7 +233,9 @@ class _Reader:
                 value.is_array = False
                 pos += 1 + size
         if mask & 0x02:
-            status, pos = self.status(pos)
+            (code,) = _U32.unpack_from(data, pos)
+            status = self.statuses.get(code) or self.status_of(code)
+            pos += 4
         if mask & 0x04:
             (raw,) = _I64.unpack_from(data, pos)
             pos += 8
