@@ -33,6 +33,7 @@ from asyncua.observer import SubscriptionEvent
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
 from opcua_mqtt.adapters.opcua.publish_decoder import install as install_publish_decoder
+from opcua_mqtt.adapters.opcua.publish_pipeline import install as install_publish_pipeline
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.core.uajson.codec import JsonCodec
@@ -190,6 +191,7 @@ class SubscriptionSource:
         logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_early_keep_alives)
         # Publish responses were most of the bridge's CPU: decode them the fast way.
         install_publish_decoder(client.uaclient.session)
+        install_publish_pipeline(client.uaclient.session)
 
     async def _namespace_codec(self) -> JsonCodec:
         if self._codec is None:
