@@ -86,9 +86,10 @@ class _Abandon(ValueError):
 class _Reader:
     """Decodes from one ``bytes`` object; keeps the caches of one response.
 
-    Positions are passed and returned explicitly (no Buffer object per read). The caches hold
-    immutable values only: datetimes by their raw FILETIME (a response repeats a handful of
-    timestamps thousands of times) and StatusCodes by value.
+    Positions are passed and returned explicitly (no Buffer object per read). Decoded values
+    are shared where equal: datetimes by their raw FILETIME within a response (a response
+    repeats a handful of timestamps thousands of times), StatusCodes by value across responses
+    (nothing changes a decoded StatusCode in place).
     """
 
     __slots__ = ("data", "datetimes", "encoding", "end", "statuses")
