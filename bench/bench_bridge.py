@@ -682,9 +682,20 @@ def _churn_lines(server: Any) -> Iterator[dict[str, Any]]:
 # (label, file suffix, function, indented: part of the line above). Cumulative times; cProfile
 # counts a recursive function's time once, at its outermost call.
 PROFILE_ENTRIES = (
-    ("asyncua: decode Publish responses", "asyncua/ua/ua_binary.py", "struct_from_binary", False),
+    (
+        "decode Publish responses (publish_decoder)",
+        "opcua_mqtt/adapters/opcua/publish_decoder.py",
+        "decode_publish_response",
+        False,
+    ),
+    (
+        "asyncua: struct_from_binary (its decoding)",
+        "asyncua/ua/ua_binary.py",
+        "struct_from_binary",
+        False,
+    ),
     ("bridge: notifications -> writers", "opcua_mqtt/bridge/runtime.py", "_on_values", False),
-    ("type check (_type_changed)", "opcua_mqtt/bridge/runtime.py", "_type_changed", True),
+    ("type check (_type_changed)", "opcua_mqtt/bridge/model_watch.py", "_type_changed", True),
     ("WriterState.update", "opcua_mqtt/core/writer_state.py", "update", True),
     ("bridge: ticks (_tick_group)", "opcua_mqtt/bridge/runtime.py", "_tick_group", False),
     ("JSON encoding", "opcua_mqtt/core/messages/data.py", "encode_network_message", True),

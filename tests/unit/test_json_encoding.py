@@ -61,6 +61,7 @@ from hypothesis import strategies as st
 from opcua_mqtt.core.errors import DecodeError, EncodeError
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
+from opcua_mqtt.core.uajson.scalars import _DATETIME_TEXTS_MAX, encode_datetime
 from opcua_mqtt.core.uajson.structures import UnknownStructure
 from tests.strategies import (
     ALL_TYPES,
@@ -323,6 +324,19 @@ def test_any_datetime_decodes_to_the_clamped_utc_value(value: datetime) -> None:
 def test_datetime_clamps_and_converts(value: datetime, text: str, decoded: datetime) -> None:
     assert CODECS[C].encode_value(value, VT.DateTime) == text
     assert CODECS[C].decode_value(text, VT.DateTime) == decoded
+
+
+def test_datetime_texts_from_the_memo_are_the_formatted_ones() -> None:
+    """encode_datetime remembers recent texts (a Publish response repeats its timestamps): the
+    text is the same the second time, past the memo's bound, and for the same instant written
+    in another zone or naive (= UTC)."""
+    base = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    values = [base + timedelta(microseconds=10 * i) for i in range(_DATETIME_TEXTS_MAX + 10)]
+    first = [encode_datetime(v) for v in values]
+    assert first[:2] == ["2026-12-07T12:00:00Z", "2026-12-07T12:00:00.00001Z"]
+    assert [encode_datetime(v) for v in values] == first
+    assert encode_datetime(values[1].astimezone(timezone(timedelta(hours=3)))) == first[1]
+    assert encode_datetime(values[1].replace(tzinfo=None)) == first[1]
 
 
 # --- NodeId, ExpandedNodeId, QualifiedName (§5.4.2.10, §5.4.2.11, §5.4.2.14) ---------------

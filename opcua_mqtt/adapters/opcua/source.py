@@ -7,6 +7,7 @@ Measured pitfalls of asyncua 2.1 this module is shaped by (see shared/DESIGN.md)
   subclass hands each Publish response's DataChangeNotification to the sink in one synchronous
   call, so nothing is queued or dropped between asyncua and the writer groups;
 * the server turns a requested queue size of 0 into 10,000: the configured size is always sent;
+* decoding Publish responses was most of the bridge's CPU: publish_decoder.py decodes them;
 * monitored items are created in batches within the server's MaxMonitoredItemsPerCall (the
   session's batcher, halving a batch the server finds too large);
 * asyncua logs "Received data for unknown subscription" for the first keep-alive of each
@@ -36,6 +37,8 @@ from asyncua.observer import SubscriptionEvent
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
+from opcua_mqtt.adapters.opcua.publish_decoder import install as install_publish_decoder
+from opcua_mqtt.adapters.opcua.publish_pipeline import install as install_publish_pipeline
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.core.uajson.codec import JsonCodec
@@ -196,6 +199,9 @@ class SubscriptionSource:
         self._codec = codec
         # UaSession's logger (asyncua.client.ua_session); addFilter ignores a second add.
         logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_early_keep_alives)
+        # Publish responses were most of the bridge's CPU: decode them the fast way.
+        install_publish_decoder(client.uaclient.session)
+        install_publish_pipeline(client.uaclient.session)
 
     async def _namespace_codec(self) -> JsonCodec:
         if self._codec is None:

@@ -244,10 +244,26 @@ def enc_xml(v: Any) -> str | None:
     raise EncodeError(f"XmlElement needs text, got {type(v).__name__}")
 
 
+#: Recently formatted DateTimes. A Publish response repeats a few timestamps for thousands of
+#: values (publish_decoder.py even hands out one datetime object per distinct timestamp), and
+#: formatting was the largest part of JSON encoding (docs/benchmarks.md).
+_DATETIME_TEXTS: dict[datetime, str] = {}
+_DATETIME_TEXTS_MAX: Final = 4096
+
+
 def encode_datetime(v: datetime) -> str:
     """ISO 8601 UTC with only the fraction digits needed; clamped as Part 6 §5.4.2.6 says."""
     if not isinstance(v, datetime):
         raise EncodeError(f"DateTime needs a datetime, got {type(v).__name__}")
+    text = _DATETIME_TEXTS.get(v)
+    if text is None:
+        if len(_DATETIME_TEXTS) >= _DATETIME_TEXTS_MAX:
+            _DATETIME_TEXTS.clear()
+        text = _DATETIME_TEXTS[v] = _format_datetime(v)
+    return text
+
+
+def _format_datetime(v: datetime) -> str:
     # asyncua's naive datetimes are UTC
     try:
         v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
@@ -257,10 +273,8 @@ def encode_datetime(v: datetime) -> str:
         return JSON_DATETIME_MIN
     if v >= DATETIME_MAX:
         return JSON_DATETIME_MAX
-    base = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-    if v.microsecond:
-        return f"{base}.{v.microsecond:06d}".rstrip("0") + "Z"
-    return base + "Z"
+    # "YYYY-MM-DDTHH:MM:SS.ffffff" (the year is 1601..9999), trailing zeros of the fraction off
+    return v.isoformat(timespec="microseconds")[:26].rstrip("0").rstrip(".") + "Z"
 
 
 _DT_TEXT: Final = re.compile(
