@@ -247,8 +247,10 @@ class _ExpectedNoise(logging.Filter):
     """Drop asyncua warnings about what is expected: that a lost connection it is asked to
     close is closed already (see :func:`_close`), that a server shutting down answered the
     pending Publish with a fault saying the session is gone (session.py reports that loss;
-    the bridge logs it once), and that the server revised the session timeout (servers may;
-    asyncua's line even names the secure channel's timeout as the one requested)."""
+    the bridge logs it once), that a response came for a request no longer awaited (the
+    second Publish in flight, cancelled at the loss), and that the server revised the session
+    timeout (servers may; asyncua's line even names the secure channel's timeout as the one
+    requested)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)
@@ -256,6 +258,7 @@ class _ExpectedNoise(logging.Filter):
         return not (
             text.endswith("was called but connection is closed")
             or text.startswith("Requested session timeout to be")
+            or text == "Future for request id %s is already done"
             or (
                 text.startswith("ServiceFault (")
                 and len(args) == 3

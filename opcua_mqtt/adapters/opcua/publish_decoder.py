@@ -377,5 +377,10 @@ def install(session: UaSession) -> None:
 
     Only ``publish`` of this one session object changes (asyncua keeps the object across its
     reconnects); its publish loop, acknowledgements and error handling stay asyncua's.
+    Idempotent: a second call keeps whatever wraps the first one's ``publish`` (session.py
+    installs it before wrapping it with its loss detection; sources install it again).
     """
+    if getattr(session, "_opcua_mqtt_decoder", False):
+        return
     session.publish = types.MethodType(_publish, session)
+    session._opcua_mqtt_decoder = True

@@ -26,6 +26,8 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.connection import CONNECTION_LOST, status_name
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
+from opcua_mqtt.adapters.opcua.publish_decoder import install as install_publish_decoder
+from opcua_mqtt.adapters.opcua.publish_pipeline import install as install_publish_pipeline
 from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
@@ -79,6 +81,10 @@ class OpcUaSession:
         self.lost_cause: str | None = None
         client.uaclient.observer = _StateObserver(self._state_changed)
         client.connection_lost_callback = self._supervisor_saw
+        # The fast decoder and the second Publish in flight first: the loss detection below
+        # must wrap the publish that runs, not be replaced by it.
+        install_publish_decoder(client.uaclient.session)
+        install_publish_pipeline(client.uaclient.session)
         self._publish = client.uaclient.session.publish
         client.uaclient.session.publish = self._publish_or_lose
 
