@@ -38,16 +38,15 @@ from typing import Any
 
 import yaml
 from bench_bridge import proc_status_kib
-from bench_write_back import spawn_bridge
+from bench_write_back import spawn_bridge, start_broker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 
 from harness.bridge import make_certs, write_config  # noqa: E402
-from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker  # noqa: E402
+from harness.mosquitto import MosquittoBroker  # noqa: E402
 from harness.opcua_servers import start_opcua_server  # noqa: E402
-from harness.pki import generate_pki  # noqa: E402
-from harness.processes import find_mosquitto, free_port  # noqa: E402
+from harness.processes import free_port  # noqa: E402
 from harness.stall_proxy import StallProxy  # noqa: E402
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, TlsOptions  # noqa: E402
 
@@ -153,18 +152,8 @@ def churn_rate(server: Any) -> float:
 
 
 async def run(workdir: Path, args: argparse.Namespace) -> int:
-    mosquitto = find_mosquitto()
-    if mosquitto is None:
-        raise SystemExit(NOT_INSTALLED_MESSAGE)
     with contextlib.ExitStack() as stack:
-        broker = MosquittoBroker(
-            executable=mosquitto,
-            pki=generate_pki(workdir / "pki"),
-            workdir=workdir / "mosquitto",
-            mutual_tls=False,
-        )
-        broker.start()
-        stack.callback(broker.stop)
+        broker = start_broker(stack, workdir)
         server = start_opcua_server(
             workdir / "server",
             variables=10,
@@ -195,7 +184,7 @@ async def run(workdir: Path, args: argparse.Namespace) -> int:
             else:
                 print(bridge.output()[-3000:])
                 raise SystemExit("the bridge never delivered")
-            await asyncio.sleep(10)  # warm
+            await asyncio.sleep(args.warm_s)
             print(
                 f"# {args.spool} spool, {args.items} items every {args.interval_ms} ms in "
                 f"{args.writers} writers, outage {args.outage_s:g} s; source rate "
@@ -261,6 +250,7 @@ def main() -> int:
     p.add_argument("--interval-ms", type=int, default=100)
     p.add_argument("--writers", type=int, default=10)
     p.add_argument("--sample-s", type=float, default=30)
+    p.add_argument("--warm-s", type=float, default=10, help="delivering before the cut")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as d:
         return asyncio.run(run(Path(d), args))

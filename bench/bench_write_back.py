@@ -130,13 +130,8 @@ def spawn_bridge(config: Path, workdir: Path) -> Process:
     return spawn([EXE, "--log-format", "json", "run", str(config)], workdir, "bridge", REPO_ROOT)
 
 
-def start_rig(
-    stack: contextlib.ExitStack, workdir: Path, *simulated: str, **limits: Any
-) -> tuple[MosquittoBroker, OpcUaTestServer, str, Path]:
-    """What both write-back benchmarks stand on, stopped by ``stack``: a TLS broker, the asyncua
-    test server (200 variables) and a configuration (not started) whose writer W holds the
-    ``simulated`` variables and the server's writable Double, and accepts writes to the Double
-    within the write-back ``limits``. Returns (broker, server, the Double's NodeId, path)."""
+def start_broker(stack: contextlib.ExitStack, workdir: Path) -> MosquittoBroker:
+    """A TLS Mosquitto (stock settings, a PKI of its own in ``workdir``), stopped by ``stack``."""
     mosquitto = find_mosquitto()
     if mosquitto is None:
         raise SystemExit(NOT_INSTALLED_MESSAGE)
@@ -148,6 +143,17 @@ def start_rig(
     )
     broker.start()
     stack.callback(broker.stop)
+    return broker
+
+
+def start_rig(
+    stack: contextlib.ExitStack, workdir: Path, *simulated: str, **limits: Any
+) -> tuple[MosquittoBroker, OpcUaTestServer, str, Path]:
+    """What both write-back benchmarks stand on, stopped by ``stack``: a TLS broker, the asyncua
+    test server (200 variables) and a configuration (not started) whose writer W holds the
+    ``simulated`` variables and the server's writable Double, and accepts writes to the Double
+    within the write-back ``limits``. Returns (broker, server, the Double's NodeId, path)."""
+    broker = start_broker(stack, workdir)
     # Blocking on purpose: nothing else runs yet, and a Ctrl-C cannot orphan the server.
     server = start_opcua_server(workdir / "server", variables=200, timeout=120.0)
     stack.callback(server.stop)

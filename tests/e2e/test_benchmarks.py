@@ -100,3 +100,21 @@ def test_soak_benchmark_counts_every_message_across_a_broker_crash_and_a_bridge_
     assert rows["bridge SIGKILL (s after first data)"] == "2", run.stdout
     assert rows["subscriber connections"] == "2", run.stdout
     assert rows["lost (SequenceNumber gaps)"] == "0", run.stdout
+
+
+def test_spool_outage_benchmark_loses_nothing_through_a_short_cut_and_prints_its_table() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_spool_outage.py"),
+            *("--outage-s", "2", "--sample-s", "1", "--warm-s", "1", "--items", "50"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr  # 1: a gap without a drop
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| t s | bridge RSS MiB") and len(rows) >= 5, run.stdout
+    assert "sequence gaps (lost) 0," in run.stdout, run.stdout

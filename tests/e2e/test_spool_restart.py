@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.bridge import (
     BridgeProcess,
@@ -41,21 +40,19 @@ PUBLISHER = "spool-restart"
 
 
 def _config(
-    tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker, proxy: StallProxy
+    tmp_path: Path, server: OpcUaTestServer, broker: MosquittoBroker, port: int | None = None
 ) -> Path:
-    path = write_config(
+    """A bridge with a disk spool ("spool" beside the file), reaching the broker on ``port``
+    (a proxy's) if given."""
+    return write_config(
         tmp_path / "bridge.yaml",
         endpoint=server.endpoint,
         broker=broker,
         signing_dir=make_certs(tmp_path / "certs", PUBLISHER),
         fields=simulated_fields(server, "Counter"),
         publisher_id=PUBLISHER,
+        mqtt={"spool": {"directory": "spool"}, "port": port or broker.port},
     )
-    doc = yaml.safe_load(path.read_text())
-    doc["mqtt"]["port"] = proxy.port
-    doc["mqtt"]["spool"] = {"directory": "spool"}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 class Stream:
@@ -121,7 +118,7 @@ async def _outage_then_restart(
     async with StallProxy(broker.host, broker.port) as proxy, MqttProbe() as probe:
         await probe.connect(broker.host, broker.port, broker.ssl_context())
         await probe.subscribe(f"opcua/json/data/{PUBLISHER}/#")
-        config = _config(tmp_path, server, broker, proxy)
+        config = _config(tmp_path, server, broker, proxy.port)
         first = bridges.start(config)
         stream = Stream()
         await stream.collect(probe, 20)
@@ -185,17 +182,7 @@ async def test_a_bridge_stopped_during_a_broker_outage_keeps_its_spool_and_says_
 def test_a_spool_directory_in_use_by_another_bridge_is_refused_at_start(
     tmp_path: Path, small_opcua_server: OpcUaTestServer, mosquitto_tls: MosquittoBroker
 ) -> None:
-    config = write_config(
-        tmp_path / "bridge.yaml",
-        endpoint=small_opcua_server.endpoint,
-        broker=mosquitto_tls,
-        signing_dir=make_certs(tmp_path / "certs", PUBLISHER),
-        fields=simulated_fields(small_opcua_server, "Counter"),
-        publisher_id=PUBLISHER,
-    )
-    doc = yaml.safe_load(config.read_text())
-    doc["mqtt"]["spool"] = {"directory": "spool"}
-    config.write_text(yaml.safe_dump(doc))
+    config = _config(tmp_path, small_opcua_server, mosquitto_tls)
     holder = SpoolStore(tmp_path / "spool")  # as a running bridge holds it
     try:
         refused = run_cli("run", str(config))
