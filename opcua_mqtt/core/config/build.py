@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from opcua_mqtt.core.config.events import build_event_writers
 from opcua_mqtt.core.config.model import (
     Config,
     Deadband,
@@ -148,6 +149,10 @@ def build_config(data: Mapping[str, Any]) -> Config:
         ),
         metrics=None if metrics is None else _fill(MetricsConfig, metrics),
         uns=dict(data.get("uns") or {}),
+        event_writers=build_event_writers(
+            data,
+            {"encoding": resolver.get("encoding", [])[0], "qos": resolver.get("qos", [])[0]},
+        ),
     )
 
 
