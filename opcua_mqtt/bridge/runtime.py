@@ -35,6 +35,7 @@ from opcua_mqtt.adapters.opcua import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.continuity import checkpoint_key, checkpoint_value, fingerprint, resume
+from opcua_mqtt.bridge.events import EventWriters
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
@@ -131,6 +132,7 @@ class Bridge:
         )
         self._state = ua.PubSubState.PreOperational  # the last state the bridge decided on
         self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
+        self.events = EventWriters(plan, self.mqtt, signer, clock)
         self.write_back: WriteBack | None = None
         if write_back is not None:
             self.write_back = WriteBack(
@@ -216,6 +218,11 @@ class Bridge:
                     )
             for writer in self._writers.values():
                 self._publish_metadata(writer)
+            try:
+                await self.events.start(session)
+            except BaseException:
+                await source.close()
+                raise
             total = len(self.fields)
             _log.info(
                 "bridge running: %d writer groups, %d writers, %d fields (%d monitored, %d "
@@ -247,6 +254,7 @@ class Bridge:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 self._session = self.model_watch.session = None
+                await self.events.stop()
                 await source.close()
 
     # ------------------------------------------------------------------------ writers
