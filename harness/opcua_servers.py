@@ -180,8 +180,13 @@ def start_node_opcua_server(
     *,
     users: dict[str, str] | None = None,
     timeout: float = 60.0,
+    port: int | None = None,
+    tank_level: float | None = None,
 ) -> NodeOpcuaTestServer:
-    """Start interop/plant-server.mjs on a free loopback port; wait (bounded) for READY."""
+    """Start interop/plant-server.mjs on a free loopback port (or ``port``, to restart a server
+    where its clients look for it); wait (bounded) for READY. ``tank_level``: the value of
+    Alarms.TankLevel at start (its alarm is active above 80)."""
+    fixed_port = port
     missing = node_opcua_missing()
     if missing is not None:
         raise StartError(missing)
@@ -192,7 +197,7 @@ def start_node_opcua_server(
     pki_dir = workdir / "pki"
     for attempt in range(3):
         started = time.monotonic()
-        port = free_port()
+        port = fixed_port or free_port()
         cmd = [
             node,
             str(NODE_PLANT_SERVER),
@@ -200,6 +205,7 @@ def start_node_opcua_server(
             str(pki_dir),
             "--users",
             ",".join(f"{u}:{p}" for u, p in users.items()),
+            *(["--tank-level", str(tank_level)] if tank_level is not None else []),
         ]
         process = spawn(cmd, workdir, f"plant-server-{attempt}", INTEROP_DIR)
 
@@ -209,7 +215,7 @@ def start_node_opcua_server(
         try:
             process.wait_until(ready, timeout, f"OPC UA test server (node-opcua, port {port})")
         except StartError as exc:
-            if attempt < 2 and "eaddrinuse" in str(exc).lower():
+            if attempt < 2 and fixed_port is None and "eaddrinuse" in str(exc).lower():
                 continue
             raise
         lines = dict(line.split(" ", 1) for line in process.text().splitlines() if " " in line)

@@ -93,10 +93,12 @@ class EventWriters:
         self._wake = asyncio.Event()
         self._namespaces: list[str] = []
         self._codecs: dict[str, JsonCodec] = {}
+        self._refreshed = 0  # by the sources of earlier sessions
 
     @property
     def refreshes(self) -> int:
-        return self._source.refreshes if self._source is not None else 0
+        """ConditionRefresh calls the server accepted, over every session so far."""
+        return self._refreshed + (self._source.refreshes if self._source is not None else 0)
 
     async def start(self, session: OpcUaSession) -> None:
         """Resolve every writer's filter in the server's model (EventFilterError names what is
@@ -135,6 +137,7 @@ class EventWriters:
         """Publish what is queued, then delete the subscription."""
         source, self._source = self._source, None
         if source is not None:
+            self._refreshed += source.refreshes
             await source.close()
         task, self._task = self._task, None
         if task is not None:
