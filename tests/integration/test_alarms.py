@@ -18,6 +18,7 @@ from asyncua import Client, ua
 from harness.mosquitto import MosquittoBroker
 from harness.opcua_servers import NodeOpcuaTestServer, start_node_opcua_server
 from opcua_mqtt import devpki
+from opcua_mqtt.alarms import AlarmList
 from opcua_mqtt.bridge.from_config import event_message_settings
 from opcua_mqtt.bridge.plan import BridgePlan, EventWriterPlan
 from opcua_mqtt.bridge.runtime import Bridge
@@ -166,6 +167,11 @@ async def test_condition_refresh_after_a_bridge_restart_delivers_the_active_cond
         assert state["ActiveState/Id"] is True and state["Retain"] is True
         sequence = [ds.sequence_number for ds in cycle]
         assert sequence == list(range(sequence[0], sequence[0] + len(sequence)))
+        rebuilt = AlarmList()  # a subscriber that joined now has the whole picture
+        for ds in cycle:
+            rebuilt.update(ds)
+        (tank,) = [a for a in rebuilt.alarms if a.condition_id.Identifier == TANK_ALARM]
+        assert (tank.active, tank.acked, tank.event_id) == (True, False, state["EventId"])
 
 
 async def test_condition_refresh_after_a_server_restart_delivers_the_active_condition(
