@@ -287,6 +287,7 @@ def _write_back(config: Config, base: Path, signer: Signer | None) -> WriteBackS
             permissions=permissions,
         ),
         signer=signer,
+        commands_allow=config.commands.allow,
     )
 
 

@@ -139,6 +139,7 @@ async def test_the_where_clause_passes_only_severe_events(rig: Rig) -> None:
             "'Idd' is not below ActiveState",
         ),
         ({"notifier": "i=85"}, "notifier i=85 is not an event notifier"),
+        ({"notifier": "i=999999"}, "notifier i=999999: BadNodeIdUnknown"),
         ({"event_type": "i=58"}, "is not an EventType"),
     ],
 )

@@ -109,7 +109,9 @@ async def resolve_writer(
     try:
         flags = await client.get_node(notifier).read_event_notifier()
     except ua.UaStatusCodeError as e:
-        raise EventFilterError(f"{label}: notifier {writer.notifier}: {e.code_as_name()}") from None
+        raise EventFilterError(
+            f"{label}: notifier {writer.notifier}: {ua.StatusCode(e.code).name}"
+        ) from None
     if ua.EventNotifier.SubscribeToEvents not in flags:
         raise EventFilterError(
             f"{label}: notifier {writer.notifier} is not an event notifier (its EventNotifier "

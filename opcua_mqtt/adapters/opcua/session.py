@@ -20,6 +20,7 @@ from asyncua import Client, ua
 from asyncua.observer import Observer, SubscriptionEvent
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
+from opcua_mqtt.adapters.opcua.commands import CommandService
 from opcua_mqtt.adapters.opcua.events import EventSink, EventSource
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
 from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
@@ -151,6 +152,10 @@ class OpcUaSession:
         """A source of monitored items that hands values to ``sink`` (close it when done)."""
         batcher = await self._learn()
         return SubscriptionSource(self._client, sink, batcher=batcher, codec=self._codec)
+
+    def commands(self) -> CommandService:
+        """What commands ask of the server, and the Call service (adapters/opcua/commands.py)."""
+        return CommandService(self._client)
 
     async def event_source(self, sink: EventSink) -> EventSource:
         """A source of events (adapters/opcua/events.py) that hands them to ``sink``."""

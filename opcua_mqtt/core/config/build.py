@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from opcua_mqtt.core.config.events import build_event_writers
 from opcua_mqtt.core.config.model import (
+    CommandsConfig,
     Config,
     Deadband,
     FieldConfig,
@@ -147,6 +148,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
                 for p in wb["permissions"]
             ),
         ),
+        commands=CommandsConfig(tuple((data.get("commands") or {}).get("allow", []))),
         metrics=None if metrics is None else _fill(MetricsConfig, metrics),
         uns=dict(data.get("uns") or {}),
         event_writers=build_event_writers(

@@ -335,6 +335,13 @@ class WriteBackConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandsConfig:
+    """The ``commands`` section (docs/commands.md): what a command may act on."""
+
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PermissionConfig:
     """Requester identities (globs) that may do ``actions`` on what ``allow`` names."""
 
@@ -379,6 +386,7 @@ class Config:
     defaults: PublishingDefaults = field(default_factory=PublishingDefaults)
     status: StatusConfig = field(default_factory=StatusConfig)
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
     metrics: MetricsConfig | None = None
     version: int = 1
     uns: Mapping[str, str] = field(default_factory=dict)  # queue name template variables
@@ -413,6 +421,7 @@ class Config:
                 else {}
             ),
             "write_back": _write_back_json(self.write_back),
+            **({"commands": _section(self.commands)} if self.commands.allow else {}),
         }
         if self.metrics is not None:
             out["metrics"] = _section(self.metrics)

@@ -151,6 +151,14 @@ def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
                 report,
             )
     event_writer_rules(data, report)
+    if (data.get("commands") or {}).get("allow") and not (data.get("write_back") or {}).get(
+        "enabled"
+    ):
+        report.add(
+            ("commands", "allow"),
+            "commands come through write-back, which is off: set write_back.enabled",
+            "warning",
+        )
     _write_back_rules(data, published, report)
     queue_names(data, report)  # the custom topics: templates, topic names, collisions
 
