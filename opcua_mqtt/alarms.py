@@ -17,6 +17,7 @@ markers, ``EventType``) take part; the other fields used are ``Retain``, ``Activ
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,7 +59,7 @@ class Alarm:
             "publisher_id": self.publisher_id,
             "dataset_writer_id": self.dataset_writer_id,
             "condition_id": node_id,
-            "event_id": self.event_id.hex() if self.event_id is not None else None,
+            "event_id": base64.b64encode(self.event_id).decode() if self.event_id else None,
             "source_name": self.source_name,
             "condition_name": self.condition_name,
             "severity": self.severity,
