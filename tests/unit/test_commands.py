@@ -112,3 +112,16 @@ def test_a_call_answer_carries_its_method_and_outputs_valid_against_the_schema()
     assert answer["Targets"][0]["OutputArguments"] == [{"UaType": 15, "Value": "AQ=="}]
     assert answer["Targets"][0]["Method"] == "Call"
     assert not list(validator("write-response").iter_errors(answer))
+
+
+def test_the_examples_of_docs_commands_md_are_valid() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text("utf-8")
+    blocks = [json.loads(b.split("```", 1)[0]) for b in text.split("```json\n")[1:]]
+    assert len(blocks) == 3
+    for block in blocks:
+        schema = "write-response" if "Result" in block else "write-request"
+        assert not list(validator(schema).iter_errors(block)), block
+        if schema == "write-request":
+            parse_request(json.dumps(block).encode())
