@@ -20,18 +20,21 @@ from harness.mosquitto import MosquittoBroker
 from harness.opcua_servers import OpcUaTestServer
 from harness.plant_manifest import parse_nodeid
 from opcua_mqtt import devpki
+from opcua_mqtt.adapters.opcua.browse import browse_client
 from opcua_mqtt.adapters.opcua.events import EventFilterError
 from opcua_mqtt.bridge.from_config import event_message_settings
 from opcua_mqtt.bridge.plan import BridgePlan, EventWriterPlan
 from opcua_mqtt.bridge.runtime import Bridge
-from opcua_mqtt.core.config.events import EventField, EventWriterConfig
+from opcua_mqtt.core.config.events import EventField, EventWriterConfig, build_event_writers
 from opcua_mqtt.core.config.model import PublishingDefaults
 from opcua_mqtt.core.identity import publisher_uri
+from opcua_mqtt.core.mapping_events import event_writers
 from opcua_mqtt.core.signing import Signer, TrustStore
 from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber
 from tests.integration.test_bridge import Rig, make_rig
 
 PUBLISHERS = ("bridge-events", "bridge-events-where", "bridge-events-bad")
+DEFAULTS = {"encoding": "compact", "qos": 1}
 SELECT = ("EventId", "EventType", "SourceNode", "SourceName", "Time", "Message", "Severity")
 
 
@@ -155,3 +158,23 @@ async def test_what_the_server_model_lacks_is_a_clear_error(
     with pytest.raises(EventFilterError, match=expected):
         await asyncio.wait_for(bridge.run(asyncio.Event()), 30)
     assert not bridge.ready.is_set()
+
+
+async def test_browse_marks_the_notifiers_and_map_events_proposes_a_writer_that_runs(
+    rig: Rig,
+) -> None:
+    async with Client(rig.server.endpoint, timeout=10) as client:
+        result = await browse_client(client, rig.server.endpoint, max_depth=1)
+    marked = {n.browse_name: n.event_notifier for n in result.nodes}
+    assert marked["Server"] is True and marked["Plant"] is False
+    (proposal,) = event_writers(result, taken_ids={1}, group_names={"Events"})
+    assert (proposal["notifier"], proposal["writer_group"]) == ("i=2253", "Events_1")
+    assert proposal["dataset_writer_id"] != 1
+    (config,) = build_event_writers({"event_writers": [proposal]}, DEFAULTS)
+    settings = event_message_settings(config, PublishingDefaults())
+    plan = BridgePlan("bridge-events", (), event_writers=(EventWriterPlan(config, settings),))
+    async with rig.subscribed(plan, f"sub-{uuid.uuid4().hex[:6]}") as sub:
+        event_id, _time = await _raise_event(rig.server, 500, "mapped")
+        ds = await _next_event(sub)
+    assert ds.fields["EventId"].value == event_id
+    assert ds.fields["ActiveState/Id"].value is None  # an alarm field of a plain event: null
