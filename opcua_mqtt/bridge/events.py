@@ -39,6 +39,7 @@ from opcua_mqtt.core.messages.settings import DataSetMessageType
 from opcua_mqtt.core.metadata import DataSetField, build_metadata
 from opcua_mqtt.core.signing import Signer, sign_message
 from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 from opcua_mqtt.core.writer_state import UINT32_MAX, ConfigurationVersion, FieldSpec
 
@@ -92,7 +93,7 @@ class EventWriters:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._namespaces: list[str] = []
-        self._codecs: dict[str, JsonCodec] = {}
+        self._codecs: dict[FieldEncoding, JsonCodec] = {}
         self._refreshed = 0  # by the sources of earlier sessions
 
     @property
@@ -109,12 +110,10 @@ class EventWriters:
         resolved = [await source.resolve(w.plan.config) for w in self.writers]
         types = await session.builtin_types({f.data_type for r in resolved for f in r.fields})
         self._namespaces = session.namespaces
-        table = NamespaceTable(self._namespaces)
+        self._codecs.clear()  # a restarted server may have another namespace table
         for w, r in zip(self.writers, resolved, strict=True):
             self._describe(w, r, types)
             self._publish_metadata(w)
-            encoding = w.plan.settings.field_encoding
-            self._codecs.setdefault(encoding.name, JsonCodec(encoding, table))
         self._task = asyncio.create_task(self._drain(), name="event-writers")
         self._source = source
         try:
@@ -241,10 +240,7 @@ class EventWriters:
             publisher_id=self._plan.publisher_id,
             writer_group_name=config.writer_group,
         )
-        settings = w.plan.settings
-        body = dumps(
-            encode_network_message(nm, settings, self._codecs[settings.field_encoding.name])
-        )
+        body = dumps(encode_network_message(nm, w.plan.settings, self._codec(w)))
         checkpoint: tuple[tuple[str, str], ...] = ()
         if self._mqtt.spool.store is not None:
             checkpoint = (
@@ -258,6 +254,13 @@ class EventWriters:
             Outgoing(topic, body, qos=config.qos, origin=received, checkpoint=checkpoint)
         )
         w.published += 1
+
+    def _codec(self, w: EventWriterState) -> JsonCodec:
+        encoding = w.plan.settings.field_encoding
+        codec = self._codecs.get(encoding)
+        if codec is None:
+            codec = self._codecs[encoding] = JsonCodec(encoding, NamespaceTable(self._namespaces))
+        return codec
 
     def _publish_metadata(self, w: EventWriterState) -> None:
         config = w.plan.config

@@ -91,6 +91,16 @@ class BridgeCollector:
             "ConfigurationVersion).",
             value=stats.metadata_published,
         )
+        events = CounterMetricFamily(
+            "opcua_mqtt_events",
+            "OPC UA events of each event writer: published (handed to the MQTT session) or "
+            "dropped (its queue held max_pending events).",
+            labels=["writer", "result"],
+        )
+        for w in bridge.events.writers:
+            events.add_metric([w.name, "published"], w.published)
+            events.add_metric([w.name, "dropped"], w.dropped)
+        yield events
         yield CounterMetricFamily(
             "opcua_mqtt_value_changes",
             "Value changes (monitored item notifications) received from the OPC UA server.",
