@@ -35,7 +35,7 @@ from opcua_mqtt.adapters.opcua import OpcUaConnectionError
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.continuity import checkpoint_key, checkpoint_value, fingerprint, resume
-from opcua_mqtt.bridge.events import EventWriters
+from opcua_mqtt.bridge.events import EventWriters, event_writer_groups
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
@@ -568,7 +568,7 @@ class Bridge:
             Address=ua.NetworkAddressUrlDataType(
                 Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
             ),
-            WriterGroups=[writer_group(plan, g) for g in plan.groups],
+            WriterGroups=[writer_group(plan, g) for g in plan.groups] + event_writer_groups(plan),
         )
         msg = encode_connection_message(
             ConnectionMessage(plan.publisher_id, connection, self._clock())

@@ -74,3 +74,26 @@ async def test_a_burst_past_max_pending_is_dropped_counted_and_logged_once(
     scraped = generate_latest(bridge_registry(bridge)).decode()
     assert 'opcua_mqtt_events_total{result="dropped",writer="Alarms"} 3.0' in scraped
     assert 'opcua_mqtt_events_total{result="published",writer="Alarms"} 2.0' in scraped
+
+
+def test_the_connection_message_names_the_event_writers_and_their_topics() -> None:
+    from opcua_mqtt.bridge.events import event_writer_groups
+    from opcua_mqtt.core.messages.metadata import ConnectionMessage, encode_connection_message
+    from opcua_mqtt.core.schema_validation import validator
+
+    config = EventWriterConfig("Alarms", 9, (EventField("Severity"),), writer_group="Ev")
+    settings = event_message_settings(config, PublishingDefaults())
+    plan = BridgePlan("p1", (), event_writers=(EventWriterPlan(config, settings),))
+    (group,) = event_writer_groups(plan)
+    (writer,) = group.DataSetWriters
+    assert (group.Name, writer.Name, writer.DataSetWriterId) == ("Ev", "Alarms", 9)
+    assert writer.TransportSettings.QueueName == "opcua/json/data/p1/Ev/Alarms"
+    assert writer.TransportSettings.MetaDataQueueName == "opcua/json/metadata/p1/Ev/Alarms"
+    connection = ua.PubSubConnectionDataType(
+        Name="p1",
+        Enabled=True,
+        PublisherId=ua.Variant("p1", ua.VariantType.String),
+        WriterGroups=[group],
+    )
+    message = encode_connection_message(ConnectionMessage("p1", connection, datetime.now(UTC)))
+    assert not list(validator("ua-connection").iter_errors(message))
