@@ -33,9 +33,7 @@ def event_writers(
     """The ``event_writers`` entries for the notifiers of ``result``, with DataSetWriterIds
     outside ``taken_ids`` and a writer group named apart from ``group_names``."""
     identity = result.server_uri or result.endpoint
-    group = next(
-        g for g in ("Events", *(f"Events_{i}" for i in range(1, 1000))) if g not in group_names
-    )
+    group = events_group(group_names)
     taken = set(taken_ids)
     names: set[str] = set()
     out = []
@@ -48,18 +46,32 @@ def event_writers(
         base = sanitize_name(node.browse_name) or "Events"
         name = next(c for c in (base, *(f"{base}_{i}" for i in range(2, 10_000))) if c not in names)
         names.add(name)
-        attempt = 0
-        while (wid := writer_id_slot(f"{identity}\nevents\n{node.node_id}", attempt)) in taken:
-            attempt += 1
-        taken.add(wid)
-        out.append(
-            {
-                "name": name,
-                "dataset_writer_id": wid,
-                "writer_group": group,
-                "notifier": node.node_id,
-                "event_type": ALARM_TYPE,
-                "select": list(ALARM_SELECT),
-            }
-        )
+        entry = event_writer_entry(identity, node.node_id, name, taken, group)
+        taken.add(entry["dataset_writer_id"])
+        out.append(entry)
     return out
+
+
+def events_group(group_names: Collection[str]) -> str:
+    """``Events``, or the first ``Events_<n>`` no data writer group is called."""
+    return next(
+        g for g in ("Events", *(f"Events_{i}" for i in range(1, 1000))) if g not in group_names
+    )
+
+
+def event_writer_entry(
+    identity: str, notifier: str, name: str, taken_ids: Collection[int], group: str
+) -> dict[str, Any]:
+    """One proposed event writer of ``notifier``, its DataSetWriterId derived from the
+    server's ``identity`` and the notifier, outside ``taken_ids``."""
+    attempt = 0
+    while (wid := writer_id_slot(f"{identity}\nevents\n{notifier}", attempt)) in taken_ids:
+        attempt += 1
+    return {
+        "name": name,
+        "dataset_writer_id": wid,
+        "writer_group": group,
+        "notifier": notifier,
+        "event_type": ALARM_TYPE,
+        "select": list(ALARM_SELECT),
+    }
