@@ -139,6 +139,11 @@ class EventWriters:
         self._refreshed = 0  # by the sources of earlier sessions
 
     @property
+    def dropping(self) -> list[str]:
+        """The writers dropping events now (their queue is full): data is being lost."""
+        return [w.name for w in self.writers if w.dropping_since is not None]
+
+    @property
     def refreshes(self) -> int:
         """ConditionRefresh calls the server accepted, over every session so far."""
         return self._refreshed + (self._source.refreshes if self._source is not None else 0)

@@ -238,6 +238,7 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
             ("mqtt", mqtt),
             ("subscriptions", subscribed),
             ("fields", fields.delivering),
+            ("events", not bridge.events.dropping),
         )
         if not up
     ]
@@ -249,6 +250,8 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
         "subscriptions": subscribed,
         "fields": fields.as_json(),
     }
+    if bridge.events.writers:
+        report["events_dropping"] = bridge.events.dropping
     if refusals:  # what the broker refuses, a few topics of it
         report["mqtt_refused"] = {r.topic: reason_name(r.reason) for r in refusals[:10]}
     return not down, report

@@ -543,8 +543,8 @@ class Bridge:
         report = self.fields.report(connected=connected)
         if not connected:
             state = ua.PubSubState.Error  # the server is away: no value is current
-        elif report.counts[FieldState.REFUSED]:
-            state = ua.PubSubState.Error
+        elif report.counts[FieldState.REFUSED] or self.events.dropping:
+            state = ua.PubSubState.Error  # it cannot deliver, or an event writer drops events
         elif report.counts[FieldState.WAITING]:
             state = ua.PubSubState.PreOperational
         else:

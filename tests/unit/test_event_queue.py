@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from opcua_mqtt.adapters.mqtt import MqttOptions
 from opcua_mqtt.bridge.events import event_field_id
 from opcua_mqtt.bridge.from_config import event_message_settings
-from opcua_mqtt.bridge.metrics import bridge_registry
+from opcua_mqtt.bridge.metrics import bridge_registry, readiness
 from opcua_mqtt.bridge.plan import BridgePlan, EventWriterPlan
 from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.core.config.events import EventField, EventWriterConfig
@@ -53,6 +53,8 @@ async def test_a_burst_past_max_pending_is_dropped_counted_and_logged_once(
     for severity in range(1, 6):
         bridge.events._on_event(0, [ua.Variant(severity, ua.VariantType.UInt16)])
     assert (writer.dropped, len(writer.pending)) == (3, 2)
+    ready, report = readiness(bridge)
+    assert not ready and "events" in report["down"] and report["events_dropping"] == ["Alarms"]
 
     def lines() -> list[str]:
         return [r.message for r in caplog.records if r.name == "opcua_mqtt.bridge.events"]
@@ -63,6 +65,7 @@ async def test_a_burst_past_max_pending_is_dropped_counted_and_logged_once(
     ]
     bridge.events._flush()
     assert len(lines()) == 2 and "queue drained; 3 events were dropped" in lines()[-1]
+    assert "events" not in readiness(bridge)[1]["down"]
     sent = []
     while (entry := bridge.mqtt.spool.head()) is not None:
         sent.append(json.loads(bridge.mqtt.spool.pop().msg.payload))
