@@ -181,3 +181,27 @@ async def test_a_call_with_typed_arguments_returns_its_outputs_and_hostile_ones_
         )
         with pytest.raises(ua.UaStatusCodeError):
             await injected.read_browse_name()  # AddVariable was never called
+
+
+async def test_add_comment_reaches_the_condition_and_a_missing_confirm_is_refused_uncalled(
+    plant: NodeOpcuaTestServer, mosquitto_tls: MosquittoBroker
+) -> None:
+    options = adapter_options(mosquitto_tls, f"sub-{uuid.uuid4().hex[:6]}")
+    async with (
+        Subscriber(options) as sub,
+        requester(mosquitto_tls) as r,
+        bridge(plan(), mosquitto_tls, plant.endpoint, allow=(CONDITION,)),
+    ):
+        (tank,) = [ds for ds in await refresh_cycle(sub) if is_tank(ds)]
+        event_id = tank.fields["EventId"].value
+        commented = await r.ask(acknowledge(event_id, Method="AddComment", Comment="noted"))
+        assert commented["Result"]["Code"] == 0, commented
+        # node-opcua's alarm has no ConfirmedState, hence no Confirm: refused before any call
+        confirm = await r.ask(acknowledge(event_id, Method="Confirm"))
+        assert confirm["Targets"][0]["Status"]["Symbol"] == "BadMethodInvalid"
+        assert "has no Confirm" in confirm["Targets"][0]["Message"]
+    async with Client(plant.endpoint, timeout=10) as client:
+        ns = await client.get_namespace_index(NS)
+        comment = await client.get_node(ua.NodeId(f"{TANK_ALARM}", ns)).get_child("0:Comment")
+        assert (await comment.read_value()).Text == "noted"
+    assert await acked(plant.endpoint) is False
