@@ -35,10 +35,14 @@ EventSink = Callable[[int, list[ua.Variant]], None]
 
 _BASE_EVENT_TYPE = ua.NodeId(ua.ObjectIds.BaseEventType)
 _CONDITION_TYPE = ua.NodeId(ua.ObjectIds.ConditionType)
-_EVENT_TYPE_PATH = [ua.QualifiedName("EventType")]
-REFRESH_START = ua.NodeId(ua.ObjectIds.RefreshStartEventType)
-REFRESH_END = ua.NodeId(ua.ObjectIds.RefreshEndEventType)
 _PUBLISHING_INTERVAL_MS = 100.0
+_NO_SUCH_NOTIFIER = frozenset(
+    {
+        ua.StatusCodes.BadNodeIdUnknown,
+        ua.StatusCodes.BadNodeIdInvalid,
+        ua.StatusCodes.BadAttributeIdInvalid,
+    }
+)
 
 
 class EventFilterError(OpcUaMqttError):
@@ -57,8 +61,7 @@ class SelectedField:
 
 @dataclass(frozen=True)
 class ResolvedWriter:
-    """An event writer as the server's model makes it: its notifier, filter and fields. The
-    filter ends with one clause of our own, EventType, to tell the refresh markers apart."""
+    """An event writer as the server's model makes it: its notifier, filter and fields."""
 
     notifier: ua.NodeId
     filter: ua.EventFilter
@@ -124,13 +127,6 @@ async def resolve_writer(
         await _select(model, client, f, chain, label, writer.event_type) for f in writer.fields
     ]
     clauses = [f.operand for f in fields]
-    clauses.append(
-        ua.SimpleAttributeOperand(
-            TypeDefinitionId=_BASE_EVENT_TYPE,
-            BrowsePath=_EVENT_TYPE_PATH,
-            AttributeId=ua.AttributeIds.Value,
-        )
-    )
     where = _where(codec, writer, label)
     return ResolvedWriter(
         notifier, ua.EventFilter(SelectClauses=clauses, WhereClause=where), tuple(fields)
@@ -294,7 +290,6 @@ class EventSource:
         self._refresh: tuple[int, ...] = ()  # client handles whose conditions are refreshed
         self._sub: _EventSubscription | None = None
         self.refreshes = 0  # ConditionRefresh calls the server accepted
-        self.markers = 0  # RefreshStart/RefreshEnd events seen
 
     async def resolve(self, writer: EventWriterConfig) -> ResolvedWriter:
         """The writer's filter and fields as the server's model makes them."""
@@ -304,11 +299,7 @@ class EventSource:
         writer = self._routes.get(event.ClientHandle)
         if writer is None:
             return
-        fields = list(event.EventFields)
-        kind = fields.pop().Value if fields else None  # our own EventType clause
-        if kind in (REFRESH_START, REFRESH_END):
-            self.markers += 1
-        self._sink(writer, fields)
+        self._sink(writer, list(event.EventFields))
 
     async def monitor(
         self, writers: Sequence[tuple[ResolvedWriter, int]], *, refresh: Sequence[int]
