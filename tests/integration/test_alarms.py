@@ -200,3 +200,25 @@ async def test_condition_refresh_after_a_server_restart_delivers_the_active_cond
             await asyncio.wait_for(task, 30)
     assert any(is_tank(ds) and ds.fields["ActiveState/Id"].value is True for ds in cycle)
     assert bridge.events.refreshes >= 2
+
+
+async def test_condition_refresh2_refreshes_only_the_writers_that_ask(rig: Rig) -> None:
+    (alarms,) = alarm_plan().event_writers
+    quiet = EventWriterConfig(
+        name="Quiet",
+        dataset_writer_id=96,
+        fields=tuple(EventField(s) for s in ("EventId", "EventType")),
+        condition_refresh=False,
+    )
+    settings = event_message_settings(quiet, PublishingDefaults())
+    plan = BridgePlan(PUBLISHER, (), event_writers=(alarms, EventWriterPlan(quiet, settings)))
+    sub_id = f"sub-{uuid.uuid4().hex[:6]}"
+    async with Subscriber(rig.mqtt(sub_id), trust=rig.trust) as sub, rig.bridge(plan) as bridge:
+        cycle = await refresh_cycle(sub)  # ConditionRefresh2 for the Alarms writer's item
+        assert bridge.events.refreshes == 1
+        async with Client(rig.server.endpoint, timeout=10) as client:
+            ns = await client.get_namespace_index(NS)
+            await client.get_node(ua.NodeId("Alarms.TankLevel", ns)).write_value(50.0)
+        cleared = await next_event(sub, lambda ds: ds.dataset_writer_id == 96)
+    assert {ds.dataset_writer_id for ds in cycle} == {95}
+    assert cleared.fields["EventType"].value not in (REFRESH_START, REFRESH_END)
