@@ -184,9 +184,11 @@ def start_node_opcua_server(
     users: dict[str, str] | None = None,
     timeout: float = 60.0,
     port: int | None = None,
+    tank_level: float | None = None,
 ) -> NodeOpcuaTestServer:
-    """Start interop/plant-server.mjs on ``port`` (by default a free loopback port); wait
-    (bounded) for READY."""
+    """Start interop/plant-server.mjs on ``port`` (by default a free loopback port, else where
+    its clients look for it, to restart it); wait (bounded) for READY. ``tank_level``: the
+    value of Alarms.TankLevel at start (its alarm is active above 80)."""
     missing = node_opcua_missing()
     if missing is not None:
         raise StartError(missing)
@@ -206,6 +208,7 @@ def start_node_opcua_server(
             str(pki_dir),
             "--users",
             ",".join(f"{u}:{p}" for u, p in users.items()),
+            *(["--tank-level", str(tank_level)] if tank_level is not None else []),
         ]
         process = spawn(cmd, workdir, f"plant-server-{attempt}", INTEROP_DIR)
 

@@ -21,7 +21,8 @@ _logger = logging.getLogger("harness.opcua_server")
 
 
 async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
-    """Add AddVariable, ChangeDataType, DeleteVariable and WriteCount to the Control object.
+    """Add AddVariable, ChangeDataType, DeleteVariable, WriteCount and RaiseEvent to the
+    Control object.
 
     WriteCount returns how many values clients have asked the Write service to write so far
     (the server's own changes do not count): a test can tell that nothing was written even
@@ -139,7 +140,43 @@ async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
         _logger.info("DeleteVariable: %s", nodeid)
         return results[0]
 
+    async def raise_event(_parent: Any, severity: Any, message: Any) -> Any:
+        """A BaseEventType event from the Server object; returns its EventId and Time, so a
+        test can compare what the bridge published with what the server sent."""
+        level = severity.Value if isinstance(severity, ua.Variant) else severity
+        text = message.Value if isinstance(message, ua.Variant) else message
+        if not isinstance(level, int) or not 1 <= level <= 1000 or not isinstance(text, str):
+            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+        generator = await server.get_event_generator()
+        generator.event.Severity = level
+        generator.event.Message = ua.LocalizedText(text)
+        await generator.trigger()
+        event = generator.event
+        _logger.info("RaiseEvent: severity %d, %r", level, text)
+        return [
+            ua.Variant(event.EventId, ua.VariantType.ByteString),
+            ua.Variant(event.Time, ua.VariantType.DateTime),
+        ]
+
     methods = {}
+    methods["RaiseEvent"] = await control.add_method(
+        ua.NodeId("Control.RaiseEvent", ns, ua.NodeIdType.String),
+        ua.QualifiedName("RaiseEvent", ns),
+        raise_event,
+        [
+            ua.Argument(
+                Name="Severity",
+                DataType=ua.NodeId(ua.ObjectIds.UInt16),
+                ValueRank=-1,
+                Description=ua.LocalizedText("Severity of the event, 1..1000"),
+            ),
+            arg("Message", "Message of the event"),
+        ],
+        [
+            ua.Argument(Name="EventId", DataType=ua.NodeId(ua.ObjectIds.ByteString), ValueRank=-1),
+            ua.Argument(Name="Time", DataType=ua.NodeId(ua.ObjectIds.DateTime), ValueRank=-1),
+        ],
+    )
     methods["AddVariable"] = await control.add_method(
         ua.NodeId("Control.AddVariable", ns, ua.NodeIdType.String),
         ua.QualifiedName("AddVariable", ns),

@@ -3,7 +3,7 @@
  * plant-server.mjs: a node-opcua OPC UA server with a small hand-made plant model, for the
  * interoperability tests (our asyncua-based bridge against an independent OPC UA stack).
  *
- *   node interop/plant-server.mjs <port> <pki-folder> [--users operator:secret-pw]
+ *   node interop/plant-server.mjs <port> <pki-folder> [--users operator:secret-pw] [--tank-level 50]
  *
  * Listens on 127.0.0.1:<port> only; the endpoint is opc.tcp://127.0.0.1:<port>/opcua-mqtt/plant.
  * Security: None/None and Basic256Sha256/SignAndEncrypt. Identities: anonymous and user name /
@@ -38,6 +38,14 @@
  *                                  Range, Variant has DataType BaseDataType), Doubles (Double[]),
  *                                  Strings (String[]), Int32Matrix (Int32, 2 x 3), ReadOnly
  *                                  (Double, read-only), NotAllowed (Double, writable)
+ *   Objects/Alarms                 an event notifier (notifier of the Server object) for the
+ *                                  Alarms and Conditions tests: TankLevel (Double, writable,
+ *                                  --tank-level at start, 50 unless told) is the input of
+ *                                  TankLevelAlarm, an ExclusiveLimitAlarm (LowLow 5, Low 20,
+ *                                  High 80, HighHigh 95); ConveyorJam (Boolean, writable, false)
+ *                                  is the input of ConveyorJamAlarm, an OffNormalAlarm whose
+ *                                  normal state is false. Acknowledge, Confirm, AddComment and
+ *                                  ConditionRefresh are node-opcua's own.
  *
  * Every Write that reaches a WriteBack variable adds a line on stdout, after READY:
  *   WRITE <path, e.g. WriteBack.Double> <resulting StatusCode name>
@@ -87,8 +95,12 @@ const port = Number.parseInt(args[0], 10);
 if (!Number.isInteger(port) || port <= 0 || port > 65535) usage(`bad port ${args[0]}`);
 const pkiFolder = path.resolve(args[1]);
 const users = new Map([["operator", "secret-pw"]]);
+let tankLevelAtStart = 50;
 for (let i = 2; i < args.length; i++) {
-    if (args[i] === "--users" && i + 1 < args.length) {
+    if (args[i] === "--tank-level" && i + 1 < args.length) {
+        tankLevelAtStart = Number.parseFloat(args[++i]);
+        if (!Number.isFinite(tankLevelAtStart)) usage(`bad --tank-level ${args[i]}`);
+    } else if (args[i] === "--users" && i + 1 < args.length) {
         users.clear();
         for (const pair of args[++i].split(",")) {
             const at = pair.indexOf(":");
@@ -308,6 +320,58 @@ writeBackVariables.push(
     variable(writeBack, W, "NotAllowed", "Double", 2.5, { writable: true }),
 );
 for (const node of writeBackVariables) reportWrites(node, node.nodeId.value);
+
+// Alarms and Conditions (Part 9): a notifier of the Server object with two alarms.
+addressSpace.installAlarmsAndConditionsService();
+const alarms = ns.addObject({
+    nodeId: "s=Alarms",
+    browseName: "Alarms",
+    organizedBy: addressSpace.rootFolder.objects,
+    description: "Alarms and Conditions for the event tests",
+    eventNotifier: 1,
+    notifierOf: addressSpace.rootFolder.objects.server,
+});
+function alarmInput(name, dataType, value) {
+    return ns.addVariable({
+        nodeId: `s=Alarms.${name}`,
+        browseName: name,
+        componentOf: alarms,
+        eventSourceOf: alarms,
+        dataType,
+        accessLevel: RW,
+        userAccessLevel: RW,
+        minimumSamplingInterval: 100,
+        value: new Variant({ dataType: DataType[dataType], value }),
+    });
+}
+const tankLevel = alarmInput("TankLevel", "Double", tankLevelAtStart);
+const conveyorJam = alarmInput("ConveyorJam", "Boolean", false);
+const jamNormal = ns.addVariable({
+    nodeId: "s=Alarms.ConveyorJamNormal",
+    browseName: "ConveyorJamNormal",
+    componentOf: alarms,
+    dataType: "Boolean",
+    value: new Variant({ dataType: DataType.Boolean, value: false }),
+});
+ns.instantiateExclusiveLimitAlarm("ExclusiveLimitAlarmType", {
+    nodeId: "s=Alarms.TankLevelAlarm",
+    browseName: "TankLevelAlarm",
+    componentOf: alarms,
+    conditionSource: tankLevel,
+    inputNode: tankLevel,
+    highHighLimit: 95,
+    highLimit: 80,
+    lowLimit: 20,
+    lowLowLimit: 5,
+});
+ns.instantiateOffNormalAlarm({
+    nodeId: "s=Alarms.ConveyorJamAlarm",
+    browseName: "ConveyorJamAlarm",
+    componentOf: alarms,
+    conditionSource: conveyorJam,
+    inputNode: conveyorJam,
+    normalState: jamNormal,
+});
 
 // Values that change every 100 ms so subscriptions see traffic.
 let tick = 0;

@@ -18,6 +18,7 @@ from opcua_mqtt.core.errors import OpcUaMqttError
 
 if TYPE_CHECKING:
     from opcua_mqtt.adapters.mqtt_config import MqttOptions, TlsOptions
+    from opcua_mqtt.alarms import Alarm, AlarmList
     from opcua_mqtt.core.identity import SignerMap
     from opcua_mqtt.core.x509_trust import TrustStore
     from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber, Verification
@@ -29,6 +30,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 #: The lazily loaded public names and the module each comes from.
 _LAZY = {
+    "Alarm": "opcua_mqtt.alarms",
+    "AlarmList": "opcua_mqtt.alarms",
     "MqttOptions": "opcua_mqtt.adapters.mqtt_config",
     "TlsOptions": "opcua_mqtt.adapters.mqtt_config",
     "SignerMap": "opcua_mqtt.core.identity",
@@ -39,6 +42,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "Alarm",
+    "AlarmList",
     "MqttOptions",
     "OpcUaMqttError",
     "ReceivedDataSet",

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from opcua_mqtt.alarms import Alarm, AlarmList
 from opcua_mqtt.core.uajson.arrays import nest_matrix
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE, NamespaceTable
@@ -143,6 +144,37 @@ class LiveTable:
         self.out.write(up + "\x1b[J" + "".join(line + "\n" for line in lines))
         self.out.flush()
         self._drawn = len(lines)
+
+
+class AlarmTable(LiveTable):
+    """The alarm list of ``listen --alarms``: one line per condition, the most severe first."""
+
+    def __init__(self, out: TextIO, alarms: AlarmList, footer: str = "") -> None:
+        super().__init__(out, footer)
+        self.alarms = alarms
+
+    def lines(self, width: int, now: datetime | None = None) -> list[str]:
+        counts = self.alarms.counts()
+        head = (
+            f"{counts['total']} conditions, {counts['active']} active, "
+            f"{counts['unacknowledged']} unacknowledged"
+        )
+        lines = [
+            head,
+            f"{'SEV':>4} {'ACTIVE':<7}{'ACKED':<6}{'TIME':<13}SOURCE / CONDITION: MESSAGE",
+        ]
+        lines.extend(alarm_line(a) for a in self.alarms.alarms)
+        return [_fit(line, width) for line in lines]
+
+
+def alarm_line(a: Alarm) -> str:
+    flag = {True: "yes", False: "no", None: "-"}
+    stamp = a.time.strftime("%H:%M:%S.%f")[:12] if a.time else "-"
+    what = printable(f"{a.source_name or '-'} / {a.condition_name or a.condition_id.to_string()}")
+    return (
+        f"{a.severity if a.severity is not None else '-':>4} {flag[a.active]:<7}"
+        f"{flag[a.acked]:<6}{stamp:<13}{what}: {printable(a.message or '')}"
+    )
 
 
 def printable(text: str) -> str:

@@ -12,10 +12,16 @@ from pathlib import Path
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
 from opcua_mqtt.adapters.opcua import ConnectionOptions, connect
 from opcua_mqtt.adapters.spool_store import SpoolError
-from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
+from opcua_mqtt.bridge.plan import BridgePlan, EventWriterPlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.bridge.write_back import WriteBackSettings
-from opcua_mqtt.core.config.model import Config, WriterConfig, WriterGroupConfig
+from opcua_mqtt.core.config.events import EventWriterConfig
+from opcua_mqtt.core.config.model import (
+    Config,
+    PublishingDefaults,
+    WriterConfig,
+    WriterGroupConfig,
+)
 from opcua_mqtt.core.config.rules import write_back_allowed
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.identity import bound_publishers
@@ -115,6 +121,19 @@ def _group_plan(g: WriterGroupConfig) -> GroupPlan:
     )
 
 
+def event_message_settings(
+    writer: EventWriterConfig, defaults: PublishingDefaults
+) -> JsonMessageSettings:
+    """The masks of an event writer: the default NetworkMessage and DataSetMessage content,
+    its encoding, and every field a Variant (Part 14 §7.2.4.5.7: event fields are Variants)."""
+    return JsonMessageSettings(
+        network_mask=network_mask(defaults.network_message_content),
+        dataset_mask=dataset_header_mask(defaults.dataset_message_content)
+        | _ENCODING_BITS[writer.encoding],
+        field_mask=FM(0),
+    )
+
+
 def plan_from_config(config: Config) -> BridgePlan:
     return BridgePlan(
         publisher_id=config.publisher_id,
@@ -122,6 +141,10 @@ def plan_from_config(config: Config) -> BridgePlan:
         groups=tuple(_group_plan(g) for g in config.writer_groups),
         status_interval_s=config.status.interval_s,
         opcua_reconnect_max_s=config.opcua.reconnect_max_s,
+        event_writers=tuple(
+            EventWriterPlan(e, event_message_settings(e, config.defaults))
+            for e in config.event_writers
+        ),
     )
 
 
@@ -266,6 +289,7 @@ def _write_back(config: Config, base: Path, signer: Signer | None) -> WriteBackS
             permissions=permissions,
         ),
         signer=signer,
+        commands_allow=config.commands.allow,
     )
 
 

@@ -91,6 +91,16 @@ class BridgeCollector:
             "ConfigurationVersion).",
             value=stats.metadata_published,
         )
+        events = CounterMetricFamily(
+            "opcua_mqtt_events",
+            "OPC UA events of each event writer: published (handed to the MQTT session) or "
+            "dropped (its queue held max_pending events).",
+            labels=["writer", "result"],
+        )
+        for w in bridge.events.writers:
+            events.add_metric([w.name, "published"], w.published)
+            events.add_metric([w.name, "dropped"], w.dropped)
+        yield events
         yield CounterMetricFamily(
             "opcua_mqtt_value_changes",
             "Value changes (monitored item notifications) received from the OPC UA server.",
@@ -228,6 +238,7 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
             ("mqtt", mqtt),
             ("subscriptions", subscribed),
             ("fields", fields.delivering),
+            ("events", not bridge.events.dropping),
         )
         if not up
     ]
@@ -239,6 +250,8 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
         "subscriptions": subscribed,
         "fields": fields.as_json(),
     }
+    if bridge.events.writers:
+        report["events_dropping"] = bridge.events.dropping
     if refusals:  # what the broker refuses, a few topics of it
         report["mqtt_refused"] = {r.topic: reason_name(r.reason) for r in refusals[:10]}
     return not down, report

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from asyncua import ua
 
+from opcua_mqtt.core.config.events import EventWriterConfig
 from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.messages.settings import JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField
@@ -53,6 +54,14 @@ class GroupPlan:
 
 
 @dataclass(frozen=True)
+class EventWriterPlan:
+    """An event writer (bridge/events.py) with the JSON message settings of its encoding."""
+
+    config: EventWriterConfig
+    settings: JsonMessageSettings
+
+
+@dataclass(frozen=True)
 class BridgePlan:
     publisher_id: str
     groups: tuple[GroupPlan, ...]
@@ -65,6 +74,7 @@ class BridgePlan:
     status_interval_s: float = 60.0
     # Longest wait between attempts to reach the OPC UA server (config opcua.reconnect_max_s).
     opcua_reconnect_max_s: float = 4.0
+    event_writers: tuple[EventWriterPlan, ...] = ()
 
 
 @dataclass

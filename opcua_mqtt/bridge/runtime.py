@@ -36,6 +36,7 @@ from opcua_mqtt.adapters.opcua.outage import Outage
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import MonitoredField
 from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
+from opcua_mqtt.bridge.events import EventWriters, event_writer_groups
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
@@ -134,6 +135,7 @@ class Bridge:
         )
         self._state = ua.PubSubState.PreOperational  # the last state the bridge decided on
         self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
+        self.events = EventWriters(plan, self.mqtt, signer, clock)
         self.write_back: WriteBack | None = None
         if write_back is not None:
             self.write_back = WriteBack(
@@ -225,6 +227,11 @@ class Bridge:
                     )
             for writer in self._writers.values():
                 self._publish_metadata(writer)
+            try:
+                await self.events.start(session)
+            except BaseException:
+                await source.close()
+                raise
             total = len(self.fields)
             _log.info(
                 "bridge running: %d writer groups, %d writers, %d fields (%d monitored, %d "
@@ -260,6 +267,7 @@ class Bridge:
                 self._session = self.model_watch.session = None
                 if not stop.is_set():
                     self._opcua_down()  # Bad values first, then the goodbye
+                await self.events.stop()
                 await source.close()
             if stop.is_set():
                 return 0.0
@@ -538,8 +546,8 @@ class Bridge:
         report = self.fields.report(connected=connected)
         if not connected:
             state = ua.PubSubState.Error  # the server is away: no value is current
-        elif report.counts[FieldState.REFUSED]:
-            state = ua.PubSubState.Error
+        elif report.counts[FieldState.REFUSED] or self.events.dropping:
+            state = ua.PubSubState.Error  # it cannot deliver, or an event writer drops events
         elif report.counts[FieldState.WAITING]:
             state = ua.PubSubState.PreOperational
         else:
@@ -563,7 +571,7 @@ class Bridge:
             Address=ua.NetworkAddressUrlDataType(
                 Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
             ),
-            WriterGroups=[writer_group(plan, g) for g in plan.groups],
+            WriterGroups=[writer_group(plan, g) for g in plan.groups] + event_writer_groups(plan),
         )
         msg = encode_connection_message(
             ConnectionMessage(plan.publisher_id, connection, self._clock())

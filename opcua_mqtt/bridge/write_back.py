@@ -30,6 +30,7 @@ from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua.session import OpcUaSession
+from opcua_mqtt.bridge.commands import Commands
 from opcua_mqtt.bridge.write_back_support import (
     BRIEF,
     canonical_or_none,
@@ -87,6 +88,7 @@ class WriteBackSettings:
     auth: RequestAuth = field(default_factory=RequestAuth)
     signer: Signer | None = None  # signs the answers
     summary_interval_s: float = 10.0  # one log line for the requests refused for rate
+    commands_allow: tuple[str, ...] = ()  # commands.allow (docs/commands.md)
 
 
 class WriteBack:
@@ -116,6 +118,7 @@ class WriteBack:
         self._summary: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one request at a time: writes stay in arrival order
+        self._commands = Commands(settings.commands_allow)
         # requests by result (the metrics read them): good, bad (a target not written),
         # refused (as a whole), failed (an exception: outcome unknown), duplicate,
         # rate_limited (refused for rate before they were parsed)
@@ -364,8 +367,12 @@ class WriteBack:
         )
 
     async def _execute(self, request: WriteRequest, who: Identity) -> dict[str, Any]:
-        allowed = self.settings.auth.allowed(who, self.settings.allowed)
         session = self._session()
+        if request.targets[0].command is not None:  # the request's targets are all commands
+            response, good = await self._commands.execute(request, who, session)
+            self._count("good" if good else "bad")
+            return response
+        allowed = self.settings.auth.allowed(who, self.settings.allowed)
         codec = JsonCodec() if session is None else await session.codec()
         results: list[TargetResult | None] = []
         pending: list[tuple[int, Target, str, ua.NodeId]] = []

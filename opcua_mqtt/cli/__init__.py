@@ -15,8 +15,17 @@ def _command(module: str, short_help: str, attribute: str | None = None) -> Lazy
 
 #: Every command: its module in this package and the first sentence of its help (one line each).
 COMMANDS = {
+    "ack": _command(
+        "ack",
+        "Acknowledge the alarm CONDITION_ID in the state EVENT_ID through a bridge; print the "
+        "answer.",
+    ),
     "browse": _command(
         "browse", "Walk the address space of the OPC UA server at ENDPOINT and list what is there."
+    ),
+    "call": _command(
+        "call",
+        "Call METHOD_ID on OBJECT_ID with ARGUMENTS through a bridge; print the answer (JSON).",
     ),
     "certs": _command(
         "certs", "Create a development PKI and a Mosquitto broker that requires its certificates."

@@ -266,6 +266,8 @@ def _tree_label(node: BrowsedNode) -> str:
             parts.append("= " + _value_text(node.value, limit=40))
     else:
         parts.append(f"[{node.node_class.value}]")
+    if node.event_notifier:
+        parts.append("events")  # a notifier: `map --events` proposes an event writer for it
     if node.error:
         parts.append(f"! {node.error}")
     return "  ".join(parts)

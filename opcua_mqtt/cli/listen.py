@@ -12,11 +12,12 @@ import click
 import orjson
 
 from opcua_mqtt.adapters.mqtt import MqttError
+from opcua_mqtt.alarms import AlarmList
 from opcua_mqtt.cli.common import format_option
 from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_client_options, mqtt_options_from
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.core.topics import TopicTree, topic_problem
-from opcua_mqtt.live_view import LiveTable, dataset_json
+from opcua_mqtt.live_view import AlarmTable, LiveTable, dataset_json
 from opcua_mqtt.subscriber import Refusal, Subscriber
 
 
@@ -50,6 +51,13 @@ from opcua_mqtt.subscriber import Refusal, Subscriber
 @format_option(
     ["table", "json"], "Live table (default on a terminal) or JSON lines (default otherwise)."
 )
+@click.option(
+    "--alarms",
+    is_flag=True,
+    help="Show the current alarm list rebuilt from the ua-event messages (conditions by "
+    "severity: active, acknowledged, message) instead of every DataSet; JSON lines then carry "
+    "each changed condition and the counts.",
+)
 @click.option("--count", type=int, help="Exit after this many DataSetMessages.")
 @click.option(
     "--timeout", type=float, help="Exit with code 4 if nothing arrives for this long (s)."
@@ -63,6 +71,7 @@ def listen(
     topics: tuple[str, ...],
     discover: bool | None,
     fmt: str | None,
+    alarms: bool,
     count: int | None,
     timeout: float | None,
 ) -> None:
@@ -86,6 +95,7 @@ def listen(
           --key certs/mqtt-client.key --trust certs/ca.pem
       opcua-mqtt listen broker:8883 'opcua/json/data/plant1/#' --ca ca.pem --format json
       opcua-mqtt listen broker:8883 --topic 'acme/site1/#' --topic 'opcua/json/#' --ca ca.pem
+      opcua-mqtt listen broker:8883 --alarms --ca ca.pem --trust ca.pem
     \b
     Exit codes: 0 done (--count reached or Ctrl-C), 2 bad usage (e.g. a malformed
     TOPIC_FILTER), 3 broker unreachable, or it refused the connection (untrusted
@@ -114,6 +124,7 @@ def listen(
                 mode,
                 count,
                 timeout,
+                AlarmList() if alarms else None,
             )
         )
     except MqttError as e:
@@ -133,9 +144,12 @@ async def _listen(
     mode: str,
     count: int | None,
     timeout: float | None,
+    alarms: AlarmList | None = None,
 ) -> int:
     seen = 0
-    table = LiveTable(sys.stdout) if mode == "table" else None
+    table: LiveTable | None = None
+    if mode == "table":
+        table = LiveTable(sys.stdout) if alarms is None else AlarmTable(sys.stdout, alarms)
     async with Subscriber(
         options,
         trust=trust,
@@ -151,7 +165,18 @@ async def _listen(
                 click.echo(f"nothing received for {timeout:g} s", err=True)
                 return 4
             seen += 1
-            if table is not None:
+            changed = alarms.update(ds) if alarms is not None else None
+            if alarms is not None and table is None:
+                if changed is not None:
+                    codec = sub.codec(ds.publisher_id)
+                    line = {
+                        "alarm": changed.to_json(codec.encode_node_id(changed.condition_id)),
+                        "retained": changed.retain is not False,
+                        "counts": alarms.counts(),
+                    }
+                    sys.stdout.write(orjson.dumps(line).decode() + "\n")
+                    sys.stdout.flush()
+            elif table is not None:
                 table.footer = refused_footer(sub.refused)
                 table.update(ds)
             else:

@@ -37,6 +37,7 @@ from opcua_mqtt.core.config.check import check_config_data
 from opcua_mqtt.core.config.model import Config, PublishingDefaults
 from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
+from opcua_mqtt.core.mapping_events import event_writers
 from opcua_mqtt.core.messages.profiles import PROFILES
 from opcua_mqtt.core.remap import keep_hand_edits
 from opcua_mqtt.core.uns import VARIABLE_NAME, TemplateError, template_variables
@@ -182,6 +183,12 @@ def _defaults_option(
     help="A variable of the uns section for the templates (repeatable): --uns enterprise=acme.",
 )
 @click.option(
+    "--events",
+    is_flag=True,
+    help="Also propose an event writer (docs/events.md) for each event notifier found (objects "
+    "browse marks 'events'), selecting the event and alarm fields.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace an existing --output file, keeping its hand edits: the connection, MQTT "
@@ -218,6 +225,7 @@ def map_command(
     topic_template: str | None,
     metadata_topic_template: str | None,
     uns_values: tuple[str, ...],
+    events: bool,
     force: bool,
 ) -> None:
     """Turn an OPC UA address space into a publishing configuration.
@@ -256,6 +264,7 @@ def map_command(
       opcua-mqtt map plc1.json --uns enterprise=acme --uns site=site1 \\
           --topic-template '{enterprise}/{site}/{path}' -o bridge.yaml
       opcua-mqtt map plc1.json --profile open62541 -o bridge.yaml   # for open62541 1.5
+      opcua-mqtt map plc1.json --events -o bridge.yaml   # and the server's events and alarms
 
     \b
     Exit codes: 0 written, 1 nothing matched or the result (or, with --force, the file
@@ -320,11 +329,18 @@ def map_command(
     carry_connection(plan, opcua_params, {o: base for o in located})
     fill_mqtt(plan.document, broker, mqtt_protocol)
     from_pki = fill_pki(plan.document, pki, base) if pki is not None else {}
+    if events:
+        groups = plan.document["writer_groups"]
+        plan.document["event_writers"] = event_writers(
+            result,
+            {w["dataset_writer_id"] for g in groups for w in g["writers"]},
+            {g["name"] for g in groups},
+        )
     for node_id, reason in plan.skipped[:10]:
         click.echo(f"warning: skipped {node_id}: {reason}", err=True)
     if len(plan.skipped) > 10:
         click.echo(f"warning: skipped {len(plan.skipped) - 10} more variables", err=True)
-    if plan.mapped == 0:
+    if plan.mapped == 0 and not plan.document.get("event_writers"):
         common.fail(
             f"no variable matched ({plan.variables:,} in {source}); nothing written",
             EXIT_INVALID,
@@ -458,6 +474,8 @@ def _summary(plan: MappingPlan, config: Config, output: Path | None) -> str:
     writers = sum(1 for _ in config.writers())
     writable = len(config.write_back.writable_nodes)
     where = f" -> {output}" if output is not None else ""
+    if config.event_writers:
+        where = f", {len(config.event_writers):,} event writers{where}"
     return (
         f"mapped {plan.mapped:,} of {plan.variables:,} variables into "
         f"{len(config.writer_groups):,} writer group{'s' if len(config.writer_groups) != 1 else ''}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from opcua_mqtt.adapters.opcua.events import EventFilterError
 from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
@@ -61,7 +62,8 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
     \b
     Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
     2 a configured file is missing or unusable, the spool directory is unusable or in use by
-    another bridge, or the metrics port cannot be bound,
+    another bridge, the metrics port cannot be bound, or an event writer's notifier, type or
+    select path is not in the server's model,
     3 the MQTT or the OPC UA connection failed for good for --exit-on-fatal SECONDS.
     """
     result = check_config(config.read_text(encoding="utf-8"), str(config))
@@ -108,7 +110,11 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
         if exit_on_fatal is not None:
             watch = asyncio.create_task(_watch_fatal(bridge, exit_on_fatal, stop, fatal))
             stack.callback(watch.cancel)
-        await bridge.run(stop)
+        try:
+            await bridge.run(stop)
+        except EventFilterError as e:
+            click.echo(f"error: {e}", err=True)
+            return 2
     if fatal:
         click.echo(f"error: {fatal[0]}", err=True)
         return 3

@@ -51,6 +51,7 @@ class BrowsedNode:
     writable: bool | None = None
     value: Any = None  # JSON (Compact) of the current value when browse was asked to read it
     error: str | None = None  # why the server refused to describe this node, if it did
+    event_notifier: bool | None = None  # an Object one can subscribe to events of
 
     def path_string(self) -> str:
         return "/".join(self.browse_path)
@@ -84,6 +85,7 @@ class BrowsedNode:
             writable=obj.get("writable"),
             value=obj.get("value"),
             error=obj.get("error"),
+            event_notifier=obj.get("event_notifier"),
         )
 
 

@@ -11,6 +11,7 @@ the bridge still reaches the broker to publish its Disabled status when Ctrl-C a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import shlex
@@ -34,12 +35,14 @@ from opcua_mqtt.adapters.opcua import (
     OpcUaConnectionError,
     browse_endpoint,
 )
+from opcua_mqtt.alarms import AlarmList
 from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.core.config.check import config_from_dict
 from opcua_mqtt.core.config.model import Config, ConfigError, PublishingDefaults
 from opcua_mqtt.core.config.text import dump_yaml
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.mapping import MappingRules, MapSettings, plan_mapping
+from opcua_mqtt.core.mapping_events import event_writer_entry, events_group
 from opcua_mqtt.core.signing import TrustStore
 from opcua_mqtt.demo.broker import (
     DEFAULT_PORT,
@@ -50,16 +53,17 @@ from opcua_mqtt.demo.broker import (
     choose,
     loopback_port,
 )
-from opcua_mqtt.demo.plant import START_NODE, Plant
+from opcua_mqtt.demo.plant import NAMESPACE, START_NODE, Plant
 from opcua_mqtt.live_view import LiveTable, json_line
 from opcua_mqtt.processes import LOOPBACK
-from opcua_mqtt.subscriber import Subscriber
+from opcua_mqtt.subscriber import ReceivedDataSet, Subscriber
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PUBLISHER = "demo-bridge"
 WRITABLE = "*/*/*Setpoint"  # the write-back allow-list: every setpoint, nothing else
+ACKNOWLEDGEABLE = "Plant/*/*/ConveyorJam"  # commands.allow: the jam alarm, nothing else
 #: The Unified Namespace layout of `demo --uns` (docs/uns.md): enterprise and site above the
 #: plant's own browse paths (line/machine), metadata below each machine's data topic.
 UNS = {"enterprise": "acme", "site": "demo-site"}
@@ -123,6 +127,9 @@ class Demo:
         self.received = 0
         self.verified = 0
         self.table: LiveTable | None = None
+        self.alarms = AlarmList()
+        self._ack = ""  # the ack command, but for the EventId (set with the instructions)
+        self._footer = ""
 
     def say(self, text: str = "") -> None:
         """Instructions and progress: on stdout above the table, on stderr beside JSON lines."""
@@ -276,9 +283,8 @@ class Demo:
 
         self.say(self._instructions(broker, certs, plant))
         if self.options.table:
-            self.table = LiveTable(
-                sys.stdout, footer=f"{PUBLISHER} via {broker.version} · Ctrl-C stops the demo"
-            )
+            self._footer = f"{PUBLISHER} via {broker.version} · Ctrl-C stops the demo"
+            self.table = LiveTable(sys.stdout, footer=self._footer)
         await self._show(subscriber, bridge)
 
     def _port(self, wanted: int | None, default: int) -> int:
@@ -322,6 +328,17 @@ class Demo:
             "certificate_chain": "certs/metadata-signer.pem",
         }
         doc["write_back"] |= {"enabled": True, "allow": [WRITABLE]}
+        groups = doc["writer_groups"]
+        doc["event_writers"] = [  # the server's events and alarms (docs/events.md)
+            event_writer_entry(
+                browsed.server_uri or browsed.endpoint,
+                "i=2253",
+                "Alarms",
+                {w["dataset_writer_id"] for g in groups for w in g["writers"]},
+                events_group({g["name"] for g in groups}),
+            )
+        ]
+        doc["commands"] = {"allow": [ACKNOWLEDGEABLE]}
         try:
             config = config_from_dict(doc, source=str(path))
         except ConfigError as e:
@@ -399,12 +416,21 @@ class Demo:
             tls += f" --protocol {broker.protocol}"
         _motor, heater = plant.lines["Line1"]
         address = f"{broker.host}:{broker.port}"
+        (jam,) = plant.alarms.values()
+        condition = f"nsu={NAMESPACE};s={jam.node_id.Identifier}"
+        self._ack = (
+            f"{command} ack {address} {q(condition)} EVENT_ID --comment 'cleared the jam' "
+            f"--publisher {PUBLISHER} {tls}"
+        )
         return (
             "\nIn a second terminal, watch the same data (metadata signatures checked):\n"
             f"  {command} listen {address} {tls} --trust {q(str(certs / 'ca.pem'))}\n"
             f"and change a setpoint ({heater.name}'s temperature follows it):\n"
             f"  {command} write {address} {heater.name}/Setpoint {heater.setpoint_c + 10:g} "
             f"--publisher {PUBLISHER} {tls}\n"
+            "and when the Line3 conveyor jams (every 45 s) its alarm shows here with its EventId:\n"
+            f"  {command} listen {address} {tls} --alarms\n"
+            f"  {self._ack}\n"
             "Ctrl-C here stops everything.\n"
         )
 
@@ -447,6 +473,22 @@ class Demo:
             self.received += 1
             self.verified += ds.verification.ok
             emit(ds)
+            self._alarm(ds)
+
+    def _alarm(self, ds: ReceivedDataSet) -> None:
+        """Say how to acknowledge an alarm that needs it (docs/commands.md)."""
+        changed = self.alarms.update(ds)
+        if changed is None:
+            return
+        line = self._footer
+        if changed.acked is False and changed.event_id:
+            event_id = base64.b64encode(changed.event_id).decode()
+            line = f"ALARM {changed.message} · unacknowledged · EventId {event_id}"
+            if self.table is None:
+                self.say(f"alarm: {changed.message}; acknowledge it with:")
+                self.say("  " + self._ack.replace("EVENT_ID", shlex.quote(event_id)))
+        if self.table is not None:
+            self.table.footer = line
 
 
 def _fallbacks(broker: str) -> str:

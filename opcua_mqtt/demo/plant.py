@@ -3,7 +3,9 @@
 Three lines, each with a motor-driven machine and a heated one, so the bridge has something
 worth publishing: speeds ramp towards their setpoints with a little noise, temperatures follow
 their setpoints with a first-order lag, counters count what the motors make, and the conveyor
-jams now and then (its Running flag drops, its speed falls to zero). The setpoints are writable,
+jams now and then (its Running flag drops, its speed falls to zero, and its ConveyorJam alarm
+goes active until it runs again and someone acknowledges it: demo/alarm.py). The setpoints are
+writable,
 so a write-back command visibly changes the process. Security None: the server listens on
 127.0.0.1 only, and the demo is about the MQTT side.
 """
@@ -20,6 +22,8 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType
+
+from opcua_mqtt.demo.alarm import JamAlarm
 
 _log = logging.getLogger(__name__)
 
@@ -111,6 +115,7 @@ class Plant:
         self._task: asyncio.Task[None] | None = None
         self._serving = False
         self._rng = random.Random()
+        self.alarms: dict[str, JamAlarm] = {}  # machine -> its jam alarm
 
     async def start(self) -> None:
         server = self._server
@@ -125,7 +130,7 @@ class Plant:
         plant = await server.nodes.objects.add_object(self._id("Plant"), self._name("Plant"))
         for line, (motor, heater) in self.lines.items():
             line_node = await plant.add_object(self._id(f"Plant.{line}"), self._name(line))
-            await self._machine(
+            machine = await self._machine(
                 line_node,
                 line,
                 motor.name,
@@ -136,6 +141,12 @@ class Plant:
                     motor.counter: ua.Variant(0, ua.VariantType.UInt32),
                 },
             )
+            if motor.jam_every_s:
+                alarm = JamAlarm(
+                    server, self._id(f"Plant.{line}.{motor.name}.Jam"), machine.nodeid, motor.name
+                )
+                await alarm.install(machine)
+                self.alarms[motor.name] = alarm
             await self._machine(
                 line_node,
                 line,
@@ -169,7 +180,7 @@ class Plant:
 
     async def _machine(
         self, parent: Any, line: str, machine: str, initial: dict[str, ua.Variant]
-    ) -> None:
+    ) -> Any:
         node = await parent.add_object(self._id(f"Plant.{line}.{machine}"), self._name(machine))
         for name, value in initial.items():
             var = await node.add_variable(
@@ -179,6 +190,7 @@ class Plant:
                 await var.set_writable()
             self._nodes[(machine, name)] = var.nodeid
             self.variables += 1
+        return node
 
     async def _simulate(self) -> None:
         loop = asyncio.get_running_loop()
@@ -192,6 +204,8 @@ class Plant:
             for motor, heater in self.lines.values():
                 speed = self._setpoint(motor.name, "SpeedSetpoint")
                 await self._write(motor.name, motor.step(t, dt, speed, self._rng), stamp)
+                if motor.name in self.alarms:
+                    await self.alarms[motor.name].update(not motor.running(t))
                 setpoint = self._setpoint(heater.name, "Setpoint")
                 await self._write(heater.name, heater.step(dt, setpoint, self._rng), stamp)
 

@@ -30,6 +30,7 @@ _PROTOCOL_NAMES = frozenset({"Client", "Server", "client", "common", "server", "
 _ALLOWED = {
     # The demo's simulated plant is an OPC UA server of its own, not the bridge's client.
     ("demo/plant.py", "asyncua.Server"),
+    ("demo/alarm.py", "asyncua.Server"),  # the plant's alarm, served by that server
     ("demo/plant.py", "asyncua.common.callback"),
     # The binary reader asyncua.ua.ua_binary itself decodes with (a bytes cursor): the core
     # decodes structures' binary bodies with it.

@@ -75,7 +75,10 @@ _VARIABLE_ATTRIBUTES: Final = (
 # Attributes whose refusal leaves the node usable: ArrayDimensions is optional (OPC 10000-3),
 # UserAccessLevel falls back to AccessLevel, a Bad value is a value. Any other refusal (and a
 # Description refused other than as absent) records the node with `error`.
-_OPTIONAL: Final = frozenset({_A.ArrayDimensions, _A.UserAccessLevel, _A.Value})
+_OPTIONAL: Final = frozenset(
+    {_A.ArrayDimensions, _A.UserAccessLevel, _A.Value, _A.EventNotifier}
+)
+_SUBSCRIBE_TO_EVENTS: Final = 0x01  # EventNotifier bit (OPC 10000-3 §8.59)
 _BUILTIN_NAMES: Final = {
     i: str(ua.ObjectIdNames[i]) for i in range(1, 30)
 }  # Boolean..DiagnosticInfo, Number, Integer, UInteger, Enumeration
@@ -254,6 +257,8 @@ class _Browse:
     def _attributes_for(self, node: _Found) -> tuple[int, ...]:
         if node.node_class == ua.NodeClass.Variable:
             return (*_VARIABLE_ATTRIBUTES, _A.Value) if self.read_values else _VARIABLE_ATTRIBUTES
+        if node.node_class == ua.NodeClass.Object:
+            return (_A.Description, _A.EventNotifier)
         return (_A.Description,)
 
     async def read_attributes(self, nodes: Sequence[_Found]) -> None:
@@ -336,6 +341,9 @@ class _Browse:
             kw: dict[str, Any] = {}
             if f.node_class == ua.NodeClass.Variable and not errors:
                 kw = self._variable_members(attrs, types)
+            notifier = attrs.get(_A.EventNotifier)
+            if notifier is not None and _is_good(notifier):
+                kw["event_notifier"] = bool(_int_value(notifier, 0) & _SUBSCRIBE_TO_EVENTS)
             out.append(
                 BrowsedNode(
                     node_id=encode(f.node_id),

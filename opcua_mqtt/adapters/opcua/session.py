@@ -24,7 +24,9 @@ from asyncua.observer import Observer, SubscriptionEvent
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
+from opcua_mqtt.adapters.opcua.commands import CommandService
 from opcua_mqtt.adapters.opcua.connection import CONNECTION_LOST, status_name
+from opcua_mqtt.adapters.opcua.events import EventSink, EventSource
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
 from opcua_mqtt.adapters.opcua.publish_decoder import install as install_publish_decoder
 from opcua_mqtt.adapters.opcua.publish_pipeline import install as install_publish_pipeline
@@ -200,6 +202,15 @@ class OpcUaSession:
         return SubscriptionSource(
             self._client, sink, batcher=batcher, codec=self._codec, keep_alive_s=keep_alive_s
         )
+
+    def commands(self) -> CommandService:
+        """What commands ask of the server, and the Call service (adapters/opcua/commands.py)."""
+        return CommandService(self._client)
+
+    async def event_source(self, sink: EventSink) -> EventSource:
+        """A source of events (adapters/opcua/events.py) that hands them to ``sink``."""
+        await self._learn()
+        return EventSource(self._client, self._codec, sink)
 
 
 @contextlib.asynccontextmanager

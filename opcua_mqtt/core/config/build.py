@@ -8,7 +8,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from opcua_mqtt.core.config.events import build_event_writers
 from opcua_mqtt.core.config.model import (
+    CommandsConfig,
     Config,
     Deadband,
     FieldConfig,
@@ -146,8 +148,13 @@ def build_config(data: Mapping[str, Any]) -> Config:
                 for p in wb["permissions"]
             ),
         ),
+        commands=CommandsConfig(tuple((data.get("commands") or {}).get("allow", []))),
         metrics=None if metrics is None else _fill(MetricsConfig, metrics),
         uns=dict(data.get("uns") or {}),
+        event_writers=build_event_writers(
+            data,
+            {"encoding": resolver.get("encoding", [])[0], "qos": resolver.get("qos", [])[0]},
+        ),
     )
 
 

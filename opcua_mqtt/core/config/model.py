@@ -7,10 +7,13 @@ import dataclasses
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.messages.settings import STANDARD_DATASET_CONTENT, STANDARD_NETWORK_CONTENT
+
+if TYPE_CHECKING:
+    from opcua_mqtt.core.config.events import EventWriterConfig
 
 SCHEMA: Final = "config"
 
@@ -334,6 +337,13 @@ class WriteBackConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandsConfig:
+    """The ``commands`` section (docs/commands.md): what a command may act on."""
+
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PermissionConfig:
     """Requester identities (globs) that may do ``actions`` on what ``allow`` names."""
 
@@ -378,9 +388,11 @@ class Config:
     defaults: PublishingDefaults = field(default_factory=PublishingDefaults)
     status: StatusConfig = field(default_factory=StatusConfig)
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
     metrics: MetricsConfig | None = None
     version: int = 1
     uns: Mapping[str, str] = field(default_factory=dict)  # queue name template variables
+    event_writers: tuple[EventWriterConfig, ...] = ()
 
     def writers(self) -> Iterator[tuple[WriterGroupConfig, WriterConfig]]:
         for group in self.writer_groups:
@@ -405,7 +417,13 @@ class Config:
             "status": _section(self.status),
             **({"uns": dict(self.uns)} if self.uns else {}),
             "writer_groups": [g.to_json() for g in self.writer_groups],
+            **(
+                {"event_writers": [e.to_json() for e in self.event_writers]}
+                if self.event_writers
+                else {}
+            ),
             "write_back": _write_back_json(self.write_back),
+            **({"commands": _section(self.commands)} if self.commands.allow else {}),
         }
         if self.metrics is not None:
             out["metrics"] = _section(self.metrics)

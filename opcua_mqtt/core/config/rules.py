@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from opcua_mqtt.core.config.events import event_writer_rules
 from opcua_mqtt.core.config.masks import default_mask_rules, mask_rules
 from opcua_mqtt.core.config.model import (
     NUMERIC,
@@ -102,7 +103,7 @@ def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
     identity = data["opcua"].get("server_uri") or data["opcua"]["endpoint"]
     timing_reported: set[tuple[Path, int, str]] = set()
     groups = data["writer_groups"]
-    if not groups:
+    if not groups and not data.get("event_writers"):
         report.add(("writer_groups",), "no writer groups: nothing is published", "warning")
     for gi, group in enumerate(groups):
         gpath: Path = ("writer_groups", gi)
@@ -149,6 +150,15 @@ def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
                 timing_reported,
                 report,
             )
+    event_writer_rules(data, report)
+    if (data.get("commands") or {}).get("allow") and not (data.get("write_back") or {}).get(
+        "enabled"
+    ):
+        report.add(
+            ("commands", "allow"),
+            "commands come through write-back, which is off: set write_back.enabled",
+            "warning",
+        )
     _write_back_rules(data, published, report)
     queue_names(data, report)  # the custom topics: templates, topic names, collisions
 

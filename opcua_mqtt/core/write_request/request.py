@@ -90,10 +90,15 @@ class Target:
     node_id: str | None
     value: Any
     index_range: str | None = None
+    #: A command target (docs/commands.md) as parsed JSON; core/commands.py reads it.
+    command: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
         """``Writer/Field`` or the NodeId, for log lines."""
+        if self.command is not None:
+            c = self.command
+            return f"{c['Method']} {c.get('ConditionId') or c.get('MethodId')}"
         if self.node_id is not None:
             return self.node_id
         return f"{self.writer}/{self.field}"
@@ -161,7 +166,15 @@ def parse_request(
         raise RequestError(S.BadDecodingError, f"ReplyTo: not an MQTT topic name: {problem}")
     deadline = _parse_deadline(obj["Deadline"]) if "Deadline" in obj else None
     parsed: list[Target] = []
+    commands = sum("Method" in t for t in obj["Targets"])
+    if commands not in (0, len(obj["Targets"])):
+        raise RequestError(
+            S.BadDecodingError, "Targets: a request holds writes or commands, not both"
+        )
     for i, t in enumerate(obj["Targets"]):
+        if "Method" in t:
+            parsed.append(Target(None, None, None, None, command=t))
+            continue
         index_range = t.get("IndexRange")
         if index_range is not None and not INDEX_RANGE.fullmatch(index_range):
             raise RequestError(S.BadDecodingError, f"Targets/{i}/IndexRange: {INDEX_RANGE_HELP}")

@@ -27,6 +27,8 @@ class TargetResult:
     writer: str | None = None
     field: str | None = None
     message: str | None = None
+    method: str | None = None  # a command's (docs/commands.md)
+    outputs: tuple[ua.Variant, ...] | None = None  # a Call's OutputArguments
 
 
 def status_json(code: int) -> dict[str, Any]:
@@ -82,6 +84,13 @@ def build_response(
             t["Field"] = r.field
         if r.node_id is not None:
             t["NodeId"] = r.node_id
+        if r.method is not None:
+            t["Method"] = r.method
+        if r.outputs is not None:
+            try:
+                t["OutputArguments"] = [compact.encode_variant(v) for v in r.outputs]
+            except (EncodeError, ValueError, TypeError) as e:
+                message = f"{message + '; ' if message else ''}the outputs cannot be shown: {e}"
         if message is not None:
             t["Message"] = message
         targets.append(t)
