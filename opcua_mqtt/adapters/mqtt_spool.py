@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -67,7 +68,8 @@ class Entry:
         expiry = props.get("message_expiry_interval")
         if expiry is None:
             return props
-        left = int(expiry - (now - self.created))
+        # whole seconds, rounded up: a 1 s expiry after a 10 ms wait still has 1 s to live
+        left = math.ceil(expiry - (now - self.created))
         if left <= 0:
             return None
         return props if left >= expiry else {**props, "message_expiry_interval": left}

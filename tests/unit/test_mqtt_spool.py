@@ -152,6 +152,9 @@ def test_the_message_expiry_is_shortened_by_the_wait_and_ends_it() -> None:
         "response_topic": "r",
     }
     assert Entry(1, msg, spooled).live_properties(spooled + 60) is None
+    short = Outgoing("s", b"", properties={"message_expiry_interval": 1})
+    assert Entry(1, short, spooled).live_properties(spooled + 0.01) == short.properties
+    assert Entry(1, short, spooled).live_properties(spooled + 1.0) is None
     plain = Outgoing("d", b"")
     assert Entry(1, plain, spooled).live_properties(spooled + 10**6) == {}
 
