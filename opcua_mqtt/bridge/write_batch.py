@@ -112,6 +112,10 @@ class WriteQueue:
                 self.batches += 1
                 try:
                     await self._run(batch)
+                except Exception as e:  # noqa: BLE001 - a bug: each request answers it (failed)
+                    for job in batch:
+                        if not job.done.done():
+                            job.done.set_exception(e)
                 finally:
                     for job in batch:
                         if not job.done.done():  # cancelled while at the server
