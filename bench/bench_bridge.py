@@ -312,8 +312,13 @@ def has_line(child: Process, text: str) -> bool:
     return text in child.text().splitlines()
 
 
-def spawn_bridge(config: Path, workdir: Path) -> Process:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-bridge", str(config)]
+def spawn_bridge(config: Path, workdir: Path, naive: bool = False) -> Process:
+    """Our bridge in a child process, or with ``naive`` the naive one (naive_bridge.py)."""
+    here = Path(__file__).resolve()
+    if naive:
+        cmd = [sys.executable, str(here.with_name("naive_bridge.py")), str(config)]
+    else:
+        cmd = [sys.executable, str(here), "--run-bridge", str(config)]
     return spawn(cmd, workdir, "bridge", REPO_ROOT)
 
 
@@ -481,6 +486,7 @@ async def _wait_line(child: Process, kind: str, count: int, timeout: float) -> d
 
 async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, Any]:
     from cryptography import x509
+    from naive_bridge import NaiveSubscriber
 
     from harness.mosquitto import MosquittoBroker
     from harness.opcua_servers import start_opcua_server
@@ -545,19 +551,24 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         receiver = Receiver(size)
         # The bench signer is not bound to bench-<size> by a SAN URI: the subscriber allows it.
         signer_cert = x509.load_pem_x509_certificates(env.signer_chain.read_bytes())[0]
-        async with Subscriber(
-            mqtt,
-            trust=TrustStore.from_pem(env.trust_pem),
-            signers=SignerMap({f"bench-{size}": [signer_cert]}),
-            queue_size=100_000,
-        ) as sub:
+        subscriber = (
+            NaiveSubscriber(mqtt)
+            if args.naive
+            else Subscriber(
+                mqtt,
+                trust=TrustStore.from_pem(env.trust_pem),
+                signers=SignerMap({f"bench-{size}": [signer_cert]}),
+                queue_size=100_000,
+            )
+        )
+        async with subscriber as sub:
 
             async def consume() -> None:
                 async for ds in sub:
                     receiver.take(ds)
 
             consumer = asyncio.create_task(consume())
-            bridge = spawn_bridge(config, workdir)
+            bridge = spawn_bridge(config, workdir, naive=args.naive)
             stack.callback(bridge.stop)
             started = time.monotonic()
             while not has_line(bridge, "READY"):
@@ -703,12 +714,29 @@ PROFILE_ENTRIES = (
 )
 
 
-def print_profile(path: Path, top: int = 15) -> None:
-    stats = pstats.Stats(str(path))
-    table = stats.stats  # type: ignore[attr-defined]
+def profile_table(path: Path) -> tuple[dict[Any, Any], float, float]:
+    """A cProfile dump's table, and its busy and idle (waiting in epoll) seconds."""
+    table: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in table.values())
     idle = sum(v[2] for (f, _l, func), v in table.items() if "poll" in func and f == "~")
-    busy = max(total - idle, 1e-9)
+    return table, max(total - idle, 1e-9), idle
+
+
+def print_top(table: dict[Any, Any], busy: float, top: int, column: int = 2) -> None:
+    """The ``top`` functions by own time (``column`` 2) or cumulative time (3)."""
+    kind = "own" if column == 2 else "cumulative"
+    print(f"# top {top} functions by {kind} time (share of the busy time)")
+    rows = sorted(
+        ((k, v) for k, v in table.items() if not (k[0] == "~" and "poll" in k[2])),
+        key=lambda kv: -kv[1][column],
+    )[:top]
+    for (filename, line, func), v in rows:
+        short = "/".join(Path(filename).parts[-2:])
+        print(f"#   {100 * v[column] / busy:5.1f} %  {v[1]:>9} calls  {short}:{line}({func})")
+
+
+def print_profile(path: Path, top: int = 15) -> None:
+    table, busy, idle = profile_table(path)
     print(
         f"\n# bridge cProfile during the window: {busy:.2f} s busy, {idle:.2f} s waiting in "
         "epoll; share of the busy time (cumulative):"
@@ -717,14 +745,7 @@ def print_profile(path: Path, top: int = 15) -> None:
         cum = sum(v[3] for (f, _l, fn), v in table.items() if f.endswith(suffix) and fn == func)
         pad = "    of which " if indented else ""
         print(f"#   {pad + label:<46} {100 * cum / busy:5.1f} %")
-    print(f"# top {top} functions by own time (share of the busy time)")
-    rows = sorted(
-        ((k, v) for k, v in table.items() if not (k[0] == "~" and "poll" in k[2])),
-        key=lambda kv: -kv[1][2],
-    )[:top]
-    for (filename, line, func), v in rows:
-        short = "/".join(Path(filename).parts[-2:])
-        print(f"#   {100 * v[2] / busy:5.1f} %  {v[1]:>9} calls  {short}:{line}({func})")
+    print_top(table, busy, top)
 
 
 def print_row(r: dict[str, Any]) -> None:
@@ -792,6 +813,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"writer, QoS {args.qos}, queue size {args.queue_size}) -> Mosquitto TLS -> "
         f"Subscriber; window {args.seconds:g} s after {args.warmup:g} s warm-up"
         f"{'; PROFILED' if args.profile else ''}"
+        f"{'; THE NAIVE BRIDGE (bench/naive_bridge.py)' if args.naive else ''}"
     )
     print(
         f"# {dt.date.today()}, Python {platform.python_version()}, asyncua {version('asyncua')}, "
@@ -859,6 +881,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the bridge during the window"
+    )
+    parser.add_argument(
+        "--naive",
+        action="store_true",
+        help="measure the naive bridge (naive_bridge.py) instead of ours, the same way",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

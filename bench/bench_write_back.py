@@ -3,29 +3,34 @@
 process.
 
     python bench/bench_write_back.py [--requests 1000] [--concurrency 1,4,16] [--warmup 50]
+                                     [--nodes 16] [--profile]
 
-* the asyncua test server (``python -m harness.opcua_server --variables 200``), started as
-  the tests start it, in its own process;
+* the asyncua test server (``python -m harness.opcua_server --variables 200``, more when
+  ``--nodes`` needs more writable Doubles), started as the tests start it, in its own process;
 * Mosquitto with TLS on a free loopback port (stock settings, see harness/);
 * the bridge: ``opcua-mqtt run`` as a user runs it, on a configuration with one writer whose
-  field ``Double`` is a writable Double of the server and the only node write-back allows; the
-  rate limit is raised out of the way (``rate_per_s`` and ``burst`` 100,000); its log, with the
+  fields ``Double``, ``Double1``, ... are writable Doubles of the server and the only nodes
+  write-back allows; the
+  rate limits are raised out of the way (``rate_per_s``, ``burst``, ``total_rate_per_s`` and
+  ``total_burst`` 100,000); its log, with the
   one audit line per write, goes to a file;
 * this process: an MQTT 5 requester (``harness.write_back.Requester``, QoS 1), which sets
   the Response Topic and, as Correlation Data, the request's RequestId (a new UUID each).
 
-Each request writes one value, a new one each time. For each K of ``--concurrency`` the
-requester sends ``--requests`` requests with K in flight (K workers, each sending its next
-request when its answer has arrived); K = 1 is the sequential case. Latency is the requester's
-time from publishing a request to receiving its answer; writes/s is requests over the wall time
-of the batch. The bridge serves requests one at a time in arrival order (docs/write-back.md), so
-K > 1 overlaps only the MQTT and scheduling hops. Above the broker's Receive Maximum (20 for
-stock Mosquitto) requests wait in the requester's own send window and that wait is latency too.
+Each request writes one value, a new one each time, to the next of ``--nodes`` writable Doubles
+in turn. For each K of ``--concurrency`` the requester sends ``--requests`` requests with K in
+flight (K workers, each sending its next request when its answer has arrived); K = 1 is the
+sequential case. Latency is the requester's time from publishing a request to receiving its
+answer; writes/s is requests over the wall time of the batch. The bridge carries requests out in
+arrival order, in batches of those that wait while a Write is at the server (one Read and one
+Write per batch), but never two writes to one node in a batch (docs/write-back.md): with
+``--nodes 1`` it is one Write per request. Above the broker's Receive Maximum (20 for stock
+Mosquitto) requests wait in the requester's own send window and that wait is latency too.
 
 Every answer must be Good, name the request's RequestId and carry its Correlation Data, and the
-server must hold the last value answered at the end (an independent read): otherwise the bench
-exits with status 1. CPU is per process from /proc, as in bench_bridge.py, with the machine's
-total: the figures are only as good as the machine was quiet.
+server must hold the last value answered in each node at the end (an independent read):
+otherwise the bench exits with status 1. CPU is per process from /proc, as in bench_bridge.py,
+with the machine's total: the figures are only as good as the machine was quiet.
 """
 
 from __future__ import annotations
@@ -47,7 +52,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench_bridge import cpu_percent, percentile, proc_status_kib, snapshot
+from bench_bridge import (
+    cpu_percent,
+    percentile,
+    print_top,
+    proc_status_kib,
+    profile_table,
+    snapshot,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
@@ -56,6 +68,7 @@ from harness.bridge import EXE, simulated_fields  # noqa: E402
 from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker  # noqa: E402
 from harness.opcua_servers import OpcUaTestServer, start_opcua_server  # noqa: E402
 from harness.pki import generate_pki  # noqa: E402
+from harness.plant_model import VARIABLES_PER_MACHINE  # noqa: E402
 from harness.processes import Process, find_mosquitto, spawn  # noqa: E402
 from harness.write_back import (  # noqa: E402
     Requester,
@@ -82,22 +95,25 @@ class Batch:
 
 
 class Load:
-    """Sends write requests for the field ``W/Double``, each with a new value, and checks every
-    answer."""
+    """Sends write requests for writer W's ``nodes`` Double fields in turn, each with a new
+    value, and checks every answer."""
 
-    def __init__(self, requester: Requester) -> None:
+    def __init__(self, requester: Requester, nodes: int) -> None:
         self.requester = requester
+        self.nodes = nodes
         self.sent = 0
-        self.last_answered: float | None = None
+        #: field -> the value of its latest request answered (by the order sent)
+        self.last_answered: dict[str, tuple[int, float]] = {}
 
     async def one(self, failures: list[str]) -> float:
         """One round trip; returns its latency in seconds."""
         self.sent += 1
-        value = self.sent + 0.25
+        seq, value = self.sent, self.sent + 0.25
+        name = double_field(seq % self.nodes)
         rid = str(uuid.uuid4())
         request = {
             "RequestId": rid,
-            "Targets": [{"Writer": "W", "Field": "Double", "Value": value}],
+            "Targets": [{"Writer": "W", "Field": name, "Value": value}],
         }
         started = time.perf_counter()
         answer = await self.requester.ask(request, rid=rid)
@@ -107,7 +123,8 @@ class Load:
             failures.append(f"{rid}: {answer}")
         elif correlation not in ([rid.encode()], rid.encode()):
             failures.append(f"{rid}: correlation data {correlation!r}")
-        self.last_answered = value
+        if seq > self.last_answered.get(name, (0, 0.0))[0]:
+            self.last_answered[name] = (seq, value)
         return latency
 
     async def batch(self, count: int, in_flight: int, pids: dict[str, int]) -> Batch:
@@ -126,8 +143,11 @@ class Load:
         return Batch(in_flight, sorted(latencies), seconds, cpu, failures)
 
 
-def spawn_bridge(config: Path, workdir: Path) -> Process:
-    return spawn([EXE, "--log-format", "json", "run", str(config)], workdir, "bridge", REPO_ROOT)
+def spawn_bridge(config: Path, workdir: Path, profile: Path | None = None) -> Process:
+    """``opcua-mqtt run``; under cProfile (written to ``profile`` when it stops) if asked."""
+    profiler = [] if profile is None else [sys.executable, "-m", "cProfile", "-o", str(profile)]
+    command = [*profiler, EXE, "--log-format", "json", "run", str(config)]
+    return spawn(command, workdir, "bridge", REPO_ROOT)
 
 
 def start_broker(stack: contextlib.ExitStack, workdir: Path) -> MosquittoBroker:
@@ -147,30 +167,63 @@ def start_broker(stack: contextlib.ExitStack, workdir: Path) -> MosquittoBroker:
 
 
 def start_rig(
-    stack: contextlib.ExitStack, workdir: Path, *simulated: str, **limits: Any
-) -> tuple[MosquittoBroker, OpcUaTestServer, str, Path]:
-    """What both write-back benchmarks stand on, stopped by ``stack``: a TLS broker, the asyncua
-    test server (200 variables) and a configuration (not started) whose writer W holds the
-    ``simulated`` variables and the server's writable Double, and accepts writes to the Double
-    within the write-back ``limits``. Returns (broker, server, the Double's NodeId, path)."""
+    stack: contextlib.ExitStack, workdir: Path, *simulated: str, nodes: int = 1, **limits: Any
+) -> tuple[MosquittoBroker, OpcUaTestServer, list[str], Path]:
+    """What the write-back benchmarks stand on, stopped by ``stack``: a TLS broker, the asyncua
+    test server (200 variables, more when ``nodes`` needs them) and a configuration (not
+    started) whose writer W holds the ``simulated`` variables and ``nodes`` writable Doubles of
+    the server (fields ``Double``, ``Double1``, ...), and accepts writes to those within the
+    write-back ``limits``. Returns (broker, server, the Doubles' NodeIds, path)."""
     broker = start_broker(stack, workdir)
     # Blocking on purpose: nothing else runs yet, and a Ctrl-C cannot orphan the server.
-    server = start_opcua_server(workdir / "server", variables=200, timeout=120.0)
+    # Each machine of the test plant has a writable Double among its Parameters.
+    variables = max(200, 20 + VARIABLES_PER_MACHINE * nodes)
+    server = start_opcua_server(workdir / "server", variables=variables, timeout=120.0)
     stack.callback(server.stop)
-    node = writable_scalars(server)["Double"]["nodeid"]
-    double = {"name": "Double", "node_id": node, "builtin_type": "Double"}
-    fields = [*simulated_fields(server, *simulated), double]
-    config = write_back_config(workdir, server.endpoint, broker, fields, ["G/W/Double"], **limits)
-    return broker, server, node, config
+    first = writable_scalars(server)["Double"]["nodeid"]
+    others = [
+        v["nodeid"]
+        for v in server.variables
+        if v["writable"]
+        and v["builtin_type"] == "Double"
+        and v["value_rank"] == -1
+        and ".Parameters." in v["nodeid"]
+        and v["nodeid"] != first
+    ]
+    node_ids = [first, *others][:nodes]
+    if len(node_ids) < nodes:
+        raise SystemExit(f"the test server has {len(node_ids)} writable Doubles, not {nodes}")
+    names = [double_field(i) for i in range(nodes)]
+    doubles = [
+        {"name": name, "node_id": node, "builtin_type": "Double"}
+        for name, node in zip(names, node_ids, strict=True)
+    ]
+    fields = [*simulated_fields(server, *simulated), *doubles]
+    allow = [f"G/W/{name}" for name in names]
+    config = write_back_config(workdir, server.endpoint, broker, fields, allow, **limits)
+    return broker, server, node_ids, config
+
+
+def double_field(i: int) -> str:
+    """The name of writer W's field for the ``i``-th writable Double."""
+    return "Double" if i == 0 else f"Double{i}"
 
 
 async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch], dict[str, Any]]:
     with contextlib.ExitStack() as stack:
-        broker, server, node, config = start_rig(stack, workdir, rate_per_s=100_000, burst=100_000)
-        bridge = spawn_bridge(config, workdir)
+        broker, server, node_ids, config = start_rig(
+            stack,
+            workdir,
+            nodes=args.nodes,
+            rate_per_s=100_000,
+            burst=100_000,
+            total_rate_per_s=100_000,
+            total_burst=100_000,
+        )
+        bridge = spawn_bridge(config, workdir, workdir / "bridge.prof" if args.profile else None)
         stack.callback(bridge.stop)
         async with serving_requester(broker, bridge=bridge) as requester:
-            load = Load(requester)
+            load = Load(requester, args.nodes)
             pids = {
                 "bridge": bridge.pid,
                 "server": server.pid,
@@ -179,11 +232,14 @@ async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch],
             }
             warmup = await load.batch(args.warmup, 1, pids)
             batches = [await load.batch(args.requests, k, pids) for k in args.concurrency]
-            held = (await read_variant(server.endpoint, node)).Value
+            held = {
+                double_field(i): (await read_variant(server.endpoint, node)).Value
+                for i, node in enumerate(node_ids)
+            }
         info = {
             "warmup_failures": warmup.failures,
             "held": held,
-            "last_answered": load.last_answered,
+            "last_answered": {name: value for name, (_, value) in load.last_answered.items()},
             "bridge_hwm_mib": (proc_status_kib(bridge.pid, "VmHWM") or 0) / 1024,
         }
     return batches, info
@@ -214,24 +270,27 @@ def print_report(batches: list[Batch], info: dict[str, Any]) -> None:
             f"(sum {ours:.0f}; machine {machine:.0f} of {100 * (os.cpu_count() or 1)}, so "
             f"{machine - ours:.0f} % other work); {len(b.failures)} failed"
         )
+    same = sum(info["held"].get(k) == v for k, v in info["last_answered"].items())
     print(
-        f"#   bridge peak RSS {info['bridge_hwm_mib']:.0f} MiB; the server holds "
-        f"{info['held']!r}, the last value answered was {info['last_answered']!r}"
+        f"#   bridge peak RSS {info['bridge_hwm_mib']:.0f} MiB; the server holds the last value "
+        f"answered in {same} of {len(info['last_answered'])} nodes written"
     )
 
 
 def failed(batches: list[Batch], info: dict[str, Any]) -> list[str]:
     problems = [*info["warmup_failures"], *(f for b in batches for f in b.failures)]
-    if info["last_answered"] is not None and info["held"] != info["last_answered"]:
-        problems.append(f"the server holds {info['held']!r}, not {info['last_answered']!r}")
+    for name, value in info["last_answered"].items():
+        if info["held"].get(name) != value:
+            problems.append(f"the server holds {info['held'].get(name)!r} in {name}, not {value!r}")
     return problems
 
 
 async def run(args: argparse.Namespace) -> int:
     print(
         f"# write-back round trips: {args.requests:,} requests per batch, in flight "
-        f"{', '.join(map(str, args.concurrency))}, after {args.warmup} sequential warm-up "
-        "requests; MQTT 5 requester -> Mosquitto TLS -> `opcua-mqtt run` -> asyncua test server"
+        f"{', '.join(map(str, args.concurrency))}, to {args.nodes} nodes in turn, after "
+        f"{args.warmup} sequential warm-up requests; MQTT 5 requester -> Mosquitto TLS -> "
+        "`opcua-mqtt run` -> asyncua test server"
     )
     print(
         f"# {dt.date.today()}, Python {platform.python_version()}, asyncua {version('asyncua')}, "
@@ -240,7 +299,12 @@ async def run(args: argparse.Namespace) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-write-back-") as tmp:
         batches, info = await measure(Path(tmp), args)
-    print_report(batches, info)
+        print_report(batches, info)
+        if args.profile:
+            table, busy, idle = profile_table(Path(tmp) / "bridge.prof")
+            print(f"# bridge cProfile, whole run: {busy:.2f} s busy, {idle:.2f} s in epoll")
+            print_top(table, busy, 25, column=3)
+            print_top(table, busy, 15)
     problems = failed(batches, info)
     for problem in problems[:10]:
         print(f"FAILED {problem}", file=sys.stderr)
@@ -278,6 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--warmup", type=int, default=50, help="sequential requests first, not counted"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=_count,
+        default=16,
+        help="writable Doubles the requests write in turn (default 16; 1 = every request the "
+        "same node, which the bridge writes one request per Write, in request order)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="run the bridge under cProfile; print its top"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -101,7 +101,7 @@ async def flood(host: str, port: int, ca: str, count: int) -> None:
 async def measure(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         # The configuration's own write-back limits (20/s, bursts of 40 per requester).
-        broker, _server, _node, config = start_rig(
+        broker, _server, _nodes, config = start_rig(
             stack, workdir, "Counter", rate_per_s=20, burst=40
         )
         doc = yaml.safe_load(config.read_text())

@@ -21,7 +21,8 @@ It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
   node-opcua writes ns=0;i=24187, a matrix whose dimensions do not fit its elements) next to a
   plain Double, listed in the manifest under ``oddities``;
 * a ``Control`` object whose methods change the model at run time (AddVariable, ChangeDataType,
-  DeleteVariable) or count the values clients wrote (WriteCount), and ``Plant/Simulation``
+  DeleteVariable) or count the values clients wrote (WriteCount) and the Write calls that
+  carried them (WriteCalls), and ``Plant/Simulation``
   variables that change every 100 ms;
 * with ``--churn N``, N more Double variables ``Plant/Churn/Block<k>/V<i>`` (string NodeIds
   ``Plant.Churn.V<i>``, listed in the manifest under ``churn``) that all get a new value every

@@ -21,12 +21,13 @@ _logger = logging.getLogger("harness.opcua_server")
 
 
 async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
-    """Add AddVariable, ChangeDataType, DeleteVariable, WriteCount and RaiseEvent to the
-    Control object.
+    """Add AddVariable, ChangeDataType, DeleteVariable, WriteCount, WriteCalls and RaiseEvent to
+    the Control object.
 
     WriteCount returns how many values clients have asked the Write service to write so far
     (the server's own changes do not count): a test can tell that nothing was written even
-    where a write would have left a value as it was."""
+    where a write would have left a value as it was. WriteCalls returns how many Write service
+    calls carried them: a test can tell how a client batched its writes."""
     from asyncua import ua
     from asyncua.common.callback import CallbackType
 
@@ -46,16 +47,21 @@ async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
         return list(await server.get_namespace_array())
 
     written = 0
+    calls = 0
 
     def count_writes(event: Any, _dispatcher: Any) -> None:
-        nonlocal written
+        nonlocal written, calls
         if event.is_external:
             written += len(event.request_params.NodesToWrite)
+            calls += 1
 
     server.subscribe_server_callback(CallbackType.PostWrite, count_writes)
 
     async def write_count(_parent: Any) -> Any:
         return [ua.Variant(written, ua.VariantType.UInt32)]
+
+    async def write_calls(_parent: Any) -> Any:
+        return [ua.Variant(calls, ua.VariantType.UInt32)]
 
     async def add_variable(_parent: Any, name: Any) -> Any:
         text = name.Value if isinstance(name, ua.Variant) else name
@@ -209,6 +215,20 @@ async def add_control_methods(server: Any, model: Model) -> dict[str, Any]:
                 DataType=ua.NodeId(ua.ObjectIds.UInt32),
                 ValueRank=-1,
                 Description=ua.LocalizedText("values written by clients so far"),
+            )
+        ],
+    )
+    methods["WriteCalls"] = await control.add_method(
+        ua.NodeId("Control.WriteCalls", ns, ua.NodeIdType.String),
+        ua.QualifiedName("WriteCalls", ns),
+        write_calls,
+        [],
+        [
+            ua.Argument(
+                Name="Count",
+                DataType=ua.NodeId(ua.ObjectIds.UInt32),
+                ValueRank=-1,
+                Description=ua.LocalizedText("Write service calls by clients so far"),
             )
         ],
     )

@@ -421,7 +421,7 @@ async def build_address_space(server: Any, variables: int) -> Model:
       Limits/ShortString, ShortBytes   writable, with a MaxStringLength / MaxByteStringLength
                                        Property (:data:`LIMITED`)
     Objects/Control (s=Control)        methods AddVariable, ChangeDataType, DeleteVariable,
-                                       WriteCount
+                                       WriteCount, WriteCalls
     Objects/Oddities (s=Oddities)      EmptyMatrix, BadShape: values written as other servers
                                        write them (see below); Plain, a Double
     """

@@ -220,6 +220,15 @@ async def read_variant(endpoint: str, node_id: str) -> ua.Variant:
         return (await client.get_node(parse_nodeid(node_id, ns)).read_data_value()).Value
 
 
+async def server_count(server: OpcUaTestServer, method: str = "WriteCount") -> int:
+    """The test server's own count of what clients wrote so far: the values (``WriteCount``)
+    or the Write service calls that carried them (``WriteCalls``)."""
+    async with Client(server.endpoint, timeout=10) as client:
+        ns = await client.get_namespace_array()
+        control = client.get_node(parse_nodeid(server.manifest["control"]["object"], ns))
+        return int(await control.call_method(parse_nodeid(server.manifest["control"][method], ns)))
+
+
 def check_response(answer: Any) -> None:
     """Fail unless ``answer`` is valid against the write-response schema."""
     errors = list(validator("write-response").iter_errors(answer))

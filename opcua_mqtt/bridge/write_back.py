@@ -5,15 +5,16 @@ cap (before anything is parsed: a refusal is counted, not logged one by one), si
 schema, reply topic (below the reply prefixes, never the Part 14 tree), the requester's signature
 and permission, deadline and MQTT 5 message expiry, idempotency (a repeated RequestId of the same
 requester gets the first answer again, nothing is written twice), then per target: the
-requester's allow-list, the server's
-AccessLevel and UserAccessLevel, exact conversion to the node's DataType (strings within the
-node's and the server's MaxStringLength, ByteStrings within MaxByteStringLength); only then one
-batched Write. Every request and target is logged once: a refusal with its reason, a Write with
-the old value, the new value, the result and who asked; every answer says who asked and is
-signed with the bridge's metadata signing key when it has one. Nothing here can stop publishing:
-a failure becomes an error response (or only a log line when there is nowhere to answer), and an
-answer is never published to a topic the broker would refuse, since the broker drops a client
-that does so.
+requester's allow-list, the server's AccessLevel and UserAccessLevel, exact conversion to the
+node's DataType (strings within the node's and the server's MaxStringLength, ByteStrings within
+MaxByteStringLength); only then the Write. Requests are carried out in arrival order, those that
+wait together in one batch: one Read and one Write for all of them (write_batch.py). Every
+request and target is logged once: a refusal with its reason, a Write with the old value, the
+new value, the result and who asked; every answer says who asked and is signed with the
+bridge's metadata signing key when it has one. Nothing here can stop publishing: a failure
+becomes an error response (or only a log line when there is nowhere to answer), and an answer
+is never published to a topic the broker would refuse, since the broker drops a client that
+does so.
 """
 
 from __future__ import annotations
@@ -33,17 +34,14 @@ from opcua_mqtt.adapters.opcua.session import OpcUaSession
 from opcua_mqtt.bridge.commands import Commands
 from opcua_mqtt.bridge.write_back_support import (
     BRIEF,
-    canonical_or_none,
     extra,
     failure_status,
-    int_value,
-    length_limits,
     lenient,
     prop,
     publishable,
     status_name,
 )
-from opcua_mqtt.core.errors import DecodeError
+from opcua_mqtt.bridge.write_batch import Job, TargetWriter, WriteQueue, claims_of
 from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.rate_limit import RefusalTally, RequesterLimits
 from opcua_mqtt.core.request_auth import (
@@ -55,16 +53,12 @@ from opcua_mqtt.core.request_auth import (
     request_digest,
 )
 from opcua_mqtt.core.signing import Signer, sign_message
-from opcua_mqtt.core.uajson.codec import JsonCodec
-from opcua_mqtt.core.write_request.convert import convert_value
 from opcua_mqtt.core.write_request.request import (
-    ConversionError,
     RequestError,
-    Target,
     WriteRequest,
     parse_request,
 )
-from opcua_mqtt.core.write_request.response import TargetResult, build_response, error_response
+from opcua_mqtt.core.write_request.response import error_response
 
 _log = logging.getLogger(__name__)
 
@@ -117,7 +111,10 @@ class WriteBack:
         self._rate_refused = RefusalTally()
         self._summary: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._lock = asyncio.Lock()  # one request at a time: writes stay in arrival order
+        self._targets = TargetWriter(
+            allowed=settings.allowed, auth=settings.auth, fields=self._fields, session=session
+        )
+        self._queue = WriteQueue(self._run_batch)  # arrival order, batched (write_batch.py)
         self._commands = Commands(settings.commands_allow)
         # requests by result (the metrics read them): good, bad (a target not written),
         # refused (as a whole), failed (an exception: outcome unknown), duplicate,
@@ -208,16 +205,12 @@ class WriteBack:
             digest = request_digest(request)
             if request_id is not None and self._cached(key, digest, reply, correlation, who):
                 return
-            async with self._lock:
-                # Again inside the lock, as the request may have waited for it: a copy that
-                # arrived meanwhile must not write twice, and a stale request not at all.
-                if request_id is not None and self._cached(key, digest, reply, correlation, who):
-                    return
-                self._check_in_time(request, expires)
-                response = self._seal(await self._execute(request, who), who)
-            if request_id is not None:
-                self._seen.put(key, response, self._monotonic(), digest)
-            self._answer(reply, correlation, response)
+            claims = claims_of(request, who, self._fields)
+            job = Job(request, who, key, digest, expires, reply, correlation, claims)
+            self._queue.submit(job)
+            response = await job.done
+            if response is not None:
+                self._answer(reply, correlation, response)
         except RequestError as e:
             self._count("refused")
             self._refuse_whole(payload, request_id, who, reply, correlation, e.status, e.message)
@@ -237,6 +230,52 @@ class WriteBack:
                 failure_status(e),
                 f"failed ({type(e).__name__}); whether anything was written is unknown",
             )
+
+    async def _run_batch(self, jobs: list[Job]) -> None:
+        """Carry out a batch of requests whose turn has come; settles every job. Idempotency,
+        deadline and expiry are checked again, as a request may have waited: a copy answered
+        meanwhile must not write twice, and a stale request not at all."""
+        live: list[Job] = []
+        for job in jobs:
+            try:
+                if job.request.request_id is not None and self._cached(
+                    job.key, job.digest, job.reply, job.correlation, job.who
+                ):
+                    job.done.set_result(None)
+                    continue
+                self._check_in_time(job.request, job.expires)
+            except RequestError as e:
+                job.done.set_exception(e)
+                continue
+            live.append(job)
+        if not live:
+            return
+        try:
+            outcomes = await self._outcomes(live)
+        except Exception as e:  # noqa: BLE001 - each request answers it (see _serve)
+            for job in live:
+                job.done.set_exception(e)
+            return
+        for job, (response, good) in zip(live, outcomes, strict=True):
+            self._count("good" if good else "bad")
+            sealed = self._seal(response, job.who)
+            if job.request.request_id is not None:
+                self._seen.put(job.key, sealed, self._monotonic(), job.digest)
+            job.done.set_result(sealed)
+
+    async def _outcomes(self, jobs: list[Job]) -> list[tuple[dict[str, Any], bool]]:
+        """The answers to ``jobs`` in their order: the writes in one batch, the commands
+        (Acknowledge, Call, ...: targets that are all commands, bridge/commands.py) one by one."""
+        writes = [job for job in jobs if job.request.targets[0].command is None]
+        written = iter(await self._targets.execute(writes) if writes else [])
+        session = self._session()
+        out = []
+        for job in jobs:
+            if job.request.targets[0].command is None:
+                out.append(next(written))
+            else:
+                out.append(await self._commands.execute(job.request, job.who, session))
+        return out
 
     def _reply_problem(self, reply: str) -> str | None:
         if not publishable(reply):
@@ -308,7 +347,7 @@ class WriteBack:
             "write request %s from %s refused (%s): %s",
             request_id or "(no id)",
             who,
-            status_name,
+            symbol,
             message,
             extra=extra(request_id, who, result=symbol),
         )
@@ -336,186 +375,3 @@ class WriteBack:
 
     def _count(self, result: str) -> None:
         self.counts[result] = self.counts.get(result, 0) + 1
-
-    def _refuse(
-        self,
-        request_id: str | None,
-        who: Identity,
-        target: Target,
-        status: int,
-        node_id: str | None,
-        message: str,
-    ) -> TargetResult:
-        """A target refused before the Write: logged once, with the reason and the value."""
-        symbol = status_name(status)
-        _log.warning(
-            "write request %s from %s: %s not written (%s): %s; value %s",
-            request_id or "(no id)",
-            who,
-            BRIEF.repr(target.label),
-            status_name,
-            message,
-            BRIEF.repr(target.value),
-            extra=extra(request_id, who, node_id=node_id or target.label, result=symbol),
-        )
-        return TargetResult(
-            status=int(status),
-            node_id=node_id,
-            writer=target.writer,
-            field=target.field,
-            message=message,
-        )
-
-    async def _execute(self, request: WriteRequest, who: Identity) -> dict[str, Any]:
-        session = self._session()
-        if request.targets[0].command is not None:  # the request's targets are all commands
-            response, good = await self._commands.execute(request, who, session)
-            self._count("good" if good else "bad")
-            return response
-        allowed = self.settings.auth.allowed(who, self.settings.allowed)
-        codec = JsonCodec() if session is None else await session.codec()
-        results: list[TargetResult | None] = []
-        pending: list[tuple[int, Target, str, ua.NodeId]] = []
-        rid = request.request_id
-
-        def refuse(target: Target, status: int, node_id: str | None, message: str) -> None:
-            results.append(self._refuse(rid, who, target, status, node_id, message))
-
-        for i, target in enumerate(request.targets):
-            node_text = target.node_id
-            if node_text is None:
-                node_text = self._fields.get((target.writer or "", target.field or ""))
-                if node_text is None:
-                    refuse(
-                        target, S.BadNodeIdUnknown, None, f"no field {target.writer}/{target.field}"
-                    )
-                    continue
-            canonical = canonical_or_none(node_text)
-            if canonical not in allowed:
-                why = (
-                    f"not permitted for {who.name}"
-                    if canonical in self.settings.allowed
-                    else "not on the write-back allow-list"
-                )
-                refuse(target, S.BadUserAccessDenied, node_text, why)
-                continue
-            if session is None:
-                refuse(
-                    target, S.BadServerNotConnected, node_text, "the OPC UA server is not connected"
-                )
-                continue
-            try:
-                node_id = codec.decode_node_id(node_text)
-            except DecodeError as e:
-                refuse(target, S.BadNodeIdInvalid, node_text, str(e))
-                continue
-            results.append(None)
-            pending.append((i, target, node_text, node_id))
-        if pending and session is not None:
-            await self._write(session, codec, rid, who, pending, results)
-        final = [r for r in results if r is not None]
-        self._count("good" if all(r.status == 0 for r in final) else "bad")
-        return build_response(request.request_id, final, codec)
-
-    async def _write(
-        self,
-        session: OpcUaSession,
-        codec: JsonCodec,
-        rid: str | None,
-        who: Identity,
-        pending: list[tuple[int, Target, str, ua.NodeId]],
-        results: list[TargetResult | None],
-    ) -> None:
-        attrs = (
-            ua.AttributeIds.DataType,
-            ua.AttributeIds.ValueRank,
-            ua.AttributeIds.ArrayDimensions,
-            ua.AttributeIds.AccessLevel,
-            ua.AttributeIds.UserAccessLevel,
-            ua.AttributeIds.Value,
-        )
-        read = await session.read(
-            [ua.ReadValueId(NodeId=n, AttributeId=a) for _, _, _, n in pending for a in attrs]
-        )
-        builtins = await session.builtin_types(
-            dv.Value.Value for dv in read[:: len(attrs)] if dv.StatusCode.is_good()
-        )
-        limits = await session.string_limits(
-            {
-                node_id: builtins[dtype.Value.Value]
-                for (_, _, _, node_id), dtype in zip(pending, read[:: len(attrs)], strict=True)
-                if dtype.StatusCode.is_good()
-            },
-        )
-        writes: list[tuple[int, Target, str, ua.Variant, Any]] = []
-        for k, (i, target, text, node_id) in enumerate(pending):
-            dtype, rank, dims, access, user_access, old = read[
-                k * len(attrs) : (k + 1) * len(attrs)
-            ]
-            if not dtype.StatusCode.is_good():
-                results[i] = self._refuse(
-                    rid, who, target, dtype.StatusCode.value, text, "cannot read the node"
-                )
-                continue
-            writable = int_value(access) & _WRITE_BIT and (
-                not user_access.StatusCode.is_good() or int_value(user_access) & _WRITE_BIT
-            )
-            if not writable:
-                results[i] = self._refuse(
-                    rid,
-                    who,
-                    target,
-                    S.BadNotWritable,
-                    text,
-                    "the server says this node is not writable",
-                )
-                continue
-            try:
-                variant = convert_value(
-                    target.value,
-                    builtin_type=builtins[dtype.Value.Value],
-                    value_rank=int(rank.Value.Value) if rank.StatusCode.is_good() else -1,
-                    array_dimensions=tuple(dims.Value.Value or ())
-                    if dims.StatusCode.is_good() and dims.Value is not None and dims.Value.Value
-                    else (),
-                    codec=codec,
-                    index_range=target.index_range,
-                    **length_limits(limits[node_id]),
-                )
-            except ConversionError as e:
-                results[i] = self._refuse(rid, who, target, e.status, text, e.message)
-                continue
-            writes.append((i, target, text, variant, old.Value.Value if old.Value else None))
-        if not writes:
-            return
-        statuses = await session.write(
-            [
-                ua.WriteValue(
-                    NodeId=codec.decode_node_id(text),
-                    AttributeId=ua.AttributeIds.Value,
-                    IndexRange=target.index_range,
-                    Value=ua.DataValue(variant),
-                )
-                for _, target, text, variant, _ in writes
-            ]
-        )
-        for (i, target, text, variant, old_value), status in zip(writes, statuses, strict=True):
-            code = status.value
-            symbol = status_name(code)
-            _log.info(
-                "write request %s from %s: wrote %s: %s -> %s: %s",
-                rid or "(no id)",
-                who,
-                BRIEF.repr(text),
-                BRIEF.repr(old_value),
-                BRIEF.repr(variant.Value),
-                status_name,
-                extra=extra(rid, who, node_id=text, result=symbol),
-            )
-            results[i] = TargetResult(
-                status=code,
-                written=variant if code == 0 else None,
-                node_id=text,
-                writer=target.writer,
-                field=target.field,
-            )

@@ -203,6 +203,8 @@ class Signer:
     alg: str | None = None
     _x5c: tuple[str, ...] = field(init=False, repr=False)
     _thumbprint: str = field(init=False, repr=False)
+    #: The encoded protected header of the current second (see :meth:`protected`).
+    _protected: dict[int, str] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         key = self.private_key
@@ -291,6 +293,19 @@ class Signer:
             "iat": int(issued_at.timestamp() // 1),
         }
 
+    def protected(self, issued_at: datetime) -> str:
+        """The encoded protected header for ``issued_at``: the same for every message signed
+        within one second (``iat``), so made once a second rather than once a message (its
+        certificate chain is most of a write-back answer's canonicalisation)."""
+        header = self.header(issued_at)
+        iat = header["iat"]
+        encoded = self._protected.get(iat)
+        if encoded is None:
+            encoded = _b64url(canonicalize(header))
+            self._protected.clear()
+            self._protected[iat] = encoded
+        return encoded
+
     def sign_bytes(self, data: bytes) -> bytes:
         """The JWS signature value (raw r||s for ES256) of ``data``."""
         return sign_raw(self.private_key, data)
@@ -317,7 +332,7 @@ def sign_message(message: dict[str, Any], signer: Signer, *, issued_at: datetime
     if SIGNATURE_MEMBER in message:
         raise ValueError(f"message already has a {SIGNATURE_MEMBER!r} member")
     payload = canonicalize(message)
-    protected = _b64url(canonicalize(signer.header(issued_at)))
+    protected = signer.protected(issued_at)
     signing_input = f"{protected}.{_b64url(payload)}".encode("ascii")
     signature = _b64url(signer.sign_bytes(signing_input))
     signed = dict(message)

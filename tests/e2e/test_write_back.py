@@ -34,6 +34,7 @@ from harness.write_back import (
     check_response,
     pick_new_value,
     read_variant,
+    server_count,
     serving_requester,
     write_back_config,
 )
@@ -108,6 +109,59 @@ async def test_every_writable_type_is_written_exactly_and_confirmed_by_an_indepe
     for type_name, want in expected.items():
         got = await read_variant(server.endpoint, setup["writable"][type_name]["nodeid"])
         assert_ua_equal(got, want)
+
+
+async def test_concurrent_requests_share_write_calls_and_each_gets_its_own_results(
+    setup: dict[str, Any], requester: Requester
+) -> None:
+    """Requests that arrive together are carried out in fewer OPC UA Write calls than requests
+    (the server counts the calls), each answered with its own results. Two requests that write
+    one node are never in one Write: they are written in request order, and each audit line
+    has the value its write replaced."""
+    server, proc = setup["server"], setup["proc"]
+    requests: list[dict[str, Any]] = []
+    expected = {}
+    async with Client(server.endpoint, timeout=10) as client:
+        ns = await client.get_namespace_array()
+        codec = JsonCodec(namespaces=NamespaceTable(ns))
+        for type_name, pair in CANDIDATES.items():
+            node = setup["writable"][type_name]["nodeid"]
+            current = (await client.get_node(parse_nodeid(node, ns)).read_data_value()).Value
+            vt = ua.VariantType[type_name]
+            choice, expected[type_name] = pick_new_value(codec, pair, vt, current)
+            requests.append({"Targets": [{"Writer": "W", "Field": type_name, "Value": choice}]})
+    requests += [
+        {"Targets": [{"Writer": "W", "Field": "Double", "Value": v}]} for v in (101.5, 102.5)
+    ]
+    requests.append({"Targets": [{"Writer": "W", "Field": "ReadOnly", "Value": 1.0}]})
+    for r in requests:
+        r["RequestId"] = str(uuid.uuid4())
+    calls_before = await server_count(server, "WriteCalls")
+    answers = await asyncio.gather(*(requester.ask(r) for r in requests))
+    calls = await server_count(server, "WriteCalls") - calls_before
+
+    for request, answer in zip(requests, answers, strict=True):
+        check_response(answer)
+        assert answer["RequestId"] == request["RequestId"]
+    assert [a["Result"]["Code"] for a in answers[:-1]] == [0] * (len(requests) - 1), answers
+    assert answers[-1]["Targets"][0]["Status"]["Symbol"] == "BadNotWritable"
+    writing = len(requests) - 1  # the last one is refused before the Write
+    assert 1 <= calls < writing, f"{calls} Write calls for {writing} requests"
+    for type_name, want in expected.items():
+        if type_name != "Double":
+            got = await read_variant(server.endpoint, setup["writable"][type_name]["nodeid"])
+            assert_ua_equal(got, want)
+    assert (
+        await read_variant(server.endpoint, setup["writable"]["Double"]["nodeid"])
+    ).Value == 102.5
+
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    wrote = {r.get("request_id"): r["message"] for r in proc.records() if "wrote" in r["message"]}
+    assert len(wrote) == writing  # one audit line per write
+    first, second = (r["RequestId"] for r in requests[-3:-1])
+    assert "-> 101.5: Good" in wrote[first]
+    assert "101.5 -> 102.5: Good" in wrote[second]
 
 
 async def test_refusals_are_answered_and_nothing_is_written(

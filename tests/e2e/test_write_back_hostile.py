@@ -48,6 +48,7 @@ from harness.write_back import (
     WriteBackNodes,
     check_response,
     read_variant,
+    server_count,
     serving_requester,
     write_back_config,
 )
@@ -731,15 +732,6 @@ async def data_stream(plant: dict[str, Any]) -> AsyncIterator[MqttProbe]:
 # ------------------------------------------------------------------------------------ checks
 
 
-async def write_count(server: OpcUaTestServer) -> int:
-    """Values clients have written to the server so far, by the server's own count."""
-    async with Client(server.endpoint, timeout=10) as client:
-        ns = await client.get_namespace_array()
-        control = client.get_node(parse_nodeid(server.manifest["control"]["object"], ns))
-        method = parse_nodeid(server.manifest["control"]["WriteCount"], ns)
-        return int(await control.call_method(method))
-
-
 async def read_values(server: OpcUaTestServer, node_ids: list[str]) -> list[str]:
     async with Client(server.endpoint, timeout=10) as client:
         ns = await client.get_namespace_array()
@@ -861,7 +853,7 @@ async def test_thousands_of_hostile_requests_are_refused_answered_logged_and_nev
     # The flood: refusals as a whole, every one answerable (so that each tells whether the
     # rate limiter or its own fault refused it).
     flood = [replace(c, reply="v5") for b in batches(whole_case(p), FLOOD_BATCHES) for c in b]
-    writes_before = await write_count(server)
+    writes_before = await server_count(server)
     values_before = await read_values(server, list(plant["allowed"].values()))
     stream = dataset_messages(data_stream)
     phases: dict[str, Counter[int]] = {}
@@ -921,7 +913,7 @@ async def test_thousands_of_hostile_requests_are_refused_answered_logged_and_nev
     assert 1 <= len(rate_answers) <= 1 + flood_seconds / 10, len(rate_answers)
 
     # Nothing was written: by the server's own count, and by an independent read.
-    assert await write_count(server) == writes_before
+    assert await server_count(server) == writes_before
     assert await read_values(server, list(plant["allowed"].values())) == values_before
 
     # Every refusal logged once: per request refused as a whole or answered from the cache,
@@ -969,4 +961,4 @@ async def test_thousands_of_hostile_requests_are_refused_answered_logged_and_nev
         )
     assert answer["Result"]["Code"] == 0, answer
     assert (await read_variant(server.endpoint, double)).Value == value
-    assert await write_count(server) == writes_before + 1
+    assert await server_count(server) == writes_before + 1

@@ -346,6 +346,23 @@ def test_signing_is_deterministic_apart_from_the_signature_value(pki: Pki) -> No
     assert first == second
 
 
+def test_one_signer_writes_each_seconds_header_with_its_own_iat(
+    pki: Pki, trust: TrustStore
+) -> None:
+    """The encoded protected header is made once a second: messages signed in one second share
+    it, the next second has its own iat, and a second already past is made again."""
+    signer = _signer(pki.es256)
+    later = NOW + timedelta(seconds=1.5)
+    signed = [
+        sign_message(metadata_message(), signer, issued_at=t)
+        for t in (NOW, NOW + timedelta(milliseconds=900), later, NOW)
+    ]
+    iats = [_header(m)["iat"] for m in signed]
+    assert iats == [int(NOW.timestamp())] * 2 + [int(later.timestamp()), int(NOW.timestamp())]
+    for message in signed:
+        assert _verify(message, trust).ok
+
+
 # ---------------------------------------------------------------------------------------------
 # successful verification
 

@@ -42,6 +42,7 @@ from opcua_mqtt.core.write_request.request import (
     RequestError,
     Target,
     WriteRequest,
+    fast_valid,
     parse_request,
     valid_request_id,
 )
@@ -1220,6 +1221,70 @@ def mutated_requests(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         obj = _mutate(draw, obj)
     return json.dumps(obj).encode()  # NaN / Infinity included: json.dumps writes them
+
+
+#: Strings at the edges of the request schema's string rules (and some well inside them).
+_EDGE_STRINGS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(
+        [
+            "",
+            "/",
+            "a/b",
+            "\x00",
+            "a\x7f",
+            "\u0085",
+            "a\n",
+            "x" * 128,
+            "x" * 129,
+            "x" * 257,
+            "$SYS/x",
+            "a+b",
+            "#",
+            "nsu=u;s=1",
+            "ns=2;s=1",
+            "i=1",
+            "1:3",
+            "0:1,2:3",
+            "3:",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01t00:00:00.5+23:59",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2024-12-31T23:59:60Z",
+            "2026-01-01T00:00:00",
+            "ab..cd",
+            "x..y.z",
+            "\ud800",
+        ]
+    ),
+)
+
+
+@st.composite
+def near_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid requests with one to three string members, at the top or in a target, set to an
+    edge string (an unknown member among them)."""
+    obj = draw(valid_requests())
+    members = ["RequestId", "Deadline", "ReplyTo", "JwsSignature", "Writer", "Field"]
+    members += ["NodeId", "IndexRange", "Other"]
+    for _ in range(draw(st.integers(1, 3))):
+        where = obj if draw(st.booleans()) else draw(st.sampled_from(obj["Targets"]))
+        where[draw(st.sampled_from(members))] = draw(_EDGE_STRINGS)
+    return obj
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(obj=st.one_of(near_requests(), mutated_requests().map(json.loads)))
+def test_the_fast_schema_check_accepts_nothing_the_schema_refuses(obj: Any) -> None:
+    if isinstance(obj, dict) and fast_valid(obj):
+        assert validator(REQUEST_SCHEMA).is_valid(obj), obj
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(obj=valid_requests())
+def test_the_fast_schema_check_takes_the_valid_requests(obj: dict[str, Any]) -> None:
+    assert fast_valid(obj)
 
 
 def _only_request_errors(payload: bytes, **kw: Any) -> None:

@@ -268,7 +268,100 @@ _PATTERN_HELP: Final = {
 _TARGET_SHAPE: Final = "a target names either Writer and Field, or NodeId, and has a Value"
 
 
+@dataclass(frozen=True)
+class _StringRule:
+    """A ``"type": "string"`` rule of the request schema: lengths and pattern, as jsonschema
+    applies them (``pattern`` is searched, lengths count code points)."""
+
+    min_length: int
+    max_length: int
+    pattern: re.Pattern[str]
+    date_time: bool  # format "date-time": also readable by Python (else jsonschema judges)
+
+    @classmethod
+    def of(cls, rule: dict[str, Any]) -> _StringRule:
+        if (
+            rule.get("type") != "string"
+            or set(rule) - _STRING_KEYWORDS
+            or rule.get("format", "date-time") != "date-time"
+        ):
+            raise ValueError(f"not a plain string rule: {sorted(rule)}")
+        return cls(
+            rule.get("minLength", 0),
+            rule.get("maxLength", 2**63),
+            re.compile(rule["pattern"]),
+            "format" in rule,
+        )
+
+    def ok(self, value: object) -> bool:
+        return (
+            isinstance(value, str)
+            and self.min_length <= len(value) <= self.max_length
+            and self.pattern.search(value) is not None
+            and (not self.date_time or _iso_datetime(value))
+        )
+
+
+_STRING_KEYWORDS: Final = frozenset(
+    {"type", "minLength", "maxLength", "pattern", "format", "description"}
+)
+
+
+@cache
+def _fast_rules() -> tuple[dict[str, _StringRule], dict[str, _StringRule]]:
+    """The string rules of the request's members and of a target's, read from the schema."""
+    schema = load_schema(REQUEST_SCHEMA)
+    defs = schema["$defs"]
+    top = {k: _StringRule.of(v) for k, v in schema["properties"].items() if k != "Targets"}
+    target = {
+        k: _StringRule.of(defs[v["$ref"].rsplit("/", 1)[1]] if "$ref" in v else v)
+        for k, v in defs["Target"]["properties"].items()
+        if k != "Value"
+    }
+    return top, target
+
+
+def fast_valid(obj: dict[str, Any]) -> bool:
+    """Whether the request schema surely accepts ``obj``, checked directly: True only where
+    the schema's rules (its string rules, the members allowed and required, the Writer+Field
+    or NodeId choice) all hold; False means "ask jsonschema", which finds the error or accepts
+    (a Deadline Python cannot read, for one). jsonschema took most of the time of parsing a
+    request; the property test in tests/unit/test_write_request.py holds the two together."""
+    top, target_rules = _fast_rules()
+    for key, value in obj.items():
+        if key == "Targets":
+            continue
+        rule = top.get(key)
+        if rule is None or not rule.ok(value):
+            return False
+    targets = obj.get("Targets")
+    if not isinstance(targets, list) or not targets:
+        return False
+    for t in targets:
+        if not isinstance(t, dict) or "Value" not in t:
+            return False
+        for key, value in t.items():
+            if key != "Value" and not ((rule := target_rules.get(key)) and rule.ok(value)):
+                return False
+        by_node = "NodeId" in t
+        if by_node == ("Writer" in t or "Field" in t):
+            return False
+        if not by_node and not ("Writer" in t and "Field" in t):
+            return False
+    return True
+
+
+def _iso_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _validate(obj: dict[str, Any]) -> None:
+    if fast_valid(obj):
+        return
     try:
         error = best_match(validator(REQUEST_SCHEMA).iter_errors(obj))
     except RecursionError:  # jsonschema renders the instance into its messages
