@@ -38,6 +38,7 @@ class GroupPlan:
     settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
     bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
     queue_name: str | None = None  # the group's own custom topic; None: the standard tree
+    source: str = "default"  # the OPC UA server (bridge/sources.py) its fields come from
 
     def __post_init__(self) -> None:
         if self.bundle_writers and any(
@@ -65,6 +66,8 @@ class BridgePlan:
     status_interval_s: float = 60.0
     # Longest wait between attempts to reach the OPC UA server (config opcua.reconnect_max_s).
     opcua_reconnect_max_s: float = 4.0
+    # Per source name, when sources differ (config sources[].reconnect_max_s).
+    source_reconnect_max_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +115,10 @@ def writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
     return ua.WriterGroupDataType(
         Name=g.name,
         Enabled=True,
+        # the OPC UA server its fields come from (bridge/sources.py; docs/operations.md)
+        GroupProperties=[
+            ua.KeyValuePair(ua.QualifiedName("Source"), ua.Variant(g.source, ua.VariantType.String))
+        ],
         PublishingInterval=g.publishing_interval_ms,
         MessageSettings=ua.JsonWriterGroupMessageDataType(
             NetworkMessageContentMask=int(s.network_mask)

@@ -24,19 +24,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua import OpcUaConnectionError
-from opcua_mqtt.adapters.opcua.outage import Outage
-from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
-from opcua_mqtt.adapters.opcua.source import MonitoredField
+from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession
+from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
 from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
-from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
+from opcua_mqtt.bridge.field_health import FieldHealth, FieldReport, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
     BridgePlan,
@@ -46,7 +44,9 @@ from opcua_mqtt.bridge.plan import (
     metadata_topic,
     writer_group,
 )
+from opcua_mqtt.bridge.sources import Source, make_sources
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
+from opcua_mqtt.bridge.write_back_support import canonical_or_none
 from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.field_key import FieldKey
@@ -97,22 +97,22 @@ class Bridge:
         self,
         plan: BridgePlan,
         mqtt: MqttOptions,
-        connect_opcua: OpcUaConnector,
+        connect_opcua: OpcUaConnector | Mapping[str, OpcUaConnector],
         *,
         signer: Signer | None,
         write_back: WriteBackSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``connect_opcua``: one connector (every group reads from that server), or one per
+        source name (bridge/sources.py)."""
         self.plan = plan
         self.stats = BridgeStats()
-        self._connect_opcua = connect_opcua
+        self.sources = make_sources(plan, connect_opcua)
+        self._source_of = {plan.groups[gi].name: s for s in self.sources for gi in s.groups}
         self._signer = signer
         self._clock = clock
         self._writers: dict[tuple[int, int], Writer] = {}
-        self._namespaces: list[str] = []
-        self._session: OpcUaSession | None = None
-        self.opcua = Outage(plan.opcua_reconnect_max_s)  # reconnect policy, why it is away
-        self._tickers: list[asyncio.Task[None]] = []  # publishing goes on across sessions
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # publishing goes on across sessions
         self.fields = FieldHealth(
             (FieldKey(gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
             for gi, g in enumerate(plan.groups)
@@ -120,7 +120,13 @@ class Bridge:
             for f in w.fields
             for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
         )
-        self.model_watch = ModelWatch(self._writers, self.fields, clock, self._publish_metadata)
+        self.model_watch = ModelWatch(
+            self._writers,
+            self.fields,
+            clock,
+            self._publish_metadata,
+            lambda gi: self._source_of[plan.groups[gi].name].usable_session(),
+        )
         self._state: ua.PubSubState | None = None  # the ua-status last published
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
@@ -133,9 +139,15 @@ class Bridge:
             on_refusal_change=self._on_mqtt_refusal,
         )
         self._state = ua.PubSubState.PreOperational  # the last state the bridge decided on
-        self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
+        self.ready = asyncio.Event()  # every source's subscriptions exist, metadata is queued
         self.write_back: WriteBack | None = None
         if write_back is not None:
+            self._node_sources = {  # a published node's source; first one wins
+                canonical_or_none(f.node_id): self._source_of[g.name]
+                for g in reversed(plan.groups)
+                for w in g.writers
+                for f in w.fields
+            }
             self.write_back = WriteBack(
                 write_back,
                 mqtt=self.mqtt,
@@ -146,18 +158,17 @@ class Bridge:
                     for w in g.writers
                     for f in w.fields
                 },
-                session=self._current_session,
+                session=self._session_for,
             )
         if signer is None:
             _log.warning("no metadata signing key configured: ua-metadata will be unsigned")
 
     # ------------------------------------------------------------------------ lifecycle
 
-    def _current_session(self) -> OpcUaSession | None:
-        """The OPC UA session while it is usable, for write-back."""
-        if self._session is None or not self._session.usable:
-            return None
-        return self._session
+    def _session_for(self, node_id: str | None) -> OpcUaSession | None:
+        """The usable session of the source that publishes ``node_id`` (canonical NodeId;
+        a node no field publishes: the first source's), for write-back."""
+        return self._node_sources.get(node_id, self.sources[0]).usable_session()
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.write_back is not None:
@@ -165,21 +176,14 @@ class Bridge:
         await self.mqtt.start()
         self._publish_state(ua.PubSubState.PreOperational)
         self._publish_connection()
-        refresh = asyncio.create_task(self._refresh_status(), name="status-refresh")
+        self._tasks["status"] = asyncio.create_task(self._refresh_status(), name="status-refresh")
+        loops = [
+            asyncio.create_task(s.run(self, stop), name=f"source-{s.name}") for s in self.sources
+        ]
         try:
-            while not stop.is_set():
-                try:
-                    delay = await self._run_connected(stop)
-                except (OSError, TimeoutError, ua.UaError, OpcUaConnectionError) as e:
-                    if not isinstance(e, OpcUaConnectionError):
-                        e = OpcUaConnectionError(f"OPC UA session failed: {e}", kind="lost")
-                    self._opcua_down()
-                    delay = self.opcua.failed(e)
-                if not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
+            await asyncio.gather(*loops)  # each ends when stop is set
         finally:
-            for task in (refresh, *self._tickers):
+            for task in (*loops, *self._tasks.values()):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -190,93 +194,100 @@ class Bridge:
             await self.mqtt.stop([self._status(ua.PubSubState.Disabled)])
             _log.info("bridge stopped")
 
-    async def _run_connected(self, stop: asyncio.Event) -> float:
-        """One OPC UA session, until ``stop`` (then 0) or its loss (then the wait before the
-        next attempt)."""
-        async with open_session(self._connect_opcua) as session:
-            self._namespaces = session.namespaces
-            source = await session.subscriptions(self._on_values)
-            if not self._writers:  # a reconnect keeps states, sequence numbers and versions
-                codec = await session.codec()
-                self._build_writers(codec, await self._server_types(session, codec))
-            self.fields.monitoring()
-            refused_count = 0
-            for gi, group in enumerate(self.plan.groups):
-                monitored = [
-                    MonitoredField(
-                        key=FieldKey(gi, wi, f.name),
-                        node_id=f.node_id,
-                        label=f"{group.name}/{w.name}/{f.name}",
-                        sampling_interval_ms=f.sampling_interval_ms,
-                        queue_size=f.queue_size,
-                        deadband_type=f.deadband.type,
-                        deadband_value=f.deadband.value,
-                    )
-                    for wi, w in enumerate(group.writers)
-                    for f in w.fields
-                ]
-                refused = await source.monitor(group.publishing_interval_ms, monitored)
-                refused_count += len(refused)
-                now = self._clock()
-                for key, status in refused.items():
-                    self.fields.refused(key, status)
-                    self._writers[(key.group, key.writer)].state.update(
-                        key.field, ua.DataValue(StatusCode=status, ServerTimestamp=now)
-                    )
-            for writer in self._writers.values():
-                self._publish_metadata(writer)
-            total = len(self.fields)
-            _log.info(
-                "bridge running: %d writer groups, %d writers, %d fields (%d monitored, %d "
-                "refused by the server)",
-                len(self.plan.groups),
-                len(self._writers),
-                total,
-                total - refused_count,
-                refused_count,
-            )
-            self._session = self.model_watch.session = session
-            self.stats.opcua_state = "connected"
-            self.opcua.connected(session.endpoint)
-            self._publish_field_state()
+    async def source_connected(self, source: Source, session: OpcUaSession) -> SubscriptionSource:
+        """A new session of ``source``: its writers (first session only: a reconnect keeps
+        states, sequence numbers and versions), its groups' monitored items, their metadata."""
+        subscriptions = await session.subscriptions(self._on_values)
+        if not source.built:
+            codec = await session.codec()
+            types = await self._server_types(session, codec, source.groups)
+            self._build_writers(codec, types, source)
+        self.fields.monitoring(source.groups)
+        refused_count = 0
+        for gi in source.groups:
+            group = self.plan.groups[gi]
+            monitored = [
+                MonitoredField(
+                    key=FieldKey(gi, wi, f.name),
+                    node_id=f.node_id,
+                    label=f"{group.name}/{w.name}/{f.name}",
+                    sampling_interval_ms=f.sampling_interval_ms,
+                    queue_size=f.queue_size,
+                    deadband_type=f.deadband.type,
+                    deadband_value=f.deadband.value,
+                )
+                for wi, w in enumerate(group.writers)
+                for f in w.fields
+            ]
+            refused = await subscriptions.monitor(group.publishing_interval_ms, monitored)
+            refused_count += len(refused)
+            now = self._clock()
+            for key, status in refused.items():
+                self.fields.refused(key, status)
+                self._writers[(key.group, key.writer)].state.update(
+                    key.field, ua.DataValue(StatusCode=status, ServerTimestamp=now)
+                )
+        writers = [w for (gi, _), w in self._writers.items() if gi in source.groups]
+        for writer in writers:
+            self._publish_metadata(writer)
+        total = sum(len(w.fields) for w in writers)
+        _log.info(
+            "%s: %d writer groups, %d writers, %d fields (%d monitored, %d refused by the server)",
+            "bridge running" if len(self.sources) == 1 else f"source {source.name!r} running",
+            len(source.groups),
+            len(writers),
+            total,
+            total - refused_count,
+            refused_count,
+        )
+        source.built = True
+        return subscriptions
+
+    def source_up(self, source: Source, session: OpcUaSession) -> Awaitable[None] | None:
+        """``source``'s session is in use: its groups tick (from its first session on), the
+        status follows; the node check runs beside the session."""
+        self._opcua_state()
+        self._publish_field_state()
+        for gi in source.groups:
+            if f"group-{gi}" not in self._tasks:
+                name = f"group-{self.plan.groups[gi].name}"
+                self._tasks[f"group-{gi}"] = asyncio.create_task(self._tick_group(gi), name=name)
+        if "fields" not in self._tasks:
+            self._tasks["fields"] = asyncio.create_task(self._watch_fields(), name="fields")
+        if all(s.built for s in self.sources):
             self.ready.set()
-            if not self._tickers:
-                self._tickers = [
-                    asyncio.create_task(self._tick_group(gi), name=f"group-{g.name}")
-                    for gi, g in enumerate(self.plan.groups)
-                ]
-                self._tickers.append(asyncio.create_task(self._watch_fields(), name="fields"))
-            tasks = [asyncio.create_task(stop.wait()), asyncio.create_task(session.wait_lost())]
-            if self.plan.node_check_interval_s > 0:
-                check = self.model_watch.check_nodes(session, self.plan.node_check_interval_s)
-                tasks.append(asyncio.create_task(check, name="node-check"))
-            try:
-                await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                self._session = self.model_watch.session = None
-                if not stop.is_set():
-                    self._opcua_down()  # Bad values first, then the goodbye
-                await source.close()
-            if stop.is_set():
-                return 0.0
-            return self.opcua.lost(session.endpoint, session.lost_cause or "closed")
+        if self.plan.node_check_interval_s <= 0:
+            return None
+        interval = self.plan.node_check_interval_s
+        return self.model_watch.check_nodes(session, interval, frozenset(source.groups))
+
+    def _opcua_state(self) -> None:
+        """The OPC UA side as a whole: connected only while every source is."""
+        states = {s.state for s in self.sources}
+        self.stats.opcua_state = (
+            "connected"
+            if states == {"connected"}
+            else "reconnecting"
+            if "reconnecting" in states
+            else "disconnected"
+        )
+
+    def away_groups(self) -> frozenset[int]:
+        """The writer groups whose source is away."""
+        return frozenset(gi for s in self.sources if s.state != "connected" for gi in s.groups)
 
     # ------------------------------------------------------------------------ writers
 
     async def _server_types(
-        self, session: OpcUaSession, codec: JsonCodec
+        self, session: OpcUaSession, codec: JsonCodec, groups: tuple[int, ...]
     ) -> dict[str, tuple[int, ua.NodeId]]:
-        """Built-in type and DataType of each field whose configuration left its type open,
-        read from the server in batches (NodeId string -> types)."""
+        """Built-in type and DataType of each field of ``groups`` whose configuration left its
+        type open, read from the server in batches (NodeId string -> types)."""
         open_ids = sorted(
             {
                 f.node_id
-                for g in self.plan.groups
-                for w in g.writers
+                for gi in groups
+                for w in self.plan.groups[gi].writers
                 for f in w.fields
                 if f.builtin_id == 0
             }
@@ -301,14 +312,16 @@ class Bridge:
         return found
 
     def _build_writers(
-        self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]]
+        self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]], source: Source
     ) -> None:
-        """The writers' states; with a disk spool, continuing where the last run stopped."""
+        """The states of ``source``'s writers; with a disk spool, continuing where the last run
+        stopped."""
         now = self._clock()
         resumption = Resumption(
-            self.mqtt.spool.checkpoint, self.plan.publisher_id, self._namespaces, now
+            self.mqtt.spool.checkpoint, self.plan.publisher_id, source.namespaces, now
         )
-        for gi, group in enumerate(self.plan.groups):
+        for gi in source.groups:
+            group = self.plan.groups[gi]
             for wi, wp in enumerate(group.writers):
                 fields = [
                     DataSetField(
@@ -374,7 +387,7 @@ class Bridge:
         group = self.plan.groups[gi]
         loop = asyncio.get_running_loop()
         interval = group.publishing_interval_ms / 1000
-        table = NamespaceTable(self._namespaces)
+        table = NamespaceTable(self._source_of[group.name].namespaces)
         codecs = {
             enc: JsonCodec(enc, table)
             for enc in {group.writer_settings(w).field_encoding for w in group.writers}
@@ -461,8 +474,9 @@ class Bridge:
 
     def _publish_metadata(self, writer: Writer) -> None:
         version = writer.state.version
-        writer.fingerprint = fingerprint(writer.fields, self._namespaces)
-        metadata = build_metadata(writer.plan.name, writer.fields, version, self._namespaces)
+        namespaces = self._source_of[writer.group.name].namespaces
+        writer.fingerprint = fingerprint(writer.fields, namespaces)
+        metadata = build_metadata(writer.plan.name, writer.fields, version, namespaces)
         msg = encode_metadata_message(
             MetaDataMessage(
                 publisher_id=self.plan.publisher_id,
@@ -472,7 +486,7 @@ class Bridge:
                 dataset_writer_name=writer.plan.name,
                 timestamp=self._clock(),
             ),
-            JsonCodec(namespaces=NamespaceTable(self._namespaces)),
+            JsonCodec(namespaces=NamespaceTable(namespaces)),
         )
         if self._signer is not None:
             msg = sign_message(msg, self._signer, issued_at=self._clock())
@@ -530,12 +544,13 @@ class Bridge:
 
     def _publish_field_state(self) -> None:
         """Publish the ua-status the fields call for, when it differs from the last one:
-        Error while the OPC UA server is away (Part 14 §6.2.1), Error while it refuses a
+        Error while an OPC UA server (any source) is away (Part 14 §6.2.1: some of the
+        publisher's DataSets cannot be current; docs/operations.md), Error while one refuses a
         field (it cannot deliver until the configuration or the server changes),
         PreOperational while a field waits for its first value (or for its first value since
         the session came back), else Operational."""
         connected = self.stats.opcua_state == "connected"
-        report = self.fields.report(connected=connected)
+        report = self.field_report()
         if not connected:
             state = ua.PubSubState.Error  # the server is away: no value is current
         elif report.counts[FieldState.REFUSED]:
@@ -546,6 +561,10 @@ class Bridge:
             state = ua.PubSubState.Operational
         if state != self._state:
             self._publish_state(state)
+
+    def field_report(self) -> FieldReport:
+        """The fields' report; the fields of a source that is away are not overdue."""
+        return self.fields.report(away=self.away_groups())
 
     async def _watch_fields(self) -> None:
         while True:
@@ -564,6 +583,14 @@ class Bridge:
                 Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
             ),
             WriterGroups=[writer_group(plan, g) for g in plan.groups],
+            # each source (OPC UA server) with its endpoint; its groups name it
+            ConnectionProperties=[
+                ua.KeyValuePair(
+                    ua.QualifiedName(f"Source.{s.name}"),
+                    ua.Variant(s.endpoint or None, ua.VariantType.String),
+                )
+                for s in self.sources
+            ],
         )
         msg = encode_connection_message(
             ConnectionMessage(plan.publisher_id, connection, self._clock())
@@ -571,23 +598,28 @@ class Bridge:
         topic = plan.topics.connection(plan.publisher_id)
         self.mqtt.publish(Outgoing(topic, dumps(msg), 1, True, dict(self._expiry)))
 
-    def _opcua_down(self) -> None:
-        """The OPC UA server is away (session lost, or an attempt failed): Error (Part 14
-        §6.2.1). A lost session's values are no longer current: every field turns
-        BadServerNotConnected instead of repeating a stale value, and waits for a fresh one
-        from the monitored items of the next session."""
-        if self.stats.opcua_state != "connected":
+    def source_down(self, source: Source) -> None:
+        """An OPC UA server is away (session lost, or an attempt failed): Error (Part 14
+        §6.2.1). A lost session's values are no longer current: every field of its groups
+        turns BadServerNotConnected instead of repeating a stale value, and waits for a fresh
+        one from the monitored items of the next session; the other sources' groups publish
+        on."""
+        if source.state != "connected":
+            self._opcua_state()
             if self._state != ua.PubSubState.Error:
                 self._publish_state(ua.PubSubState.Error)
             return
+        source.reconnects += 1
         self.stats.opcua_reconnects += 1
-        self.stats.opcua_state = "reconnecting"
-        self.fields.subscribed()
+        source.state = "reconnecting"
+        self._opcua_state()
+        self.fields.subscribed(source.groups)
         lost = ua.DataValue(
             StatusCode=ua.StatusCode(ua.StatusCodes.BadServerNotConnected),
             ServerTimestamp=self._clock(),
         )
-        for writer in self._writers.values():
-            for f in writer.fields:
-                writer.state.update(f.spec.name, lost)
+        for (gi, _wi), writer in self._writers.items():
+            if gi in source.groups:
+                for f in writer.fields:
+                    writer.state.update(f.spec.name, lost)
         self._publish_field_state()

@@ -67,6 +67,9 @@ from opcua_mqtt.core.write_request.response import TargetResult, build_response,
 
 _log = logging.getLogger(__name__)
 
+#: A target to write: its index in the request, the target, its NodeId as text and decoded.
+PendingWrite = tuple[int, Target, str, ua.NodeId]
+
 S = ua.StatusCodes
 _WRITE_BIT = 1 << 1  # AccessLevel CurrentWrite (OPC 10000-3 §8.57)
 
@@ -99,7 +102,7 @@ class WriteBack:
         mqtt: MqttSession,
         topic: str,
         fields: Mapping[tuple[str, str], str],
-        session: Callable[[], OpcUaSession | None],
+        session: Callable[[str | None], OpcUaSession | None],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -365,10 +368,10 @@ class WriteBack:
 
     async def _execute(self, request: WriteRequest, who: Identity) -> dict[str, Any]:
         allowed = self.settings.auth.allowed(who, self.settings.allowed)
-        session = self._session()
-        codec = JsonCodec() if session is None else await session.codec()
+        codec = JsonCodec()  # of the response: the first server's written to, if any
         results: list[TargetResult | None] = []
-        pending: list[tuple[int, Target, str, ua.NodeId]] = []
+        # per server (source) written to: its codec and the targets it takes, in order
+        batches: dict[int, tuple[OpcUaSession, JsonCodec, list[PendingWrite]]] = {}
         rid = request.request_id
 
         def refuse(target: Target, status: int, node_id: str | None, message: str) -> None:
@@ -392,20 +395,27 @@ class WriteBack:
                 )
                 refuse(target, S.BadUserAccessDenied, node_text, why)
                 continue
+            session = self._session(canonical)  # the session of the node's source
             if session is None:
                 refuse(
                     target, S.BadServerNotConnected, node_text, "the OPC UA server is not connected"
                 )
                 continue
+            if id(session) not in batches:
+                batches[id(session)] = (session, await session.codec(), [])
+            _, server_codec, pending = batches[id(session)]
             try:
-                node_id = codec.decode_node_id(node_text)
+                node_id = server_codec.decode_node_id(node_text)
             except DecodeError as e:
                 refuse(target, S.BadNodeIdInvalid, node_text, str(e))
                 continue
             results.append(None)
             pending.append((i, target, node_text, node_id))
-        if pending and session is not None:
-            await self._write(session, codec, rid, who, pending, results)
+        for session, server_codec, pending in batches.values():
+            if pending:
+                await self._write(session, server_codec, rid, who, pending, results)
+        if batches:
+            codec = next(iter(batches.values()))[1]
         final = [r for r in results if r is not None]
         self._count("good" if all(r.status == 0 for r in final) else "bad")
         return build_response(request.request_id, final, codec)
@@ -416,7 +426,7 @@ class WriteBack:
         codec: JsonCodec,
         rid: str | None,
         who: Identity,
-        pending: list[tuple[int, Target, str, ua.NodeId]],
+        pending: list[PendingWrite],
         results: list[TargetResult | None],
     ) -> None:
         attrs = (

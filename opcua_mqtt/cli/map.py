@@ -36,6 +36,7 @@ from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from opcua_mqtt.core.config.check import check_config_data
 from opcua_mqtt.core.config.model import Config, PublishingDefaults
 from opcua_mqtt.core.config.text import dump_json, dump_yaml
+from opcua_mqtt.core.map_sources import merge_plans
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
 from opcua_mqtt.core.messages.profiles import PROFILES
 from opcua_mqtt.core.remap import keep_hand_edits
@@ -64,7 +65,7 @@ def _defaults_option(
 
 
 @click.command("map")
-@click.argument("source")
+@click.argument("sources", metavar="SOURCE...", nargs=-1, required=True)
 @opcua_connection_options
 @common.browse_scope_options(
     "With an endpoint: node to browse from (i=85 is the Objects folder).",
@@ -190,7 +191,7 @@ def _defaults_option(
     "Delete the file to start afresh.",
 )
 def map_command(
-    source: str,
+    sources: tuple[str, ...],
     opcua_params: dict[str, Any],
     start: str,
     depth: int | None,
@@ -223,7 +224,10 @@ def map_command(
     """Turn an OPC UA address space into a publishing configuration.
 
     SOURCE is a file saved by `opcua-mqtt browse -o FILE` (JSON or YAML) or an opc.tcp://
-    endpoint, browsed on the spot with the connection options. Each object with variables
+    endpoint, browsed on the spot with the connection options. Several SOURCEs (one per
+    server) give one configuration with one entry in `sources` per server (named after its
+    host) and its writer groups prefixed with that name; each server's ids stay those of
+    mapping it alone (but for DataSetWriterIds colliding across servers). Each object with variables
     becomes a DataSetWriter (a variable's properties travel with it), grouped into writer
     groups by --group-by. Field and writer names come from BrowseNames; DataSetFieldIds and
     DataSetWriterIds are derived from the server's ApplicationUri and the NodeIds, so mapping
@@ -256,6 +260,7 @@ def map_command(
       opcua-mqtt map plc1.json --uns enterprise=acme --uns site=site1 \\
           --topic-template '{enterprise}/{site}/{path}' -o bridge.yaml
       opcua-mqtt map plc1.json --profile open62541 -o bridge.yaml   # for open62541 1.5
+      opcua-mqtt map plc1.json plc2.json plc3.json -o plant.yaml      # three servers
 
     \b
     Exit codes: 0 written, 1 nothing matched or the result (or, with --force, the file
@@ -300,10 +305,13 @@ def map_command(
             if option not in given:
                 opcua_params[option] = str(pki / name)
         located |= set(PKI_OPTIONS)
-    if _is_endpoint(source):
-        result = _browse(source, opcua_params, start, depth)
-    else:
-        result = read_browse_file(Path(source))
+    results = [
+        _browse(source, opcua_params, start, depth)
+        if _is_endpoint(source)
+        else read_browse_file(Path(source))
+        for source in sources
+    ]
+    source = ", ".join(sources)
     if publisher_id is None and pki is not None:
         publisher_id = pki_publisher_id(pki)  # the one its certificates are issued for
     settings = MapSettings(
@@ -313,11 +321,14 @@ def map_command(
         metadata_topic_template=metadata_topic_template,
         uns=_uns_variables(uns_values, topic_template, metadata_topic_template),
     )
-    try:
-        plan = plan_mapping(result, rules, settings)
-    except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
-        common.fail(f"{source}: malformed browse result: {e}", EXIT_USAGE)
-    carry_connection(plan, opcua_params, {o: base for o in located})
+    plans = []
+    for name, result in zip(sources, results, strict=True):
+        try:
+            plans.append((result, plan_mapping(result, rules, settings)))
+        except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
+            common.fail(f"{name}: malformed browse result: {e}", EXIT_USAGE)
+        carry_connection(plans[-1][1], opcua_params, {o: base for o in located})
+    plan = merge_plans(plans)
     fill_mqtt(plan.document, broker, mqtt_protocol)
     from_pki = fill_pki(plan.document, pki, base) if pki is not None else {}
     for node_id, reason in plan.skipped[:10]:
@@ -340,7 +351,7 @@ def map_command(
     }
     config = _checked(plan)
     mode = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "yaml")
-    text = render(config, mode, result, output, notes)
+    text = render(config, mode, results[0], output, notes)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
