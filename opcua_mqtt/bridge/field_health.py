@@ -125,6 +125,15 @@ class FieldHealth:
             if refused_too or f.state is not FieldState.REFUSED:
                 f.state, f.since, f.reported = FieldState.WAITING, now, False
 
+    def items_created(self, groups: Container[int]) -> None:
+        """The monitored items of ``groups`` exist now: the grace period of their fields still
+        waiting starts now, not when their creation began (many items over a busy connection
+        take longer than a grace period)."""
+        now = self._clock()
+        for key, f in self._fields.items():
+            if key.group in groups and f.state is FieldState.WAITING:
+                f.since = now
+
     def refused(self, key: FieldKey, status: ua.StatusCode) -> None:
         f = self._fields[key]
         reason = str(status.name)

@@ -44,7 +44,7 @@ from opcua_mqtt.bridge.plan import (
     metadata_topic,
     writer_group,
 )
-from opcua_mqtt.bridge.sources import Source, make_sources
+from opcua_mqtt.bridge.sources import Source, make_sources, server_types
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.bridge.write_back_support import canonical_or_none
 from opcua_mqtt.core.config.model import FieldConfig
@@ -200,7 +200,9 @@ class Bridge:
         subscriptions = await session.subscriptions(self._on_values)
         if not source.built:
             codec = await session.codec()
-            types = await self._server_types(session, codec, source.groups)
+            groups = [self.plan.groups[gi] for gi in source.groups]
+            fields = [f for g in groups for w in g.writers for f in w.fields]
+            types = await server_types(session, codec, fields)
             self._build_writers(codec, types, source)
         self.fields.monitoring(source.groups)
         refused_count = 0
@@ -227,6 +229,7 @@ class Bridge:
                 self._writers[(key.group, key.writer)].state.update(
                     key.field, ua.DataValue(StatusCode=status, ServerTimestamp=now)
                 )
+        self.fields.items_created(source.groups)
         writers = [w for (gi, _), w in self._writers.items() if gi in source.groups]
         for writer in writers:
             self._publish_metadata(writer)
@@ -277,39 +280,6 @@ class Bridge:
         return frozenset(gi for s in self.sources if s.state != "connected" for gi in s.groups)
 
     # ------------------------------------------------------------------------ writers
-
-    async def _server_types(
-        self, session: OpcUaSession, codec: JsonCodec, groups: tuple[int, ...]
-    ) -> dict[str, tuple[int, ua.NodeId]]:
-        """Built-in type and DataType of each field of ``groups`` whose configuration left its
-        type open, read from the server in batches (NodeId string -> types)."""
-        open_ids = sorted(
-            {
-                f.node_id
-                for gi in groups
-                for w in self.plan.groups[gi].writers
-                for f in w.fields
-                if f.builtin_id == 0
-            }
-        )
-        read: dict[str, ua.NodeId] = {}
-        nodes = [codec.decode_node_id(n) for n in open_ids]
-        for node_id, dv in zip(
-            open_ids, await session.read_attribute(nodes, ua.AttributeIds.DataType), strict=True
-        ):
-            if not dv.StatusCode.is_good() or dv.Value is None:
-                _log.warning(
-                    "DataType of %s not readable (%s): its field stays untyped (Variant)",
-                    node_id,
-                    dv.StatusCode.name,
-                )
-                continue
-            read[node_id] = dv.Value.Value
-        builtins = await session.builtin_types(read.values())
-        found = {node_id: (builtins[dt], dt) for node_id, dt in read.items()}
-        if open_ids:
-            _log.info("read the DataType of %d fields configured without one", len(found))
-        return found
 
     def _build_writers(
         self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]], source: Source

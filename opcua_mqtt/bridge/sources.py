@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Mapping
+import logging
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Protocol
 
 from asyncua import ua
@@ -22,6 +23,10 @@ from opcua_mqtt.adapters.opcua.outage import Outage
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
 from opcua_mqtt.adapters.opcua.source import SubscriptionSource
 from opcua_mqtt.bridge.plan import BridgePlan
+from opcua_mqtt.core.config.model import FieldConfig
+from opcua_mqtt.core.uajson.codec import JsonCodec
+
+_log = logging.getLogger(__name__)
 
 #: The name of the one source of an ``opcua`` section.
 DEFAULT_SOURCE = "default"
@@ -57,7 +62,6 @@ class Source:
         self.endpoint = ""  # of the last session
         self.namespaces: list[str] = []  # of the last session
         self.built = False  # its writers exist (they outlive sessions)
-        self.connected_once = asyncio.Event()
 
     def usable_session(self) -> OpcUaSession | None:
         """The session while it can be used (write-back, model checks)."""
@@ -88,7 +92,6 @@ class Source:
             self.state = "connected"
             self.outage.connected(session.endpoint)
             beside = host.source_up(self, session)
-            self.connected_once.set()
             tasks = [asyncio.create_task(stop.wait()), asyncio.create_task(session.wait_lost())]
             if beside is not None:
                 tasks.append(asyncio.ensure_future(beside))
@@ -127,3 +130,29 @@ def make_sources(plan: BridgePlan, connect: Connector | Mapping[str, Connector])
         )
         for name, connector in connect.items()
     ]
+
+
+async def server_types(
+    session: OpcUaSession, codec: JsonCodec, fields: Iterable[FieldConfig]
+) -> dict[str, tuple[int, ua.NodeId]]:
+    """Built-in type and DataType of each of ``fields`` whose configuration left its type
+    open, read from the source's server in batches (NodeId string -> types)."""
+    open_ids = sorted({f.node_id for f in fields if f.builtin_id == 0})
+    read: dict[str, ua.NodeId] = {}
+    nodes = [codec.decode_node_id(n) for n in open_ids]
+    for node_id, dv in zip(
+        open_ids, await session.read_attribute(nodes, ua.AttributeIds.DataType), strict=True
+    ):
+        if not dv.StatusCode.is_good() or dv.Value is None:
+            _log.warning(
+                "DataType of %s not readable (%s): its field stays untyped (Variant)",
+                node_id,
+                dv.StatusCode.name,
+            )
+            continue
+        read[node_id] = dv.Value.Value
+    builtins = await session.builtin_types(read.values())
+    found = {node_id: (builtins[dt], dt) for node_id, dt in read.items()}
+    if open_ids:
+        _log.info("read the DataType of %d fields configured without one", len(found))
+    return found
