@@ -553,14 +553,6 @@ class Bridge:
                 Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
             ),
             WriterGroups=[writer_group(plan, g) for g in plan.groups],
-            # each source (OPC UA server) with its endpoint; its groups name it
-            ConnectionProperties=[
-                ua.KeyValuePair(
-                    ua.QualifiedName(f"Source.{s.name}"),
-                    ua.Variant(s.endpoint or None, ua.VariantType.String),
-                )
-                for s in self.sources
-            ],
         )
         msg = encode_connection_message(
             ConnectionMessage(plan.publisher_id, connection, self._clock())

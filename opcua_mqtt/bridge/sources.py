@@ -59,7 +59,6 @@ class Source:
         self.session: OpcUaSession | None = None  # while connected
         self.state = "disconnected"  # connected, reconnecting (after a loss), disconnected
         self.reconnects = 0  # sessions lost
-        self.endpoint = ""  # of the last session
         self.namespaces: list[str] = []  # of the last session
         self.built = False  # its writers exist (they outlive sessions)
 
@@ -86,7 +85,6 @@ class Source:
         attempt)."""
         async with open_session(self._connect) as session:
             self.namespaces = session.namespaces
-            self.endpoint = session.endpoint
             subscriptions = await host.source_connected(self, session)
             self.session = session
             self.state = "connected"
