@@ -100,3 +100,30 @@ def test_soak_benchmark_counts_every_message_across_a_broker_crash_and_a_bridge_
     assert rows["bridge SIGKILL (s after first data)"] == "2", run.stdout
     assert rows["subscriber connections"] == "2", run.stdout
     assert rows["lost (SequenceNumber gaps)"] == "0", run.stdout
+
+
+def test_many_sources_benchmark_values_every_field_of_every_server_and_prints_its_table() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_many_sources.py"),
+            "--servers",
+            "2",
+            "--items",
+            "400",
+            "--interval-ms",
+            "1000",
+            "--minutes",
+            "0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr  # 1: a field never had a value
+    rows = [line.split("|")[1:-1] for line in run.stdout.splitlines() if line.startswith("|")]
+    measures = [row[0].strip() for row in rows[2:]]
+    assert measures[:2] == ["start -> first data", "start -> every field valued"]
+    assert "(400 of 400)" in rows[3][1]
+    assert "400 items over 2 server processes" in run.stdout
