@@ -148,6 +148,12 @@ class Bridge:
                 for w in g.writers
                 for f in w.fields
             }
+            self._field_sources = {  # as write-back's fields: (writer, field), last one wins
+                (w.name, f.name): self._source_of[g.name]
+                for g in plan.groups
+                for w in g.writers
+                for f in w.fields
+            }
             self.write_back = WriteBack(
                 write_back,
                 mqtt=self.mqtt,
@@ -165,10 +171,15 @@ class Bridge:
 
     # ------------------------------------------------------------------------ lifecycle
 
-    def _session_for(self, node_id: str | None) -> OpcUaSession | None:
-        """The usable session of the source that publishes ``node_id`` (canonical NodeId;
-        a node no field publishes: the first source's), for write-back."""
-        return self._node_sources.get(node_id, self.sources[0]).usable_session()
+    def _session_for(
+        self, node_id: str | None, field: tuple[str, str] | None
+    ) -> OpcUaSession | None:
+        """For write-back, the usable session of the source of ``field`` (writer, field) when
+        the target names one, else of the source that publishes ``node_id`` (canonical NodeId;
+        a node no field publishes: the first source's)."""
+        source = self._field_sources.get(field) if field is not None else None
+        source = source or self._node_sources.get(node_id, self.sources[0])
+        return source.usable_session()
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.write_back is not None:

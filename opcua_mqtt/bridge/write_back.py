@@ -102,7 +102,7 @@ class WriteBack:
         mqtt: MqttSession,
         topic: str,
         fields: Mapping[tuple[str, str], str],
-        session: Callable[[str | None], OpcUaSession | None],
+        session: Callable[[str | None, tuple[str, str] | None], OpcUaSession | None],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -395,7 +395,10 @@ class WriteBack:
                 )
                 refuse(target, S.BadUserAccessDenied, node_text, why)
                 continue
-            session = self._session(canonical)  # the session of the node's source
+            field = (
+                None if target.node_id is not None else (target.writer or "", target.field or "")
+            )
+            session = self._session(canonical, field)  # of the field's (or node's) source
             if session is None:
                 refuse(
                     target, S.BadServerNotConnected, node_text, "the OPC UA server is not connected"

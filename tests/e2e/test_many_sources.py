@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from harness.bridge import BridgeProcesses, make_certs, simulated_fields, write_
 from harness.mosquitto import MosquittoBroker
 from harness.opcua_servers import OpcUaTestServer, ServerProcess, start_opcua_server
 from harness.processes import free_port
+from harness.write_back import PUBLISHER, read_variant, serving_requester, writable_scalars
 from tests.e2e.test_metrics import _get, _readyz
 from tests.e2e.test_opcua_outage import Seen, _watching
 
@@ -39,8 +40,17 @@ def second_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[list[
         server.stop()
 
 
-def _two_sources(path: Path, one: OpcUaTestServer, two: OpcUaTestServer, **kw: Any) -> Path:
-    """The harness's one-server configuration turned into two sources, one group each."""
+def _two_sources(
+    path: Path,
+    one: OpcUaTestServer,
+    two: OpcUaTestServer,
+    fields: Callable[[OpcUaTestServer], list[dict[str, Any]]] = lambda s: simulated_fields(
+        s, "Counter"
+    ),
+    **kw: Any,
+) -> Path:
+    """The harness's one-server configuration turned into two sources, one group each (G1, G2
+    with writers W1, W2 holding ``fields`` of their server)."""
     write_config(path, endpoint=one.endpoint, fields=[], **kw)
     doc = yaml.safe_load(path.read_text())
     plain = {"security_policy": "None", "security_mode": "None", "reconnect_max_s": 1}
@@ -57,7 +67,7 @@ def _two_sources(path: Path, one: OpcUaTestServer, two: OpcUaTestServer, **kw: A
                 {
                     "name": f"W{n}",
                     "dataset_writer_id": wid,
-                    "fields": simulated_fields(s, "Counter"),
+                    "fields": fields(s),
                 }
             ],
         }
@@ -159,3 +169,56 @@ async def test_one_of_two_servers_stopped_only_its_group_goes_bad(
     assert len(loud) == 1, loud
     assert loud[0].startswith("OPC UA source 'line2': session on") and "lost (" in loud[0]
     assert not [r for r in records if "exception" in r]
+
+
+async def test_a_write_goes_to_the_server_of_its_field(
+    tmp_path: Path,
+    small_opcua_server: OpcUaTestServer,
+    second_server: list[ServerProcess],
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    """Both servers have the same writable Double (the same NodeId): a write by writer and
+    field reaches the server of that field's group, and only it; with that server away the
+    write is refused BadServerNotConnected while the other server's field is still written."""
+    two = second_server[0]
+    assert isinstance(two, OpcUaTestServer)
+    node = writable_scalars(small_opcua_server)["Double"]["nodeid"]
+    assert writable_scalars(two)["Double"]["nodeid"] == node
+    config = _two_sources(
+        tmp_path / "bridge.yaml",
+        small_opcua_server,
+        two,
+        lambda _s: [{"name": "Double", "node_id": node, "builtin_type": "Double"}],
+        broker=mosquitto_tls,
+        signing_dir=make_certs(tmp_path / "certs"),
+        publisher_id=PUBLISHER,
+        write_back={"enabled": True, "allow": ["G1/W1/Double", "G2/W2/Double"]},
+    )
+    proc = bridges.start(config)
+
+    def write(writer: str, value: float) -> dict[str, Any]:
+        return {"Targets": [{"Writer": writer, "Field": "Double", "Value": value}]}
+
+    async with serving_requester(mosquitto_tls, bridge=proc) as requester:
+        for _ in range(100):  # until both sessions are up
+            answers = [await requester.ask(write(w, 0.5)) for w in ("W1", "W2")]
+            if all(a["Result"]["Code"] == 0 for a in answers):
+                break
+            await asyncio.sleep(0.2)
+        assert (await requester.ask(write("W2", 42.5)))["Result"]["Code"] == 0
+        assert (await read_variant(two.endpoint, node)).Value == 42.5
+        assert (await read_variant(small_opcua_server.endpoint, node)).Value == 0.5
+        assert (await requester.ask(write("W1", 17.5)))["Result"]["Code"] == 0
+        assert (await read_variant(small_opcua_server.endpoint, node)).Value == 17.5
+        assert (await read_variant(two.endpoint, node)).Value == 42.5
+
+        await asyncio.to_thread(two.stop)
+        for _ in range(100):  # until the bridge has seen the session go
+            refused = await requester.ask(write("W2", 1.5))
+            if refused["Targets"][0]["Status"]["Symbol"] == "BadServerNotConnected":
+                break
+            await asyncio.sleep(0.2)
+        assert refused["Targets"][0]["Status"]["Symbol"] == "BadServerNotConnected", refused
+        assert (await requester.ask(write("W1", 18.5)))["Result"]["Code"] == 0
+        assert (await read_variant(small_opcua_server.endpoint, node)).Value == 18.5
