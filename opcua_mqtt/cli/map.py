@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -351,7 +351,7 @@ def map_command(
     }
     config = _checked(plan)
     mode = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "yaml")
-    text = render(config, mode, results[0], output, notes)
+    text = render(config, mode, results, output, notes)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -423,7 +423,7 @@ def _checked(plan: MappingPlan) -> Config:
 def render(
     config: Config,
     mode: str,
-    result: BrowseResult,
+    results: Sequence[BrowseResult],
     output: Path | None,
     notes: Mapping[str, str] | None = None,
 ) -> str:
@@ -432,8 +432,10 @@ def render(
         return dump_json(config)
     target = output.name if output is not None else "FILE"
     header = (
-        f"opcua-mqtt bridge configuration, made by `opcua-mqtt map` from {result.endpoint}\n"
-        f"(start node {result.start_node}). Edit freely, then check with:\n"
+        "opcua-mqtt bridge configuration, made by `opcua-mqtt map` from "
+        + ", ".join(r.endpoint for r in results)
+        + f"\n(start node {', '.join(sorted({r.start_node for r in results}))}). "
+        "Edit freely, then check with:\n"
         f"  opcua-mqtt validate {target}\n"
         "Mapping again with --force keeps your edits (see `opcua-mqtt map --help`).\n"
         "Reference: schemas/config.schema.json. Write-back stays off until you enable it\n"
