@@ -417,7 +417,7 @@ class Config:
         groups, writers and fields with only the options they set themselves."""
         several = self.several_sources
         servers: dict[str, Any] = (
-            {"sources": [_section(s) for s in self.sources]}
+            {"sources": [{"name": s.name, **_section(s)} for s in self.sources]}
             if several
             else {"opcua": {k: v for k, v in _section(self.opcua).items() if k != "name"}}
         )
