@@ -8,8 +8,9 @@ Order on the wire per writer: its signed ua-metadata (retained) before its first
 and again before the first data message of every new ConfigurationVersion. ua-status (retained)
 follows the fields (bridge/field_health.py): Error while the server refuses any field,
 PreOperational while a field has had no value yet, Operational only when every field has
-delivered, and Error while the OPC UA server is away (its values are not current; Part 14
-§6.2.1: Error until the cause is gone, then PreOperational until the fields deliver again).
+delivered, and Error while an OPC UA server (a source, bridge/sources.py) is away (its values
+are not current; Part 14 §6.2.1: Error until the cause is gone, then PreOperational until the
+fields deliver again).
 The MQTT last will turns it into Error if the process dies, a clean stop publishes Disabled.
 ua-status and ua-connection are republished every ``status_interval_s`` and on every MQTT
 reconnect, each with an MQTT 5 Message Expiry of two periods, an Operational ua-status as a
