@@ -135,3 +135,13 @@ def test_moved_paths_apply_to_every_source() -> None:
     config = config_from_dict(_doc(_group("A", "line1", 1), _group("B", "line2", 2)))
     moved = move_paths(config, lambda p: f"../{p}")
     assert [s.certificate for s in moved.sources] == ["../certs/opcua-client.pem"] * 2
+
+
+def test_a_source_no_group_reads_from_is_a_warning() -> None:
+    result = check_config_data(_doc(_group("A", "line1", 1)), "plant.yaml")
+    assert result.ok
+    about_sources = [f"{i.path}: {i.message}" for i in result.warnings if "source" in i.path]
+    assert about_sources == [
+        "sources/1/name: no writer group reads from source 'line2': its session would be "
+        "opened for nothing"
+    ]

@@ -138,6 +138,15 @@ def _source_rules(data: Mapping[str, Any], report: Report) -> bool:
                 f"unknown source {name!r}: expected one of {', '.join(names)}",
             )
             ok = False
+    used = {g.get("source") for g in data["writer_groups"]}
+    for raw, path in sources if several and ok else ():
+        if raw["name"] not in used:
+            report.add(
+                (*path, "name"),
+                f"no writer group reads from source {raw['name']!r}: its session would be "
+                "opened for nothing",
+                "warning",
+            )
     return ok
 
 
