@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -105,21 +105,34 @@ class FieldHealth:
         """``Group/Writer/Field (NodeId)``."""
         return self._fields[key].name
 
-    def monitoring(self) -> None:
-        """Monitored items are about to be created on a new session: every field, refused
-        before or not, waits for a value, its grace period starting now."""
-        self._wait(refused_too=True)
+    def monitoring(self, groups: Container[int] | None = None) -> None:
+        """Monitored items are about to be created on a new session: every field (of the
+        writer groups ``groups``: those of one source; None: all), refused before or not,
+        waits for a value, its grace period starting now."""
+        self._wait(groups, refused_too=True)
 
-    def subscribed(self) -> None:
+    def subscribed(self, groups: Container[int] | None = None) -> None:
         """The session was lost, or is back with its monitored items re-created: every field
-        that has one waits for a value afresh, its grace period starting now."""
-        self._wait(refused_too=False)
+        (of ``groups``, as above) that has one waits for a value afresh, its grace period
+        starting now."""
+        self._wait(groups, refused_too=False)
 
-    def _wait(self, *, refused_too: bool) -> None:
+    def _wait(self, groups: Container[int] | None, *, refused_too: bool) -> None:
         now = self._clock()
-        for f in self._fields.values():
+        for key, f in self._fields.items():
+            if groups is not None and key.group not in groups:
+                continue
             if refused_too or f.state is not FieldState.REFUSED:
                 f.state, f.since, f.reported = FieldState.WAITING, now, False
+
+    def items_created(self, groups: Container[int]) -> None:
+        """The monitored items of ``groups`` exist now: the grace period of their fields still
+        waiting starts now, not when their creation began (many items over a busy connection
+        take longer than a grace period)."""
+        now = self._clock()
+        for key, f in self._fields.items():
+            if key.group in groups and f.state is FieldState.WAITING:
+                f.since = now
 
     def refused(self, key: FieldKey, status: ua.StatusCode) -> None:
         f = self._fields[key]
@@ -153,11 +166,12 @@ class FieldHealth:
             return True
         return False
 
-    def report(self, *, connected: bool = True) -> FieldReport:
+    def report(self, *, connected: bool = True, away: Container[int] = ()) -> FieldReport:
         """Counts per state, and the names of the fields that do not deliver; logs each field
         that has waited past its grace period, once per episode. While the session is down
-        (``connected`` false) no field is overdue: the connection is what is down, and it is
-        reported once, by itself."""
+        (``connected`` false; for the writer groups in ``away``, their source's session) no
+        field is overdue: the connection is what is down, and it is reported once, by
+        itself."""
         now = self._clock()
         counts = {s.value: 0 for s in FieldState}
         overdue = 0
@@ -170,6 +184,7 @@ class FieldHealth:
                     refused.append(f"{f.name}: {self._reasons[key]}")
             elif (
                 connected
+                and key.group not in away
                 and f.state is FieldState.WAITING
                 and f.since is not None
                 and now - f.since > f.grace_s

@@ -3,6 +3,7 @@ the metadata signer. Files (keys, certificates) are read here, once, at start-up
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -18,6 +19,7 @@ from opcua_mqtt.bridge.write_back import WriteBackSettings
 from opcua_mqtt.core.config.events import EventWriterConfig
 from opcua_mqtt.core.config.model import (
     Config,
+    OpcUaConfig,
     PublishingDefaults,
     WriterConfig,
     WriterGroupConfig,
@@ -70,7 +72,7 @@ class SetupError(OpcUaMqttError):
 class BridgeSetup:
     plan: BridgePlan
     mqtt: MqttOptions
-    opcua: ConnectionOptions
+    sources: dict[str, ConnectionOptions]  # per source name, in the configuration's order
     signer: Signer | None
     write_back: WriteBackSettings | None
 
@@ -102,6 +104,7 @@ def _group_plan(g: WriterGroupConfig) -> GroupPlan:
         qos=g.qos,
         bundle_writers=g.bundle_writers,
         queue_name=g.queue_name,
+        source=g.source,
         settings=settings[0]
         if g.bundle_writers and settings
         else JsonMessageSettings(network_mask=network_mask(g.network_message_content)),
@@ -145,6 +148,7 @@ def plan_from_config(config: Config) -> BridgePlan:
             EventWriterPlan(e, event_message_settings(e, config.defaults))
             for e in config.event_writers
         ),
+        source_reconnect_max_s={s.name: s.reconnect_max_s for s in config.sources},
     )
 
 
@@ -182,6 +186,22 @@ def _warn_if_exposed(key: str | Path | None) -> None:
         )
 
 
+def _connection(o: OpcUaConfig, base: Path) -> ConnectionOptions:
+    """The session options of one source."""
+    return ConnectionOptions(
+        endpoint=o.endpoint,
+        security_policy=o.security_policy,
+        security_mode=o.security_mode,
+        certificate=base / (o.certificate or "certs/opcua-client.pem"),
+        private_key=base / (o.private_key or "certs/opcua-client.key"),
+        trust_dir=(base / o.trust_dir) if o.trust_dir else None,
+        username=o.username,
+        password=_secret(o.password_env) if o.username else None,
+        timeout=o.timeout_s,
+        keep_alive_s=o.keep_alive_s,
+    )
+
+
 def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
     base = config_path.parent
     m = config.mqtt
@@ -211,22 +231,10 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
         if config.write_back.enabled
         else None,
     )
-    o = config.opcua
-    opcua_key = base / (o.private_key or "certs/opcua-client.key")
-    for key in (tls.private_key, opcua_key, _file(base, config.metadata_signing.private_key)):
+    sources = {o.name: _connection(o, base) for o in config.sources}
+    opcua_keys = {o.private_key for o in sources.values()}
+    for key in (tls.private_key, *opcua_keys, _file(base, config.metadata_signing.private_key)):
         _warn_if_exposed(key)
-    opcua = ConnectionOptions(
-        endpoint=o.endpoint,
-        security_policy=o.security_policy,
-        security_mode=o.security_mode,
-        certificate=base / (o.certificate or "certs/opcua-client.pem"),
-        private_key=opcua_key,
-        trust_dir=(base / o.trust_dir) if o.trust_dir else None,
-        username=o.username,
-        password=_secret(o.password_env) if o.username else None,
-        timeout=o.timeout_s,
-        keep_alive_s=o.keep_alive_s,
-    )
     signer = None
     s = config.metadata_signing
     if s.private_key and s.certificate_chain:
@@ -249,7 +257,7 @@ def bridge_setup(config: Config, config_path: Path) -> BridgeSetup:
                 config.publisher_id,
             )
     write_back = _write_back(config, base, signer) if config.write_back.enabled else None
-    return BridgeSetup(plan_from_config(config), mqtt, opcua, signer, write_back)
+    return BridgeSetup(plan_from_config(config), mqtt, sources, signer, write_back)
 
 
 def _write_back(config: Config, base: Path, signer: Signer | None) -> WriteBackSettings:
@@ -301,7 +309,7 @@ def build_bridge(setup: BridgeSetup) -> Bridge:
         return Bridge(
             setup.plan,
             setup.mqtt,
-            lambda: connect(setup.opcua),
+            {name: functools.partial(connect, o) for name, o in setup.sources.items()},
             signer=setup.signer,
             write_back=setup.write_back,
         )

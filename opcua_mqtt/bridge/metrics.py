@@ -15,10 +15,11 @@ measured is what the bridge controls: the wait for the publishing interval, the 
 broker is away and the in-flight window. Keep-alives, metadata and status carry no value change
 and are not observed.
 
-``/healthz`` answers 200 whenever the event loop runs; ``/readyz`` answers 200 only while both
-sessions are up, the broker takes what is published, the subscriptions exist and every field
-delivers (none refused by the server, none without a value past its grace period:
-bridge/field_health.py), else 503 with a JSON body naming what is down.
+``/healthz`` answers 200 whenever the event loop runs; ``/readyz`` answers 200 only while the MQTT
+session and every OPC UA source's session are up (``sources`` names each with its state), the
+broker takes what is published, the subscriptions exist and every field delivers (none refused
+by the server, none without a value past its grace period: bridge/field_health.py), else 503
+with a JSON body naming what is down.
 """
 
 from __future__ import annotations
@@ -159,6 +160,21 @@ class BridgeCollector:
             "side",
             {"opcua": _opcua_up(bridge), "mqtt": mqtt.stats.connected},
         )
+        yield _labelled(
+            GaugeMetricFamily,
+            "opcua_mqtt_source_connected",
+            "1 while the session with that OPC UA server (source, as named in the "
+            "configuration; `default` for the opcua section) is up, else 0.",
+            "source",
+            {s.name: s.state == "connected" for s in bridge.sources},
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "opcua_mqtt_source_reconnects",
+            "OPC UA sessions lost, per source.",
+            "source",
+            {s.name: s.reconnects for s in bridge.sources},
+        )
         counts = bridge.write_back.counts if bridge.write_back is not None else {}
         yield _labelled(
             CounterMetricFamily,
@@ -176,7 +192,7 @@ class BridgeCollector:
             "Configured fields by state: refused (the server refused the monitored item), "
             "waiting (no value yet), bad (last value Bad), good (last value Good or Uncertain).",
             "state",
-            bridge.fields.report(connected=_opcua_up(bridge)).counts,
+            bridge.field_report().counts,
         )
 
 
@@ -213,6 +229,17 @@ def _opcua_up(bridge: Bridge) -> bool:
     return bridge.stats.opcua_state == "connected"
 
 
+def _opcua_text(bridge: Bridge) -> str:
+    """The OPC UA side in a few words: with one source its state or why it is away; with
+    several, the sources that are away, each with why."""
+    if len(bridge.sources) == 1:
+        return bridge.sources[0].outage.cause or bridge.stats.opcua_state
+    away = [
+        f"{s.name}: {s.outage.cause or s.state}" for s in bridge.sources if s.state != "connected"
+    ]
+    return "; ".join(away) or bridge.stats.opcua_state
+
+
 def _mqtt_state(bridge: Bridge) -> str:
     """The MQTT side in a few words; a connection failing for good says why."""
     mqtt = bridge.mqtt
@@ -230,7 +257,7 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
     refusals = bridge.mqtt.delivery.refusals
     mqtt = connected and not refusals
     subscribed = bridge.ready.is_set()
-    fields = bridge.fields.report(connected=opcua)
+    fields = bridge.field_report()
     down = [
         side
         for side, up in (
@@ -245,7 +272,8 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
     report = {
         "ready": not down,
         "down": down,
-        "opcua": bridge.opcua.cause or bridge.stats.opcua_state,
+        "opcua": _opcua_text(bridge),
+        "sources": {s.name: s.outage.cause or s.state for s in bridge.sources},
         "mqtt": _mqtt_state(bridge),
         "subscriptions": subscribed,
         "fields": fields.as_json(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -38,12 +38,14 @@ class ModelWatch:
         fields: FieldHealth,
         clock: Callable[[], datetime],
         publish_metadata: Callable[[Writer], None],
+        session_of: Callable[[int], OpcUaSession | None],
     ) -> None:
+        """``session_of``: the usable session of a writer group's source, else None."""
         self._writers = writers
         self.fields = fields
         self._clock = clock
         self._publish_metadata = publish_metadata
-        self.session: OpcUaSession | None = None  # while connected
+        self._session_of = session_of
         self._rechecks: set[FieldKey] = set()
         self._retyped_values: dict[FieldKey, ua.DataValue] = {}
         self._accepted_types: set[tuple[FieldKey, int]] = set()
@@ -87,8 +89,9 @@ class ModelWatch:
     async def _recheck(self, writer: Writer, name: str, key: FieldKey) -> None:
         try:
             fieldp = next(f for f in writer.fields if f.spec.name == name)
-            session = self.session
-            assert session is not None
+            session = self._session_of(key.group)
+            if session is None:
+                raise ua.UaError("the OPC UA server is not connected")
             node_id = (await session.codec()).decode_node_id(fieldp.node_id)
             data_type, value_rank = await session.attributes(
                 node_id, ua.AttributeIds.DataType, ua.AttributeIds.ValueRank
@@ -129,12 +132,17 @@ class ModelWatch:
             if latest is not None:
                 writer.state.update(name, latest)
 
-    async def check_nodes(self, session: OpcUaSession, interval_s: float) -> None:
-        """Every ``interval_s``, read every monitored node's NodeClass, in batches; a node that
-        is gone turns Bad."""
+    async def check_nodes(
+        self, session: OpcUaSession, interval_s: float, groups: Container[int]
+    ) -> None:
+        """Every ``interval_s``, read the NodeClass of every monitored node of the writer
+        groups ``groups`` (those of the session's source), in batches; a node that is gone
+        turns Bad."""
         codec = await session.codec()
         targets: list[tuple[tuple[int, int], Writer, str, ua.NodeId]] = []
         for index, writer in self._writers.items():
+            if index[0] not in groups:
+                continue
             for f in writer.fields:
                 try:
                     node_id = codec.decode_node_id(f.node_id)

@@ -39,6 +39,7 @@ class GroupPlan:
     settings: JsonMessageSettings = field(default_factory=JsonMessageSettings)
     bundle_writers: bool = False  # all writers' DataSetMessages in one NetworkMessage
     queue_name: str | None = None  # the group's own custom topic; None: the standard tree
+    source: str = "default"  # the OPC UA server (bridge/sources.py) its fields come from
 
     def __post_init__(self) -> None:
         if self.bundle_writers and any(
@@ -75,6 +76,8 @@ class BridgePlan:
     # Longest wait between attempts to reach the OPC UA server (config opcua.reconnect_max_s).
     opcua_reconnect_max_s: float = 4.0
     event_writers: tuple[EventWriterPlan, ...] = ()
+    # Per source name, when sources differ (config sources[].reconnect_max_s).
+    source_reconnect_max_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,6 +125,10 @@ def writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
     return ua.WriterGroupDataType(
         Name=g.name,
         Enabled=True,
+        # the OPC UA server its fields come from (bridge/sources.py; docs/operations.md)
+        GroupProperties=[
+            ua.KeyValuePair(ua.QualifiedName("Source"), ua.Variant(g.source, ua.VariantType.String))
+        ],
         PublishingInterval=g.publishing_interval_ms,
         MessageSettings=ua.JsonWriterGroupMessageDataType(
             NetworkMessageContentMask=int(s.network_mask)

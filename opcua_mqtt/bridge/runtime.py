@@ -8,8 +8,9 @@ Order on the wire per writer: its signed ua-metadata (retained) before its first
 and again before the first data message of every new ConfigurationVersion. ua-status (retained)
 follows the fields (bridge/field_health.py): Error while the server refuses any field,
 PreOperational while a field has had no value yet, Operational only when every field has
-delivered, and Error while the OPC UA server is away (its values are not current; Part 14
-§6.2.1: Error until the cause is gone, then PreOperational until the fields deliver again).
+delivered, and Error while an OPC UA server (a source, bridge/sources.py) is away (its values
+are not current; Part 14 §6.2.1: Error until the cause is gone, then PreOperational until the
+fields deliver again).
 The MQTT last will turns it into Error if the process dies, a clean stop publishes Disabled.
 ua-status and ua-connection are republished every ``status_interval_s`` and on every MQTT
 reconnect, each with an MQTT 5 Message Expiry of two periods, an Operational ua-status as a
@@ -24,20 +25,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
-from opcua_mqtt.adapters.opcua import OpcUaConnectionError
-from opcua_mqtt.adapters.opcua.outage import Outage
-from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession, open_session
-from opcua_mqtt.adapters.opcua.source import MonitoredField
+from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession
+from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
 from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
 from opcua_mqtt.bridge.events import EventWriters, event_writer_groups
-from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
+from opcua_mqtt.bridge.field_health import FieldHealth, FieldReport, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
     BridgePlan,
@@ -47,7 +46,9 @@ from opcua_mqtt.bridge.plan import (
     metadata_topic,
     writer_group,
 )
+from opcua_mqtt.bridge.sources import Source, make_sources, server_types
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
+from opcua_mqtt.bridge.write_back_support import canonical_or_none
 from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.field_key import FieldKey
@@ -98,22 +99,22 @@ class Bridge:
         self,
         plan: BridgePlan,
         mqtt: MqttOptions,
-        connect_opcua: OpcUaConnector,
+        connect_opcua: OpcUaConnector | Mapping[str, OpcUaConnector],
         *,
         signer: Signer | None,
         write_back: WriteBackSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``connect_opcua``: one connector (every group reads from that server), or one per
+        source name (bridge/sources.py)."""
         self.plan = plan
         self.stats = BridgeStats()
-        self._connect_opcua = connect_opcua
+        self.sources = make_sources(plan, connect_opcua)
+        self._source_of = {plan.groups[gi].name: s for s in self.sources for gi in s.groups}
         self._signer = signer
         self._clock = clock
         self._writers: dict[tuple[int, int], Writer] = {}
-        self._namespaces: list[str] = []
-        self._session: OpcUaSession | None = None
-        self.opcua = Outage(plan.opcua_reconnect_max_s)  # reconnect policy, why it is away
-        self._tickers: list[asyncio.Task[None]] = []  # publishing goes on across sessions
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # publishing goes on across sessions
         self.fields = FieldHealth(
             (FieldKey(gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
             for gi, g in enumerate(plan.groups)
@@ -121,7 +122,13 @@ class Bridge:
             for f in w.fields
             for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
         )
-        self.model_watch = ModelWatch(self._writers, self.fields, clock, self._publish_metadata)
+        self.model_watch = ModelWatch(
+            self._writers,
+            self.fields,
+            clock,
+            self._publish_metadata,
+            lambda gi: self._source_of[plan.groups[gi].name].usable_session(),
+        )
         self._state: ua.PubSubState | None = None  # the ua-status last published
         topics = plan.topics
         self._status_topic = topics.status(plan.publisher_id)
@@ -134,10 +141,22 @@ class Bridge:
             on_refusal_change=self._on_mqtt_refusal,
         )
         self._state = ua.PubSubState.PreOperational  # the last state the bridge decided on
-        self.ready = asyncio.Event()  # subscriptions exist and metadata is queued
-        self.events = EventWriters(plan, self.mqtt, signer, clock)
+        self.ready = asyncio.Event()  # every source's subscriptions exist, metadata is queued
+        self.events = EventWriters(plan, self.mqtt, signer, clock)  # on the first source
         self.write_back: WriteBack | None = None
         if write_back is not None:
+            self._node_sources = {  # a published node's source; first one wins
+                canonical_or_none(f.node_id): self._source_of[g.name]
+                for g in reversed(plan.groups)
+                for w in g.writers
+                for f in w.fields
+            }
+            self._field_sources = {  # as write-back's fields: (writer, field), last one wins
+                (w.name, f.name): self._source_of[g.name]
+                for g in plan.groups
+                for w in g.writers
+                for f in w.fields
+            }
             self.write_back = WriteBack(
                 write_back,
                 mqtt=self.mqtt,
@@ -148,18 +167,22 @@ class Bridge:
                     for w in g.writers
                     for f in w.fields
                 },
-                session=self._current_session,
+                session=self._session_for,
             )
         if signer is None:
             _log.warning("no metadata signing key configured: ua-metadata will be unsigned")
 
     # ------------------------------------------------------------------------ lifecycle
 
-    def _current_session(self) -> OpcUaSession | None:
-        """The OPC UA session while it is usable, for write-back."""
-        if self._session is None or not self._session.usable:
-            return None
-        return self._session
+    def _session_for(
+        self, node_id: str | None, field: tuple[str, str] | None
+    ) -> OpcUaSession | None:
+        """For write-back, the usable session of the source of ``field`` (writer, field) when
+        the target names one, else of the source that publishes ``node_id`` (canonical NodeId;
+        a node no field publishes: the first source's)."""
+        source = self._field_sources.get(field) if field is not None else None
+        source = source or self._node_sources.get(node_id, self.sources[0])
+        return source.usable_session()
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.write_back is not None:
@@ -167,21 +190,14 @@ class Bridge:
         await self.mqtt.start()
         self._publish_state(ua.PubSubState.PreOperational)
         self._publish_connection()
-        refresh = asyncio.create_task(self._refresh_status(), name="status-refresh")
+        self._tasks["status"] = asyncio.create_task(self._refresh_status(), name="status-refresh")
+        loops = [
+            asyncio.create_task(s.run(self, stop), name=f"source-{s.name}") for s in self.sources
+        ]
         try:
-            while not stop.is_set():
-                try:
-                    delay = await self._run_connected(stop)
-                except (OSError, TimeoutError, ua.UaError, OpcUaConnectionError) as e:
-                    if not isinstance(e, OpcUaConnectionError):
-                        e = OpcUaConnectionError(f"OPC UA session failed: {e}", kind="lost")
-                    self._opcua_down()
-                    delay = self.opcua.failed(e)
-                if not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
+            await asyncio.gather(*loops)  # each ends when stop is set
         finally:
-            for task in (refresh, *self._tickers):
+            for task in (*loops, *self._tasks.values()):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -192,131 +208,110 @@ class Bridge:
             await self.mqtt.stop([self._status(ua.PubSubState.Disabled)])
             _log.info("bridge stopped")
 
-    async def _run_connected(self, stop: asyncio.Event) -> float:
-        """One OPC UA session, until ``stop`` (then 0) or its loss (then the wait before the
-        next attempt)."""
-        async with open_session(self._connect_opcua) as session:
-            self._namespaces = session.namespaces
-            source = await session.subscriptions(self._on_values)
-            if not self._writers:  # a reconnect keeps states, sequence numbers and versions
-                codec = await session.codec()
-                self._build_writers(codec, await self._server_types(session, codec))
-            self.fields.monitoring()
-            refused_count = 0
-            for gi, group in enumerate(self.plan.groups):
-                monitored = [
-                    MonitoredField(
-                        key=FieldKey(gi, wi, f.name),
-                        node_id=f.node_id,
-                        label=f"{group.name}/{w.name}/{f.name}",
-                        sampling_interval_ms=f.sampling_interval_ms,
-                        queue_size=f.queue_size,
-                        deadband_type=f.deadband.type,
-                        deadband_value=f.deadband.value,
-                    )
-                    for wi, w in enumerate(group.writers)
-                    for f in w.fields
-                ]
-                refused = await source.monitor(group.publishing_interval_ms, monitored)
-                refused_count += len(refused)
-                now = self._clock()
-                for key, status in refused.items():
-                    self.fields.refused(key, status)
-                    self._writers[(key.group, key.writer)].state.update(
-                        key.field, ua.DataValue(StatusCode=status, ServerTimestamp=now)
-                    )
-            for writer in self._writers.values():
-                self._publish_metadata(writer)
+    async def source_connected(self, source: Source, session: OpcUaSession) -> SubscriptionSource:
+        """A new session of ``source``: its writers (first session only: a reconnect keeps
+        states, sequence numbers and versions), its groups' monitored items, their metadata."""
+        subscriptions = await session.subscriptions(self._on_values)
+        if not source.built:
+            codec = await session.codec()
+            groups = [self.plan.groups[gi] for gi in source.groups]
+            fields = [f for g in groups for w in g.writers for f in w.fields]
+            types = await server_types(session, codec, fields)
+            self._build_writers(codec, types, source)
+        self.fields.monitoring(source.groups)
+        refused_count = 0
+        for gi in source.groups:
+            group = self.plan.groups[gi]
+            monitored = [
+                MonitoredField(
+                    key=FieldKey(gi, wi, f.name),
+                    node_id=f.node_id,
+                    label=f"{group.name}/{w.name}/{f.name}",
+                    sampling_interval_ms=f.sampling_interval_ms,
+                    queue_size=f.queue_size,
+                    deadband_type=f.deadband.type,
+                    deadband_value=f.deadband.value,
+                )
+                for wi, w in enumerate(group.writers)
+                for f in w.fields
+            ]
+            refused = await subscriptions.monitor(group.publishing_interval_ms, monitored)
+            refused_count += len(refused)
+            now = self._clock()
+            for key, status in refused.items():
+                self.fields.refused(key, status)
+                self._writers[(key.group, key.writer)].state.update(
+                    key.field, ua.DataValue(StatusCode=status, ServerTimestamp=now)
+                )
+        self.fields.items_created(source.groups)
+        writers = [w for (gi, _), w in self._writers.items() if gi in source.groups]
+        for writer in writers:
+            self._publish_metadata(writer)
+        if source is self.sources[0]:  # event writers watch the first source's server
             try:
                 await self.events.start(session)
             except BaseException:
-                await source.close()
+                await subscriptions.close()
                 raise
-            total = len(self.fields)
-            _log.info(
-                "bridge running: %d writer groups, %d writers, %d fields (%d monitored, %d "
-                "refused by the server)",
-                len(self.plan.groups),
-                len(self._writers),
-                total,
-                total - refused_count,
-                refused_count,
-            )
-            self._session = self.model_watch.session = session
-            self.stats.opcua_state = "connected"
-            self.opcua.connected(session.endpoint)
-            self._publish_field_state()
+        total = sum(len(w.fields) for w in writers)
+        _log.info(
+            "%s: %d writer groups, %d writers, %d fields (%d monitored, %d refused by the server)",
+            "bridge running" if len(self.sources) == 1 else f"source {source.name!r} running",
+            len(source.groups),
+            len(writers),
+            total,
+            total - refused_count,
+            refused_count,
+        )
+        source.built = True
+        return subscriptions
+
+    def source_up(self, source: Source, session: OpcUaSession) -> Awaitable[None] | None:
+        """``source``'s session is in use: its groups tick (from its first session on), the
+        status follows; the node check runs beside the session."""
+        self._opcua_state()
+        self._publish_field_state()
+        for gi in source.groups:
+            if f"group-{gi}" not in self._tasks:
+                name = f"group-{self.plan.groups[gi].name}"
+                self._tasks[f"group-{gi}"] = asyncio.create_task(self._tick_group(gi), name=name)
+        if "fields" not in self._tasks:
+            self._tasks["fields"] = asyncio.create_task(self._watch_fields(), name="fields")
+        if all(s.built for s in self.sources):
             self.ready.set()
-            if not self._tickers:
-                self._tickers = [
-                    asyncio.create_task(self._tick_group(gi), name=f"group-{g.name}")
-                    for gi, g in enumerate(self.plan.groups)
-                ]
-                self._tickers.append(asyncio.create_task(self._watch_fields(), name="fields"))
-            tasks = [asyncio.create_task(stop.wait()), asyncio.create_task(session.wait_lost())]
-            if self.plan.node_check_interval_s > 0:
-                check = self.model_watch.check_nodes(session, self.plan.node_check_interval_s)
-                tasks.append(asyncio.create_task(check, name="node-check"))
-            try:
-                await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                self._session = self.model_watch.session = None
-                if not stop.is_set():
-                    self._opcua_down()  # Bad values first, then the goodbye
-                await self.events.stop()
-                await source.close()
-            if stop.is_set():
-                return 0.0
-            return self.opcua.lost(session.endpoint, session.lost_cause or "closed")
+        if self.plan.node_check_interval_s <= 0:
+            return None
+        interval = self.plan.node_check_interval_s
+        return self.model_watch.check_nodes(session, interval, frozenset(source.groups))
+
+    def _opcua_state(self) -> None:
+        """The OPC UA side as a whole: connected only while every source is."""
+        states = {s.state for s in self.sources}
+        self.stats.opcua_state = (
+            "connected"
+            if states == {"connected"}
+            else "reconnecting"
+            if "reconnecting" in states
+            else "disconnected"
+        )
+
+    def away_groups(self) -> frozenset[int]:
+        """The writer groups whose source is away."""
+        return frozenset(gi for s in self.sources if s.state != "connected" for gi in s.groups)
 
     # ------------------------------------------------------------------------ writers
 
-    async def _server_types(
-        self, session: OpcUaSession, codec: JsonCodec
-    ) -> dict[str, tuple[int, ua.NodeId]]:
-        """Built-in type and DataType of each field whose configuration left its type open,
-        read from the server in batches (NodeId string -> types)."""
-        open_ids = sorted(
-            {
-                f.node_id
-                for g in self.plan.groups
-                for w in g.writers
-                for f in w.fields
-                if f.builtin_id == 0
-            }
-        )
-        read: dict[str, ua.NodeId] = {}
-        nodes = [codec.decode_node_id(n) for n in open_ids]
-        for node_id, dv in zip(
-            open_ids, await session.read_attribute(nodes, ua.AttributeIds.DataType), strict=True
-        ):
-            if not dv.StatusCode.is_good() or dv.Value is None:
-                _log.warning(
-                    "DataType of %s not readable (%s): its field stays untyped (Variant)",
-                    node_id,
-                    dv.StatusCode.name,
-                )
-                continue
-            read[node_id] = dv.Value.Value
-        builtins = await session.builtin_types(read.values())
-        found = {node_id: (builtins[dt], dt) for node_id, dt in read.items()}
-        if open_ids:
-            _log.info("read the DataType of %d fields configured without one", len(found))
-        return found
-
     def _build_writers(
-        self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]]
+        self, codec: JsonCodec, server_types: Mapping[str, tuple[int, ua.NodeId]], source: Source
     ) -> None:
-        """The writers' states; with a disk spool, continuing where the last run stopped."""
+        """The states of ``source``'s writers; with a disk spool, continuing where the last run
+        stopped."""
         now = self._clock()
         resumption = Resumption(
-            self.mqtt.spool.checkpoint, self.plan.publisher_id, self._namespaces, now
+            self.mqtt.spool.checkpoint, self.plan.publisher_id, source.namespaces, now
         )
-        for gi, group in enumerate(self.plan.groups):
+        for gi in source.groups:
+            group = self.plan.groups[gi]
             for wi, wp in enumerate(group.writers):
                 fields = [
                     DataSetField(
@@ -382,7 +377,7 @@ class Bridge:
         group = self.plan.groups[gi]
         loop = asyncio.get_running_loop()
         interval = group.publishing_interval_ms / 1000
-        table = NamespaceTable(self._namespaces)
+        table = NamespaceTable(self._source_of[group.name].namespaces)
         codecs = {
             enc: JsonCodec(enc, table)
             for enc in {group.writer_settings(w).field_encoding for w in group.writers}
@@ -469,8 +464,9 @@ class Bridge:
 
     def _publish_metadata(self, writer: Writer) -> None:
         version = writer.state.version
-        writer.fingerprint = fingerprint(writer.fields, self._namespaces)
-        metadata = build_metadata(writer.plan.name, writer.fields, version, self._namespaces)
+        namespaces = self._source_of[writer.group.name].namespaces
+        writer.fingerprint = fingerprint(writer.fields, namespaces)
+        metadata = build_metadata(writer.plan.name, writer.fields, version, namespaces)
         msg = encode_metadata_message(
             MetaDataMessage(
                 publisher_id=self.plan.publisher_id,
@@ -480,7 +476,7 @@ class Bridge:
                 dataset_writer_name=writer.plan.name,
                 timestamp=self._clock(),
             ),
-            JsonCodec(namespaces=NamespaceTable(self._namespaces)),
+            JsonCodec(namespaces=NamespaceTable(namespaces)),
         )
         if self._signer is not None:
             msg = sign_message(msg, self._signer, issued_at=self._clock())
@@ -538,12 +534,13 @@ class Bridge:
 
     def _publish_field_state(self) -> None:
         """Publish the ua-status the fields call for, when it differs from the last one:
-        Error while the OPC UA server is away (Part 14 §6.2.1), Error while it refuses a
+        Error while an OPC UA server (any source) is away (Part 14 §6.2.1: some of the
+        publisher's DataSets cannot be current; docs/operations.md), Error while one refuses a
         field (it cannot deliver until the configuration or the server changes),
         PreOperational while a field waits for its first value (or for its first value since
         the session came back), else Operational."""
         connected = self.stats.opcua_state == "connected"
-        report = self.fields.report(connected=connected)
+        report = self.field_report()
         if not connected:
             state = ua.PubSubState.Error  # the server is away: no value is current
         elif report.counts[FieldState.REFUSED] or self.events.dropping:
@@ -554,6 +551,10 @@ class Bridge:
             state = ua.PubSubState.Operational
         if state != self._state:
             self._publish_state(state)
+
+    def field_report(self) -> FieldReport:
+        """The fields' report; the fields of a source that is away are not overdue."""
+        return self.fields.report(away=self.away_groups())
 
     async def _watch_fields(self) -> None:
         while True:
@@ -579,23 +580,33 @@ class Bridge:
         topic = plan.topics.connection(plan.publisher_id)
         self.mqtt.publish(Outgoing(topic, dumps(msg), 1, True, dict(self._expiry)))
 
-    def _opcua_down(self) -> None:
-        """The OPC UA server is away (session lost, or an attempt failed): Error (Part 14
-        §6.2.1). A lost session's values are no longer current: every field turns
-        BadServerNotConnected instead of repeating a stale value, and waits for a fresh one
-        from the monitored items of the next session."""
-        if self.stats.opcua_state != "connected":
+    async def source_closing(self, source: Source) -> None:
+        """``source``'s session is about to close: the event writers on it stop first."""
+        if source is self.sources[0]:
+            await self.events.stop()
+
+    def source_down(self, source: Source) -> None:
+        """An OPC UA server is away (session lost, or an attempt failed): Error (Part 14
+        §6.2.1). A lost session's values are no longer current: every field of its groups
+        turns BadServerNotConnected instead of repeating a stale value, and waits for a fresh
+        one from the monitored items of the next session; the other sources' groups publish
+        on."""
+        if source.state != "connected":
+            self._opcua_state()
             if self._state != ua.PubSubState.Error:
                 self._publish_state(ua.PubSubState.Error)
             return
+        source.reconnects += 1
         self.stats.opcua_reconnects += 1
-        self.stats.opcua_state = "reconnecting"
-        self.fields.subscribed()
+        source.state = "reconnecting"
+        self._opcua_state()
+        self.fields.subscribed(source.groups)
         lost = ua.DataValue(
             StatusCode=ua.StatusCode(ua.StatusCodes.BadServerNotConnected),
             ServerTimestamp=self._clock(),
         )
-        for writer in self._writers.values():
-            for f in writer.fields:
-                writer.state.update(f.spec.name, lost)
+        for (gi, _wi), writer in self._writers.items():
+            if gi in source.groups:
+                for f in writer.fields:
+                    writer.state.update(f.spec.name, lost)
         self._publish_field_state()

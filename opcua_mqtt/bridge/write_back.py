@@ -95,7 +95,7 @@ class WriteBack:
         mqtt: MqttSession,
         topic: str,
         fields: Mapping[tuple[str, str], str],
-        session: Callable[[], OpcUaSession | None],
+        session: Callable[[str | None, tuple[str, str] | None], OpcUaSession | None],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -268,7 +268,7 @@ class WriteBack:
         (Acknowledge, Call, ...: targets that are all commands, bridge/commands.py) one by one."""
         writes = [job for job in jobs if job.request.targets[0].command is None]
         written = iter(await self._targets.execute(writes) if writes else [])
-        session = self._session()
+        session = self._session(None, None)  # commands go to the first source
         out = []
         for job in jobs:
             if job.request.targets[0].command is None:

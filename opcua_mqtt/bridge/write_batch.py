@@ -157,21 +157,25 @@ class TargetWriter:
         allowed: frozenset[str],
         auth: RequestAuth,
         fields: Mapping[tuple[str, str], str],
-        session: Callable[[], OpcUaSession | None],
+        session: Callable[[str | None, tuple[str, str] | None], OpcUaSession | None],
     ) -> None:
+        """``session(canonical NodeId, (writer, field) or None)``: the session of the source
+        that publishes the target (bridge/sources.py), None while it is away."""
         self._allowed = allowed
         self._auth = auth
         self._fields = fields
         self._session = session
 
     async def execute(self, jobs: Sequence[Job]) -> list[tuple[dict[str, Any], bool]]:
-        """Each job's answer (unsealed) and whether every one of its targets was written."""
-        session = self._session()
-        codec = JsonCodec() if session is None else await session.codec()
-        pending: list[_Pending] = []
-        all_results = [self._resolve(job, session, codec, pending) for job in jobs]
-        if pending and session is not None:
-            await self._write(session, codec, pending)
+        """Each job's answer (unsealed) and whether every one of its targets was written:
+        one Read and one Write per server (source) the batch writes to."""
+        servers: dict[int, tuple[OpcUaSession, JsonCodec, list[_Pending]]] = {}
+        all_results = [await self._resolve(job, servers) for job in jobs]
+        for session, server_codec, pending in servers.values():
+            if pending:
+                await self._write(session, server_codec, pending)
+        # the answers' NodeIds in the namespaces of the first server written to, if any
+        codec = next(iter(servers.values()))[1] if servers else JsonCodec()
         out: list[tuple[dict[str, Any], bool]] = []
         for job, results in zip(jobs, all_results, strict=True):
             final = [r for r in results if r is not None]
@@ -179,15 +183,11 @@ class TargetWriter:
             out.append((build_response(job.request.request_id, final, codec), good))
         return out
 
-    def _resolve(
-        self,
-        job: Job,
-        session: OpcUaSession | None,
-        codec: JsonCodec,
-        pending: list[_Pending],
+    async def _resolve(
+        self, job: Job, servers: dict[int, tuple[OpcUaSession, JsonCodec, list[_Pending]]]
     ) -> list[TargetResult | None]:
-        """The checks without the server; the targets that pass go to ``pending``, their
-        result slots stay None until the Write."""
+        """The checks without the server; the targets that pass go to their server's list in
+        ``servers``, their result slots stay None until the Write."""
         who = job.who
         allowed = self._auth.allowed(who, self._allowed)
         results: list[TargetResult | None] = []
@@ -213,11 +213,18 @@ class TargetWriter:
                 )
                 refuse(target, S.BadUserAccessDenied, node_text, why)
                 continue
+            field = (
+                None if target.node_id is not None else (target.writer or "", target.field or "")
+            )
+            session = self._session(canonical, field)  # of the field's (or node's) source
             if session is None:
                 refuse(
                     target, S.BadServerNotConnected, node_text, "the OPC UA server is not connected"
                 )
                 continue
+            if id(session) not in servers:
+                servers[id(session)] = (session, await session.codec(), [])
+            _, codec, pending = servers[id(session)]
             try:
                 node_id = codec.decode_node_id(node_text)
             except DecodeError as e:

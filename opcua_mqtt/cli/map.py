@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from opcua_mqtt.core.config.check import check_config_data
 from opcua_mqtt.core.config.model import Config, PublishingDefaults
 from opcua_mqtt.core.config.text import dump_json, dump_yaml
+from opcua_mqtt.core.map_sources import merge_plans
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
 from opcua_mqtt.core.mapping_events import event_writers
 from opcua_mqtt.core.messages.profiles import PROFILES
@@ -65,7 +66,7 @@ def _defaults_option(
 
 
 @click.command("map")
-@click.argument("source")
+@click.argument("sources", metavar="SOURCE...", nargs=-1, required=True)
 @opcua_connection_options
 @common.browse_scope_options(
     "With an endpoint: node to browse from (i=85 is the Objects folder).",
@@ -197,7 +198,7 @@ def _defaults_option(
     "Delete the file to start afresh.",
 )
 def map_command(
-    source: str,
+    sources: tuple[str, ...],
     opcua_params: dict[str, Any],
     start: str,
     depth: int | None,
@@ -231,7 +232,10 @@ def map_command(
     """Turn an OPC UA address space into a publishing configuration.
 
     SOURCE is a file saved by `opcua-mqtt browse -o FILE` (JSON or YAML) or an opc.tcp://
-    endpoint, browsed on the spot with the connection options. Each object with variables
+    endpoint, browsed on the spot with the connection options. Several SOURCEs (one per
+    server) give one configuration with one entry in `sources` per server (named after its
+    host) and its writer groups prefixed with that name; each server's ids stay those of
+    mapping it alone (but for DataSetWriterIds colliding across servers). Each object with variables
     becomes a DataSetWriter (a variable's properties travel with it), grouped into writer
     groups by --group-by. Field and writer names come from BrowseNames; DataSetFieldIds and
     DataSetWriterIds are derived from the server's ApplicationUri and the NodeIds, so mapping
@@ -265,6 +269,7 @@ def map_command(
           --topic-template '{enterprise}/{site}/{path}' -o bridge.yaml
       opcua-mqtt map plc1.json --profile open62541 -o bridge.yaml   # for open62541 1.5
       opcua-mqtt map plc1.json --events -o bridge.yaml   # and the server's events and alarms
+      opcua-mqtt map plc1.json plc2.json plc3.json -o plant.yaml      # three servers
 
     \b
     Exit codes: 0 written, 1 nothing matched or the result (or, with --force, the file
@@ -309,10 +314,13 @@ def map_command(
             if option not in given:
                 opcua_params[option] = str(pki / name)
         located |= set(PKI_OPTIONS)
-    if _is_endpoint(source):
-        result = _browse(source, opcua_params, start, depth)
-    else:
-        result = read_browse_file(Path(source))
+    results = [
+        _browse(source, opcua_params, start, depth)
+        if _is_endpoint(source)
+        else read_browse_file(Path(source))
+        for source in sources
+    ]
+    source = ", ".join(sources)
     if publisher_id is None and pki is not None:
         publisher_id = pki_publisher_id(pki)  # the one its certificates are issued for
     settings = MapSettings(
@@ -322,11 +330,14 @@ def map_command(
         metadata_topic_template=metadata_topic_template,
         uns=_uns_variables(uns_values, topic_template, metadata_topic_template),
     )
-    try:
-        plan = plan_mapping(result, rules, settings)
-    except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
-        common.fail(f"{source}: malformed browse result: {e}", EXIT_USAGE)
-    carry_connection(plan, opcua_params, {o: base for o in located})
+    plans = []
+    for name, result in zip(sources, results, strict=True):
+        try:
+            plans.append((result, plan_mapping(result, rules, settings)))
+        except (TypeError, AttributeError) as e:  # a hand-edited browse file with wrong types
+            common.fail(f"{name}: malformed browse result: {e}", EXIT_USAGE)
+        carry_connection(plans[-1][1], opcua_params, {o: base for o in located})
+    plan = merge_plans(plans)
     fill_mqtt(plan.document, broker, mqtt_protocol)
     from_pki = fill_pki(plan.document, pki, base) if pki is not None else {}
     if events:
@@ -356,7 +367,7 @@ def map_command(
     }
     config = _checked(plan)
     mode = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "yaml")
-    text = render(config, mode, result, output, notes)
+    text = render(config, mode, results, output, notes)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -428,7 +439,7 @@ def _checked(plan: MappingPlan) -> Config:
 def render(
     config: Config,
     mode: str,
-    result: BrowseResult,
+    results: Sequence[BrowseResult],
     output: Path | None,
     notes: Mapping[str, str] | None = None,
 ) -> str:
@@ -437,8 +448,10 @@ def render(
         return dump_json(config)
     target = output.name if output is not None else "FILE"
     header = (
-        f"opcua-mqtt bridge configuration, made by `opcua-mqtt map` from {result.endpoint}\n"
-        f"(start node {result.start_node}). Edit freely, then check with:\n"
+        "opcua-mqtt bridge configuration, made by `opcua-mqtt map` from "
+        + ", ".join(r.endpoint for r in results)
+        + f"\n(start node {', '.join(sorted({r.start_node for r in results}))}). "
+        "Edit freely, then check with:\n"
         f"  opcua-mqtt validate {target}\n"
         "Mapping again with --force keeps your edits (see `opcua-mqtt map --help`).\n"
         "Reference: schemas/config.schema.json. Write-back stays off until you enable it\n"

@@ -124,7 +124,7 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
 async def _watch_fatal(bridge: Bridge, limit: float, stop: asyncio.Event, out: list[str]) -> None:
     """Stop the bridge once its MQTT or OPC UA connection has failed for good for ``limit``
     seconds."""
-    episodes = (bridge.mqtt.fatal, bridge.opcua.fatal)
+    episodes = (bridge.mqtt.fatal, *(s.outage.fatal for s in bridge.sources))
     while True:
         await asyncio.sleep(min(1.0, limit / 4))
         for episode in episodes:

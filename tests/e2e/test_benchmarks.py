@@ -118,3 +118,30 @@ def test_spool_outage_benchmark_loses_nothing_through_a_short_cut_and_prints_its
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| t s | bridge RSS MiB") and len(rows) >= 5, run.stdout
     assert "sequence gaps (lost) 0," in run.stdout, run.stdout
+
+
+def test_many_sources_benchmark_values_every_field_of_every_server_and_prints_its_table() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_many_sources.py"),
+            "--servers",
+            "2",
+            "--items",
+            "400",
+            "--interval-ms",
+            "1000",
+            "--minutes",
+            "0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr  # 1: a field never had a value
+    rows = [line.split("|")[1:-1] for line in run.stdout.splitlines() if line.startswith("|")]
+    measures = [row[0].strip() for row in rows[2:]]
+    assert measures[:2] == ["start -> first data", "start -> every field valued"]
+    assert "(400 of 400)" in rows[3][1]
+    assert "400 items over 2 server processes" in run.stdout

@@ -119,3 +119,31 @@ def test_a_lost_session_makes_every_field_wait_afresh(clock: Clock) -> None:
     health.subscribed()
     report = health.report()
     assert report.counts["waiting"] == 3 and report.delivering
+
+
+def test_the_fields_of_one_source_wait_and_count_by_themselves(clock: Clock) -> None:
+    """Group 1 (field D) reads from another source than group 0: its session's events touch
+    only its fields, and while its source is away its fields are not overdue."""
+    d = FieldKey(1, 0, "D")
+    health = FieldHealth([(A, "G/W/A (i=1)", 10.0), (d, "H/W/D (i=4)", 10.0)], clock)
+    health.monitoring()
+    health.value(A, GOOD)
+    health.value(d, GOOD)
+    health.subscribed(groups=[1])  # the second source's session was lost
+    assert health.report().counts == {"refused": 0, "waiting": 1, "bad": 0, "good": 1}
+    clock.now += 60
+    assert health.report(away=[1]).overdue == 0  # its source is away: not the field's fault
+    assert health.report().overdue_names == ["H/W/D (i=4)"]
+
+
+def test_the_grace_period_starts_when_the_items_exist(clock: Clock) -> None:
+    """Creating many monitored items over a busy connection takes longer than a grace period:
+    it starts once they exist, for the fields still waiting."""
+    health = _health(clock)
+    health.value(A, GOOD)
+    clock.now += 60  # the items took a minute to create
+    health.items_created([0])
+    assert health.report().overdue == 0
+    clock.now += 11
+    assert health.report().overdue_names == ["G/W/B (ns=1;i=2)", "G/V/C (i=3)"]
+    assert health.state(A).value == "good"

@@ -135,6 +135,7 @@ def test_readiness_names_what_is_down() -> None:
             "ready": False,
             "down": ["opcua", "mqtt", "subscriptions"],
             "opcua": "disconnected",
+            "sources": {"default": "disconnected"},
             "mqtt": "disconnected",
             "subscriptions": False,
             "fields": {

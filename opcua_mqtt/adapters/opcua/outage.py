@@ -27,7 +27,10 @@ _log = logging.getLogger(__name__)
 class Outage:
     """The OPC UA side's reconnect policy and the state of its current outage."""
 
-    def __init__(self, reconnect_max_s: float) -> None:
+    def __init__(self, reconnect_max_s: float, label: str = "") -> None:
+        """``label`` starts each log line's subject (``source 'plc1': ``; empty for a bridge
+        of one server)."""
+        self._label = label
         self.fatal = FatalEpisode()
         #: Why the server cannot be used now, one line; None while a session is up.
         self.cause: str | None = None
@@ -49,7 +52,7 @@ class Outage:
             level = logging.WARNING if first else logging.DEBUG
         delay = self._backoff.next_delay()
         # The error last: its hint may end in a command to copy.
-        _log.log(level, "OPC UA (next attempt in %.1f s): %s", delay, error)
+        _log.log(level, "OPC UA %s(next attempt in %.1f s): %s", self._label, delay, error)
         return delay
 
     def lost(self, endpoint: str, cause: str) -> float:
@@ -59,7 +62,7 @@ class Outage:
             self._backoff.reset()
         self._up_since, self._since = None, now
         self.cause = f"lost the session on {endpoint}: {cause}"
-        _log.warning("OPC UA session on %s lost (%s); reconnecting", endpoint, cause)
+        _log.warning("OPC UA %ssession on %s lost (%s); reconnecting", self._label, endpoint, cause)
         return self._backoff.next_delay()
 
     def connected(self, endpoint: str) -> None:
@@ -68,5 +71,10 @@ class Outage:
         self.fatal.end()
         self.cause = None
         if self._since is not None:
-            _log.info("OPC UA session on %s up again after %.1f s", endpoint, now - self._since)
+            _log.info(
+                "OPC UA %ssession on %s up again after %.1f s",
+                self._label,
+                endpoint,
+                now - self._since,
+            )
         self._since, self._up_since = None, now

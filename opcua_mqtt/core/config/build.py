@@ -31,17 +31,18 @@ from opcua_mqtt.core.config.model import (
     num,
 )
 from opcua_mqtt.core.config.queues import queue_names
-from opcua_mqtt.core.config.rules import Resolver
+from opcua_mqtt.core.config.rules import Resolver, raw_sources, source_identities
 from opcua_mqtt.core.uajson.node_ids import canonical_node_id
 
 
 def build_config(data: Mapping[str, Any]) -> Config:
     resolver = Resolver(data)
     queues = queue_names(data)
-    opcua = _fill(OpcUaConfig, data["opcua"])
-    identity = opcua.identity
+    sources = tuple(_fill(OpcUaConfig, raw) for raw, _ in raw_sources(data))
+    identities = source_identities(data)
     groups = []
     for gi, graw in enumerate(data["writer_groups"]):
+        identity = identities[gi]
         gl = [(graw, ())]
         writers = []
         for wi, wraw in enumerate(graw["writers"]):
@@ -93,6 +94,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
                 overrides=_overrides(graw, _GROUP_OPTIONS + _QUEUE_OPTIONS + _GROUP_MASKS),
                 queue_name=queues.groups[gi],
                 network_message_content=tuple(resolver.get("network_message_content", gl)[0]),
+                source=graw.get("source") or sources[0].name,
             )
         )
     mqtt_raw = dict(data.get("mqtt") or {})
@@ -103,7 +105,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
     return Config(
         version=int(data["version"]),
         publisher_id=data["publisher_id"],
-        opcua=opcua,
+        sources=sources,
         mqtt=dataclasses.replace(_fill(MqttConfig, mqtt_raw), tls=tls, spool=spool),
         metadata_signing=_fill(MetadataSigningConfig, data.get("metadata_signing") or {}),
         defaults=PublishingDefaults(

@@ -111,7 +111,10 @@ class Deadband:
 
 @dataclass(frozen=True, slots=True)
 class OpcUaConfig:
+    """One OPC UA server (a source): the ``opcua`` section, or one entry of ``sources``."""
+
     endpoint: str
+    name: str = "default"
     server_uri: str | None = None
     security_policy: str = "Basic256Sha256"
     security_mode: str = "SignAndEncrypt"
@@ -288,9 +291,12 @@ class WriterGroupConfig:
     # tree's, or its template names {writer} (core/config/queues.py).
     queue_name: str | None = None
     network_message_content: tuple[str, ...] = STANDARD_NETWORK_CONTENT
+    source: str = "default"  # the name of the OPC UA server (source) it reads from
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, with_source: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
+        if with_source:
+            out["source"] = self.source
         out.update(self.overrides)
         if self.bundle_writers:
             out["bundle_writers"] = True
@@ -381,7 +387,7 @@ class Config:
     :func:`config_from_dict`, which check it; the constructor does not."""
 
     publisher_id: str
-    opcua: OpcUaConfig
+    sources: tuple[OpcUaConfig, ...]  # one or more; names unique
     writer_groups: tuple[WriterGroupConfig, ...]
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     metadata_signing: MetadataSigningConfig = field(default_factory=MetadataSigningConfig)
@@ -393,6 +399,20 @@ class Config:
     version: int = 1
     uns: Mapping[str, str] = field(default_factory=dict)  # queue name template variables
     event_writers: tuple[EventWriterConfig, ...] = ()
+
+    @property
+    def opcua(self) -> OpcUaConfig:
+        """The first source: the only one of a configuration with an ``opcua`` section."""
+        return self.sources[0]
+
+    @property
+    def several_sources(self) -> bool:
+        """Whether the file form is ``sources`` (several, or one not named ``default``)."""
+        return len(self.sources) > 1 or self.sources[0].name != "default"
+
+    def source(self, name: str) -> OpcUaConfig:
+        """The source called ``name`` (checked to exist when the configuration was built)."""
+        return next(s for s in self.sources if s.name == name)
 
     def writers(self) -> Iterator[tuple[WriterGroupConfig, WriterConfig]]:
         for group in self.writer_groups:
@@ -407,16 +427,22 @@ class Config:
     def to_json(self) -> dict[str, Any]:
         """The file form: sections in full (defaults written out, so a reader sees them),
         groups, writers and fields with only the options they set themselves."""
+        several = self.several_sources
+        servers: dict[str, Any] = (
+            {"sources": [{"name": s.name, **_section(s)} for s in self.sources]}
+            if several
+            else {"opcua": {k: v for k, v in _section(self.opcua).items() if k != "name"}}
+        )
         out = {
             "version": self.version,
             "publisher_id": self.publisher_id,
-            "opcua": _section(self.opcua),
+            **servers,
             "mqtt": _section(self.mqtt),
             "metadata_signing": _section(self.metadata_signing),
             "defaults": self.defaults.to_json(),
             "status": _section(self.status),
             **({"uns": dict(self.uns)} if self.uns else {}),
-            "writer_groups": [g.to_json() for g in self.writer_groups],
+            "writer_groups": [g.to_json(with_source=several) for g in self.writer_groups],
             **(
                 {"event_writers": [e.to_json() for e in self.event_writers]}
                 if self.event_writers

@@ -92,15 +92,78 @@ def write_back_allowed(config: Config, entries: Iterable[str] | None = None) -> 
     return frozenset(allowed)
 
 
+def raw_sources(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], Path]]:
+    """The OPC UA servers of a checked file, each with its path: the ``sources`` entries, or
+    the ``opcua`` section as the one source named ``default``."""
+    if "sources" in data:
+        return [(s, ("sources", i)) for i, s in enumerate(data["sources"])]
+    return [({"name": "default", **data["opcua"]}, ("opcua",))]
+
+
+def source_identities(data: Mapping[str, Any]) -> list[str]:
+    """Per writer group, the identity of its source (ApplicationUri, else endpoint): what its
+    fields' DataSetFieldIds are derived from. Call after :func:`_source_rules` passed."""
+    identity = {s["name"]: s.get("server_uri") or s["endpoint"] for s, _ in raw_sources(data)}
+    only = next(iter(identity.values()))
+    return [identity.get(g.get("source", ""), only) for g in data["writer_groups"]]
+
+
+def _source_rules(data: Mapping[str, Any], report: Report) -> bool:
+    """``opcua`` or ``sources`` (exactly one), unique source names, and a known ``source`` in
+    every writer group (required when there are several); whether the file's groups can be
+    tied to their sources."""
+    if ("opcua" in data) == ("sources" in data):
+        report.add(
+            ("sources",) if "sources" in data else (),
+            "give the OPC UA server as opcua (one server) or as sources (several), "
+            + ("not both" if "sources" in data else "one of them is required"),
+        )
+        return False
+    sources = raw_sources(data)
+    names: dict[str, Path] = {}
+    for raw, path in sources:
+        _unique(raw["name"], (*path, "name"), names, report, "source name")
+    several = len(sources) > 1
+    ok = True
+    for gi, group in enumerate(data["writer_groups"]):
+        name = group.get("source")
+        if name is None and several:
+            report.add(
+                ("writer_groups", gi),
+                f"writer group {group['name']!r} needs a source: one of {', '.join(names)}",
+            )
+            ok = False
+        elif name is not None and name not in names:
+            report.add(
+                ("writer_groups", gi, "source"),
+                f"unknown source {name!r}: expected one of {', '.join(names)}",
+            )
+            ok = False
+    used = {g.get("source") for g in data["writer_groups"]}
+    for raw, path in sources if several and ok else ():
+        if raw["name"] not in used:
+            report.add(
+                (*path, "name"),
+                f"no writer group reads from source {raw['name']!r}: its session would be "
+                "opened for nothing",
+                "warning",
+            )
+    return ok
+
+
 def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
-    _connection_rules(data, report)
+    if not _source_rules(data, report):
+        return
+    for raw, path in raw_sources(data):
+        _connection_rules(raw, path, report)
+    _mqtt_rules(data, report)
     resolver = Resolver(data)
     default_mask_rules(resolver, report)
     group_names: dict[str, Path] = {}
     writer_ids: dict[int, Path] = {}
     field_ids: dict[uuid.UUID, Path] = {}
     published: list[tuple[str, str | None]] = []  # (group/writer/field, canonical node id)
-    identity = data["opcua"].get("server_uri") or data["opcua"]["endpoint"]
+    identities = source_identities(data)
     timing_reported: set[tuple[Path, int, str]] = set()
     groups = data["writer_groups"]
     if not groups and not data.get("event_writers"):
@@ -144,7 +207,7 @@ def semantic_issues(data: Mapping[str, Any], report: Report) -> None:
                 levels_w,
                 pub,
                 resolver,
-                identity,
+                identities[gi],
                 field_ids,
                 published,
                 timing_reported,
@@ -267,27 +330,29 @@ def _where(path: Path, report: Report) -> str:
     return f"{text} (line {line})" if line else text
 
 
-def _connection_rules(data: Mapping[str, Any], report: Report) -> None:
-    opcua = data["opcua"]
+def _connection_rules(opcua: Mapping[str, Any], path: Path, report: Report) -> None:
     policy = opcua.get("security_policy", "Basic256Sha256")
     mode = opcua.get("security_mode", "SignAndEncrypt")
     if (policy == "None") != (mode == "None"):
         report.add(
-            ("opcua", "security_mode"),
+            (*path, "security_mode"),
             f"security_mode {mode} does not go with security_policy {policy}: policy None "
             "needs mode None, any other policy Sign or SignAndEncrypt",
         )
     elif policy == "None":
         report.add(
-            ("opcua", "security_policy"),
+            (*path, "security_policy"),
             "security policy None: the OPC UA session is neither signed nor encrypted",
             "warning",
         )
     if opcua.get("username") and not opcua.get("password_env", "OPCUA_PASSWORD"):
         report.add(
-            ("opcua", "password_env"),
+            (*path, "password_env"),
             "username needs password_env: the environment variable that holds its password",
         )
+
+
+def _mqtt_rules(data: Mapping[str, Any], report: Report) -> None:
     mqtt = data.get("mqtt") or {}
     tls = mqtt.get("tls") or {}
     if not tls.get("enabled", True):

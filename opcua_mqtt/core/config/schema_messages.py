@@ -35,7 +35,7 @@ def _option_places() -> dict[str, list[str]]:
     props = schema["properties"]
     sections = {
         "the top level": props,
-        "opcua": props["opcua"]["properties"],
+        "opcua": defs["source"]["properties"],
         "mqtt": props["mqtt"]["properties"],
         "mqtt.tls": props["mqtt"]["properties"]["tls"]["properties"],
         "metadata_signing": props["metadata_signing"]["properties"],

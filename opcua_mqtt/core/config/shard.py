@@ -4,7 +4,8 @@ Why whole writer groups: a writer group is one publishing schedule and one Netwo
 stream, and its writers' sequence numbers and metadata belong to its publisher; split across
 bridges it would be two streams claiming one name. So shards take whole groups, balanced by
 item count (largest first, each to the shard with the fewest items so far: deterministic, within
-one group's size of the best balance).
+one group's size of the best balance). A group keeps its source (OPC UA server): a shard lists
+the sources its groups read from, and only those, so it opens no session it does not use.
 
 Each shard is a publisher of its own (Part 14 §5.2.2: a PublisherId names one publisher):
 ``<publisher_id>-shard<k>of<N>``, its MQTT client id derived the same way, its disk spool (if
@@ -80,9 +81,11 @@ def _shard(
     spool = mqtt.spool
     if spool.directory is not None:
         spool = dataclasses.replace(spool, directory=f"{spool.directory}/shard{number}of{count}")
+    used = {g.source for g in groups}
     shard = dataclasses.replace(
         config,
         publisher_id=publisher_id,
+        sources=tuple(s for s in config.sources if s.name in used),
         writer_groups=groups,
         mqtt=dataclasses.replace(mqtt, client_id=client_id, spool=spool),
     )
@@ -111,7 +114,7 @@ def move_paths(config: Config, move: Callable[[str], str]) -> Config:
     def moved(path: str | None) -> str | None:
         return None if path is None else move(path)
 
-    m, o, s, wb = config.mqtt, config.opcua, config.metadata_signing, config.write_back
+    m, s, wb = config.mqtt, config.metadata_signing, config.write_back
     return dataclasses.replace(
         config,
         mqtt=dataclasses.replace(
@@ -124,11 +127,14 @@ def move_paths(config: Config, move: Callable[[str], str]) -> Config:
             ),
             spool=dataclasses.replace(m.spool, directory=moved(m.spool.directory)),
         ),
-        opcua=dataclasses.replace(
-            o,
-            certificate=moved(o.certificate),
-            private_key=moved(o.private_key),
-            trust_dir=moved(o.trust_dir),
+        sources=tuple(
+            dataclasses.replace(
+                o,
+                certificate=moved(o.certificate),
+                private_key=moved(o.private_key),
+                trust_dir=moved(o.trust_dir),
+            )
+            for o in config.sources
         ),
         metadata_signing=dataclasses.replace(
             s, private_key=moved(s.private_key), certificate_chain=moved(s.certificate_chain)
