@@ -48,48 +48,6 @@ _log = logging.getLogger(__name__)
 _CHUNK = 256  # events encoded before the loop runs others
 
 
-def event_writer_groups(plan: BridgePlan) -> list[ua.WriterGroupDataType]:
-    """The event writers' WriterGroupDataTypes for the ua-connection message (Part 14
-    §6.2.6): one per ``writer_group``, its writers on the standard topics."""
-    groups: dict[str, list[EventWriterPlan]] = {}
-    for w in plan.event_writers:
-        groups.setdefault(w.config.writer_group, []).append(w)
-    out = []
-    for name, writers in groups.items():
-        out.append(
-            ua.WriterGroupDataType(
-                Name=name,
-                Enabled=True,
-                MessageSettings=ua.JsonWriterGroupMessageDataType(
-                    NetworkMessageContentMask=int(writers[0].settings.network_mask)
-                ),
-                TransportSettings=ua.BrokerWriterGroupTransportDataType(
-                    QueueName=plan.topics.data(plan.publisher_id, name)
-                ),
-                DataSetWriters=[
-                    ua.DataSetWriterDataType(
-                        Name=w.config.name,
-                        Enabled=True,
-                        DataSetWriterId=w.config.dataset_writer_id,
-                        DataSetFieldContentMask=int(w.settings.field_mask),
-                        DataSetName=w.config.name,
-                        MessageSettings=ua.JsonDataSetWriterMessageDataType(
-                            DataSetMessageContentMask=int(w.settings.dataset_mask)
-                        ),
-                        TransportSettings=ua.BrokerDataSetWriterTransportDataType(
-                            QueueName=plan.topics.data(plan.publisher_id, name, w.config.name),
-                            MetaDataQueueName=plan.topics.metadata(
-                                plan.publisher_id, name, w.config.name
-                            ),
-                        ),
-                    )
-                    for w in writers
-                ],
-            )
-        )
-    return out
-
-
 def event_field_id(writer: str, path: str) -> uuid.UUID:
     """A field's DataSetFieldId: stable for the same writer name and select path."""
     return uuid.uuid5(FIELD_ID_NAMESPACE, f"event\n{writer}\n{path}")

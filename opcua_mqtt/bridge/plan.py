@@ -162,3 +162,61 @@ def writer_group(plan: BridgePlan, g: GroupPlan) -> ua.WriterGroupDataType:
             for w in g.writers
         ],
     )
+
+
+def event_writer_groups(plan: BridgePlan) -> list[ua.WriterGroupDataType]:
+    """The event writers' WriterGroupDataTypes for the ua-connection message (Part 14
+    §6.2.6): one per ``writer_group``, its writers on the standard topics."""
+    groups: dict[str, list[EventWriterPlan]] = {}
+    for w in plan.event_writers:
+        groups.setdefault(w.config.writer_group, []).append(w)
+    out = []
+    for name, writers in groups.items():
+        out.append(
+            ua.WriterGroupDataType(
+                Name=name,
+                Enabled=True,
+                MessageSettings=ua.JsonWriterGroupMessageDataType(
+                    NetworkMessageContentMask=int(writers[0].settings.network_mask)
+                ),
+                TransportSettings=ua.BrokerWriterGroupTransportDataType(
+                    QueueName=plan.topics.data(plan.publisher_id, name)
+                ),
+                DataSetWriters=[
+                    ua.DataSetWriterDataType(
+                        Name=w.config.name,
+                        Enabled=True,
+                        DataSetWriterId=w.config.dataset_writer_id,
+                        DataSetFieldContentMask=int(w.settings.field_mask),
+                        DataSetName=w.config.name,
+                        MessageSettings=ua.JsonDataSetWriterMessageDataType(
+                            DataSetMessageContentMask=int(w.settings.dataset_mask)
+                        ),
+                        TransportSettings=ua.BrokerDataSetWriterTransportDataType(
+                            QueueName=plan.topics.data(plan.publisher_id, name, w.config.name),
+                            MetaDataQueueName=plan.topics.metadata(
+                                plan.publisher_id, name, w.config.name
+                            ),
+                        ),
+                    )
+                    for w in writers
+                ],
+            )
+        )
+    return out
+
+
+TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-json"
+
+
+def connection_data(plan: BridgePlan, url: str) -> ua.PubSubConnectionDataType:
+    """What the ua-connection message describes (Part 14 §6.2.7): the publisher, the broker's
+    ``url`` and every writer group, data and events."""
+    return ua.PubSubConnectionDataType(
+        Name=plan.publisher_id,
+        Enabled=True,
+        PublisherId=ua.Variant(plan.publisher_id, ua.VariantType.String),
+        TransportProfileUri=TRANSPORT_PROFILE,
+        Address=ua.NetworkAddressUrlDataType(Url=url),
+        WriterGroups=[writer_group(plan, g) for g in plan.groups] + event_writer_groups(plan),
+    )

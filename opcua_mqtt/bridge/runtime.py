@@ -35,16 +35,16 @@ from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession
 from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
 from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
-from opcua_mqtt.bridge.events import EventWriters, event_writer_groups
+from opcua_mqtt.bridge.events import EventWriters
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldReport, FieldState, grace_period_s
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
     BridgePlan,
     GroupPlan,
     Writer,
+    connection_data,
     data_topic,
     metadata_topic,
-    writer_group,
 )
 from opcua_mqtt.bridge.sources import Source, make_sources, server_types
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
@@ -74,7 +74,6 @@ from opcua_mqtt.core.writer_state import FieldSpec, Frame, FrameKind, WriterStat
 
 _log = logging.getLogger(__name__)
 
-TRANSPORT_PROFILE = "http://opcfoundation.org/UA-Profile/Transport/pubsub-mqtt-json"
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
 _HEALTH_CHECK_S = 1.0  # how often the fields' state is turned into the ua-status
 
@@ -562,20 +561,10 @@ class Bridge:
             self._publish_field_state()
 
     def _publish_connection(self) -> None:
-        plan = self.plan
-        o = self.mqtt.options
-        connection = ua.PubSubConnectionDataType(
-            Name=plan.publisher_id,
-            Enabled=True,
-            PublisherId=ua.Variant(plan.publisher_id, ua.VariantType.String),
-            TransportProfileUri=TRANSPORT_PROFILE,
-            Address=ua.NetworkAddressUrlDataType(
-                Url=f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
-            ),
-            WriterGroups=[writer_group(plan, g) for g in plan.groups] + event_writer_groups(plan),
-        )
+        plan, o = self.plan, self.mqtt.options
+        url = f"{'mqtts' if o.tls.enabled else 'mqtt'}://{o.host}:{o.port}"
         msg = encode_connection_message(
-            ConnectionMessage(plan.publisher_id, connection, self._clock())
+            ConnectionMessage(plan.publisher_id, connection_data(plan, url), self._clock())
         )
         topic = plan.topics.connection(plan.publisher_id)
         self.mqtt.publish(Outgoing(topic, dumps(msg), 1, True, dict(self._expiry)))

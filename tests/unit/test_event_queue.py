@@ -80,7 +80,7 @@ async def test_a_burst_past_max_pending_is_dropped_counted_and_logged_once(
 
 
 def test_the_connection_message_names_the_event_writers_and_their_topics() -> None:
-    from opcua_mqtt.bridge.events import event_writer_groups
+    from opcua_mqtt.bridge.plan import event_writer_groups
     from opcua_mqtt.core.messages.metadata import ConnectionMessage, encode_connection_message
     from opcua_mqtt.core.schema_validation import validator
 

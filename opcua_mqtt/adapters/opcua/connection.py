@@ -50,6 +50,7 @@ from asyncua.crypto import security_policies, uacrypto
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from opcua_mqtt.adapters.opcua.asyncua_logs import install as install_log_filters
 from opcua_mqtt.adapters.opcua.certs import (
     CertificateError,
     ClientCredentials,
@@ -228,54 +229,7 @@ class ConnectionOptions:
 # --------------------------------------------------------------------------------- connecting
 
 
-class _RedactActivateSession(logging.Filter):
-    """Drop asyncua's DEBUG dump of the ActivateSession request (it holds the password)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and args:
-            return not isinstance(args[0], ua.ActivateSessionRequest)
-        return True
-
-
-_REDACTOR = _RedactActivateSession()
-for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_client.UaClient"):
-    logging.getLogger(_name).addFilter(_REDACTOR)
-
-
-class _ExpectedNoise(logging.Filter):
-    """Drop asyncua warnings about what is expected: that a lost connection it is asked to
-    close is closed already (see :func:`_close`), that a server shutting down answered the
-    pending Publish with a fault saying the session is gone (session.py reports that loss;
-    the bridge logs it once), that a response came for a request no longer awaited (the
-    second Publish in flight, cancelled at the loss), and that the server revised the session
-    timeout (servers may; asyncua's line even names the secure channel's timeout as the one
-    requested)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.msg)
-        args = record.args if isinstance(record.args, tuple) else ()
-        return not (
-            text.endswith("was called but connection is closed")
-            or text.startswith("Requested session timeout to be")
-            or text == "Future for request id %s is already done"
-            or (
-                text.startswith("ServiceFault (")
-                and len(args) == 3
-                and args[0] in _LOST_NAMES
-                and str(args[2]).endswith("PublishRequest")
-            )
-        )
-
-
-_EXPECTED_NOISE = _ExpectedNoise()
-for _name in (
-    "asyncua.client.client",
-    "asyncua.client.ua_session.UaSession",
-    "asyncua.client.ua_client.UaClient",
-    "asyncua.client.ua_client.UASocketProtocol",
-):
-    logging.getLogger(_name).addFilter(_EXPECTED_NOISE)
+install_log_filters(_LOST_NAMES)
 
 
 def normalise_endpoint(endpoint: str) -> str:
