@@ -81,6 +81,7 @@ class Report:
         self.source = source
         self.lines = _Lines()
         self.issues: list[ConfigIssue] = []
+        self._seen: set[ConfigIssue] = set()  # a large file can bring 100,000 warnings
 
     def add(
         self, path: Path, message: str, severity: Severity = "error", line: int | None = None
@@ -88,7 +89,8 @@ class Report:
         text = "/".join(str(p) for p in path)
         where = line if line is not None else self.lines.line(path)
         issue = ConfigIssue(self.source, text, where, message, severity)
-        if issue not in self.issues:
+        if issue not in self._seen:
+            self._seen.add(issue)
             self.issues.append(issue)
 
     def sorted(self) -> list[ConfigIssue]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from opcua_mqtt.core.config.model import Config, ConfigIssue, Path, Severity
+from opcua_mqtt.core.config.model import Config, Path, Severity
 from opcua_mqtt.core.config.report import Loader, Report, show
 
 
@@ -136,7 +136,7 @@ def _parse_json(text: str, report: Report) -> Any:
         data = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as e:
         message = f"not valid JSON: {e.msg} (column {e.colno})"
-        report.issues.append(ConfigIssue(report.source, "", e.lineno, message))
+        report.add((), message, line=e.lineno)
         return None
     except (RecursionError, ValueError) as e:  # deep nesting, huge integers
         report.add((), "nested too deeply" if isinstance(e, RecursionError) else f"{e}")
