@@ -59,7 +59,7 @@ import tempfile
 import time
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -891,16 +891,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("opcua_mqtt.subscriber").setLevel(logging.ERROR)  # one line per metadata
 
+    async def measure() -> None:
+        await run(args)  # it prints as it goes; what it returns is for compare.py
+
+    return run_to_the_end(measure())
+
+
+def run_to_the_end(main: Coroutine[Any, Any, int | None]) -> int:
+    """Run a benchmark's ``main``: SIGTERM, like Ctrl-C, goes through its clean-up (the
+    child processes are stopped) and exits 130."""
+
     def terminate(_sig: int, _frame: Any) -> None:
-        raise KeyboardInterrupt  # run the clean-up below, as on Ctrl-C
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        asyncio.run(run(args))
+        return asyncio.run(main) or 0
     except KeyboardInterrupt:
         print("interrupted; child processes stopped", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

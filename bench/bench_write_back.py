@@ -42,7 +42,6 @@ import datetime as dt
 import logging
 import os
 import platform
-import signal
 import sys
 import tempfile
 import time
@@ -58,6 +57,7 @@ from bench_bridge import (
     print_top,
     proc_status_kib,
     profile_table,
+    run_to_the_end,
     snapshot,
 )
 
@@ -356,15 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    def terminate(_sig: int, _frame: Any) -> None:
-        raise KeyboardInterrupt  # run the clean-up, as on Ctrl-C
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        return 130
+    return run_to_the_end(run(args))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_bridge import percentile
+from bench_bridge import percentile, run_to_the_end
 from bench_write_back import spawn_bridge, start_rig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -209,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         host, port = args.flood_to[0].rsplit(":", 1)
         asyncio.run(flood(host, int(port), args.flood_to[1], args.requests))
         return 0
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        return 130
+    return run_to_the_end(run(args))
 
 
 if __name__ == "__main__":

@@ -26,12 +26,10 @@ Child processes are stopped by PID on the way out, also after Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import logging
 import os
 import platform
-import signal
 import sys
 import tempfile
 from importlib.metadata import version
@@ -278,16 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("opcua_mqtt.subscriber").setLevel(logging.ERROR)
 
-    def terminate(_sig: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        return 130
-    return 0
+    return bench_bridge.run_to_the_end(run(args))
 
 
 if __name__ == "__main__":

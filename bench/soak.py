@@ -48,16 +48,14 @@ import logging
 import math
 import os
 import platform
-import signal
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-from bench_bridge import _churn_lines, proc_status_kib
+from bench_bridge import _churn_lines, proc_status_kib, run_to_the_end
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -413,15 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     # The subscriber's own gmqtt client logs a false ERROR each time the broker goes away.
     logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
 
-    def terminate(_sig: int, _frame: Any) -> None:
-        raise KeyboardInterrupt  # run the clean-up, as on Ctrl-C
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        return 130
+    return run_to_the_end(run(args))
 
 
 if __name__ == "__main__":

@@ -55,15 +55,12 @@ from opcua_mqtt.core.signing import SIGNATURE_MEMBER, TrustStore, verify_message
 from opcua_mqtt.core.topics import TopicInfo, TopicTree, topic_matches
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import OPC_UA_NAMESPACE, NamespaceTable
-from opcua_mqtt.core.uns import announced_topics
+from opcua_mqtt.subscriber_topics import TopicMap
 
 _log = logging.getLogger(__name__)
 
 #: Refusals are logged once per reason and topic, for this many (reason, topic) pairs at most.
 _MAX_LOGGED_REFUSALS = 1_000
-#: At most this many custom topics announced in ua-connection messages are remembered (and,
-#: with discovery, subscribed to): a publisher cannot grow the subscriber without bound.
-_MAX_DISCOVERED = 1_000
 
 
 class TrustState(enum.StrEnum):
@@ -196,9 +193,8 @@ class Subscriber:
         filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter or ())
         self.topic_filters: tuple[str, ...] = tuple(filters) or (f"{tree}/#",)
         self.discover = discover
-        self._tree_root = f"{tree}/"  # topics below it are the standard tree's
-        self.announced: dict[str, TopicInfo] = {}  # custom topic -> what its ua-connection says
-        self._announcers: dict[str, set[str]] = {}  # custom topic -> PublisherIds announcing it
+        self._topic_map = TopicMap(self.topics)
+        self.announced = self._topic_map.announced  # custom topic -> what ua-connection says
         self.trust = trust
         self.signers = signers
         self.require_signed = trust is not None if require_signed is None else require_signed
@@ -290,7 +286,7 @@ class Subscriber:
         """Decode and file away metadata, status and connection messages; return a data
         message with its parsed JSON, None for anything else (or anything refused)."""
         try:
-            info = self._topic_info(topic)
+            info = self._topic_map.info(topic)
         except DecodeError as e:
             self._refuse(Refusal.TOPIC, topic, f"not a topic of the tree: {e}")
             return None
@@ -322,38 +318,12 @@ class Subscriber:
         self._identify(info, message)
         return raw, message
 
-    def _topic_info(self, topic: str) -> TopicInfo | None:
-        """What the topic says of its messages: its levels in the standard tree (DecodeError
-        when it is under the tree's root but not a topic of it), what a ua-connection
-        announced for a custom topic, or None for a custom topic nobody announced."""
-        if topic.startswith(self._tree_root):
-            return self.topics.parse(topic)
-        return self.announced.get(topic)
-
     def _learn_topics(self, message: ConnectionMessage) -> None:
-        """Take in the custom topics a ua-connection announces; with ``discover``, subscribe to
-        those no filter covers. A topic two publishers announce belongs to neither."""
-        publisher = message.publisher_id
-        for topic, info in announced_topics(message).items():
-            if topic.startswith(self._tree_root):
-                continue  # a standard topic: its levels say whose it is
-            announcers = self._announcers.setdefault(topic, set())
-            if len(self._announcers) > _MAX_DISCOVERED and not announcers:
-                del self._announcers[topic]
-                continue
-            announcers.add(publisher)
-            if len(announcers) > 1:
-                if self.announced.pop(topic, None) is not None:
-                    _log.warning(
-                        "topic %s is announced by several publishers (%s): its messages are "
-                        "taken at their word",
-                        topic,
-                        ", ".join(sorted(announcers)),
-                    )
-                continue
-            self.announced[topic] = info
+        """With ``discover``, subscribe to the custom topics a ua-connection announces that no
+        filter covers."""
+        for topic in self._topic_map.learn(message):
             if self.discover and not self._covered(topic):
-                _log.info("subscribing to %s, announced by %s", topic, publisher)
+                _log.info("subscribing to %s, announced by %s", topic, message.publisher_id)
                 self._subscribe(topic)
 
     def _decode_raw(self, info: TopicInfo | None, raw: Any) -> AnyMessage:
@@ -385,11 +355,12 @@ class Subscriber:
     def _identify(self, info: TopicInfo | None, message: NetworkMessage) -> None:
         """Fill in what the content mask left out of a data message: PublisherId and
         WriterGroup from its topic (when the topic says), and a missing DataSetWriterId from
-        the metadata of the writer its DataSetWriterName (or topic) names."""
-        if info is not None:
-            _name_from_topic(info, message)
+        the metadata of the writer its DataSetWriterName (or topic) names. (The topic was
+        found consistent with the message by :func:`topic_disagreement`.)"""
         for m in message.messages:
             if info is not None:
+                m.publisher_id = m.publisher_id or info.publisher_id
+                m.writer_group_name = m.writer_group_name or info.writer_group
                 m.dataset_writer_name = m.dataset_writer_name or info.dataset_writer
             if m.dataset_writer_id is None:
                 m.dataset_writer_id = self._writer_id(
@@ -475,7 +446,7 @@ class Subscriber:
     def _redecode(self, h: _Held) -> ReceivedDataSet:
         """The held DataSet decoded with the metadata known now; as first decoded when that
         fails (the metadata that arrived does not describe this data)."""
-        info = self._topic_info(h.topic)  # parsed before it was held
+        info = self._topic_map.info(h.topic)  # parsed before it was held
         try:
             nm = self._decode_raw(info, h.raw)
         except DecodeError as e:
@@ -621,11 +592,3 @@ def _hold_key(m: DataSetMessage) -> _HoldKey | None:
     if m.dataset_writer_name is not None:
         return (m.publisher_id, (m.writer_group_name, m.dataset_writer_name))
     return None
-
-
-def _name_from_topic(info: TopicInfo, message: NetworkMessage) -> None:
-    """Fill in the PublisherId and WriterGroup a data message leaves out (its content mask
-    may) from its topic, which :func:`topic_disagreement` has found consistent with it."""
-    for m in message.messages:
-        m.publisher_id = m.publisher_id or info.publisher_id
-        m.writer_group_name = m.writer_group_name or info.writer_group

@@ -88,9 +88,6 @@ class BridgeStats:
     opcua_reconnects: int = 0  # sessions lost (each one starts a reconnect)
 
 
-OpcUaConnector = Connector
-
-
 class Bridge:
     """Runs one bridge until ``stop`` is set; see the module docstring for the message order."""
 
@@ -98,7 +95,7 @@ class Bridge:
         self,
         plan: BridgePlan,
         mqtt: MqttOptions,
-        connect_opcua: OpcUaConnector | Mapping[str, OpcUaConnector],
+        connect_opcua: Connector | Mapping[str, Connector],
         *,
         signer: Signer | None,
         write_back: WriteBackSettings | None = None,

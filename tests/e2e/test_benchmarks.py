@@ -145,3 +145,20 @@ def test_many_sources_benchmark_values_every_field_of_every_server_and_prints_it
     assert measures[:2] == ["start -> first data", "start -> every field valued"]
     assert "(400 of 400)" in rows[3][1]
     assert "400 items over 2 server processes" in run.stdout
+
+
+def test_bridge_benchmark_delivers_every_value_of_a_small_run_and_prints_its_table() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_bridge.py"),
+            *("--sizes", "100", "--seconds", "2", "--warmup", "1", "--drain-limit", "10"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "| 100 |" in run.stdout, run.stdout
+    assert "0 sequence gaps" in run.stdout, run.stdout

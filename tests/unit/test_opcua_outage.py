@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from opcua_mqtt.adapters.opcua.connection import OpcUaConnectionError, _unreachable
+from opcua_mqtt.adapters.opcua.failures import OpcUaConnectionError, unreachable
 from opcua_mqtt.adapters.opcua.outage import Outage
 
 URL = "opc.tcp://plc1:4840"
@@ -58,12 +58,12 @@ def test_a_permanent_failure_is_one_error_a_minute_and_ends_with_any_other_outco
     [(socket.EAI_NONAME, True), (socket.EAI_AGAIN, False)],
 )
 def test_only_a_name_that_does_not_exist_is_permanent(errno: int, permanent: bool) -> None:
-    error = _unreachable(URL, socket.gaierror(errno, "lookup failed"), 10.0)
+    error = unreachable(URL, socket.gaierror(errno, "lookup failed"), 10.0)
     assert "does not resolve" in error.message
     assert error.permanent is permanent
 
 
 def test_a_refused_or_silent_server_is_worth_trying_again() -> None:
-    assert not _unreachable(URL, ConnectionRefusedError(), 10.0).permanent
-    assert not _unreachable(URL, TimeoutError(), 10.0).permanent
-    assert _unreachable(URL, ValueError("not OPC UA"), 10.0).permanent
+    assert not unreachable(URL, ConnectionRefusedError(), 10.0).permanent
+    assert not unreachable(URL, TimeoutError(), 10.0).permanent
+    assert unreachable(URL, ValueError("not OPC UA"), 10.0).permanent

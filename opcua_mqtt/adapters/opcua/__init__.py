@@ -19,11 +19,11 @@ from opcua_mqtt.adapters.opcua.connection import (
     SECURITY_MODES,
     SECURITY_POLICIES,
     ConnectionOptions,
-    OpcUaConnectionError,
     connect,
     normalise_endpoint,
 )
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, builtin_types
+from opcua_mqtt.adapters.opcua.failures import OpcUaConnectionError
 
 __all__ = [
     "SECURITY_MODES",

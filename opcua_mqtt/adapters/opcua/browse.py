@@ -31,16 +31,14 @@ from opcua_mqtt.adapters.opcua.batching import (
     browse_descriptions,
     stated_limit,
 )
-from opcua_mqtt.adapters.opcua.connection import (
+from opcua_mqtt.adapters.opcua.connection import ConnectionOptions, connect, normalise_endpoint
+from opcua_mqtt.adapters.opcua.facts import local_node_id, resolve_builtin_types
+from opcua_mqtt.adapters.opcua.failures import (
     CONNECTION_LOST,
     USER_REJECTED,
-    ConnectionOptions,
     OpcUaConnectionError,
-    connect,
-    normalise_endpoint,
     status_name,
 )
-from opcua_mqtt.adapters.opcua.facts import local_node_id, resolve_builtin_types
 from opcua_mqtt.core.address_space import BrowsedNode, BrowseResult, NodeClass
 from opcua_mqtt.core.errors import EncodeError, OpcUaMqttError
 from opcua_mqtt.core.globs import glob_regex
@@ -75,9 +73,7 @@ _VARIABLE_ATTRIBUTES: Final = (
 # Attributes whose refusal leaves the node usable: ArrayDimensions is optional (OPC 10000-3),
 # UserAccessLevel falls back to AccessLevel, a Bad value is a value. Any other refusal (and a
 # Description refused other than as absent) records the node with `error`.
-_OPTIONAL: Final = frozenset(
-    {_A.ArrayDimensions, _A.UserAccessLevel, _A.Value, _A.EventNotifier}
-)
+_OPTIONAL: Final = frozenset({_A.ArrayDimensions, _A.UserAccessLevel, _A.Value, _A.EventNotifier})
 _SUBSCRIBE_TO_EVENTS: Final = 0x01  # EventNotifier bit (OPC 10000-3 §8.59)
 _BUILTIN_NAMES: Final = {
     i: str(ua.ObjectIdNames[i]) for i in range(1, 30)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from opcua_mqtt.adapters.opcua.connection import OpcUaConnectionError
+from opcua_mqtt.adapters.opcua.failures import OpcUaConnectionError
 from opcua_mqtt.adapters.reconnect import STABLE_S, Backoff, FatalEpisode
 
 __all__ = ["Outage"]

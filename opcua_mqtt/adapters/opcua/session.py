@@ -25,9 +25,9 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.commands import CommandService
-from opcua_mqtt.adapters.opcua.connection import CONNECTION_LOST, status_name
 from opcua_mqtt.adapters.opcua.events import EventSink, EventSource
 from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLimits
+from opcua_mqtt.adapters.opcua.failures import CONNECTION_LOST, status_name
 from opcua_mqtt.adapters.opcua.publish_decoder import install as install_publish_decoder
 from opcua_mqtt.adapters.opcua.publish_pipeline import install as install_publish_pipeline
 from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
