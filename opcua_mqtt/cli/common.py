@@ -5,6 +5,7 @@ is the same everywhere lives here."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -13,6 +14,29 @@ import click
 from opcua_mqtt.core.address_space import NodeClass
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_options(
+    func: F,
+    options: Sequence[Callable[[Any], Any]],
+    *,
+    into: str | None = None,
+    names: Sequence[str] = (),
+) -> F:
+    """``func`` with ``options`` added, shown in ``--help`` in the order given; with ``into``, the
+    command receives the values of ``names`` as one dict under that keyword (a block of options
+    passed on as one piece, e.g. a connection's)."""
+    for option in reversed(options):
+        func = option(func)
+    if into is None:
+        return func
+
+    @functools.wraps(func)
+    def gathered(*args: Any, **kwargs: Any) -> Any:
+        kwargs[into] = {k: kwargs.pop(k) for k in names}
+        return func(*args, **kwargs)
+
+    return gathered  # type: ignore[return-value]
 
 
 def browse_scope_options(start_help: str, depth_help: str) -> Callable[[F], F]:

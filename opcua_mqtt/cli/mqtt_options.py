@@ -4,7 +4,6 @@ broker's certificate verified; turning TLS off takes an explicit ``--no-tls``.""
 
 from __future__ import annotations
 
-import functools
 import os
 import uuid
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
+from opcua_mqtt.cli.common import with_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,6 +22,10 @@ ONE_SHOT_ATTEMPTS = 3
 
 #: Exit code of every command for a broker that cannot be reached or refuses the client.
 EXIT_BROKER = 3
+
+
+#: The options :func:`mqtt_client_options` passes on as ``mqtt_params``.
+_PARAMS = ("ca", "cert", "key", "no_tls", "username", "password_env", "protocol", "client_id")
 
 
 def mqtt_client_options(func: F) -> F:
@@ -67,27 +71,7 @@ def mqtt_client_options(func: F) -> F:
             help="MQTT client id (default: a random one, with no session kept on the broker).",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["mqtt_params"] = {
-            k: kwargs.pop(k)
-            for k in (
-                "ca",
-                "cert",
-                "key",
-                "no_tls",
-                "username",
-                "password_env",
-                "protocol",
-                "client_id",
-            )
-        }
-        return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    return with_options(func, options, into="mqtt_params", names=_PARAMS)
 
 
 def parse_broker(broker: str, *, tls: bool) -> tuple[str, int]:

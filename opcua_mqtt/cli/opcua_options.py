@@ -9,7 +9,6 @@ the shell history): it comes from an environment variable or a hidden prompt.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from opcua_mqtt.adapters.opcua import (
     ConnectionOptions,
     normalise_endpoint,
 )
+from opcua_mqtt.cli.common import with_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,15 +119,7 @@ def opcua_connection_options(func: F) -> F:
             help="Seconds to wait for the server to answer a request.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["opcua_params"] = {k: kwargs.pop(k) for k in _PARAMS}
-        return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    return with_options(func, options, into="opcua_params", names=_PARAMS)
 
 
 def connection_options_from(endpoint: str, params: dict[str, Any]) -> ConnectionOptions:

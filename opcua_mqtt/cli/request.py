@@ -15,6 +15,7 @@ import click
 import orjson
 
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, MqttSession, Outgoing
+from opcua_mqtt.cli.common import with_options
 from opcua_mqtt.cli.mqtt_options import EXIT_BROKER, mqtt_options_from
 from opcua_mqtt.core.signing import Signer, TrustStore, sign_message, verify_message
 from opcua_mqtt.core.topics import TopicTree, command_topic, reply_topic
@@ -73,9 +74,7 @@ def request_options(func: F) -> F:
             "that verifies against it.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return with_options(func, options)
 
 
 def send_request(
