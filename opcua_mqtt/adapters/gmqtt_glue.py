@@ -55,6 +55,9 @@ def instrument(client: Any, storage: TrackingStorage, on_ack: Callable[[bytes], 
     unacknowledged publishes) but keeps their packet ids in use: after a broker restart that
     lost a full window of them (Mosquitto's Receive Maximum is 20), no id was left and the
     client could never publish again. Their ids are released here with them.
+
+    Each connection's transport is wrapped in a :class:`CoalescingTransport` as gmqtt hands
+    the connection to the package handler.
     """
     handler = client._package_handler
     if handler._handler_cache or client._persistent_storage is not storage:
