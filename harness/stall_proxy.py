@@ -6,6 +6,9 @@ While stalled, whatever either side sends is read and thrown away, so neither si
 error, a close or back-pressure; only the silence tells. Connections made while stalled are
 accepted and swallowed the same way. While cut, every connection is reset and new ones are
 reset as soon as they are accepted.
+
+It also counts the TLS records the clients send (``records_up``, read from the records'
+headers): how many writes a TLS client made, seen from outside it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class StallProxy:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.connections = 0  # accepted so far
+        self.records_up = 0  # TLS records from the clients, forwarded or not
         self._forwarding = True
         self._cut = False
         self._server: asyncio.Server | None = None
@@ -63,7 +67,7 @@ class StallProxy:
             writer.close()
             return
         pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(reader, up_writer, _TlsRecords(self))),
             asyncio.create_task(self._pump(up_reader, writer)),
         ]
         self._tasks.update(pumps)
@@ -76,10 +80,17 @@ class StallProxy:
             for w in (writer, up_writer):
                 w.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        records: _TlsRecords | None = None,
+    ) -> None:
         """Copy until EOF or an error; while stalled, drop what arrives."""
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if records is not None:
+                    records.feed(data)
                 if self._forwarding:
                     writer.write(data)
                     await writer.drain()
@@ -90,3 +101,29 @@ class StallProxy:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+class _TlsRecords:
+    """Counts the TLS records of one direction of a connection into ``proxy.records_up``: a
+    record is a 5-byte header (type, version, body length) and its body; reads split both."""
+
+    def __init__(self, proxy: StallProxy) -> None:
+        self._proxy = proxy
+        self._header = b""  # of the next record, while incomplete
+        self._body_left = 0  # bytes of the current record's body still to come
+
+    def feed(self, data: bytes) -> None:
+        i = 0
+        while i < len(data):
+            if self._body_left:
+                step = min(self._body_left, len(data) - i)
+                self._body_left -= step
+                i += step
+                continue
+            step = min(5 - len(self._header), len(data) - i)
+            self._header += data[i : i + step]
+            i += step
+            if len(self._header) == 5:
+                self._proxy.records_up += 1
+                self._body_left = int.from_bytes(self._header[3:5], "big")
+                self._header = b""

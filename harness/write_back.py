@@ -220,13 +220,22 @@ async def read_variant(endpoint: str, node_id: str) -> ua.Variant:
         return (await client.get_node(parse_nodeid(node_id, ns)).read_data_value()).Value
 
 
-async def server_count(server: OpcUaTestServer, method: str = "WriteCount") -> int:
-    """The test server's own count of what clients wrote so far: the values (``WriteCount``)
-    or the Write service calls that carried them (``WriteCalls``)."""
+async def call_control(server: OpcUaTestServer, method: str, *args: str) -> Any:
+    """Call one of the test server's Control methods (harness/plant_control.py: they change
+    the model at run time or count what clients wrote) with String arguments."""
     async with Client(server.endpoint, timeout=10) as client:
         ns = await client.get_namespace_array()
         control = client.get_node(parse_nodeid(server.manifest["control"]["object"], ns))
-        return int(await control.call_method(parse_nodeid(server.manifest["control"][method], ns)))
+        target = parse_nodeid(server.manifest["control"][method], ns)
+        return await control.call_method(
+            target, *(ua.Variant(a, ua.VariantType.String) for a in args)
+        )
+
+
+async def server_count(server: OpcUaTestServer, method: str = "WriteCount") -> int:
+    """The test server's own count of what clients wrote so far: the values (``WriteCount``)
+    or the Write service calls that carried them (``WriteCalls``)."""
+    return int(await call_control(server, method))
 
 
 def check_response(answer: Any) -> None:

@@ -3,6 +3,7 @@ payload; what may be answered to; log-line forms of values, status codes and who
 
 from __future__ import annotations
 
+import functools
 import reprlib
 from collections.abc import Mapping
 from typing import Any
@@ -34,11 +35,27 @@ def length_limits(limits: LengthLimits) -> dict[str, Any]:
     return out
 
 
+#: NodeId texts longer than this are not remembered by :func:`canonical_or_none` (a request
+#: may name any string: the cache must stay small whatever requesters send).
+_REMEMBERED_NODE_ID_CHARS = 256
+
+
 def canonical_or_none(node_id: str) -> str | None:
+    """The canonical form of a NodeId text (None if it is none): remembered for the texts
+    requests repeat, as each request needs it twice (its claims, the allow-list)."""
+    if len(node_id) > _REMEMBERED_NODE_ID_CHARS:
+        return _canonical_or_none(node_id)
+    return _remembered_canonical_or_none(node_id)
+
+
+def _canonical_or_none(node_id: str) -> str | None:
     try:
         return canonical_node_id(node_id)
     except ValueError:
         return None
+
+
+_remembered_canonical_or_none = functools.lru_cache(maxsize=4096)(_canonical_or_none)
 
 
 def brief_repr() -> reprlib.Repr:

@@ -3,17 +3,22 @@
 Requests that wait for their turn while a batch is at the server (or that arrive in the same
 turn of the event loop) are carried out together: one Read of the attributes the checks need
 and one Write for every target of every request of the batch, so that 16 requests in flight
-cost two OPC UA round trips instead of 32. Arrival order is kept where it matters: a batch is
-taken from the head of the queue and ends before the first request that writes a node a request
-already in it writes (or repeats a RequestId of its requester), so that writes to one node are
-carried out in request order, each Write after the previous one is answered, and the value
-before the write in the audit line is the one the request replaced.
+cost two OPC UA round trips instead of 32. The Read asks for what may change between two
+writes (AccessLevel, UserAccessLevel, the value replaced); a node's DataType, ValueRank and
+ArrayDimensions are read once per session (see :class:`_Shape`).
+
+Arrival order is kept where it matters: a batch is taken from the head of the queue and ends
+before the first request that writes a node a request already in it writes (or repeats a
+RequestId of its requester), so that writes to one node are carried out in request order, each
+Write after the previous one is answered, and the value before the write in the audit line is
+the one the request replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,15 +46,20 @@ _log = logging.getLogger("opcua_mqtt.bridge.write_back")  # the audit lines keep
 
 S = ua.StatusCodes
 _WRITE_BIT = 1 << 1  # AccessLevel CurrentWrite (OPC 10000-3 §8.57)
-#: What the checks read of each target's node, in one Read per batch.
-_ATTRIBUTES = (
-    ua.AttributeIds.DataType,
-    ua.AttributeIds.ValueRank,
-    ua.AttributeIds.ArrayDimensions,
+#: What the checks read of each target's node in every batch: whether the server lets the
+#: bridge write it now, and the value the write replaces (for the audit line).
+_FRESH = (
     ua.AttributeIds.AccessLevel,
     ua.AttributeIds.UserAccessLevel,
     ua.AttributeIds.Value,
 )
+#: What they read once per node and session (see :class:`_Shape`).
+_SHAPE = (
+    ua.AttributeIds.DataType,
+    ua.AttributeIds.ValueRank,
+    ua.AttributeIds.ArrayDimensions,
+)
+_UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # abstract DataTypes take any type
 #: Requests per batch at most: bounds the Read and Write (at most this × max_targets
 #: operations, split further by the server's OperationLimits) and the wait of the last one.
 MAX_BATCH = 64
@@ -135,6 +145,32 @@ class WriteQueue:
         return batch
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A node's DataType, ValueRank and ArrayDimensions, remembered per session: reading them
+    for every write was half of the bridge's work per write (asyncua encodes and decodes six
+    attributes per node). A new session (a restarted server) reads them anew; within one, a
+    node whose current value no longer fits (another built-in type, or array against scalar:
+    the DataType was changed at run time) has them read again before its write."""
+
+    data_type: ua.NodeId
+    value_rank: int
+    dimensions: tuple[int, ...]
+
+    def fits(self, builtin: int, value: ua.DataValue) -> bool:
+        """Whether ``value``, the node's current one, can be of this shape (``builtin``: the
+        DataType's built-in type): of that type unless it is abstract, an array where the
+        ValueRank says array and a scalar where it says scalar."""
+        variant = value.Value
+        if variant is None or variant.VariantType == ua.VariantType.Null:
+            return True
+        if builtin not in _UNTYPED and variant.VariantType.value != builtin:
+            return False
+        if self.value_rank == -1:
+            return not variant.is_array
+        return variant.is_array or self.value_rank < 0  # -2 and -3 allow a scalar
+
+
 @dataclass
 class _Pending:
     """A target that passed the checks that need no server: where its result goes."""
@@ -165,6 +201,9 @@ class TargetWriter:
         self._auth = auth
         self._fields = fields
         self._session = session
+        self._shapes: weakref.WeakKeyDictionary[OpcUaSession, dict[ua.NodeId, _Shape]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def execute(self, jobs: Sequence[Job]) -> list[tuple[dict[str, Any], bool]]:
         """Each job's answer (unsealed) and whether every one of its targets was written:
@@ -234,29 +273,63 @@ class TargetWriter:
             results.append(None)
         return results
 
+    async def _read(
+        self, session: OpcUaSession, pending: list[_Pending]
+    ) -> tuple[list[ua.DataValue], dict[ua.NodeId, int]]:
+        """``_FRESH`` of every target, and the shapes of their nodes: one Read (two when a
+        remembered shape no longer fits its node's value). Returns the ``_FRESH`` values and
+        the status of each node whose shape could not be read."""
+        known = self._shapes.setdefault(session, {})
+        unknown = list(dict.fromkeys(p.node_id for p in pending if p.node_id not in known))
+        read = await session.read(
+            [ua.ReadValueId(NodeId=p.node_id, AttributeId=a) for p in pending for a in _FRESH]
+            + [ua.ReadValueId(NodeId=node, AttributeId=a) for node in unknown for a in _SHAPE]
+        )
+        fresh = read[: len(pending) * len(_FRESH)]
+        unreadable = _remember(known, unknown, read[len(fresh) :])
+        just_read = set(unknown)
+        remembered = [
+            (k, p.node_id, known[p.node_id])
+            for k, p in enumerate(pending)
+            if p.node_id in known and p.node_id not in just_read
+        ]
+        builtins = await session.builtin_types(shape.data_type for _, _, shape in remembered)
+        value_at = len(_FRESH) - 1  # the Value, last of each target's _FRESH
+        stale = list(
+            dict.fromkeys(
+                node
+                for k, node, shape in remembered
+                if not shape.fits(builtins[shape.data_type], fresh[k * len(_FRESH) + value_at])
+            )
+        )
+        if stale:
+            again = await session.read(
+                [ua.ReadValueId(NodeId=node, AttributeId=a) for node in stale for a in _SHAPE]
+            )
+            unreadable |= _remember(known, stale, again)
+        return fresh, unreadable
+
     async def _write(
         self, session: OpcUaSession, codec: JsonCodec, pending: list[_Pending]
     ) -> None:
-        n = len(_ATTRIBUTES)
-        read = await session.read(
-            [ua.ReadValueId(NodeId=p.node_id, AttributeId=a) for p in pending for a in _ATTRIBUTES]
-        )
-        builtins = await session.builtin_types(
-            dv.Value.Value for dv in read[::n] if dv.StatusCode.is_good()
-        )
+        fresh, unreadable = await self._read(session, pending)
+        known = self._shapes[session]
+        shapes = [known.get(p.node_id) for p in pending]
+        builtins = await session.builtin_types(s.data_type for s in shapes if s is not None)
         limits = await session.string_limits(
-            {
-                p.node_id: builtins[dtype.Value.Value]
-                for p, dtype in zip(pending, read[::n], strict=True)
-                if dtype.StatusCode.is_good()
-            },
+            {p.node_id: builtins[s.data_type] for p, s in zip(pending, shapes, strict=True) if s}
         )
         writes: list[tuple[_Pending, ua.Variant, Any]] = []
-        for k, p in enumerate(pending):
-            dtype, rank, dims, access, user_access, old = read[k * n : (k + 1) * n]
-            if not dtype.StatusCode.is_good():
+        n = len(_FRESH)
+        for k, (p, shape) in enumerate(zip(pending, shapes, strict=True)):
+            access, user_access, old = fresh[k * n : (k + 1) * n]
+            status = unreadable.get(p.node_id)
+            if status is None and not access.StatusCode.is_good():  # gone since it was read
+                status = access.StatusCode.value
+                known.pop(p.node_id, None)
+            if shape is None or status is not None:
                 p.results[p.slot] = refusal(
-                    p.job, p.target, dtype.StatusCode.value, p.text, "cannot read the node"
+                    p.job, p.target, status or S.BadNodeIdUnknown, p.text, "cannot read the node"
                 )
                 continue
             writable = int_value(access) & _WRITE_BIT and (
@@ -274,11 +347,9 @@ class TargetWriter:
             try:
                 variant = convert_value(
                     p.target.value,
-                    builtin_type=builtins[dtype.Value.Value],
-                    value_rank=int(rank.Value.Value) if rank.StatusCode.is_good() else -1,
-                    array_dimensions=tuple(dims.Value.Value or ())
-                    if dims.StatusCode.is_good() and dims.Value is not None and dims.Value.Value
-                    else (),
+                    builtin_type=builtins[shape.data_type],
+                    value_rank=shape.value_rank,
+                    array_dimensions=shape.dimensions,
                     codec=codec,
                     index_range=p.target.index_range,
                     **length_limits(limits[p.node_id]),
@@ -321,6 +392,29 @@ class TargetWriter:
                 writer=p.target.writer,
                 field=p.target.field,
             )
+
+
+def _remember(
+    known: dict[ua.NodeId, _Shape], nodes: Sequence[ua.NodeId], read: list[ua.DataValue]
+) -> dict[ua.NodeId, int]:
+    """Remember in ``known`` the shapes ``read`` holds (``_SHAPE`` of each of ``nodes``);
+    return the status of those that could not be read (a node the server does not have)."""
+    unreadable: dict[ua.NodeId, int] = {}
+    n = len(_SHAPE)
+    for k, node in enumerate(nodes):
+        dtype, rank, dims = read[k * n : (k + 1) * n]
+        if not dtype.StatusCode.is_good():
+            known.pop(node, None)
+            unreadable[node] = dtype.StatusCode.value
+            continue
+        known[node] = _Shape(
+            dtype.Value.Value,
+            int(rank.Value.Value) if rank.StatusCode.is_good() else -1,
+            tuple(dims.Value.Value or ())
+            if dims.StatusCode.is_good() and dims.Value is not None and dims.Value.Value
+            else (),
+        )
+    return unreadable
 
 
 def refusal(

@@ -31,6 +31,7 @@ from harness.write_back import (
     REPLIES,
     Requester,
     WriteBackNodes,
+    call_control,
     check_response,
     pick_new_value,
     read_variant,
@@ -270,6 +271,30 @@ async def test_a_repeated_request_id_gets_the_first_answer_and_no_second_write(
     )
     assert again == first
     assert (await read_variant(server.endpoint, node)).Value == 22.5  # not written a second time
+
+
+async def test_a_node_whose_data_type_changes_at_run_time_is_written_as_its_new_type(
+    setup: dict[str, Any], requester: Requester
+) -> None:
+    """The bridge remembers a node's DataType, ValueRank and ArrayDimensions per session, and
+    reads its AccessLevel, UserAccessLevel and value for every write: a DataType changed while
+    the session lives shows in the value, and the next write converts to the new type (a
+    Double written to the node that is now Int32 would be refused by the server)."""
+    server = setup["server"]
+    node = setup["writable"]["Double"]["nodeid"]
+
+    async def write(value: Any) -> ua.Variant:
+        answer = await requester.ask(
+            {"Targets": [{"Writer": "W", "Field": "Double", "Value": value}]}
+        )
+        assert answer["Result"]["Code"] == 0, answer
+        return await read_variant(server.endpoint, node)
+
+    assert await write(1.5) == ua.Variant(1.5, ua.VariantType.Double)
+    await call_control(server, "ChangeDataType", node)  # Double -> Int32
+    assert await write(7) == ua.Variant(7, ua.VariantType.Int32)
+    await call_control(server, "ChangeDataType", node)  # and back
+    assert await write(2.5) == ua.Variant(2.5, ua.VariantType.Double)
 
 
 async def test_an_expired_request_is_refused_unread(

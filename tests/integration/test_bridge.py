@@ -19,6 +19,7 @@ from harness.mosquitto import MosquittoBroker
 from harness.mqtt import MqttProbe, adapter_options
 from harness.opcua_servers import OpcUaTestServer
 from harness.plant_manifest import parse_nodeid
+from harness.write_back import call_control
 from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
@@ -230,15 +231,6 @@ async def test_fields_configured_without_a_type_take_builtin_type_and_data_type_
             assert ds.fields[name].variant_type == entry["builtin_type_id"], name
 
 
-async def _control(server: OpcUaTestServer, method: str, node_id: str) -> None:
-    """Call one of the test server's Control methods (they change the model at run time)."""
-    async with Client(server.endpoint, timeout=10) as client:
-        ns = await client.get_namespace_array()
-        control = client.get_node(parse_nodeid(server.manifest["control"]["object"], ns))
-        target = parse_nodeid(server.manifest["control"][method], ns)
-        await control.call_method(target, ua.Variant(node_id, ua.VariantType.String))
-
-
 def _ids(value: Any) -> Any:
     if isinstance(value, list):
         return [_ids(v) for v in value]
@@ -301,7 +293,7 @@ async def test_a_data_type_change_on_the_server_bumps_major_version_and_republis
     async with rig.subscribed(plan, "sub-dtype") as sub:
         first = await _next(sub)
         assert first.fields["Mutable"].variant_type == ua.VariantType.Int32
-        await _control(rig.server, "ChangeDataType", mutable)
+        await call_control(rig.server, "ChangeDataType", mutable)
         ds = await _first_where(
             sub,
             lambda ds: (
@@ -351,7 +343,7 @@ async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(rig: 
             attempts=40,
             failure="the node's value never arrived",
         )
-        await _control(rig.server, "DeleteVariable", mutable)
+        await call_control(rig.server, "DeleteVariable", mutable)
         ds = await _first_where(
             sub,
             lambda ds: "Mutable" in ds.fields and ds.fields["Mutable"].status.is_bad(),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.mosquitto import MosquittoBroker
-from harness.mqtt import adapter_options
+from harness.mqtt import MqttProbe, adapter_options
 from harness.processes import free_port
 from opcua_mqtt.adapters.mqtt import (
     REFUSED_RETRY_S,
@@ -522,3 +522,22 @@ async def test_a_second_client_with_the_same_id_shows_as_session_taken_over(
     assert any("same client id 'test-twin'" in m for m in lost), lost
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     await first.stop()
+
+
+async def test_a_stopped_session_says_goodbye_so_the_broker_keeps_its_will(
+    mosquitto_tls: MosquittoBroker,
+) -> None:
+    """``stop`` sends DISCONNECT before it closes the connection, though the session's
+    transport holds writes until the end of a turn of the event loop: a connection closed
+    without it makes the broker publish the will."""
+    async with MqttProbe() as probe:
+        await probe.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
+        await probe.subscribe("t/will")
+        will = Outgoing("t/will", b"gone", qos=1)
+        session = MqttSession(adapter_options(mosquitto_tls, "test-goodbye"), will=will)
+        await session.start(wait=True)
+        session.publish(Outgoing("t/will", b"hello", qos=1))
+        assert (await probe.next_message(timeout=10)).payload == b"hello"
+        await session.stop()
+        probe.publish("t/will", b"after")  # anything the broker sent for the close is before it
+        assert (await probe.next_message(timeout=10)).payload == b"after"

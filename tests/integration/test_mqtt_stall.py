@@ -78,3 +78,33 @@ async def test_a_stalled_connection_is_dropped_reconnected_and_loses_no_qos1_mes
         f"new connection up after {events[2][1] - stalled_at:.1f} s "
         f"(keep-alive {KEEP_ALIVE_S} s)"
     )
+
+
+async def test_publishes_made_in_one_turn_of_the_event_loop_leave_in_one_tls_record(
+    mosquitto_tls: MosquittoBroker,
+) -> None:
+    """gmqtt writes each packet on its own (one TLS record and one send each); the session
+    joins what one turn of the loop writes: ten publishes, one record, all delivered and
+    acknowledged."""
+    async with StallProxy(mosquitto_tls.host, mosquitto_tls.port) as proxy, MqttProbe() as sub:
+        await sub.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
+        await sub.subscribe("t/joined")
+        options = adapter_options(mosquitto_tls, "joining-publisher")
+        pub = MqttSession(dataclasses.replace(options, host=proxy.host, port=proxy.port))
+        await pub.start(wait=True)
+        try:
+            await asyncio.sleep(0.2)  # the handshake's and CONNECT's records have arrived
+            before = proxy.records_up
+            for i in range(10):
+                pub.publish(Outgoing("t/joined", str(i).encode(), qos=1))
+            got = [int((await sub.next_message(timeout=10)).payload) for _ in range(10)]
+            assert got == list(range(10))
+
+            async def acknowledged() -> None:  # every PUBACK counted
+                while pub.stats.published < 10:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(acknowledged(), 10)
+            assert proxy.records_up - before == 1
+        finally:
+            await pub.stop()

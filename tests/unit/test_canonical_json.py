@@ -172,6 +172,19 @@ def test_non_json_types_are_rejected_with_the_offending_path(value: Any, path: s
         canonicalize(value)
 
 
+def test_strings_are_escaped_as_rfc8785_says_for_every_character() -> None:
+    """Only \\" \\\\ \\b \\t \\n \\f \\r and \\u00xx (lowercase) for the other C0 controls;
+    every other character of every plane as itself (RFC 8785 §3.2.2.2)."""
+    short = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    short |= {'"': '\\"', "\\": "\\\\"}
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        escaped = short.get(char, f"\\u{code:04x}" if code < 0x20 else char)
+        assert canonicalize(f"a{char}") == f'"a{escaped}"'.encode(), hex(code)
+
+
 @pytest.mark.parametrize("value", ["\ud800", ["ok", "x\udfffy"], {"\udc00": 1}])
 def test_lone_surrogates_are_rejected_as_invalid_unicode(value: Any) -> None:
     with pytest.raises(ValueError, match="surrogate"):
