@@ -202,12 +202,22 @@ def make_env(workdir: Path) -> Env:
 
 
 def start_churn_servers(
-    workdir: Path, servers: int, items: int, interval_ms: float, *, session_timeout_s: int = 60
+    workdir: Path,
+    servers: int,
+    items: int,
+    interval_ms: float,
+    *,
+    session_timeout_s: int = 60,
+    nice: int = 0,
 ) -> list[Any]:
     """``servers`` asyncua churn servers (``python -m harness.opcua_server --churn``), each a
     process of its own writing ``items // servers`` variables every ``interval_ms``.
-    Blocking on purpose: nothing else runs yet, and a Ctrl-C cannot orphan a server. The caller
-    stops them (``server.stop``), also when a later one fails to start."""
+
+    ``nice`` > 0 lowers their scheduling priority (every thread): a server behind its schedule
+    writes all the time, and on a small machine would take the CPU the bridge needs, where in a
+    plant the servers are other machines. Blocking on purpose: nothing else runs yet, and a
+    Ctrl-C cannot orphan a server. The caller stops them (``server.stop``), also when a later
+    one fails to start."""
     from harness.opcua_servers import start_opcua_server
 
     started = []
@@ -228,6 +238,9 @@ def start_churn_servers(
                     ],
                 )
             )
+            if nice:
+                for tid in os.listdir(f"/proc/{started[-1].pid}/task"):
+                    os.setpriority(os.PRIO_PROCESS, int(tid), nice)
     except BaseException:
         for server in started:
             server.stop()

@@ -2,8 +2,8 @@
 """Issue 14's table in one run: our bridge and the naive one (naive_bridge.py) measured the
 same way, one after the other, on the same machine; overload, shards and write-back.
 
-    bench/run [--seconds 20] [--warmup 5] [--servers 4] [--bridge-cpu 0.3] [--requests 2000]
-              [--with-100k [--minutes 10]]
+    bench/run [--seconds 20] [--warmup 5] [--servers 3] [--server-nice 0] [--bridge-cpu 0.3]
+              [--requests 2000] [--with-100k [--minutes 10]]
 
 (``bench/run`` runs this file with the repository's .venv; about 10 minutes, 12 more with
 ``--with-100k``.) Every bridge figure comes from bench_bridge.py's ``measure`` (churn server
@@ -71,6 +71,7 @@ def bridge_args(
             *("--seconds", str(args.seconds), "--warmup", str(args.warmup)),
             *("--drain-limit", str(args.drain_limit), "--qos", str(qos)),
             *("--servers", str(servers), "--shards", str(shards)),
+            *("--server-nice", str(args.server_nice)),
             *(["--bridge-cpu", str(cpu)] if cpu else []),
             *(["--naive"] if naive else []),
         ]
@@ -320,7 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         "--drain-limit", type=float, default=20.0, help="wait for late values (default 20 s)"
     )
     parser.add_argument(
-        "--servers", type=int, default=4, help="churn server processes at 10,000 items"
+        "--servers", type=int, default=3, help="churn server processes at 10,000 items (default 3)"
+    )
+    parser.add_argument(
+        "--server-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the churn servers' nice level (default 0; see bench_bridge.py --server-nice)",
     )
     parser.add_argument(
         "--bridge-cpu",
