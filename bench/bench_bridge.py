@@ -227,6 +227,8 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
                     receiver.take(ds)
 
             consumer = None if isinstance(sub, LightSubscriber) else asyncio.create_task(consume())
+            if consumer is not None:  # also when a bridge never gets ready
+                stack.callback(consumer.cancel)
             bridges = []
             for k, c in enumerate(configs, 1):
                 profile = workdir / f"bridge{k}.prof" if args.profile else None

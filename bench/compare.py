@@ -171,9 +171,10 @@ def _overload(r: dict[str, Any], cap: float) -> str:
         return f"collapsed: {r['collapsed']}"
     offered = r["server"].get("values_per_s", r["offered_per_s"])
     shed = r["values_shed_per_s"]
+    p99 = "— (nothing of the window arrived)" if r["delivered"] == 0 else f"{r['p99_ms']:,.0f} ms"
     return (
         f"{delivered(r) / cap:.0%} of {cap:,.0f}/s ({offered:,.0f}/s offered), loop lag max "
-        f"{r['max_loop_lag_ms']:,.0f} ms, p99 {r['p99_ms']:,.0f} ms; values shed "
+        f"{r['max_loop_lag_ms']:,.0f} ms, p99 {p99}; values shed "
         f"{'(no such metric)' if shed is None else f'{shed:,.0f}/s'}"
     )
 
