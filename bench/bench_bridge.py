@@ -65,7 +65,6 @@ import logging
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,7 +74,6 @@ from typing import Any
 
 import yaml
 from bridge_load import (
-    SHED_METRIC,
     CgroupError,
     CpuLimit,
     Env,
@@ -86,21 +84,20 @@ from bridge_load import (
     has_line,
     lines,
     make_env,
-    metric,
+    metrics_port,
     percentile,
     proc_status_kib,
     run_to_the_end,
+    shard_configs,
     snapshot,
     spawn_bridge,
     start_churn_servers,
+    values_shed,
 )
 from profile_report import print_profile
 from value_counter import LightSubscriber, Receiver
 
 from harness.processes import Process
-
-EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
-
 
 # ------------------------------------------------------------------------ one measurement
 
@@ -114,43 +111,6 @@ async def _wait_line(child: Process, kind: str, count: int, timeout: float) -> d
         if not child.running or time.monotonic() > deadline:
             raise RuntimeError(f"bridge: no {kind} line #{count}\n{child.output(3000)}")
         await asyncio.sleep(0.02)
-
-
-def metrics_port(bridge: Process) -> int | None:
-    """The port of the bridge child's /metrics (its ``METRICS`` line; the naive one has none)."""
-    for line in bridge.text().splitlines():
-        if line.startswith("METRICS "):
-            return int(line.split()[1])
-    return None
-
-
-async def values_shed(ports: list[int | None]) -> float | None:
-    """The bridges' values-shed counters summed, read from their /metrics; None where none has
-    such a metric (a bridge without shedding)."""
-    found = [
-        await asyncio.to_thread(metric, port, SHED_METRIC) for port in ports if port is not None
-    ]
-    counts = [f for f in found if f is not None]
-    return sum(counts) if counts else None
-
-
-def shard_configs(config: Path, shards: int) -> list[Path]:
-    """``config`` split by ``opcua-mqtt shard CONFIG N``, as a user would; [config] for 1."""
-    if shards == 1:
-        return [config]
-    out = config.parent / "shards"
-    run = subprocess.run(
-        [EXE, "shard", str(config), str(shards), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if run.returncode != 0:
-        raise RuntimeError(f"opcua-mqtt shard failed ({run.returncode}): {run.stderr.strip()}")
-    found = sorted(out.glob("*.yaml"))
-    if len(found) != shards:
-        raise RuntimeError(f"opcua-mqtt shard wrote {len(found)} files, not {shards}")
-    return found
 
 
 def _subscriber(env: Env, broker: Any, receiver: Receiver, args: Any, configs: list[Path]) -> Any:

@@ -55,9 +55,9 @@ from bridge_load import (  # noqa: E402
     start_churn_servers,
 )
 
+from harness.bridge import EXE  # noqa: E402
 from harness.processes import free_port, spawn  # noqa: E402
 
-EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 _CHANGES = "opcua_mqtt_value_changes_total"
 _PUBLISHED = r"opcua_mqtt_published_messages_total\{[^}]*\}"
 

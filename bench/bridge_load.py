@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from array import array
@@ -361,6 +362,45 @@ def lines(child: Process, kind: str) -> list[dict[str, Any]]:
 
 def has_line(child: Process, text: str) -> bool:
     return text in child.text().splitlines()
+
+
+def metrics_port(bridge: Process) -> int | None:
+    """The port of the bridge child's /metrics (its ``METRICS`` line; the naive one has none)."""
+    for line in bridge.text().splitlines():
+        if line.startswith("METRICS "):
+            return int(line.split()[1])
+    return None
+
+
+async def values_shed(ports: list[int | None]) -> float | None:
+    """The bridges' values-shed counters summed, read from their /metrics; None where none has
+    such a metric (a bridge without shedding)."""
+    found = [
+        await asyncio.to_thread(metric, port, SHED_METRIC) for port in ports if port is not None
+    ]
+    counts = [f for f in found if f is not None]
+    return sum(counts) if counts else None
+
+
+def shard_configs(config: Path, shards: int) -> list[Path]:
+    """``config`` split by ``opcua-mqtt shard CONFIG N``, as a user would; [config] for 1."""
+    from harness.bridge import EXE  # not at the top: the bridge child imports this module
+
+    if shards == 1:
+        return [config]
+    out = config.parent / "shards"
+    run = subprocess.run(
+        [EXE, "shard", str(config), str(shards), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"opcua-mqtt shard failed ({run.returncode}): {run.stderr.strip()}")
+    found = sorted(out.glob("*.yaml"))
+    if len(found) != shards:
+        raise RuntimeError(f"opcua-mqtt shard wrote {len(found)} files, not {shards}")
+    return found
 
 
 def spawn_bridge(

@@ -14,7 +14,7 @@ at the configured QoS over TLS: no batching, no metadata, no signing, no overloa
 It speaks bench_bridge.py's child protocol on stdout (``READY``, ``STATS``, ``MARK`` on
 SIGUSR1, ``FINAL``; the counters it does not have are 0), so that bench_bridge.py measures it
 exactly as it measures ours (``--naive``), and :class:`NaiveSubscriber` turns its messages back
-into what bench_bridge.py's Receiver counts.
+into what value_counter.py's Receiver counts.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _vm_hwm_kib() -> int | None:
 
 class NaiveSubscriber:
     """Subscribes to the naive bridge's topics and yields each message as the DataSet-like
-    object bench_bridge.py's Receiver takes (one field, no sequence number, no signature)."""
+    object value_counter.py's Receiver takes (one field, no sequence number, no signature)."""
 
     def __init__(self, options: Any) -> None:
         from opcua_mqtt.adapters.mqtt import MqttSession
