@@ -2,7 +2,7 @@
 """Issue 14's table in one run: our bridge and the naive one (naive_bridge.py) measured the
 same way, one after the other, on the same machine; overload, shards and write-back.
 
-    bench/run [--seconds 20] [--warmup 5] [--servers 3] [--server-nice 0] [--bridge-cpu 0.3]
+    bench/run [--seconds 15] [--warmup 5] [--servers 3] [--server-nice 0] [--bridge-cpu 0.3]
               [--requests 2000] [--with-100k [--minutes 10]]
 
 (``bench/run`` runs this file with the repository's .venv; about 10 minutes, 12 more with
@@ -316,7 +316,9 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="window per bridge run")
+    parser.add_argument(
+        "--seconds", type=float, default=15.0, help="window per bridge run (default 15 s)"
+    )
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before each window")
     parser.add_argument(
         "--drain-limit", type=float, default=20.0, help="wait for late values (default 20 s)"
