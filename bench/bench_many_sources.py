@@ -30,11 +30,9 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import http.client
 import logging
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -42,88 +40,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-from bench_bridge import (  # noqa: E402
-    _churn_lines,
+from bridge_load import (  # noqa: E402
+    bridge_config,
+    churn_lines,
     churn_window,
     make_env,
+    metric,
     proc_cpu_seconds,
     proc_status_kib,
+    start_churn_servers,
 )
 
-from harness.processes import LOOPBACK, free_port, spawn  # noqa: E402
+from harness.bridge import EXE  # noqa: E402
+from harness.processes import free_port, spawn  # noqa: E402
 
-EXE = str(Path(sys.executable).with_name("opcua-mqtt"))
 _CHANGES = "opcua_mqtt_value_changes_total"
 _PUBLISHED = r"opcua_mqtt_published_messages_total\{[^}]*\}"
-
-
-def bridge_config(
-    path: Path, servers: list[Any], env: Any, broker: Any, per_writer: int, publisher: str
-) -> int:
-    """The bridge's configuration: one source and one writer group per server; the number of
-    fields."""
-    groups = []
-    total = 0
-    for k, server in enumerate(servers, 1):
-        nodeids = server.manifest["churn"]["nodeids"]
-        writers = [
-            {
-                "name": f"W{w + 1}",
-                "dataset_writer_id": k * 1000 + w + 1,
-                "fields": [
-                    {"name": f"V{i}", "node_id": nodeids[i], "builtin_type": "Double"}
-                    for i in range(start, min(start + per_writer, len(nodeids)))
-                ],
-            }
-            for w, start in enumerate(range(0, len(nodeids), per_writer))
-        ]
-        total += len(nodeids)
-        groups.append({"name": f"line{k}", "source": f"s{k}", "writers": writers})
-    doc = {
-        "version": 1,
-        "publisher_id": publisher,
-        "sources": [
-            {
-                "name": f"s{k}",
-                "endpoint": s.endpoint,
-                "security_policy": "None",
-                "security_mode": "None",
-                "timeout_s": 60,
-            }
-            for k, s in enumerate(servers, 1)
-        ],
-        "mqtt": {"host": broker.host, "port": broker.port, "tls": {"ca": str(broker.ca_cert)}},
-        "metadata_signing": {
-            "private_key": str(env.signer_key),
-            "certificate_chain": str(env.signer_chain),
-        },
-        "defaults": {
-            "publishing_interval_ms": 1000,
-            "sampling_interval_ms": 1000,
-            "queue_size": 1,
-        },
-        "writer_groups": groups,
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return total
-
-
-def metric(port: int, pattern: str) -> float | None:
-    """The sum of the samples of the bridge's /metrics matching ``pattern`` (a regular
-    expression for the name and labels); None while it does not answer."""
-    try:
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    except OSError:
-        return None
-    return sum(float(v) for v in re.findall(rf"^{pattern} (\S+)$", text, re.M))
 
 
 def slope_mib_per_min(samples: list[tuple[float, float]]) -> float:
@@ -142,7 +78,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from cryptography import x509
 
     from harness.mosquitto import MosquittoBroker
-    from harness.opcua_servers import start_opcua_server
     from opcua_mqtt.adapters.mqtt import MqttOptions, TlsOptions
     from opcua_mqtt.core.identity import SignerMap
     from opcua_mqtt.core.signing import TrustStore
@@ -150,7 +85,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-many-sources-"))
     env = make_env(workdir)
-    env.signer_key.chmod(0o600)
     publisher = "bench-many"
     per_server = args.items // args.servers
     result: dict[str, Any] = {"items": per_server * args.servers, "servers": args.servers}
@@ -161,27 +95,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         broker.start()
         stack.callback(broker.stop)
-        servers = []
-        for k in range(1, args.servers + 1):
-            started = time.monotonic()
-            server = start_opcua_server(
-                workdir / f"server{k}",
-                variables=10,
-                timeout=600.0,
-                extra_args=[
-                    "--churn",
-                    str(per_server),
-                    "--churn-interval-ms",
-                    str(args.interval_ms),
-                    "--max-session-timeout",
-                    "60",
-                ],
-            )
+        started = time.monotonic()
+        servers = start_churn_servers(workdir, args.servers, args.items, args.interval_ms)
+        for server in servers:
             stack.callback(server.stop)
-            servers.append(server)
-            print(f"server {k}: {per_server:,} items, up in {time.monotonic() - started:.0f} s")
+        print(
+            f"{args.servers} servers, {per_server:,} items each, up in "
+            f"{time.monotonic() - started:.0f} s"
+        )
         config = workdir / "bridge.yaml"
-        total = bridge_config(config, servers, env, broker, args.fields_per_writer, publisher)
+        # Publishing and sampling every 1 s, queue size 1: a plant's setting at 10 s changes.
+        total = bridge_config(
+            config,
+            servers,
+            env,
+            broker,
+            publisher=publisher,
+            per_writer=args.fields_per_writer,
+            interval_ms=1000,
+            queue_size=1,
+        )
         port = free_port()
         mqtt = MqttOptions(
             host=broker.host,
@@ -234,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # The steady state: RSS every 10 s, CPU and rates over the whole window.
         t0, cpu0, in0 = time.time(), proc_cpu_seconds(bridge.pid), metric(port, _CHANGES)
         await asyncio.sleep(1.5)  # the servers' next CHURN line: the window's first edge
-        churn = [list(_churn_lines(s)) for s in servers]  # output() keeps only its tail
+        churn = [list(churn_lines(s)) for s in servers]  # output() keeps only its tail
         rss: list[tuple[float, float]] = []
         end = time.monotonic() + args.minutes * 60
         while time.monotonic() < end:
@@ -246,11 +179,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(10)
         t1, cpu1, in1 = time.time(), proc_cpu_seconds(bridge.pid), metric(port, _CHANGES)
         for _ in range(100):  # each server reports once a second
-            if all(any(x["t"] >= t1 for x in _churn_lines(s)) for s in servers):
+            if all(any(x["t"] >= t1 for x in churn_lines(s)) for s in servers):
                 break
             await asyncio.sleep(0.1)
         rates = [
-            churn_window([*before, *_churn_lines(s)], t0, t1)
+            churn_window([*before, *churn_lines(s)], t0, t1)
             for s, before in zip(servers, churn, strict=True)
         ]
         result["source_per_s"] = sum(r.get("values_per_s", 0.0) for r in rates)
@@ -314,7 +247,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         print("bridge warnings:", *r["bridge_warnings"], sep="\n  ")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--servers", type=int, default=4)
     p.add_argument("--items", type=int, default=100_000)
@@ -322,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fields-per-writer", type=int, default=100)
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--start-limit-s", type=float, default=300.0)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = asyncio.run(run(args))
     report(result, args)

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_bridge import proc_status_kib
 from bench_write_back import spawn_bridge, start_broker
+from bridge_load import proc_status_kib
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness

@@ -51,15 +51,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench_bridge import (
+from bridge_load import (
     cpu_percent,
     percentile,
-    print_top,
     proc_status_kib,
-    profile_table,
     run_to_the_end,
     snapshot,
 )
+from profile_report import print_top, profile_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness

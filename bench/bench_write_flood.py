@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_bridge import percentile, run_to_the_end
 from bench_write_back import spawn_bridge, start_rig
+from bridge_load import percentile, run_to_the_end
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness

@@ -2,23 +2,25 @@
 """The naive bridge the benchmarks compare us with: asyncua subscribe + json.dumps + gmqtt
 publish per change, the way a first OPC UA -> MQTT script is written.
 
-    python bench/naive_bridge.py CONFIG.json
+    python bench/naive_bridge.py CONFIG.yaml
 
-CONFIG is the JSON file bench_bridge.py writes for its bridge child (endpoint, nodeids,
-publishing_interval_ms, queue_size, qos, mqtt_host, mqtt_port, mqtt_ca). The naive bridge
-subscribes to every node in one asyncua subscription (sampling = publishing interval, the same
-queue size), and for every data change asyncua hands its handler, publishes
+CONFIG is the bridge configuration bench_bridge.py writes for our bridge (bridge_load.py's
+``bridge_config``: sources, writer groups of Double fields, the defaults' publishing interval
+and queue size, the groups' QoS, the broker). The naive bridge opens one session per source and
+subscribes to every field of its groups in one asyncua subscription (sampling = publishing
+interval, the same queue size), and for every data change asyncua hands its handler, publishes
 ``{"name", "value", "source_timestamp"}`` with ``json.dumps`` to ``naive/<name>`` with gmqtt
 at the configured QoS over TLS: no batching, no metadata, no signing, no overload handling.
 It speaks bench_bridge.py's child protocol on stdout (``READY``, ``STATS``, ``MARK`` on
 SIGUSR1, ``FINAL``; the counters it does not have are 0), so that bench_bridge.py measures it
 exactly as it measures ours (``--naive``), and :class:`NaiveSubscriber` turns its messages back
-into what bench_bridge.py's Receiver counts.
+into what value_counter.py's Receiver counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
+
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
@@ -76,9 +80,9 @@ async def naive_main(cfg: dict[str, Any]) -> None:
 
     loop.add_signal_handler(signal.SIGUSR1, lambda: report("MARK"))
     mqtt = gmqtt.Client(f"naive-{os.getpid()}")
-    context = ssl.create_default_context(cafile=cfg["mqtt_ca"])
-    await mqtt.connect(cfg["mqtt_host"], cfg["mqtt_port"], ssl=context)
-    qos = cfg["qos"]
+    context = ssl.create_default_context(cafile=cfg["mqtt"]["tls"]["ca"])
+    await mqtt.connect(cfg["mqtt"]["host"], cfg["mqtt"]["port"], ssl=context)
+    qos = cfg["writer_groups"][0].get("qos", 1)
 
     class Handler:
         def __init__(self, names: dict[Any, str]) -> None:
@@ -99,18 +103,27 @@ async def naive_main(cfg: dict[str, Any]) -> None:
             stats["messages"] += 1
             stats["bytes"] += len(payload)
 
-    interval = cfg["publishing_interval_ms"]
-    async with Client(cfg["endpoint"], timeout=30, watchdog_intervall=30) as client:
-        ns = await client.get_namespace_array()
-        nodes = [client.get_node(parse_nodeid(n, ns)) for n in cfg["nodeids"]]
-        names = {node.nodeid: f"V{i}" for i, node in enumerate(nodes)}
-        subscription = await client.create_subscription(interval, Handler(names))
-        for start in range(0, len(nodes), 1000):
-            await subscription.subscribe_data_change(
-                nodes[start : start + 1000],
-                queuesize=cfg["queue_size"],
-                sampling_interval=interval,
-            )
+    interval = cfg["defaults"]["publishing_interval_ms"]
+    queue_size = cfg["defaults"]["queue_size"]
+    async with contextlib.AsyncExitStack() as stack:
+        for source in cfg["sources"]:
+            client = Client(source["endpoint"], timeout=30, watchdog_intervall=30)
+            await stack.enter_async_context(client)
+            ns = await client.get_namespace_array()
+            fields = [
+                f
+                for g in cfg["writer_groups"]
+                if g["source"] == source["name"]
+                for w in g["writers"]
+                for f in w["fields"]
+            ]
+            nodes = [client.get_node(parse_nodeid(f["node_id"], ns)) for f in fields]
+            names = {node.nodeid: f["name"] for node, f in zip(nodes, fields, strict=True)}
+            subscription = await client.create_subscription(interval, Handler(names))
+            for start in range(0, len(nodes), 1000):
+                await subscription.subscribe_data_change(
+                    nodes[start : start + 1000], queuesize=queue_size, sampling_interval=interval
+                )
         print("READY", flush=True)
         parent = os.getppid()
         next_stats = loop.time() + 1.0
@@ -134,7 +147,7 @@ def _vm_hwm_kib() -> int | None:
 
 class NaiveSubscriber:
     """Subscribes to the naive bridge's topics and yields each message as the DataSet-like
-    object bench_bridge.py's Receiver takes (one field, no sequence number, no signature)."""
+    object value_counter.py's Receiver takes (one field, no sequence number, no signature)."""
 
     def __init__(self, options: Any) -> None:
         from opcua_mqtt.adapters.mqtt import MqttSession
@@ -153,6 +166,7 @@ class NaiveSubscriber:
         )
         self._queue.put_nowait(
             SimpleNamespace(
+                publisher_id=None,
                 dataset_writer_id=None,
                 sequence_number=None,
                 message_type="naive",
@@ -180,10 +194,10 @@ class NaiveSubscriber:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: naive_bridge.py CONFIG.json (written by bench_bridge.py)", file=sys.stderr)
+        print("usage: naive_bridge.py CONFIG.yaml (written by bench_bridge.py)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(naive_main(json.loads(Path(argv[0]).read_text())))
+    asyncio.run(naive_main(yaml.load(Path(argv[0]).read_text(), Loader=yaml.CSafeLoader)))
     return 0
 
 

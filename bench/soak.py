@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from bench_bridge import _churn_lines, proc_status_kib, run_to_the_end
+from bridge_load import churn_lines, proc_status_kib, run_to_the_end
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -282,7 +282,7 @@ def report(rig: Rig, sub: StreamSubscriber, timeline: Timeline, args: argparse.N
     sent = sum(b.counters.get(COUNTERS[0], 0.0) for b in rig.bridges)
     changes = sum(b.counters.get(COUNTERS[1], 0.0) for b in rig.bridges)
     dropped = sum(b.counters.get(COUNTERS[2], 0.0) for b in rig.bridges)
-    churn = list(_churn_lines(rig.server))
+    churn = list(churn_lines(rig.server))
     last = churn[-1] if churn else {}
     offered = last.get("values", 0) / last["elapsed_s"] if last.get("elapsed_s") else 0.0
     rss = timeline.rss_mib

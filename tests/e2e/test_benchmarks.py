@@ -160,5 +160,32 @@ def test_bridge_benchmark_delivers_every_value_of_a_small_run_and_prints_its_tab
         cwd=REPO_ROOT,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "| 100 |" in run.stdout, run.stdout
+    assert "| 100 | 1 |" in run.stdout, run.stdout
     assert "0 sequence gaps" in run.stdout, run.stdout
+
+
+def test_bridge_benchmark_counts_two_servers_through_two_shards_and_verifies_the_metadata() -> None:
+    """The modes of issue 14's table, tiny: two churn server processes (one source each), the
+    configuration split by `opcua-mqtt shard CONFIG 2` into two bridge processes, counted by
+    the light subscriber, which verifies every metadata signature. The CPU-limited mode
+    (--bridge-cpu) needs root and a cgroup v1 cpu controller and is not run here."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_bridge.py"),
+            *("--sizes", "200", "--seconds", "2", "--warmup", "1", "--drain-limit", "10"),
+            *("--servers", "2", "--shards", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split("|")[1:-1] for line in run.stdout.splitlines() if line.startswith("| ")]
+    assert [cell.strip() for cell in rows[2][:2]] == ["200", "2"], run.stdout
+    assert rows[2][-1].strip() == "0", run.stdout  # sequence gaps
+    assert "2 server(s): nominal 2,000/s" in run.stdout, run.stdout
+    assert "CPU %: bridge" in run.stdout and " + " in run.stdout, run.stdout  # per process
+    assert "subscriber (light)" in run.stdout, run.stdout
+    assert "unverified 0." in run.stdout, run.stdout
