@@ -13,8 +13,9 @@ For each size N:
 * Mosquitto listens with TLS on a free loopback port (stock settings, see harness/);
 * the bridge runs in a child process (this script with ``--run-bridge CONFIG``; the plan travels
   as JSON): one writer group with publishing interval I, N/F DataSetWriters of F fields each,
-  QoS 1, signed metadata. A process of its own, so that its CPU time and peak RSS are its own and
-  nothing the harness does slows its event loop;
+  QoS 1, signed metadata, on the event loop ``opcua-mqtt run`` would take (``--loop``). A
+  process of its own, so that its CPU time and peak RSS are its own and nothing the harness
+  does slows its event loop;
 * this process runs the subscriber (:class:`opcua_mqtt.subscriber.Subscriber`), checks every
   value it gets and samples /proc for the CPU time of all four processes.
 
@@ -69,6 +70,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 
 from harness.processes import Process, spawn  # noqa: E402
+from opcua_mqtt import event_loop  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DOUBLE = 11
@@ -149,7 +151,7 @@ def run_bridge_child(config_path: str) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     profiler = cProfile.Profile() if cfg.get("profile") else None
-    asyncio.run(_bridge_main(cfg, profiler))
+    event_loop.run(_bridge_main(cfg, profiler), cfg["loop"])
     if profiler is not None:
         profiler.dump_stats(cfg["profile"])
     return 0
@@ -539,6 +541,7 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
                     "signer_key": str(env.signer_key),
                     "signer_chain": str(env.signer_chain),
                     "profile": str(workdir / "bridge.prof") if args.profile else None,
+                    "loop": args.loop,
                 }
             )
         )
@@ -814,6 +817,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"Subscriber; window {args.seconds:g} s after {args.warmup:g} s warm-up"
         f"{'; PROFILED' if args.profile else ''}"
         f"{'; THE NAIVE BRIDGE (bench/naive_bridge.py)' if args.naive else ''}"
+        f"{'' if args.naive else '; event loop ' + event_loop.loop_factory(args.loop)[1]}"
     )
     print(
         f"# {dt.date.today()}, Python {platform.python_version()}, asyncua {version('asyncua')}, "
@@ -881,6 +885,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the bridge during the window"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=event_loop.LOOPS,
+        default=event_loop.LOOPS[0],
+        help="the event loop of our bridge's process, as `opcua-mqtt run --loop` (default auto)",
     )
     parser.add_argument(
         "--naive",
