@@ -13,9 +13,9 @@ For each size N:
 * Mosquitto listens with TLS on a free loopback port (stock settings, see harness/);
 * the bridge runs in a child process (this script with ``--run-bridge CONFIG``; the plan travels
   as JSON): one writer group with publishing interval I, N/F DataSetWriters of F fields each,
-  QoS 1, signed metadata, on the event loop ``opcua-mqtt run`` would take (``--loop``). A
-  process of its own, so that its CPU time and peak RSS are its own and nothing the harness
-  does slows its event loop;
+  QoS 1, signed metadata, on the event loop and with the garbage collector settings of
+  ``opcua-mqtt run`` (``--loop``, :mod:`opcua_mqtt.gc_tuning`). A process of its own, so that
+  its CPU time and peak RSS are its own and nothing the harness does slows its event loop;
 * this process runs the subscriber (:class:`opcua_mqtt.subscriber.Subscriber`), checks every
   value it gets and samples /proc for the CPU time of all four processes.
 
@@ -70,7 +70,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 
 from harness.processes import Process, spawn  # noqa: E402
-from opcua_mqtt import event_loop  # noqa: E402
+from opcua_mqtt import event_loop, gc_tuning  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DOUBLE = 11
@@ -151,6 +151,7 @@ def run_bridge_child(config_path: str) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     profiler = cProfile.Profile() if cfg.get("profile") else None
+    gc_tuning.tune()
     event_loop.run(_bridge_main(cfg, profiler), cfg["loop"])
     if profiler is not None:
         profiler.dump_stats(cfg["profile"])
@@ -272,6 +273,7 @@ async def _bridge_main(cfg: dict[str, Any], profiler: cProfile.Profile | None) -
         ready.cancel()
         task.result()  # raises what stopped the bridge
         return
+    await gc_tuning.freeze_when_ready(bridge.ready)  # as `opcua-mqtt run` does
     print("READY", flush=True)
     parent = os.getppid()
     next_stats = loop.time() + 1.0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from opcua_mqtt import gc_tuning
 from opcua_mqtt.adapters.opcua.events import EventFilterError
 from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
@@ -92,6 +93,7 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
     metrics = result.config.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
+    gc_tuning.tune()
     with non_blocking():  # a stalled stderr reader must not freeze the bridge
         code = run_loop(_run(bridge, metrics, exit_on_fatal), loop)
     raise SystemExit(code)
@@ -115,6 +117,8 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
                 )
                 return 2
         _log.info("bridge %s starting", bridge.plan.publisher_id)
+        freeze = asyncio.create_task(gc_tuning.freeze_when_ready(bridge.ready))
+        stack.callback(freeze.cancel)
         if exit_on_fatal is not None:
             watch = asyncio.create_task(_watch_fatal(bridge, exit_on_fatal, stop, fatal))
             stack.callback(watch.cancel)
