@@ -17,8 +17,10 @@ For each size N:
 * the bridge runs in a child process (bridge_load.py with the configuration a user would write:
   one source and one writer group per server, publishing interval I, writers of F fields,
   QoS 1, signed metadata). A process of its own, so that its CPU time and peak RSS are its own
-  and nothing the harness does slows its event loop. With ``--shards 2`` the configuration is
-  split by ``opcua-mqtt shard CONFIG 2`` and two bridge processes share the load;
+  and nothing the harness does slows its event loop; on the event loop and with the garbage
+  collector settings of ``opcua-mqtt run`` (``--loop``, :mod:`opcua_mqtt.gc_tuning`). With
+  ``--shards 2`` the configuration is split by ``opcua-mqtt shard CONFIG 2`` and two bridge
+  processes share the load;
 * this process counts what arrives (value_counter.py): by default a light subscriber (raw
   gmqtt + orjson, ~1-2 µs per value; every metadata signature verified), with ``--verify``
   the product's Subscriber (every value decoded and matched to verified metadata, 10+ µs per
@@ -98,6 +100,7 @@ from profile_report import print_profile
 from value_counter import LightSubscriber, Receiver
 
 from harness.processes import Process
+from opcua_mqtt import event_loop
 
 # ------------------------------------------------------------------------ one measurement
 
@@ -193,7 +196,7 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
             for k, c in enumerate(configs, 1):
                 profile = workdir / f"bridge{k}.prof" if args.profile else None
                 bridge = spawn_bridge(
-                    c, workdir, name=f"bridge{k}", naive=args.naive, profile=profile
+                    c, workdir, name=f"bridge{k}", naive=args.naive, profile=profile, loop=args.loop
                 )
                 stack.callback(bridge.stop)
                 if limit is not None:
@@ -457,6 +460,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"{args.seconds:g} s after {args.warmup:g} s warm-up"
         f"{'; PROFILED' if args.profile else ''}"
         f"{'; THE NAIVE BRIDGE (bench/naive_bridge.py)' if args.naive else ''}"
+        f"{'' if args.naive else '; event loop ' + event_loop.loop_factory(args.loop)[1]}"
     )
     print(
         f"# {dt.date.today()}, Python {platform.python_version()}, asyncua {version('asyncua')}, "
@@ -550,6 +554,12 @@ def parser() -> argparse.ArgumentParser:
         help="split the configuration with `opcua-mqtt shard CONFIG N`: N bridge processes",
     )
     p.add_argument("--profile", action="store_true", help="cProfile the bridge during the window")
+    p.add_argument(
+        "--loop",
+        choices=event_loop.LOOPS,
+        default=event_loop.LOOPS[0],
+        help="the event loop of our bridge's process, as `opcua-mqtt run --loop` (default auto)",
+    )
     p.add_argument(
         "--naive",
         action="store_true",

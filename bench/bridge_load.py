@@ -15,6 +15,7 @@ it), ``FINAL`` and ``LAGS`` at the end. It stops by itself when its parent goes 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import cProfile
 import datetime as dt
@@ -404,14 +405,21 @@ def shard_configs(config: Path, shards: int) -> list[Path]:
 
 
 def spawn_bridge(
-    config: Path, workdir: Path, *, name: str = "bridge", naive: bool = False, profile: Path | None
+    config: Path,
+    workdir: Path,
+    *,
+    name: str = "bridge",
+    naive: bool = False,
+    profile: Path | None = None,
+    loop: str = "auto",
 ) -> Process:
-    """Our bridge in a child process, or with ``naive`` the naive one (naive_bridge.py)."""
+    """Our bridge in a child process (on the event loop ``loop``, as ``opcua-mqtt run --loop``),
+    or with ``naive`` the naive one (naive_bridge.py)."""
     here = Path(__file__).resolve()
     if naive:
         cmd = [sys.executable, str(here.with_name("naive_bridge.py")), str(config)]
     else:
-        cmd = [sys.executable, str(here), str(config)]
+        cmd = [sys.executable, str(here), str(config), "--loop", loop]
         if profile is not None:
             cmd += ["--profile", str(profile)]
     return spawn(cmd, workdir, name, REPO_ROOT)
@@ -420,15 +428,19 @@ def spawn_bridge(
 # ------------------------------------------------------------------------ the bridge process
 
 
-def run_bridge_child(config_path: Path, profile_path: Path | None) -> int:
-    """The bridge process: run the configuration until SIGTERM, report on stdout."""
+def run_bridge_child(config_path: Path, profile_path: Path | None, loop: str = "auto") -> int:
+    """The bridge process: run the configuration until SIGTERM, report on stdout; on the event
+    loop and with the garbage collector settings of ``opcua-mqtt run``."""
+    from opcua_mqtt import event_loop, gc_tuning
+
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     profiler = cProfile.Profile() if profile_path is not None else None
-    asyncio.run(_bridge_main(config_path, profiler))
+    gc_tuning.tune()
+    event_loop.run(_bridge_main(config_path, profiler), loop)
     if profiler is not None and profile_path is not None:
         profiler.dump_stats(profile_path)
     return 0
@@ -554,6 +566,9 @@ async def _bridge_loop(
         ready.cancel()
         task.result()  # raises what stopped the bridge
         return
+    from opcua_mqtt import gc_tuning
+
+    await gc_tuning.freeze_when_ready(bridge.ready)  # as `opcua-mqtt run` does
     print("READY", flush=True)
     parent = os.getppid()
     next_stats = loop.time() + 1.0
@@ -574,10 +589,12 @@ async def _bridge_loop(
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--profile"):
-        print("usage: bridge_load.py CONFIG.yaml [--profile OUT.prof]", file=sys.stderr)
-        return 2
-    return run_bridge_child(Path(argv[0]), Path(argv[2]) if len(argv) == 3 else None)
+    p = argparse.ArgumentParser(prog="bridge_load.py", description="the bench's bridge process")
+    p.add_argument("config", type=Path)
+    p.add_argument("--profile", type=Path)
+    p.add_argument("--loop", default="auto")
+    args = p.parse_args(argv)
+    return run_bridge_child(args.config, args.profile, args.loop)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ A field is in one of four states:
 
 Each episode of a field not delivering (refused, or waiting past its grace period) is logged
 once, naming the field as ``Group/Writer/Field (NodeId)``. The state only changes on events,
-so the hot path (:meth:`FieldHealth.value`) is one dictionary lookup and a comparison.
+so the hot path (:meth:`FieldHealth.value`) is one dictionary lookup and a comparison, and the
+counts per state are kept as the states change: the report (every second, and for each
+scrape) looks only at the fields that do not deliver, not at all of them.
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ class FieldHealth:
         self._clock = clock
         self._fields = {key: _Field(name, grace) for key, name, grace in fields}
         self._reasons: dict[FieldKey, str] = {}
+        self._counts = dict.fromkeys(FieldState, 0)
+        self._counts[FieldState.WAITING] = len(self._fields)
+        # The fields waiting or refused, in the order they first stopped delivering.
+        self._undelivering: dict[FieldKey, _Field] = dict(self._fields)
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -123,7 +129,8 @@ class FieldHealth:
             if groups is not None and key.group not in groups:
                 continue
             if refused_too or f.state is not FieldState.REFUSED:
-                f.state, f.since, f.reported = FieldState.WAITING, now, False
+                self._move(key, f, FieldState.WAITING)
+                f.since, f.reported = now, False
 
     def items_created(self, groups: Container[int]) -> None:
         """The monitored items of ``groups`` exist now: the grace period of their fields still
@@ -137,7 +144,8 @@ class FieldHealth:
     def refused(self, key: FieldKey, status: ua.StatusCode) -> None:
         f = self._fields[key]
         reason = str(status.name)
-        f.state, f.reported = FieldState.REFUSED, True
+        self._move(key, f, FieldState.REFUSED)
+        f.reported = True
         if self._reasons.get(key) == reason:
             return  # the same episode: refused again on a new session
         self._reasons[key] = reason
@@ -158,13 +166,23 @@ class FieldHealth:
         if f is None or f.state is state or f.state is FieldState.REFUSED:
             return False  # a refused field has no monitored item: this is the bridge's own note
         was = f.state
-        f.state = state
+        self._move(key, f, state)
         self._reasons.pop(key, None)  # a refusal episode ends with a value
         if was is FieldState.WAITING:
             if f.reported:
                 _log.info("field %s delivers again", f.name)
             return True
         return False
+
+    def _move(self, key: FieldKey, f: _Field, state: FieldState) -> None:
+        """Put field ``f`` in ``state``, keeping the counts and the undelivering fields."""
+        self._counts[f.state] -= 1
+        self._counts[state] += 1
+        f.state = state
+        if state is FieldState.WAITING or state is FieldState.REFUSED:
+            self._undelivering[key] = f
+        else:
+            self._undelivering.pop(key, None)
 
     def report(self, *, connected: bool = True, away: Container[int] = ()) -> FieldReport:
         """Counts per state, and the names of the fields that do not deliver; logs each field
@@ -173,12 +191,11 @@ class FieldHealth:
         field is overdue: the connection is what is down, and it is reported once, by
         itself."""
         now = self._clock()
-        counts = {s.value: 0 for s in FieldState}
+        counts = {s.value: self._counts[s] for s in FieldState}
         overdue = 0
         refused: list[str] = []
         late: list[str] = []
-        for key, f in self._fields.items():
-            counts[f.state.value] += 1
+        for key, f in self._undelivering.items():
             if f.state is FieldState.REFUSED:
                 if len(refused) < LISTED_NAMES:
                     refused.append(f"{f.name}: {self._reasons[key]}")

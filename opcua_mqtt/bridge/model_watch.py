@@ -53,6 +53,13 @@ class ModelWatch:
 
     def holds(self, key: FieldKey, writer: Writer, name: str, dv: ua.DataValue) -> bool:
         """Whether ``dv`` is held back while the field's DataType is read again."""
+        variant = dv.Value
+        if (
+            not self._rechecks
+            and variant is not None
+            and variant.VariantType == writer.builtin_types.get(name)
+        ):
+            return False  # the usual case, once per notification: the type the metadata says
         if key in self._rechecks or self._type_changed(key, writer, name, dv):
             self._hold(key, writer, name, dv)
             return True

@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from opcua_mqtt.core.address_space import NodeClass
+from opcua_mqtt.event_loop import LOOPS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,3 +104,18 @@ def fail(message: str, code: int, hint: str | None = None) -> NoReturn:
     if hint:
         click.echo(f"hint: {hint}", err=True)
     raise SystemExit(code)
+
+
+def loop_option(func: F) -> F:
+    """``--loop`` (also $OPCUA_MQTT_LOOP): the event loop of a long-running command
+    (:mod:`opcua_mqtt.event_loop`)."""
+    return click.option(
+        "--loop",
+        type=click.Choice(LOOPS),
+        default=LOOPS[0],
+        show_default=True,
+        envvar="OPCUA_MQTT_LOOP",
+        show_envvar=True,
+        help="Event loop: uvloop when it is installed (the fast extra), else asyncio's; "
+        "'asyncio' keeps the standard one, 'uvloop' exits with code 2 without it.",
+    )(func)

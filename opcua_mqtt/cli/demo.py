@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from opcua_mqtt.cli.common import format_option
+from opcua_mqtt.cli.common import format_option, loop_option
 
 
 @click.command()
@@ -48,6 +48,7 @@ from opcua_mqtt.cli.common import format_option
     help="Publish on the topics of a Unified Namespace (acme/demo-site/<line>/<machine>, "
     "docs/uns.md) instead of the standard tree; the table reads the same.",
 )
+@loop_option
 def demo(
     broker: str,
     port: int | None,
@@ -55,6 +56,7 @@ def demo(
     fmt: str | None,
     workdir: Path | None,
     uns: bool,
+    loop: str,
 ) -> None:
     """Run the whole path on this machine: a simulated OPC UA plant, a broker, the bridge.
 
@@ -78,14 +80,20 @@ def demo(
       opcua-mqtt demo --uns              # ISA-95 topics: acme/demo-site/...
     \b
     Exit codes: 0 stopped (Ctrl-C, SIGTERM, --duration), 1 something failed to start, or no
-    DataSet with verified metadata arrived within --duration, 2 the asked-for broker is not
-    installed or --port is taken.
+    DataSet with verified metadata arrived within --duration, 2 the asked-for broker (or
+    --loop uvloop) is not installed or --port is taken.
     """
     from opcua_mqtt.demo.app import DemoOptions, run
 
     table = fmt == "table" if fmt else sys.stdout.isatty()
     options = DemoOptions(
-        broker=broker, port=port, duration_s=duration, table=table, workdir=workdir, uns=uns
+        broker=broker,
+        port=port,
+        duration_s=duration,
+        table=table,
+        workdir=workdir,
+        uns=uns,
+        loop=loop,
     )
     try:
         code = run(options)

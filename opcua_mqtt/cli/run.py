@@ -13,12 +13,16 @@ from pathlib import Path
 
 import click
 
+from opcua_mqtt import gc_tuning
 from opcua_mqtt.adapters.opcua.events import EventFilterError
 from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
+from opcua_mqtt.cli.common import fail, loop_option
 from opcua_mqtt.core.config.check import check_config
 from opcua_mqtt.core.config.model import MetricsConfig
+from opcua_mqtt.event_loop import LoopUnavailableError, loop_factory
+from opcua_mqtt.event_loop import run as run_loop
 from opcua_mqtt.logs import non_blocking
 
 _log = logging.getLogger("opcua_mqtt.run")
@@ -42,7 +46,8 @@ _log = logging.getLogger("opcua_mqtt.run")
     "client certificate refused, unknown host, wrong endpoint), so a supervisor sees it. "
     "Without it the bridge keeps trying.",
 )
-def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> None:
+@loop_option
+def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loop: str) -> None:
     """Run the bridge described by CONFIG until stopped (Ctrl-C, SIGTERM).
 
     Subscribes to the configured OPC UA nodes and publishes OPC UA PubSub JSON (Part 14) over
@@ -62,10 +67,14 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
     \b
     Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
     2 a configured file is missing or unusable, the spool directory is unusable or in use by
-    another bridge, the metrics port cannot be bound, or an event writer's notifier, type or
-    select path is not in the server's model,
+    another bridge, the metrics port cannot be bound, an event writer's notifier, type or
+    select path is not in the server's model, or --loop uvloop without uvloop installed,
     3 the MQTT or the OPC UA connection failed for good for --exit-on-fatal SECONDS.
     """
+    try:
+        loop_factory(loop)  # before anything starts: --loop uvloop without uvloop is exit 2
+    except LoopUnavailableError as e:
+        fail(str(e), 2)
     result = check_config(config.read_text(encoding="utf-8"), str(config))
     for issue in result.issues:
         click.echo(str(issue), err=True)
@@ -84,8 +93,9 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
     metrics = result.config.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
+    gc_tuning.tune()
     with non_blocking():  # a stalled stderr reader must not freeze the bridge
-        code = asyncio.run(_run(bridge, metrics, exit_on_fatal))
+        code = run_loop(_run(bridge, metrics, exit_on_fatal), loop)
     raise SystemExit(code)
 
 
@@ -107,6 +117,8 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
                 )
                 return 2
         _log.info("bridge %s starting", bridge.plan.publisher_id)
+        freeze = asyncio.create_task(gc_tuning.freeze_when_ready(bridge.ready))
+        stack.callback(freeze.cancel)
         if exit_on_fatal is not None:
             watch = asyncio.create_task(_watch_fatal(bridge, exit_on_fatal, stop, fatal))
             stack.callback(watch.cancel)

@@ -202,10 +202,16 @@ def same_data_value(a: ua.DataValue, b: ua.DataValue) -> bool:
 
     ``ua.DataValue.__eq__`` will not do: it treats NaN as unequal to itself (so a NaN sample would
     count as a change for ever) and ``ua.Variant.__eq__`` ignores Dimensions.
+
+    On the hot path (every notification, twice): the SourceTimestamp, which differs in most
+    updates, is compared first, and StatusCodes (a dataclass whose ``==`` is Python code) only
+    when they are not the same object, as the Publish decoder shares them.
     """
+    if a.SourceTimestamp != b.SourceTimestamp:
+        return False
+    sa, sb = a.StatusCode, b.StatusCode
     if (
-        a.StatusCode != b.StatusCode
-        or a.SourceTimestamp != b.SourceTimestamp
+        (sa is not sb and sa != sb)
         or a.ServerTimestamp != b.ServerTimestamp
         or a.SourcePicoseconds != b.SourcePicoseconds
         or a.ServerPicoseconds != b.ServerPicoseconds
@@ -338,10 +344,11 @@ class WriterState:
         change, and a value that returns to exactly what was last sent drops out of the next
         delta frame, since the subscriber already holds it.
         """
-        if name not in self._names:
-            raise UnknownFieldError(name, (f.name for f in self._fields))
         previous = self._latest.get(name)
-        if previous is not None and same_data_value(previous, value):
+        if previous is None:
+            if name not in self._names:  # a field with a value is known
+                raise UnknownFieldError(name, (f.name for f in self._fields))
+        elif same_data_value(previous, value):
             return False
         self._latest[name] = value
         sent = self._sent.get(name)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import click
 from asyncua import ua
 
-from opcua_mqtt import devpki
+from opcua_mqtt import devpki, event_loop
 from opcua_mqtt.adapters.mqtt import MqttError, MqttOptions, TlsOptions
 from opcua_mqtt.adapters.opcua import (
     ConnectionOptions,
@@ -80,6 +80,7 @@ class DemoOptions:
     table: bool = True  # False: JSON lines on stdout, everything else on stderr
     workdir: Path | None = None  # None: a temporary directory, removed at exit
     uns: bool = False  # publish on the UNS topics of UNS_TOPIC instead of the standard tree
+    loop: str = "auto"  # the event loop (opcua_mqtt.event_loop.LOOPS)
 
 
 class DemoError(OpcUaMqttError):
@@ -99,7 +100,11 @@ def run(options: DemoOptions) -> int:
     except BrokerError as e:
         click.echo(f"error: {e}", err=True)
         return EXIT_USAGE
-    return asyncio.run(Demo(options, kind).main())
+    try:
+        return event_loop.run(Demo(options, kind).main(), options.loop)
+    except event_loop.LoopUnavailableError as e:
+        click.echo(f"error: {e}", err=True)
+        return EXIT_USAGE
 
 
 @dataclass

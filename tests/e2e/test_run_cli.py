@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -75,6 +76,46 @@ async def test_run_publishes_verified_data_and_stops_cleanly_on_sigterm(
     assert await _status(mosquitto_tls) is ua.PubSubState.Disabled
     logs = proc.text()
     assert '"message": "bridge stopped"' in logs
+    assert '"message": "event loop: uvloop"' in logs  # the test extra installs uvloop
+
+
+def test_loop_uvloop_without_uvloop_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow"  # first on the path: `import uvloop` fails as if not installed
+    shadow.mkdir()
+    (shadow / "uvloop.py").write_text("raise ImportError('hidden by the test')\n")
+    config = tmp_path / "bridge.yaml"
+    config.write_text("{}\n")  # not read: the loop is checked first
+    run = subprocess.run(
+        [EXE, "run", "--loop", "uvloop", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(shadow)},
+    )
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "error: --loop uvloop: uvloop cannot be imported (hidden by the test); install "
+        "opcua-mqtt[fast] or use --loop asyncio"
+    ]
+
+
+async def test_run_on_the_standard_event_loop_when_the_environment_says_so(
+    tmp_path: Path,
+    shared_small_opcua_server: OpcUaTestServer,
+    mosquitto_tls: MosquittoBroker,
+    bridges: BridgeProcesses,
+) -> None:
+    config = simulation_config(tmp_path, shared_small_opcua_server, mosquitto_tls)
+    proc = bridges.start(config, OPCUA_MQTT_LOOP="asyncio")
+    async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
+        ds = await asyncio.wait_for(sub.__aiter__().__anext__(), 20)
+    assert ds.verification.state is TrustState.VERIFIED
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0, proc.text()
+    logs = proc.text()
+    assert '"message": "event loop: asyncio"' in logs
+    assert "uvloop" not in logs
 
 
 async def test_a_killed_bridge_leaves_its_last_will_error_status(

@@ -6,8 +6,10 @@ import logging
 
 import pytest
 from asyncua import ua
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from opcua_mqtt.bridge.field_health import FieldHealth, grace_period_s
+from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
 from opcua_mqtt.core.field_key import FieldKey
 
 A, B, C = FieldKey(0, 0, "A"), FieldKey(0, 0, "B"), FieldKey(0, 1, "C")
@@ -147,3 +149,49 @@ def test_the_grace_period_starts_when_the_items_exist(clock: Clock) -> None:
     clock.now += 11
     assert health.report().overdue_names == ["G/W/B (ns=1;i=2)", "G/V/C (i=3)"]
     assert health.state(A).value == "good"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["good", "bad", "initial", "refused", "monitoring", "subscribed"]),
+            st.sampled_from([A, B, C]),
+            st.floats(0, 20),
+        ),
+        max_size=30,
+    )
+)
+def test_the_counts_kept_on_the_way_match_a_count_of_every_field(
+    steps: list[tuple[str, FieldKey, float]],
+) -> None:
+    """The report counts states as they change and looks only at the fields that do not
+    deliver: it must say what a look at every field says."""
+    clock = Clock()
+    health = _health(clock)
+    since = dict.fromkeys((A, B, C), clock.now)  # when each field started waiting
+    for step, key, dt in steps:
+        clock.now += dt
+        if step == "good":
+            health.value(key, GOOD)
+        elif step == "bad":
+            health.value(key, _status(ua.StatusCodes.BadSensorFailure))
+        elif step == "initial":
+            health.value(key, _status(ua.StatusCodes.BadWaitingForInitialData))
+        elif step == "refused":
+            health.refused(key, ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
+        else:
+            getattr(health, step)([key.group])
+        states = {k: health.state(k) for k in (A, B, C)}
+        if step in ("monitoring", "subscribed"):
+            for k in (A, B, C):
+                if k.group == key.group and states[k] is FieldState.WAITING:
+                    since[k] = clock.now
+        report = health.report()
+        assert report.counts == {s.value: list(states.values()).count(s) for s in FieldState}
+        waiting = [k for k in (A, B, C) if states[k] is FieldState.WAITING]
+        overdue = [k for k in waiting if clock.now - since[k] > 10.0]
+        assert report.overdue == len(overdue)
+        assert sorted(report.overdue_names) == sorted(health.name(k) for k in overdue)
+        refused = [k for k in (A, B, C) if states[k] is FieldState.REFUSED]
+        assert len(report.refused_names) == len(refused)

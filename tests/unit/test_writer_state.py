@@ -255,6 +255,22 @@ def test_same_data_value_edge_cases() -> None:
     assert same_data_value(ua.DataValue(flat), ua.DataValue(flat))
 
 
+def test_same_data_value_compares_status_and_each_timestamp() -> None:
+    t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert same_data_value(dv(1.0, t), dv(1.0, t))  # equal StatusCodes, distinct objects
+    assert not same_data_value(dv(1.0, t), dv(1.0, t, status=0x80AB0000))
+    assert not same_data_value(dv(1.0, t), dv(1.0, t + timedelta(microseconds=1)))
+    assert not same_data_value(dv(1.0, t), dv(1.0))  # a SourceTimestamp against none
+    for member, other in (
+        ("ServerTimestamp", t),
+        ("SourcePicoseconds", 5),
+        ("ServerPicoseconds", 5),
+    ):
+        changed = dv(1.0, t)
+        setattr(changed, member, other)
+        assert not same_data_value(dv(1.0, t), changed), member
+
+
 def test_unknown_field_is_rejected() -> None:
     w = writer()
     with pytest.raises(UnknownFieldError, match=r"'nope'.*'a', 'b', 'c'") as info:

@@ -167,10 +167,19 @@ class JsonCodec(StructureCodec):
         """
         m = members or _ALL_MEMBERS
         out: dict[str, Any]
-        variant = dv.Value if dv.Value is not None else ua.Variant()
-        if self._is105:
+        variant = dv.Value if dv.Value is not None else _NULL_VARIANT
+        plain = self._plain_scalar(variant)
+        if plain is not None:  # the usual field value; the same members as below, built directly
+            type_id, body = plain
+            if self._is105:
+                out = {"Value": body} if raw else {"UaType": type_id, "Value": body}
+            elif self.encoding is FieldEncoding.REVERSIBLE:
+                out = {"Value": {"Type": type_id, "Body": body}}
+            else:
+                out = {"Value": body}
+        elif self._is105:
             enc = self.encode_variant(variant)
-            out = {} if enc is None else dict(enc)
+            out = {} if enc is None else enc  # a new dict of its own
             if raw:
                 out.pop("UaType", None)
         elif self.encoding is FieldEncoding.REVERSIBLE:
@@ -195,6 +204,23 @@ class JsonCodec(StructureCodec):
         if m.server_picoseconds and dv.ServerPicoseconds:
             out["ServerPicoseconds"] = int(dv.ServerPicoseconds)
         return out
+
+    @functools.cached_property
+    def _plain_encoders(self) -> dict[ua.VariantType, tuple[int, Callable[[Any], Any]]]:
+        """The built-in types whose encoder turns every non-null scalar into a non-null JSON
+        value (numbers, Boolean, DateTime): :meth:`encode_data_value`'s shortcut."""
+        return {vt: (int(vt), self._scalar_encoders[vt]) for vt in _PLAIN_TYPES}
+
+    def _plain_scalar(self, variant: ua.Variant) -> tuple[int, Any] | None:
+        """(type id, encoded value) of a non-null scalar of a plain type without Dimensions,
+        as :meth:`encode_variant` would encode it; None for anything else."""
+        if variant.is_array or variant.Dimensions is not None or variant.Value is None:
+            return None
+        plain = self._plain_encoders.get(variant.VariantType)
+        if plain is None:
+            return None
+        type_id, enc = plain
+        return type_id, enc(variant.Value)
 
     def encode_status_code(self, status: ua.StatusCode | int) -> Any:
         """StatusCode: ``{"Code","Symbol"}`` in 1.05 (§5.4.2.12), a number in 1.04 Reversible."""
@@ -483,6 +509,21 @@ class DataValueMembers:
 
 
 _ALL_MEMBERS: Final = DataValueMembers()
+_NULL_VARIANT: Final = ua.Variant()  # only read, never changed
+_PLAIN_TYPES: Final = (
+    VT.Boolean,
+    VT.SByte,
+    VT.Byte,
+    VT.Int16,
+    VT.UInt16,
+    VT.Int32,
+    VT.UInt32,
+    VT.Int64,
+    VT.UInt64,
+    VT.Float,
+    VT.Double,
+    VT.DateTime,
+)
 _DIAG_MEMBERS: Final = (
     ("SymbolicId", "SymbolicId"),
     ("NamespaceURI", "NamespaceUri"),
