@@ -230,7 +230,7 @@ class Bridge:
                     node_id=f.node_id,
                     label=f"{group.name}/{w.name}/{f.name}",
                     sampling_interval_ms=f.sampling_interval_ms,
-                    queue_size=f.queue_size,
+                    queue_size=f.monitored_queue_size(group.publishing_interval_ms),
                     deadband_type=f.deadband.type,
                     deadband_value=f.deadband.value,
                 )
