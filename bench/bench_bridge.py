@@ -187,10 +187,10 @@ async def _bridge_main(cfg: dict[str, Any], profiler: cProfile.Profile | None) -
     marks = {"n": 0}
     arrival_lag = array("f")
     pending: set[tuple[int, str]] = set()  # (id(WriterState), field) updated, not yet sent
-    on_values = bridge._on_values
+    put = bridge.intake.put  # the sink's end: the bridge's intake (bridge/intake.py)
     writers = bridge._writers
 
-    def counting_sink(batch: list[Any]) -> None:
+    def counting_sink(source: str, batch: list[Any]) -> None:
         batches["count"] += 1
         batches["values"] += len(batch)
         batches["max"] = max(batches["max"], len(batch))
@@ -206,9 +206,9 @@ async def _bridge_main(cfg: dict[str, Any], profiler: cProfile.Profile | None) -
             else:
                 pending.add(k)
         batches["superseded"] += superseded
-        on_values(batch)
+        put(source, batch)
 
-    bridge._on_values = counting_sink  # type: ignore[method-assign]
+    bridge.intake.put = counting_sink  # type: ignore[method-assign]
     plain_tick = WriterState.tick
 
     def counting_tick(self: WriterState, now: dt.datetime) -> Any:

@@ -31,6 +31,7 @@ from tests.conftest import _serve
 FIELDS = 40
 INTERVAL_MS = 50
 LOGGER = "opcua_mqtt.bridge.intake"
+PUBLISHER = "intake-overload"
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def _plan(server: OpcUaTestServer) -> BridgePlan:
         for i, node_id in enumerate(server.manifest["churn"]["nodeids"])
     )
     writer = WriterPlan("Churn", 1, fields)
-    return BridgePlan("intake-overload", (GroupPlan("G", (writer,), INTERVAL_MS),))
+    return BridgePlan(PUBLISHER, (GroupPlan("G", (writer,), INTERVAL_MS),))
 
 
 async def _until(what: str, done: Callable[[], bool], timeout: float = 30) -> None:
@@ -83,6 +84,11 @@ def _shed_metric(bridge: Bridge) -> float:
         for s in family.samples
         if s.name == "opcua_mqtt_values_shed_total"
     )
+
+
+def _status(sub: Subscriber) -> ua.PubSubState | None:
+    status = sub.statuses.get(PUBLISHER)
+    return status.status if status is not None else None
 
 
 def _intake_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
@@ -115,10 +121,12 @@ async def test_an_overloaded_bridge_keeps_the_newest_value_per_field_and_says_so
         try:
             await asyncio.wait_for(bridge.ready.wait(), 30)
             await _until("a ready bridge", lambda: readiness(bridge)[0])
+            await _until("Operational", lambda: _status(sub) == ua.PubSubState.Operational)
             assert bridge.intake.shed == {} and not bridge.intake.overloaded  # normal load
 
             bridge.intake.pause()
             await _until("an overload episode", lambda: bridge.intake.overloaded)
+            await _until("ua-status Error", lambda: _status(sub) == ua.PubSubState.Error)
             ready, report = readiness(bridge)
             assert not ready and report["down"] == ["intake"], report
             assert report["intake"]["shedding_values_per_s"] >= 0
@@ -135,6 +143,7 @@ async def test_an_overloaded_bridge_keeps_the_newest_value_per_field_and_says_so
             await _published(sub, newest)
             await _until("the episode's end", lambda: not bridge.intake.overloaded)
             await _until("ready again", lambda: readiness(bridge)[0])
+            await _until("Operational", lambda: _status(sub) == ua.PubSubState.Operational)
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
