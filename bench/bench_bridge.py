@@ -244,6 +244,7 @@ async def _bridge_main(cfg: dict[str, Any], profiler: cProfile.Profile | None) -
             "max_response": batches["max"],
             "repeated_in_response": batches["repeated"],
             "superseded": batches["superseded"],
+            "shed": sum(bridge.intake.shed.values()),
             "arrival_lags": len(arrival_lag),
             "max_loop_lag_s": round(lag["max"], 4),
             "vm_hwm_kib": proc_status_kib(os.getpid(), "VmHWM"),
@@ -647,6 +648,7 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         "max_response": mark1["max_response"],
         "repeated_per_s": (mark1["repeated_in_response"] - mark0["repeated_in_response"]) / span,
         "superseded_per_s": (mark1["superseded"] - mark0["superseded"]) / span,
+        "shed_per_s": (mark1["shed"] - mark0["shed"]) / span,
         "messages_per_s": (mark1["messages"] - mark0["messages"]) / span,
         "mbytes_per_s": (mark1["bytes"] - mark0["bytes"]) / span / 1e6,
         "delivered_per_s": offered_per_s * delivered / max(expected, 1),
@@ -776,7 +778,7 @@ def print_details(r: dict[str, Any]) -> None:
         f"notifications reached the bridge {r['bridge_in_per_s']:,.0f}, of which "
         f"{r['superseded_per_s']:,.0f} were replaced by a newer value of the same item before a "
         f"writer tick sent them ({r['repeated_per_s']:,.0f} already within one Publish "
-        f"response), subscriber got "
+        f"response; {r['shed_per_s']:,.0f} shed by the intake in overload), subscriber got "
         f"{r['delivered_per_s']:,.0f} new values; MQTT: {r['seq_gaps']} sequence gaps, "
         f"{r['sub_dropped']} subscriber queue drops. Bridge CPU per value delivered: "
         f"{r['bridge_us_per_value']:.1f} µs, per notification received: "
