@@ -18,7 +18,8 @@ and are not observed.
 ``/healthz`` answers 200 whenever the event loop runs; ``/readyz`` answers 200 only while the MQTT
 session and every OPC UA source's session are up (``sources`` names each with its state), the
 broker takes what is published, the subscriptions exist and every field delivers (none refused
-by the server, none without a value past its grace period: bridge/field_health.py), else 503
+by the server, none without a value past its grace period: bridge/field_health.py), no event
+writer drops events and no value changes are shed (``intake``: bridge/intake.py), else 503
 with a JSON body naming what is down.
 """
 
@@ -106,6 +107,25 @@ class BridgeCollector:
             "opcua_mqtt_value_changes",
             "Value changes (monitored item notifications) received from the OPC UA server.",
             value=stats.value_changes,
+        )
+        intake = bridge.intake
+        yield _labelled(
+            CounterMetricFamily,
+            "opcua_mqtt_values_shed",
+            "Value changes shed in overload, per source: replaced by a newer value of the same "
+            "field before the bridge could take them (bridge/intake.py).",
+            "source",
+            {s.name: intake.shed.get(s.name, 0) for s in bridge.sources},
+        )
+        yield GaugeMetricFamily(
+            "opcua_mqtt_overloaded",
+            "1 while the bridge sheds value changes (an overload episode), else 0.",
+            value=intake.overloaded,
+        )
+        yield GaugeMetricFamily(
+            "opcua_mqtt_pending_values",
+            "Value changes received and not yet taken by the bridge (at most one per field).",
+            value=len(intake.pending),
         )
         yield CounterMetricFamily(
             "opcua_mqtt_sent_messages",
@@ -266,6 +286,7 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
             ("subscriptions", subscribed),
             ("fields", fields.delivering),
             ("events", not bridge.events.dropping),
+            ("intake", not bridge.intake.overloaded),
         )
         if not up
     ]
@@ -280,6 +301,8 @@ def readiness(bridge: Bridge) -> tuple[bool, dict[str, Any]]:
     }
     if bridge.events.writers:
         report["events_dropping"] = bridge.events.dropping
+    if bridge.intake.overloaded:
+        report["intake"] = {"shedding_values_per_s": round(bridge.intake.overload.rate, 1)}
     if refusals:  # what the broker refuses, a few topics of it
         report["mqtt_refused"] = {r.topic: reason_name(r.reason) for r in refusals[:10]}
     return not down, report

@@ -11,10 +11,14 @@ from asyncua import ua
 
 from opcua_mqtt.core.config.events import EventWriterConfig
 from opcua_mqtt.core.config.model import FieldConfig
+from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.messages.settings import JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField
 from opcua_mqtt.core.topics import TopicTree
-from opcua_mqtt.core.writer_state import WriterState
+from opcua_mqtt.core.uajson.codec import JsonCodec
+from opcua_mqtt.core.writer_state import FieldSpec, WriterState
+
+_BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,26 @@ class Writer:
 
     def index_types(self) -> None:
         self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
+
+
+def field_spec(codec: JsonCodec, f: FieldConfig, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
+    """The writer's view of field ``f``: its types as configured, else as ``read`` from the
+    server (built-in type, DataType), else untyped (Variant)."""
+    builtin, data_type = read or (f.builtin_id, _BASE_DATA_TYPE)
+    # A configured built-in type without a DataType: the built-in type's own DataType.
+    configured = f.data_type or (f"i={f.builtin_id}" if f.builtin_id else None)
+    if configured is not None:
+        try:
+            data_type = codec.decode_node_id(configured)
+        except DecodeError:
+            data_type = ua.NodeId(builtin)
+    return FieldSpec(
+        f.name,
+        builtin,
+        data_type,
+        f.value_rank,
+        f.array_dimensions if f.value_rank > 0 else (),
+    )
 
 
 def data_topic(plan: BridgePlan, g: GroupPlan, w: WriterPlan | None = None) -> str:

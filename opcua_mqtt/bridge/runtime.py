@@ -1,8 +1,10 @@
 """The bridge: OPC UA subscriptions in, signed standard PubSub JSON out.
 
 Wiring only; the format lives in the core, the protocols in the adapters. One event loop:
-notifications update the writer states synchronously, one task per writer group ticks on its
-publishing interval and hands encoded messages to the MQTT session's spool, which never blocks.
+notifications wait in the intake, the newest per field (bridge/intake.py: overload sheds older
+values instead of blocking the loop), a task hands them to the writer states in slices, one
+task per writer group ticks on its publishing interval and hands encoded messages to the MQTT
+session's spool, which never blocks.
 
 Order on the wire per writer: its signed ua-metadata (retained) before its first data message,
 and again before the first data message of every new ConfigurationVersion. ua-status (retained)
@@ -37,6 +39,7 @@ from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
 from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
 from opcua_mqtt.bridge.events import EventWriters
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldReport, FieldState, grace_period_s
+from opcua_mqtt.bridge.intake import QUIET_S, Intake, Value
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
     BridgePlan,
@@ -44,13 +47,12 @@ from opcua_mqtt.bridge.plan import (
     Writer,
     connection_data,
     data_topic,
+    field_spec,
     metadata_topic,
 )
 from opcua_mqtt.bridge.sources import Source, make_sources, server_types
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.bridge.write_back_support import canonical_or_none
-from opcua_mqtt.core.config.model import FieldConfig
-from opcua_mqtt.core.errors import DecodeError
 from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage, encode_network_message
 from opcua_mqtt.core.messages.members import dumps
@@ -70,11 +72,10 @@ from opcua_mqtt.core.topics import command_topic
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
-from opcua_mqtt.core.writer_state import FieldSpec, Frame, FrameKind, WriterState
+from opcua_mqtt.core.writer_state import Frame, FrameKind, WriterState
 
 _log = logging.getLogger(__name__)
 
-_BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
 _HEALTH_CHECK_S = 1.0  # how often the fields' state is turned into the ua-status
 
 
@@ -118,6 +119,8 @@ class Bridge:
             for f in w.fields
             for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
         )
+        longest_ms = max((g.publishing_interval_ms for g in plan.groups), default=0.0)
+        self.intake = Intake(self._on_values, quiet_s=max(QUIET_S, 2 * longest_ms / 1000))
         self.model_watch = ModelWatch(
             self._writers,
             self.fields,
@@ -187,6 +190,7 @@ class Bridge:
         self._publish_state(ua.PubSubState.PreOperational)
         self._publish_connection()
         self._tasks["status"] = asyncio.create_task(self._refresh_status(), name="status-refresh")
+        self._tasks["intake"] = asyncio.create_task(self.intake.run(), name="intake")
         loops = [
             asyncio.create_task(s.run(self, stop), name=f"source-{s.name}") for s in self.sources
         ]
@@ -207,7 +211,9 @@ class Bridge:
     async def source_connected(self, source: Source, session: OpcUaSession) -> SubscriptionSource:
         """A new session of ``source``: its writers (first session only: a reconnect keeps
         states, sequence numbers and versions), its groups' monitored items, their metadata."""
-        subscriptions = await session.subscriptions(self._on_values)
+        subscriptions = await session.subscriptions(
+            lambda batch: self._received(source.name, batch)
+        )
         if not source.built:
             codec = await session.codec()
             groups = [self.plan.groups[gi] for gi in source.groups]
@@ -224,7 +230,7 @@ class Bridge:
                     node_id=f.node_id,
                     label=f"{group.name}/{w.name}/{f.name}",
                     sampling_interval_ms=f.sampling_interval_ms,
-                    queue_size=f.queue_size,
+                    queue_size=f.monitored_queue_size(group.publishing_interval_ms),
                     deadband_type=f.deadband.type,
                     deadband_value=f.deadband.value,
                 )
@@ -311,7 +317,7 @@ class Bridge:
             for wi, wp in enumerate(group.writers):
                 fields = [
                     DataSetField(
-                        self._spec(codec, f, server_types.get(f.node_id)),
+                        field_spec(codec, f, server_types.get(f.node_id)),
                         f.node_id,
                         f.dataset_field_id,
                     )
@@ -329,27 +335,14 @@ class Bridge:
                 self._writers[(gi, wi)] = Writer(wp, group, state, fields, fingerprint=digest)
         resumption.report()
 
-    @staticmethod
-    def _spec(codec: JsonCodec, f: FieldConfig, read: tuple[int, ua.NodeId] | None) -> FieldSpec:
-        builtin, data_type = read or (f.builtin_id, _BASE_DATA_TYPE)
-        # A configured built-in type without a DataType: the built-in type's own DataType.
-        configured = f.data_type or (f"i={f.builtin_id}" if f.builtin_id else None)
-        if configured is not None:
-            try:
-                data_type = codec.decode_node_id(configured)
-            except DecodeError:
-                data_type = ua.NodeId(builtin)
-        return FieldSpec(
-            f.name,
-            builtin,
-            data_type,
-            f.value_rank,
-            f.array_dimensions if f.value_rank > 0 else (),
-        )
-
-    def _on_values(self, batch: list[tuple[FieldKey, ua.DataValue]]) -> None:
-        """Called by the OPC UA source once per Publish response, synchronously."""
+    def _received(self, source: str, batch: list[Value]) -> None:
+        """The sink of ``source``'s subscriptions: once per Publish response, synchronously.
+        The values wait in the intake (bridge/intake.py) for :meth:`_on_values`."""
         self.stats.value_changes += len(batch)
+        self.intake.put(source, batch)
+
+    def _on_values(self, batch: list[Value]) -> None:
+        """A slice of values from the intake, the newest per field."""
         received = time.monotonic()
         health = self.fields
         arrived = False  # a field's first value
@@ -539,8 +532,8 @@ class Bridge:
         report = self.field_report()
         if not connected:
             state = ua.PubSubState.Error  # the server is away: no value is current
-        elif report.counts[FieldState.REFUSED] or self.events.dropping:
-            state = ua.PubSubState.Error  # it cannot deliver, or an event writer drops events
+        elif report.counts[FieldState.REFUSED] or self.events.dropping or self.intake.overloaded:
+            state = ua.PubSubState.Error  # it cannot deliver, or it drops events or values
         elif report.counts[FieldState.WAITING]:
             state = ua.PubSubState.PreOperational
         else:
@@ -555,6 +548,7 @@ class Bridge:
     async def _watch_fields(self) -> None:
         while True:
             await asyncio.sleep(_HEALTH_CHECK_S)
+            self.intake.check(self.stats.value_changes)
             self._publish_field_state()
 
     def _publish_connection(self) -> None:
@@ -587,6 +581,7 @@ class Bridge:
         source.state = "reconnecting"
         self._opcua_state()
         self.fields.subscribed(source.groups)
+        self.intake.discard(source.groups)
         lost = ua.DataValue(
             StatusCode=ua.StatusCode(ua.StatusCodes.BadServerNotConnected),
             ServerTimestamp=self._clock(),

@@ -120,7 +120,13 @@ def _defaults_option(
 )
 @_defaults_option("--publishing-interval", "publishing_interval_ms")
 @_defaults_option("--sampling-interval", "sampling_interval_ms")
-@_defaults_option("--queue-size", "queue_size", click.IntRange(1, 65535))
+@_defaults_option(
+    "--queue-size",
+    "queue_size",
+    click.IntRange(1, 65535),
+    " (not written unless given; not set, the bridge asks for 1 where a field is sampled no "
+    "faster than published, else 10)",
+)
 @_defaults_option(
     "--key-frame-count",
     "key_frame_count",
@@ -213,7 +219,7 @@ def map_command(
     publisher_id: str | None,
     publishing_interval: float,
     sampling_interval: float,
-    queue_size: int,
+    queue_size: int | None,
     key_frame_count: int,
     keep_alive: float,
     encoding: str,

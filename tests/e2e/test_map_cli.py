@@ -124,6 +124,15 @@ def test_map_reads_a_yaml_browse_file_to_stdout(tmp_path: Path) -> None:
     assert yaml.safe_load(result.stdout)["defaults"]["publishing_interval_ms"] == 250
 
 
+def test_map_writes_a_queue_size_only_when_given(tmp_path: Path) -> None:
+    """Not set, the bridge picks it per field (1 where sampling is no faster than publishing)."""
+    source = str(browse_file(tmp_path))
+    assert "queue_size" not in yaml.safe_load(run("map", source).stdout)["defaults"]
+    given = run("map", source, "--queue-size", "5")
+    assert given.returncode == 0, given.stderr
+    assert yaml.safe_load(given.stdout)["defaults"]["queue_size"] == 5
+
+
 def test_map_options_shape_the_result(tmp_path: Path) -> None:
     result = run(
         "map",

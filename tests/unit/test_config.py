@@ -214,9 +214,32 @@ def test_defaults_fill_a_minimal_file() -> None:
     assert (writer.key_frame_count, writer.keep_alive_ms, writer.encoding) == (10, 10000, "compact")
     assert writer.field_content == ("status", "source_timestamp")
     field = writer.fields[0]
-    assert (field.sampling_interval_ms, field.queue_size) == (500, 10)
+    assert (field.sampling_interval_ms, field.queue_size) == (500, None)
+    assert field.monitored_queue_size(group.publishing_interval_ms) == 10  # sampled faster
     assert field.deadband == Deadband("none", 0)
     assert (field.value_rank, field.array_dimensions, field.builtin_type) == (-1, (), None)
+
+
+def test_an_unset_queue_size_is_one_where_sampling_is_no_faster_than_publishing() -> None:
+    """OPC 10000-4 §5.13.1.5: a queue of one always holds the newest value, all the writer
+    sends per publishing interval; a field sampled faster keeps 10; a set size is kept."""
+    doc = base()
+    group = doc["writer_groups"][0]
+    group["publishing_interval_ms"] = 200
+    filler, other = group["writers"]
+    filler["fields"][0]["sampling_interval_ms"] = 200  # as fast as published
+    filler["fields"][1]["sampling_interval_ms"] = 1000  # slower
+    other["sampling_interval_ms"] = 100  # faster
+    config = config_from_dict(doc)
+    sizes = [f.monitored_queue_size(200) for _, _, f in config.fields()]
+    assert sizes == [1, 1, 10]
+    assert all(f.queue_size is None for _, _, f in config.fields())
+    assert "queue_size" not in config.defaults.to_json()
+    doc["defaults"] = {"queue_size": 4}
+    other["fields"][0]["queue_size"] = 2
+    config = config_from_dict(doc)
+    assert [f.monitored_queue_size(200) for _, _, f in config.fields()] == [4, 4, 2]
+    assert config.defaults.to_json()["queue_size"] == 4
 
 
 def test_overrides_fall_back_field_writer_group_defaults() -> None:

@@ -172,6 +172,31 @@ def test_a_refused_field_makes_the_bridge_unready_and_shows_in_the_metric() -> N
     assert counts == {"refused": 1, "waiting": 0, "bad": 0, "good": 1}
 
 
+def test_shedding_makes_the_bridge_unready_and_shows_in_the_metrics() -> None:
+    bridge = _bridge()
+    bridge.stats.opcua_state = "connected"
+    bridge.mqtt.stats.connected = True
+    bridge.ready.set()
+    bridge.fields.subscribed()
+    s = _samples(_scrape(bridge))
+    assert s[("opcua_mqtt_values_shed_total", frozenset({("source", "default")}))] == 0
+    assert s[("opcua_mqtt_overloaded", frozenset())] == 0
+    value = ua.DataValue(ua.Variant(1.5, ua.VariantType.Double))
+    for gi in (0, 1):
+        bridge.fields.value((gi, 0, "F"), value)
+    assert readiness(bridge)[0]
+    for _ in range(3):  # nothing takes them (the bridge does not run): two are shed
+        bridge.intake.put("default", [((0, 0, "F"), value)])
+    bridge.intake.check(3)
+    ready, report = readiness(bridge)
+    assert not ready and report["down"] == ["intake"]
+    assert set(report["intake"]) == {"shedding_values_per_s"}
+    s = _samples(_scrape(bridge))
+    assert s[("opcua_mqtt_values_shed_total", frozenset({("source", "default")}))] == 2
+    assert s[("opcua_mqtt_overloaded", frozenset())] == 1
+    assert s[("opcua_mqtt_pending_values", frozenset())] == 1
+
+
 # ---------------------------------------------------------------------------- the HTTP server
 
 

@@ -64,7 +64,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
                         value_rank=int(fraw.get("value_rank", -1)),
                         array_dimensions=tuple(int(d) for d in fraw.get("array_dimensions", [])),
                         sampling_interval_ms=float(resolver.get("sampling_interval_ms", fl)[0]),
-                        queue_size=int(resolver.get("queue_size", fl)[0]),
+                        queue_size=_optional_int(resolver.get("queue_size", fl)[0]),
                         deadband=_deadband(resolver.get("deadband", fl)[0]),
                         overrides=_overrides(fraw, _FIELD_OPTIONS),
                     )
@@ -111,7 +111,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
         defaults=PublishingDefaults(
             publishing_interval_ms=float(resolver.get("publishing_interval_ms", [])[0]),
             sampling_interval_ms=float(resolver.get("sampling_interval_ms", [])[0]),
-            queue_size=int(resolver.get("queue_size", [])[0]),
+            queue_size=_optional_int(resolver.get("queue_size", [])[0]),
             deadband=_deadband(resolver.get("deadband", [])[0]),
             key_frame_count=int(resolver.get("key_frame_count", [])[0]),
             keep_alive_ms=float(resolver.get("keep_alive_ms", [])[0]),
@@ -158,6 +158,10 @@ def build_config(data: Mapping[str, Any]) -> Config:
             {"encoding": resolver.get("encoding", [])[0], "qos": resolver.get("qos", [])[0]},
         ),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 _GROUP_OPTIONS: Final = (

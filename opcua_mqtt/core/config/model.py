@@ -174,13 +174,17 @@ class MetadataSigningConfig:
         return self.private_key is not None
 
 
+#: The monitored item queue size of a field sampled faster than it is published, when not set.
+DEFAULT_QUEUE_SIZE: Final = 10
+
+
 @dataclass(frozen=True, slots=True)
 class PublishingDefaults:
     """The ``defaults`` section: what every group, writer and field uses unless it overrides."""
 
     publishing_interval_ms: float = 1000.0
     sampling_interval_ms: float = 500.0
-    queue_size: int = 10
+    queue_size: int | None = None  # not set: see FieldConfig.monitored_queue_size
     deadband: Deadband = field(default_factory=Deadband)
     key_frame_count: int = 10
     keep_alive_ms: float = 10000.0
@@ -195,6 +199,8 @@ class PublishingDefaults:
         """The section in full, but for content masks that are the standard layout: a file
         names them only when it departs from the standard (``map --profile``)."""
         out = _section(self)
+        if self.queue_size is None:
+            del out["queue_size"]  # not set: the bridge picks it per field
         for name, standard in _STANDARD_MASKS.items():
             if out[name] == list(standard):
                 del out[name]
@@ -225,7 +231,7 @@ class FieldConfig:
     value_rank: int = -1
     array_dimensions: tuple[int, ...] = ()
     sampling_interval_ms: float = 500.0
-    queue_size: int = 10
+    queue_size: int | None = None  # None: not set anywhere, see monitored_queue_size
     deadband: Deadband = field(default_factory=Deadband)
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
@@ -234,6 +240,15 @@ class FieldConfig:
         """The configured built-in type's id (Part 6 §5.1.2); 0: not configured, the bridge
         takes it from the node's DataType at its first start."""
         return BUILTIN_TYPES.index(self.builtin_type) if self.builtin_type in BUILTIN_TYPES else 0
+
+    def monitored_queue_size(self, publishing_interval_ms: float) -> int:
+        """The monitored item's QueueSize: as configured, else 1 where the field is sampled no
+        faster than its group publishes (OPC 10000-4 §5.13.1.5: a queue of one always holds the
+        newest value, and the writer sends only the newest per publishing interval anyway), else
+        10 (the values sampled in between, for a server that reports each change)."""
+        if self.queue_size is not None:
+            return self.queue_size
+        return 1 if self.sampling_interval_ms >= publishing_interval_ms else DEFAULT_QUEUE_SIZE
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
