@@ -17,7 +17,7 @@ from opcua_mqtt.adapters.opcua.events import EventFilterError
 from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
-from opcua_mqtt.core.config.check import check_config
+from opcua_mqtt.cli.config_child import CheckFailed, check_in_child
 from opcua_mqtt.core.config.model import MetricsConfig
 from opcua_mqtt.logs import non_blocking
 
@@ -60,13 +60,18 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
       opcua-mqtt run --metrics-port 9464 bridge.yaml
       OPCUA_PASSWORD=... opcua-mqtt --log-format json run /etc/opcua-mqtt/bridge.yaml
     \b
-    Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
+    Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`) or its
+    check ended without an answer (the checking process was killed),
     2 a configured file is missing or unusable, the spool directory is unusable or in use by
     another bridge, the metrics port cannot be bound, or an event writer's notifier, type or
     select path is not in the server's model,
     3 the MQTT or the OPC UA connection failed for good for --exit-on-fatal SECONDS.
     """
-    result = check_config(config.read_text(encoding="utf-8"), str(config))
+    try:
+        result = check_in_child(config.read_text(encoding="utf-8"), str(config))
+    except CheckFailed as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(1) from None
     for issue in result.issues:
         click.echo(str(issue), err=True)
     if result.config is None:
