@@ -20,6 +20,7 @@ from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.cli.config_child import CheckFailed, check_in_child
 from opcua_mqtt.core.config.model import MetricsConfig
 from opcua_mqtt.logs import non_blocking
+from opcua_mqtt.memory import trim
 
 _log = logging.getLogger("opcua_mqtt.run")
 
@@ -89,6 +90,7 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None) -> 
     metrics = result.config.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
+    trim("loading the configuration")
     with non_blocking():  # a stalled stderr reader must not freeze the bridge
         code = asyncio.run(_run(bridge, metrics, exit_on_fatal))
     raise SystemExit(code)
@@ -112,6 +114,8 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
                 )
                 return 2
         _log.info("bridge %s starting", bridge.plan.publisher_id)
+        trimmed = asyncio.create_task(_trim_when_ready(bridge))
+        stack.callback(trimmed.cancel)
         if exit_on_fatal is not None:
             watch = asyncio.create_task(_watch_fatal(bridge, exit_on_fatal, stop, fatal))
             stack.callback(watch.cancel)
@@ -124,6 +128,12 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
         click.echo(f"error: {fatal[0]}", err=True)
         return 3
     return 0
+
+
+async def _trim_when_ready(bridge: Bridge) -> None:
+    """Once every source's monitored items exist: the start-up's garbage goes back to the OS."""
+    await bridge.ready.wait()
+    trim("creating the monitored items")
 
 
 async def _watch_fatal(bridge: Bridge, limit: float, stop: asyncio.Event, out: list[str]) -> None:
