@@ -11,11 +11,18 @@ the parent holds only the built configuration. Where ``fork`` is not the platfor
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import io
 import multiprocessing
+import operator
 import pickle
 import signal
 import sys
+import uuid
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 from opcua_mqtt.core.config.check import CheckResult, check_config
 from opcua_mqtt.core.errors import OpcUaMqttError
@@ -56,8 +63,40 @@ def check_in_child(text: str, source: str) -> CheckResult:
 
 def _check(text: str, source: str, send: Connection) -> None:
     result = check_config(text, source)
-    send.send_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(result)
+    send.send_bytes(buffer.getbuffer())
     send.close()
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles the configuration's dataclasses as their constructor's arguments and UUIDs as
+    their number: pickle's own way for slotted dataclasses and UUIDs calls Python functions
+    that look up the fields for each of 100,000 fields (about half the time, both ways)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        cls = type(obj)
+        if cls is uuid.UUID:
+            return _uuid, (obj.int,)
+        if dataclasses.is_dataclass(cls) and cls.__module__.startswith(_MODEL):
+            return cls, _values(cls)(obj)
+        return NotImplemented
+
+
+_MODEL = "opcua_mqtt.core.config."
+
+
+def _uuid(number: int) -> uuid.UUID:
+    return uuid.UUID(int=number)
+
+
+@functools.cache
+def _values(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """The constructor arguments of a dataclass instance, in order (all fields are init=True
+    in the configuration's model)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    get = operator.attrgetter(*names)
+    return get if len(names) > 1 else lambda obj: (get(obj),)
 
 
 def _ending(code: int | None) -> str:

@@ -22,7 +22,7 @@ NS = "urn:plant"
 
 def large(groups: int = 3, writers: int = 20, fields: int = 50) -> str:
     """A generated configuration of groups x writers x fields (3,000 by default) with a mix of
-    inherited and own options, deadbands and explicit field ids, as YAML."""
+    inherited and own options and deadbands, an event writer, write-back and metrics, as YAML."""
     doc: dict[str, Any] = {
         "version": 1,
         "publisher_id": "plant",
@@ -56,6 +56,11 @@ def large(groups: int = 3, writers: int = 20, fields: int = 50) -> str:
             }
             for g in range(groups)
         ],
+        "event_writers": [
+            {"name": "Alarms", "dataset_writer_id": 9000, "where": {"min_severity": 100}}
+        ],
+        "write_back": {"enabled": True, "allow": [f"nsu={NS};s=G0.W0.*"]},
+        "metrics": {"port": 9464},
     }
     return yaml.safe_dump(doc, sort_keys=False)
 
@@ -66,6 +71,7 @@ def test_a_large_configuration_checked_in_a_child_equals_the_one_checked_in_proc
     there = check_in_child(text, "plant.yaml")
     assert here.config is not None
     assert sum(1 for _ in here.config.fields()) == 3000
+    assert here.config.event_writers and here.config.write_back.enabled and here.config.metrics
     assert there == here  # the whole Config, field by field, and the same warnings
     assert there.warnings == here.warnings
 
