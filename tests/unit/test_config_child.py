@@ -113,6 +113,7 @@ def _killed(text: str, source: str) -> CheckResult:
 
 
 def test_a_child_that_dies_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_child.FORK  # else the check runs here, and this would kill the test run
     monkeypatch.setattr(config_child, "check_config", _killed)  # what the forked child runs
     with pytest.raises(CheckFailed) as e:
         check_in_child(large(groups=1, writers=1, fields=1), "plant.yaml")
