@@ -19,11 +19,12 @@ from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.cli.common import fail, loop_option
-from opcua_mqtt.core.config.check import check_config
+from opcua_mqtt.cli.config_child import CheckFailed, check_in_child
 from opcua_mqtt.core.config.model import MetricsConfig
 from opcua_mqtt.event_loop import LoopUnavailableError, loop_factory
 from opcua_mqtt.event_loop import run as run_loop
 from opcua_mqtt.logs import non_blocking
+from opcua_mqtt.memory import trim
 
 _log = logging.getLogger("opcua_mqtt.run")
 
@@ -65,7 +66,8 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
       opcua-mqtt run --metrics-port 9464 bridge.yaml
       OPCUA_PASSWORD=... opcua-mqtt --log-format json run /etc/opcua-mqtt/bridge.yaml
     \b
-    Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`),
+    Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`) or its
+    check ended without an answer (the checking process was killed),
     2 a configured file is missing or unusable, the spool directory is unusable or in use by
     another bridge, the metrics port cannot be bound, an event writer's notifier, type or
     select path is not in the server's model, or --loop uvloop without uvloop installed,
@@ -75,7 +77,10 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
         loop_factory(loop)  # before anything starts: --loop uvloop without uvloop is exit 2
     except LoopUnavailableError as e:
         fail(str(e), 2)
-    result = check_config(config.read_text(encoding="utf-8"), str(config))
+    try:
+        result = check_in_child(config.read_text(encoding="utf-8"), str(config))
+    except CheckFailed as e:
+        fail(str(e), 1)
     for issue in result.issues:
         click.echo(str(issue), err=True)
     if result.config is None:
@@ -93,6 +98,7 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
     metrics = result.config.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
+    trim("loading the configuration")
     gc_tuning.tune()
     with non_blocking():  # a stalled stderr reader must not freeze the bridge
         code = run_loop(_run(bridge, metrics, exit_on_fatal), loop)
@@ -117,8 +123,8 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
                 )
                 return 2
         _log.info("bridge %s starting", bridge.plan.publisher_id)
-        freeze = asyncio.create_task(gc_tuning.freeze_when_ready(bridge.ready))
-        stack.callback(freeze.cancel)
+        settled = asyncio.create_task(_settle_when_ready(bridge))
+        stack.callback(settled.cancel)
         if exit_on_fatal is not None:
             watch = asyncio.create_task(_watch_fatal(bridge, exit_on_fatal, stop, fatal))
             stack.callback(watch.cancel)
@@ -131,6 +137,13 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
         click.echo(f"error: {fatal[0]}", err=True)
         return 3
     return 0
+
+
+async def _settle_when_ready(bridge: Bridge) -> None:
+    """Once every source's monitored items exist: what lives from then on is frozen for the
+    garbage collector (gc_tuning.py), and the start-up's garbage goes back to the OS."""
+    await gc_tuning.freeze_when_ready(bridge.ready)
+    trim("creating the monitored items")
 
 
 async def _watch_fatal(bridge: Bridge, limit: float, stop: asyncio.Event, out: list[str]) -> None:

@@ -106,12 +106,14 @@ class _EarlyKeepAlives(logging.Filter):
 _early_keep_alives = _EarlyKeepAlives()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Route:
-    """Where a monitored item's values go, and whether its last value was undecodable."""
+    """Where a monitored item's values go, and whether its last value was undecodable. One per
+    monitored item (100,000 in a large bridge): slots, and the field's own strings."""
 
     key: FieldKey
-    name: str  # ``label (node id)``, for logs
+    label: str
+    node_id: str
     undecodable: bool = False
 
 
@@ -167,7 +169,12 @@ def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
         return dv
     if not route.undecodable:
         route.undecodable = True
-        _log.warning("%s: value cannot be decoded (%s): BadDecodingError", route.name, reason)
+        _log.warning(
+            "%s (%s): value cannot be decoded (%s): BadDecodingError",
+            route.label,
+            route.node_id,
+            reason,
+        )
     return checked(dv)
 
 
@@ -268,7 +275,7 @@ class SubscriptionSource:
     def _request(self, f: MonitoredField, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:
         handle = self._next_handle
         self._next_handle += 1
-        self._routes[handle] = _Route(f.key, f"{f.label} ({f.node_id})")
+        self._routes[handle] = _Route(f.key, f.label, f.node_id)
         params = ua.MonitoringParameters(
             ClientHandle=handle,
             SamplingInterval=f.sampling_interval_ms,

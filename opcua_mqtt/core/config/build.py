@@ -4,6 +4,7 @@ publishing options resolved from a field to its writer, its group, then ``defaul
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -187,7 +188,11 @@ _FLOAT_OPTIONS: Final = frozenset(
 )
 
 
-def _overrides(raw: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+#: What 100,000 fields that set nothing themselves share (read only, like the fields).
+_NO_OVERRIDES: Final[Mapping[str, Any]] = {}
+
+
+def _overrides(raw: Mapping[str, Any], names: Sequence[str]) -> Mapping[str, Any]:
     out: dict[str, Any] = {}
     for name in names:
         value = raw.get(name)
@@ -198,11 +203,18 @@ def _overrides(raw: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
         elif isinstance(value, float):
             value = num(value)
         out[name] = value
-    return out
+    return out or _NO_OVERRIDES
 
 
 def _deadband(raw: Mapping[str, Any]) -> Deadband:
-    return Deadband(type=raw.get("type", "none"), value=float(raw.get("value", 0)))
+    return _shared_deadband(raw.get("type", "none"), float(raw.get("value", 0)))
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_deadband(kind: str, value: float) -> Deadband:
+    """One Deadband object per distinct setting: a large configuration has 100,000 fields and
+    a handful of deadbands (the configuration is kept for the bridge's lifetime)."""
+    return Deadband(type=kind, value=value)  # type: ignore[arg-type]
 
 
 def _fill(cls: Any, raw: Mapping[str, Any]) -> Any:
