@@ -455,7 +455,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"N/{args.servers} every "
         f"{args.interval_ms:g} ms -> {args.shards} bridge process(es) (publishing interval "
         f"{publishing:g} ms, {args.fields_per_writer} fields per writer, QoS {args.qos}, queue "
-        f"size {args.queue_size}{limit}"
+        f"size {args.queue_size or 'not set'}{limit}"
         f") -> Mosquitto TLS -> {'Subscriber' if args.verify else 'light subscriber'}; window "
         f"{args.seconds:g} s after {args.warmup:g} s warm-up"
         f"{'; PROFILED' if args.profile else ''}"
@@ -532,8 +532,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--queue-size",
         type=int,
-        default=10,
-        help="monitored item queue size (default 10, the configuration's default)",
+        help="monitored item queue size (default: not set, so the configuration's default: 1 "
+        "where sampling equals publishing)",
     )
     p.add_argument(
         "--verify",

@@ -259,7 +259,7 @@ def bridge_config(
     publisher: str,
     per_writer: int,
     interval_ms: float,
-    queue_size: int,
+    queue_size: int | None,
     qos: int = 1,
 ) -> int:
     """Write the bridge's configuration: one source and one writer group per server, writers of
@@ -304,7 +304,7 @@ def bridge_config(
         "defaults": {
             "publishing_interval_ms": interval_ms,
             "sampling_interval_ms": interval_ms,
-            "queue_size": queue_size,
+            **({"queue_size": queue_size} if queue_size is not None else {}),
         },
         "writer_groups": groups,
     }

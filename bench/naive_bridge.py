@@ -104,7 +104,8 @@ async def naive_main(cfg: dict[str, Any]) -> None:
             stats["bytes"] += len(payload)
 
     interval = cfg["defaults"]["publishing_interval_ms"]
-    queue_size = cfg["defaults"]["queue_size"]
+    # Not set: the configuration's default where sampling equals publishing, as for ours.
+    queue_size = cfg["defaults"].get("queue_size", 1)
     async with contextlib.AsyncExitStack() as stack:
         for source in cfg["sources"]:
             client = Client(source["endpoint"], timeout=30, watchdog_intervall=30)

@@ -14,6 +14,12 @@ its next tick anyway), stays within about a publishing interval of real time, an
 stays bounded by the number of fields. Several values of one field in one response (a queue
 size above 1) are the server's queue, not overload: only the newest is taken, none is counted.
 
+The MQTT side can be the narrower one (a broker's Receive Maximum of 20 messages in flight,
+acknowledged over a busy loop): while more messages wait for the broker than a few rounds of
+ticks make, the consumer takes nothing (``can_take``), so the values wait here, the newest per
+field, instead of as ever more messages in the MQTT spool. A broker that is away does not hold
+the intake: then the spool keeps every message, as it must (docs/operations.md, "The spool").
+
 Shedding is an overload episode (:class:`Overload`): one WARNING naming the sources and the
 rate at its start, again every :data:`REPEAT_S` while it lasts, one INFO at its end; meanwhile
 /readyz, the ua-status and the metrics say so (docs/operations.md).
@@ -39,6 +45,8 @@ Value = tuple[FieldKey, ua.DataValue]
 #: far below a publishing interval, while the cost of the yields between slices stays small
 #: (docs/benchmarks.md, "Issue 14: intake").
 SLICE = 2000
+#: How long the consumer waits before it asks ``can_take`` again.
+HOLD_S = 0.005
 #: How often a WARNING repeats, with the current rate, while an episode lasts.
 REPEAT_S = 60.0
 #: An episode ends after this long without shedding (or two publishing intervals, if longer).
@@ -159,6 +167,7 @@ class Intake:
         self,
         consume: Callable[[list[Value]], None],
         *,
+        can_take: Callable[[], bool] = lambda: True,
         quiet_s: float = QUIET_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -167,6 +176,7 @@ class Intake:
         self.taken = 0  # values handed to ``consume``
         self.overload = Overload(quiet_s, clock)
         self._consume = consume
+        self._can_take = can_take
         self._wake = asyncio.Event()
         self._open = asyncio.Event()
         self._open.set()
@@ -191,6 +201,9 @@ class Intake:
             self._wake.clear()
             while pending:
                 await self._open.wait()
+                if not self._can_take():  # MQTT behind: values wait here, the newest per field
+                    await asyncio.sleep(HOLD_S)
+                    continue
                 taken = pending.take(SLICE)
                 self.taken += len(taken)
                 self._consume(taken)

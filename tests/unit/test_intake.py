@@ -11,7 +11,7 @@ from asyncua import ua
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opcua_mqtt.bridge.intake import REPEAT_S, SLICE, Intake, Overload, Pending, Value
+from opcua_mqtt.bridge.intake import HOLD_S, REPEAT_S, SLICE, Intake, Overload, Pending, Value
 from opcua_mqtt.core.field_key import FieldKey
 
 LOGGER = "opcua_mqtt.bridge.intake"
@@ -95,6 +95,25 @@ async def test_a_paused_consumer_lets_values_pile_up_newest_per_field() -> None:
         intake.resume()
         while intake.pending:
             await asyncio.sleep(0)
+        assert [dv.Value.Value for _, dv in taken] == [20.0, 21.0, 22.0, 23.0]
+    finally:
+        task.cancel()
+
+
+async def test_while_the_mqtt_side_is_behind_values_wait_newest_per_field_and_are_shed() -> None:
+    behind = True
+    taken: list[Value] = []
+    intake = Intake(taken.extend, can_take=lambda: not behind)
+    task = asyncio.create_task(intake.run())
+    try:
+        for n in range(3):
+            intake.put("a", [_value(k, 10 * n + k) for k in range(4)])
+            await asyncio.sleep(HOLD_S)  # the consumer asked and was held, every time
+        assert taken == [] and len(intake.pending) == 4
+        assert intake.shed == {"a": 8}
+        behind = False
+        while intake.pending:
+            await asyncio.sleep(HOLD_S)
         assert [dv.Value.Value for _, dv in taken] == [20.0, 21.0, 22.0, 23.0]
     finally:
         task.cancel()
