@@ -178,6 +178,8 @@ class Intake:
         self._consume = consume
         self._can_take = can_take
         self._wake = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._open = asyncio.Event()
         self._open.set()
 
@@ -191,7 +193,15 @@ class Intake:
         shed = self.pending.add(batch)
         if shed:
             self.shed[source] = self.shed.get(source, 0) + shed
+        if self.pending:
+            self._empty.clear()
         self._wake.set()
+
+    async def drained(self) -> None:
+        """Return once every value put has been taken. The sources send their next Publish
+        request only then: while the bridge is behind, the server keeps the newest value per
+        item (queue size 1) and the bridge decodes fewer values it would shed."""
+        await self._empty.wait()
 
     async def run(self) -> None:
         """The consumer: one slice per loop turn while values are pending."""
@@ -209,6 +219,7 @@ class Intake:
                 self._consume(taken)
                 if pending:
                     await asyncio.sleep(0)  # the next responses, acks and ticks go first
+            self._empty.set()
 
     def pause(self) -> None:
         """Take nothing until :meth:`resume`: values pile up, the newest per field. Nothing in
@@ -223,6 +234,8 @@ class Intake:
         """Drop the values of ``groups`` not yet taken: their session is lost and their
         fields turn Bad; a value from before the loss must not follow."""
         self.pending.discard(groups)
+        if not self.pending:
+            self._empty.set()
 
     def check(self, arrived: int) -> None:
         """Start or end an overload episode; ``arrived``: value changes received so far."""

@@ -220,7 +220,7 @@ class Bridge:
         """A new session of ``source``: its writers (first session only: a reconnect keeps
         states, sequence numbers and versions), its groups' monitored items, their metadata."""
         subscriptions = await session.subscriptions(
-            lambda batch: self._received(source.name, batch)
+            lambda batch: self._received(source.name, batch), self.intake.drained
         )
         if not source.built:
             codec = await session.codec()

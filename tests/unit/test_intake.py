@@ -119,6 +119,24 @@ async def test_while_the_mqtt_side_is_behind_values_wait_newest_per_field_and_ar
         task.cancel()
 
 
+async def test_drained_returns_once_everything_put_has_been_taken() -> None:
+    taken: list[Value] = []
+    intake = Intake(taken.extend)
+    await asyncio.wait_for(intake.drained(), 1)  # nothing put: at once
+    intake.pause()
+    task = asyncio.create_task(intake.run())
+    try:
+        intake.put("a", [_value(k, k) for k in range(3)])
+        waiting = asyncio.create_task(intake.drained())
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and taken == []
+        intake.resume()
+        await asyncio.wait_for(waiting, 1)
+        assert len(taken) == 3 and not intake.pending
+    finally:
+        task.cancel()
+
+
 class _Clock:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -30,7 +30,7 @@ from opcua_mqtt.adapters.opcua.facts import BuiltinTypes, LengthLimits, StringLi
 from opcua_mqtt.adapters.opcua.failures import CONNECTION_LOST, status_name
 from opcua_mqtt.adapters.opcua.publish_decoder import install as install_publish_decoder
 from opcua_mqtt.adapters.opcua.publish_pipeline import install as install_publish_pipeline
-from opcua_mqtt.adapters.opcua.source import Sink, SubscriptionSource
+from opcua_mqtt.adapters.opcua.source import Drained, Sink, SubscriptionSource
 from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
@@ -194,13 +194,19 @@ class OpcUaSession:
         """The String/ByteString length limits of ``nodes`` (NodeId -> built-in type)."""
         return await self._limits.of(self._client, nodes)
 
-    async def subscriptions(self, sink: Sink) -> SubscriptionSource:
-        """A source of monitored items that hands values to ``sink`` (close it when done)."""
+    async def subscriptions(self, sink: Sink, drained: Drained | None = None) -> SubscriptionSource:
+        """A source of monitored items that hands values to ``sink`` (close it when done); with
+        ``drained``, the next Publish request waits for it."""
         batcher = await self._learn()
         # The supervisor's probe interval (connection.py sets it to the keep-alive).
         keep_alive_s = float(self._client._watchdog_intervall)
         return SubscriptionSource(
-            self._client, sink, batcher=batcher, codec=self._codec, keep_alive_s=keep_alive_s
+            self._client,
+            sink,
+            batcher=batcher,
+            codec=self._codec,
+            keep_alive_s=keep_alive_s,
+            drained=drained,
         )
 
     def commands(self) -> CommandService:

@@ -23,10 +23,12 @@ the connection) always comes first.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,9 @@ _log = logging.getLogger(__name__)
 
 # (key, DataValue) pairs from one Publish response, in the order the server sent them.
 Sink = Callable[[list[tuple[FieldKey, ua.DataValue]]], None]
+# Returns once the sink's consumer has taken what it was given: only then is the next Publish
+# request sent (see _BatchSubscription.publish_callback).
+Drained = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class MonitoredField:
     deadband_type: str = "none"  # none | absolute | percent
     deadband_value: float = 0.0
 
+
+#: The longest a Publish request waits for the sink's consumer (_BatchSubscription).
+DRAIN_WAIT_S = 1.0
 
 # asyncua's warning for a Publish response whose subscription it has not registered.
 _UNKNOWN_SUBSCRIPTION = "Received data for unknown subscription"
@@ -120,10 +128,13 @@ class _Route:
 class _BatchSubscription(Subscription):  # type: ignore[misc]
     """A Subscription that delivers each DataChangeNotification as one list."""
 
-    def __init__(self, *args: Any, sink: Sink, routes: dict[int, _Route], **kw: Any) -> None:
+    def __init__(
+        self, *args: Any, sink: Sink, routes: dict[int, _Route], drained: Drained | None, **kw: Any
+    ) -> None:
         super().__init__(*args, **kw)
         self._sink = sink
         self._routes = routes
+        self._drained = drained
 
     async def _create(self, event: SubscriptionEvent) -> ua.CreateSubscriptionResult:
         # asyncua's one CreateSubscription call, for init() and for recreate() on reconnect.
@@ -140,6 +151,7 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         if message.NotificationData is None:
             return
         self.last_sequence_number = int(message.SequenceNumber)
+        delivered = False
         for notification in message.NotificationData:
             if isinstance(notification, ua.DataChangeNotification):
                 batch = []
@@ -149,6 +161,7 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
                         batch.append((route.key, _decoded(route, item.Value)))
                 if batch:
                     self._sink(batch)
+                    delivered = True
             elif isinstance(notification, ua.StatusChangeNotification):
                 # BadShutdown: the connection is gone, which the bridge reports once itself.
                 shutdown = notification.Status.value == ua.StatusCodes.BadShutdown
@@ -158,6 +171,18 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
                     self.subscription_id,
                     notification.Status.name,
                 )
+        if delivered and self._drained is not None:  # every part delivered, in order
+            await _wait_drained(self._drained)
+
+
+async def _wait_drained(drained: Drained) -> None:
+    """asyncua's publish loop sends its next Publish request when the callback returns:
+    while the sink's consumer is behind, the server keeps the newest value per item (queue
+    size 1) instead of the bridge decoding values it would shed. At most
+    :data:`DRAIN_WAIT_S`, so that Publish requests keep going out (asyncua re-creates a
+    subscription silent for 1.5 keep-alive periods)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(drained(), DRAIN_WAIT_S)
 
 
 def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
@@ -194,8 +219,10 @@ class SubscriptionSource:
         codec: JsonCodec | None = None,
         max_notifications_per_publish: int = 10_000,
         keep_alive_s: float = 5.0,
+        drained: Drained | None = None,
     ) -> None:
         self.client = client
+        self._drained = drained
         self._keep_alive_ms = max(10_000.0, 2_000 * keep_alive_s)
         self._sink = sink
         self._subscriptions: list[_BatchSubscription] = []
@@ -239,7 +266,11 @@ class SubscriptionSource:
             Priority=0,
         )
         sub = _BatchSubscription(
-            self.client.uaclient.session, params, sink=self._sink, routes=self._routes
+            self.client.uaclient.session,
+            params,
+            sink=self._sink,
+            routes=self._routes,
+            drained=self._drained,
         )
         sub.set_overflow_disconnect_handler(self.client.uaclient.notify_transport_lost)
         await sub.init()
