@@ -40,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
 
 from harness.processes import LOOPBACK, Process, spawn  # noqa: E402
+from opcua_mqtt import event_loop, gc_tuning  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SHED_METRIC = r"opcua_mqtt_values_shed_total(?:\{[^}]*\})?"
@@ -431,8 +432,6 @@ def spawn_bridge(
 def run_bridge_child(config_path: Path, profile_path: Path | None, loop: str = "auto") -> int:
     """The bridge process: run the configuration until SIGTERM, report on stdout; on the event
     loop and with the garbage collector settings of ``opcua-mqtt run``."""
-    from opcua_mqtt import event_loop, gc_tuning
-
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
@@ -566,8 +565,6 @@ async def _bridge_loop(
         ready.cancel()
         task.result()  # raises what stopped the bridge
         return
-    from opcua_mqtt import gc_tuning
-
     await gc_tuning.freeze_when_ready(bridge.ready)  # as `opcua-mqtt run` does
     print("READY", flush=True)
     parent = os.getppid()

@@ -244,3 +244,10 @@ def connection_data(plan: BridgePlan, url: str) -> ua.PubSubConnectionDataType:
         Address=ua.NetworkAddressUrlDataType(Url=url),
         WriterGroups=[writer_group(plan, g) for g in plan.groups] + event_writer_groups(plan),
     )
+
+
+def mqtt_backlog_limit(plan: BridgePlan) -> int:
+    """Messages that may wait for a connected broker before the intake holds (bridge/intake.py):
+    two rounds of every group's ticks, beyond a Receive Maximum's window in flight."""
+    per_round = sum(1 if g.bundle_writers else len(g.writers) for g in plan.groups)
+    return 2 * per_round + 20

@@ -49,6 +49,7 @@ from opcua_mqtt.bridge.plan import (
     data_topic,
     field_spec,
     metadata_topic,
+    mqtt_backlog_limit,
 )
 from opcua_mqtt.bridge.sources import Source, make_sources, server_types
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
@@ -119,16 +120,9 @@ class Bridge:
             for f in w.fields
             for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
         )
-        longest_ms = max((g.publishing_interval_ms for g in plan.groups), default=0.0)
-        # Messages one round of ticks makes: more than two rounds waiting for the broker (beyond
-        # a window in flight) hold the intake (bridge/intake.py).
-        per_round = sum(1 if g.bundle_writers else len(g.writers) for g in plan.groups)
-        self._mqtt_backlog_limit = 2 * per_round + 20
-        self.intake = Intake(
-            self._on_values,
-            can_take=self._mqtt_keeps_up,
-            quiet_s=max(QUIET_S, 2 * longest_ms / 1000),
-        )
+        quiet_s = max([QUIET_S] + [2 * g.publishing_interval_ms / 1000 for g in plan.groups])
+        self._mqtt_backlog_limit = mqtt_backlog_limit(plan)
+        self.intake = Intake(self._on_values, can_take=self._mqtt_keeps_up, quiet_s=quiet_s)
         self.model_watch = ModelWatch(
             self._writers,
             self.fields,
@@ -346,8 +340,7 @@ class Bridge:
     def _mqtt_keeps_up(self) -> bool:
         """Whether the broker takes our messages as fast as we make them (while it is away the
         spool keeps them all)."""
-        mqtt = self.mqtt
-        return not mqtt.stats.connected or mqtt.spool_depth <= self._mqtt_backlog_limit
+        return not self.mqtt.stats.connected or self.mqtt.spool_depth <= self._mqtt_backlog_limit
 
     def _received(self, source: str, batch: list[Value]) -> None:
         """The sink of ``source``'s subscriptions: once per Publish response, synchronously.
