@@ -48,7 +48,7 @@ def plain_data_values(draw: st.DrawFn) -> ua.DataValue:
 
 @pytest.mark.parametrize("form", list(FieldEncoding), ids=lambda f: f.value)
 @pytest.mark.parametrize("raw", [False, True])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dv=plain_data_values())
 def test_a_plain_value_encodes_as_the_general_path_does(
     form: FieldEncoding, raw: bool, dv: ua.DataValue

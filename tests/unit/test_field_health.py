@@ -151,7 +151,7 @@ def test_the_grace_period_starts_when_the_items_exist(clock: Clock) -> None:
     assert health.state(A).value == "good"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     steps=st.lists(
         st.tuples(
