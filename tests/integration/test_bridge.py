@@ -291,7 +291,13 @@ async def test_a_data_type_change_on_the_server_bumps_major_version_and_republis
     mutable = rig.server.nodeid("Plant.Dynamic.Mutable")
     plan = _plan("bridge-dtype", WriterPlan("Dyn", 9, (_sampled("Mutable", mutable, 6),)))
     async with rig.subscribed(plan, "sub-dtype") as sub:
-        first = await _next(sub)
+        # A key frame may go out before the first value arrives (BadWaitingForInitialData).
+        first = await _first_where(
+            sub,
+            lambda ds: ds.fields["Mutable"].status.is_good(),
+            attempts=40,
+            failure="the node's value never arrived",
+        )
         assert first.fields["Mutable"].variant_type == ua.VariantType.Int32
         await call_control(rig.server, "ChangeDataType", mutable)
         ds = await _first_where(
