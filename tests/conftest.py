@@ -149,8 +149,20 @@ def shared_small_opcua_server(
     yield from _small_server(tmp_path_factory.mktemp("opcua-server"), opcua_server_cert_dir)
 
 
-def _small_server(workdir: Path, cert_dir: Path) -> Iterator[OpcUaTestServer]:
-    yield from _serve(start_opcua_server, workdir, variables=200, cert_dir=cert_dir, timeout=30.0)
+def _small_server(
+    workdir: Path, cert_dir: Path, churn: tuple[int, int] | None = None
+) -> Iterator[OpcUaTestServer]:
+    """The small asyncua test server; with ``churn`` (count, interval ms) also that many Double
+    variables written every interval (``--churn``)."""
+    extra = ("--churn", str(churn[0]), "--churn-interval-ms", str(churn[1])) if churn else ()
+    yield from _serve(
+        start_opcua_server,
+        workdir,
+        variables=200,
+        cert_dir=cert_dir,
+        timeout=30.0,
+        extra_args=extra,
+    )
 
 
 @pytest.fixture(scope="session")

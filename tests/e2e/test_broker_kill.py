@@ -29,10 +29,10 @@ import pytest
 
 from harness.bridge import BridgeProcess, BridgeProcesses, make_certs, write_config
 from harness.mosquitto import MosquittoBroker, persistence_config, run_broker
-from harness.opcua_servers import OpcUaTestServer, start_opcua_server
+from harness.opcua_servers import OpcUaTestServer
 from harness.pki import Pki
 from harness.stream_subscriber import StreamSubscriber
-from tests.conftest import _serve
+from tests.conftest import _small_server
 
 PUBLISHER = "kill-check"
 WRITERS = {"W1": 11, "W2": 12}
@@ -56,15 +56,10 @@ def persistent_broker(
 @pytest.fixture
 def churn_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[OpcUaTestServer]:
     """The small asyncua test server plus Double variables that all change every 20 ms."""
-    churn = len(WRITERS) * FIELDS_PER_WRITER
-    extra = ("--churn", str(churn), "--churn-interval-ms", str(CHURN_INTERVAL_MS))
-    yield from _serve(
-        start_opcua_server,
+    yield from _small_server(
         tmp_path / "opcua-server",
-        variables=200,
-        cert_dir=opcua_server_cert_dir,
-        timeout=30.0,
-        extra_args=extra,
+        opcua_server_cert_dir,
+        (len(WRITERS) * FIELDS_PER_WRITER, CHURN_INTERVAL_MS),
     )
 
 

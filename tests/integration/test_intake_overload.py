@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.mosquitto import MosquittoBroker
 from harness.mqtt import adapter_options
-from harness.opcua_servers import OpcUaTestServer, start_opcua_server
+from harness.opcua_servers import OpcUaTestServer
 from opcua_mqtt.bridge.intake import Value
 from opcua_mqtt.bridge.metrics import bridge_registry, readiness
 from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
@@ -26,7 +26,7 @@ from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.subscriber import Subscriber
-from tests.conftest import _serve
+from tests.conftest import _small_server
 
 FIELDS = 40
 INTERVAL_MS = 50
@@ -37,14 +37,8 @@ PUBLISHER = "intake-overload"
 @pytest.fixture
 def churn_server(tmp_path: Path, opcua_server_cert_dir: Path) -> Iterator[OpcUaTestServer]:
     """The small asyncua test server plus FIELDS Double variables that change every 50 ms."""
-    extra = ("--churn", str(FIELDS), "--churn-interval-ms", str(INTERVAL_MS))
-    yield from _serve(
-        start_opcua_server,
-        tmp_path / "opcua-server",
-        variables=200,
-        cert_dir=opcua_server_cert_dir,
-        timeout=30.0,
-        extra_args=extra,
+    yield from _small_server(
+        tmp_path / "opcua-server", opcua_server_cert_dir, (FIELDS, INTERVAL_MS)
     )
 
 
