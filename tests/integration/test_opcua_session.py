@@ -9,7 +9,7 @@ import asyncio
 import logging
 
 import pytest
-from asyncua import Server, ua
+from asyncua import Client, Server, ua
 
 from harness.processes import LOOPBACK, free_port
 from opcua_mqtt.adapters.opcua import ConnectionOptions, OpcUaConnectionError, connect
@@ -82,3 +82,27 @@ async def test_a_lost_session_says_why_and_the_next_one_asks_the_restarted_serve
     # asyncua's client logged nothing about the loss: no traceback, no warning (the bridge
     # says it once)
     assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncua.client")] == []
+
+
+async def test_the_second_publish_failing_after_the_loss_ends_its_loop_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two Publish requests are in flight; a server closing its sessions fails both. The first
+    loses the connection; the second, answered before the cancellation reaches its loop, must
+    end that loop quietly, not log asyncua's "Publish iteration crashed" and retry."""
+    caplog.set_level(logging.WARNING, logger="asyncua")
+    session = OpcUaSession(Client(f"opc.tcp://{LOOPBACK}:{free_port()}/never-connected"))
+    calls = 0
+
+    async def session_closed(acks: list[ua.SubscriptionAcknowledgement]) -> object:
+        nonlocal calls
+        calls += 1
+        raise ua.UaStatusCodeError(ua.StatusCodes.BadSessionClosed)
+
+    session._publish = session_closed
+    session.state = "disconnected"  # the first failure's loss has been handled
+    loops = asyncio.create_task(session._client.uaclient.session._publish_loop())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(loops, 5)
+    assert calls >= 1  # it asked, failed, and the loops ended (not retrying a second later)
+    assert not [r for r in caplog.records if "Publish iteration crashed" in r.getMessage()]

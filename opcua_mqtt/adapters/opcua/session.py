@@ -97,8 +97,13 @@ class OpcUaSession:
         try:
             return await self._publish(acks)
         except UaStatusCodeError as e:
-            if e.code not in CONNECTION_LOST or self.state != "connected":
+            if e.code not in CONNECTION_LOST:
                 raise
+            if self.state != "connected":
+                # The other Publish in flight failed with this one and its loss is handled: end
+                # this loop as the session's cancellation would, not with asyncua's "Publish
+                # iteration crashed" traceback one turn before that cancellation arrives.
+                raise asyncio.CancelledError from e
             self.lost_cause = f"the server ended the session ({status_name(e.code)})"
             self._client.uaclient.notify_transport_lost()  # cancels this task (_state_changed)
             await asyncio.sleep(0)
