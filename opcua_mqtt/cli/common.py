@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -104,6 +105,16 @@ def fail(message: str, code: int, hint: str | None = None) -> NoReturn:
     if hint:
         click.echo(f"hint: {hint}", err=True)
     raise SystemExit(code)
+
+
+def read_text(path: Path, code: int) -> str:
+    """The UTF-8 text of ``path``; one line (``error: PATH: cannot read: why``) and exit ``code``
+    when it is missing, unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        fail(f"{path}: cannot read: {reason}", code)
 
 
 def loop_option(func: F) -> F:

@@ -389,11 +389,7 @@ def _is_endpoint(source: str) -> bool:
 
 def read_browse_file(path: Path) -> BrowseResult:
     """A browse result saved by ``browse`` (JSON, or YAML by extension); exits 2 when unusable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        common.fail(f"{path}: cannot read: {reason}", EXIT_USAGE)
+    text = common.read_text(path, EXIT_USAGE)
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

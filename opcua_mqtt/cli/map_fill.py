@@ -192,11 +192,7 @@ def fill_pki(doc: dict[str, Any], pki: Path, base: Path) -> dict[Place, str]:
 def existing_config(path: Path) -> dict[str, Any]:
     """The configuration --force replaces, as written, to keep its hand edits; exits 1 when it
     does not validate (its edits could not be told from its mistakes)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        common.fail(f"{path}: cannot read: {reason}", EXIT_USAGE)
+    text = common.read_text(path, EXIT_USAGE)
     checked = check_config(text, str(path))
     if checked.config is None:
         for issue in checked.errors:

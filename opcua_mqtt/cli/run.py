@@ -18,7 +18,7 @@ from opcua_mqtt.adapters.opcua.events import EventFilterError
 from opcua_mqtt.bridge.from_config import SetupError, bridge_setup, build_bridge
 from opcua_mqtt.bridge.metrics import serve_metrics
 from opcua_mqtt.bridge.runtime import Bridge
-from opcua_mqtt.cli.common import fail, loop_option
+from opcua_mqtt.cli.common import fail, loop_option, read_text
 from opcua_mqtt.cli.config_child import CheckFailed, check_in_child
 from opcua_mqtt.core.config.model import MetricsConfig
 from opcua_mqtt.event_loop import LoopUnavailableError, loop_factory
@@ -68,7 +68,7 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
     \b
     Exit codes: 0 stopped cleanly, 1 invalid configuration (see `opcua-mqtt validate`) or its
     check ended without an answer (the checking process was killed),
-    2 a configured file is missing or unusable, the spool directory is unusable or in use by
+    2 CONFIG or a file it names is missing or unusable, the spool directory is unusable or in use by
     another bridge, the metrics port cannot be bound, an event writer's notifier, type or
     select path is not in the server's model, or --loop uvloop without uvloop installed,
     3 the MQTT or the OPC UA connection failed for good for --exit-on-fatal SECONDS.
@@ -78,7 +78,7 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
     except LoopUnavailableError as e:
         fail(str(e), 2)
     try:
-        result = check_in_child(config.read_text(encoding="utf-8"), str(config))
+        result = check_in_child(read_text(config, 2), str(config))
     except CheckFailed as e:
         fail(str(e), 1)
     for issue in result.issues:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from opcua_mqtt.cli.common import read_text
 from opcua_mqtt.core.config.check import CheckResult, check_config
 
 EXIT_INVALID = 1
@@ -37,12 +38,7 @@ def validate(config: Path, strict: bool, quiet: bool) -> None:
     Exit codes: 0 valid (warnings allowed, unless --strict), 1 invalid,
     2 the file cannot be read.
     """
-    try:
-        text = config.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        click.echo(f"{config}: cannot read: {reason}", err=True)
-        raise SystemExit(EXIT_UNREADABLE) from None
+    text = read_text(config, EXIT_UNREADABLE)
     result = check_config(text, str(config))
     for issue in result.issues:
         if quiet and issue.severity == "warning":

@@ -175,6 +175,17 @@ def test_an_invalid_configuration_is_refused_with_file_line_and_path(tmp_path: P
     assert f"{bad}:5: opcua/security_mode" in run.stderr
 
 
+def test_a_configuration_that_is_not_utf8_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    binary = tmp_path / "latin1.yaml"
+    binary.write_bytes("opcua:\n  endpoint: opc.tcp://caf\xe9:4840\n".encode("latin-1"))
+    run = subprocess.run([EXE, "run", str(binary)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        f"error: {binary}: cannot read: 'utf-8' codec can't decode byte 0xe9 in position 32: "
+        "invalid continuation byte"
+    ]
+
+
 async def test_bundled_writers_share_one_network_message_on_the_group_topic(
     tmp_path: Path,
     shared_small_opcua_server: OpcUaTestServer,

@@ -107,7 +107,8 @@ def test_validate_strict_fails_when_metadata_is_not_signed(tmp_path: Path) -> No
 def test_validate_unreadable_files_exit_2(tmp_path: Path) -> None:
     missing = run("validate", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
-    assert missing.stderr == f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory\n"
+    nope = tmp_path / "nope.yaml"
+    assert missing.stderr == f"error: {nope}: cannot read: No such file or directory\n"
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     assert run("validate", str(binary)).returncode == 2
