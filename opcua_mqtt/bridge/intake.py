@@ -113,6 +113,7 @@ class Overload:
         self._last: tuple[float, int] = (now, 0)  # the last check: time, shed in all
         self._started: tuple[float, int] | None = None  # the episode's start: time, shed
         self._last_shed = now
+        self._shed_starting = 0  # values shed before the first check after start-up
         self.rate = 0.0  # values shed per second since the check before the last one
 
     @property
@@ -120,13 +121,29 @@ class Overload:
         """An episode is going on."""
         return self._started is not None
 
-    def check(self, shed: Mapping[str, int], arrived: int) -> None:
-        """Look at the counters (``shed`` per source, ``arrived`` in all, both cumulative)."""
+    def check(self, shed: Mapping[str, int], arrived: int, *, starting: bool = False) -> None:
+        """Look at the counters (``shed`` per source, ``arrived`` in all, both cumulative).
+
+        ``starting``: not every source's monitored items exist yet. Initial values that arrive
+        while the other sources still create theirs are shed (counted) without an episode:
+        one INFO with their number at the first check after start-up, and an episode only if
+        shedding goes on then."""
         now = self._clock()
         total = sum(shed.values())
         last_at, last_total = self._last
         self.rate = (total - last_total) / max(now - last_at, 1e-3)
         self._last = (now, total)
+        if starting:
+            self._mark = (now, dict(shed), arrived)
+            self._shed_starting = total
+            return
+        if self._shed_starting:
+            _log.info(
+                "%d initial values shed while the sources were starting (a newer value of the "
+                "same field arrived before the bridge took it)",
+                self._shed_starting,
+            )
+            self._shed_starting = 0
         if total > last_total:
             self._last_shed = now
             if self._started is None:
@@ -237,6 +254,7 @@ class Intake:
         if not self.pending:
             self._empty.set()
 
-    def check(self, arrived: int) -> None:
-        """Start or end an overload episode; ``arrived``: value changes received so far."""
-        self.overload.check(self.shed, arrived)
+    def check(self, arrived: int, *, starting: bool = False) -> None:
+        """Start or end an overload episode; ``arrived``: value changes received so far;
+        ``starting``: see :meth:`Overload.check`."""
+        self.overload.check(self.shed, arrived, starting=starting)

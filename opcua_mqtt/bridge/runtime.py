@@ -555,7 +555,7 @@ class Bridge:
     async def _watch_fields(self) -> None:
         while True:
             await asyncio.sleep(_HEALTH_CHECK_S)
-            self.intake.check(self.stats.value_changes)
+            self.intake.check(self.stats.value_changes, starting=not self.ready.is_set())
             self._publish_field_state()
 
     def _publish_connection(self) -> None:

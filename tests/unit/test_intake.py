@@ -206,3 +206,35 @@ def test_a_long_episode_repeats_its_warning_with_the_current_rate_and_names_sour
     assert "shedding 500 values/s (50 % of those arriving)" in texts[0]
     assert texts[1].startswith("source 'line1', 'line2': more value changes")
     assert "shedding 493 values/s (49 % of those arriving)" in texts[1]
+
+
+def test_values_shed_while_sources_start_are_one_info_and_no_episode_unless_it_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = _Clock()
+    overload = Overload(quiet_s=5, clock=clock)
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    for n in range(1, 4):  # initial values shed while the other sources create their items
+        clock.now += 1
+        overload.check({"s2": 3000 * n}, 20_000 * n, starting=True)
+    assert not overload.active and _messages(caplog) == []
+    clock.now += 1  # every source ready, nothing shed since
+    overload.check({"s2": 9000}, 70_000)
+    assert not overload.active
+    assert _messages(caplog) == [
+        (
+            logging.INFO,
+            "9000 initial values shed while the sources were starting (a newer value of the "
+            "same field arrived before the bridge took it)",
+        )
+    ]
+    clock.now += 1  # shedding after start-up is an episode; its rate leaves start-up out
+    overload.check({"s2": 9500}, 72_000)
+    assert overload.active
+    assert _messages(caplog)[1:] == [
+        (
+            logging.WARNING,
+            "source 's2': more value changes than the bridge can carry: keeping the newest "
+            "value per field, shedding 500 values/s (25 % of those arriving)",
+        )
+    ]
