@@ -3,8 +3,9 @@
 Wiring only; the format lives in the core, the protocols in the adapters. One event loop:
 notifications wait in the intake, the newest per field (bridge/intake.py: overload sheds older
 values instead of blocking the loop), a task hands them to the writer states in slices, one
-task per writer group ticks on its publishing interval and hands encoded messages to the MQTT
-session's spool, which never blocks.
+task per writer group ticks on its publishing interval, shortly after its values arrive
+(bridge/tick_phase.py), and hands encoded messages to the MQTT session's spool, which never
+blocks.
 
 Order on the wire per writer: its signed ua-metadata (retained) before its first data message,
 and again before the first data message of every new ConfigurationVersion. ua-status (retained)
@@ -52,6 +53,7 @@ from opcua_mqtt.bridge.plan import (
     mqtt_backlog_limit,
 )
 from opcua_mqtt.bridge.sources import Source, make_sources, server_types
+from opcua_mqtt.bridge.tick_phase import TickPhase
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.bridge.write_back_support import canonical_or_none
 from opcua_mqtt.core.field_key import FieldKey
@@ -379,12 +381,15 @@ class Bridge:
             for enc in {group.writer_settings(w).field_encoding for w in group.writers}
         }
         writers = [(wi, self._writers[(gi, wi)]) for wi in range(len(group.writers))]
+        phase = TickPhase(interval)  # ticks move to just after the values arrive
         due = loop.time()
         while True:
             due += interval
             await asyncio.sleep(max(0.0, due - loop.time()))
             if loop.time() - due > interval:
                 due = loop.time()  # fell behind (e.g. a long GC): do not burst to catch up
+            waits = [time.monotonic() - w.pending_since for _, w in writers if w.pending_since]
+            due -= phase.shift(max(waits, default=None))
             now = self._clock()
             dsms = []
             for _wi, writer in writers:
