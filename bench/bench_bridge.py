@@ -44,7 +44,8 @@ periods it includes up to one interval of waiting in the server and one in the b
 Bridge CPU % is its user+system time over the window (100 % = one core); peak RSS is its VmHWM.
 Where the latency goes: the source->bridge lag (age of the first value of each Publish response
 when the bridge gets it) and the wait of each value sent from its arrival to the writer tick that
-took it into a DataSetMessage (the bridge ticks on its own publishing-interval clock).
+took it into a DataSetMessage (the bridge ticks on its own publishing-interval clock), and (light
+subscriber) each DataSetMessage's time from that tick (its Timestamp) to the subscriber.
 The CPU of the servers, Mosquitto, this process and the whole machine is shown too: the figures
 are only as good as the machine was quiet.
 
@@ -328,6 +329,8 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         "p50_ms": percentile(lats, 0.50) * 1000,
         "p99_ms": percentile(lats, 0.99) * 1000,
         "max_ms": (lats[-1] * 1000) if lats else float("nan"),
+        "sent_p50_ms": percentile(w["sent_lats"], 0.50) * 1000,
+        "sent_p99_ms": percentile(w["sent_lats"], 0.99) * 1000,
         "cpu": cpu,
         "bridge_cpu": per_bridge,
         "bridge_us_per_value": 1e6 * cpu["bridge"] / 100 * seconds / max(delivered, 1),
@@ -428,7 +431,8 @@ def print_details(r: dict[str, Any]) -> None:
         f"{r['lags'].get('arrival_lag_p50_ms', '?')}/{r['lags'].get('arrival_lag_p99_ms', '?')}"
         " ms (first value of each response); arrival->writer tick p50/p99 "
         f"{r['lags'].get('tick_wait_p50_ms', '?')}/{r['lags'].get('tick_wait_p99_ms', '?')} ms "
-        "(each value sent)."
+        "(each value sent); writer tick->subscriber p50/p99 "
+        f"{r['sent_p50_ms']:.0f}/{r['sent_p99_ms']:.0f} ms (each DataSetMessage)."
     )
     if r["cpu_limit"]:
         print(
