@@ -329,8 +329,6 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         "p50_ms": percentile(lats, 0.50) * 1000,
         "p99_ms": percentile(lats, 0.99) * 1000,
         "max_ms": (lats[-1] * 1000) if lats else float("nan"),
-        "sent_p50_ms": percentile(w["sent_lats"], 0.50) * 1000,
-        "sent_p99_ms": percentile(w["sent_lats"], 0.99) * 1000,
         "cpu": cpu,
         "bridge_cpu": per_bridge,
         "bridge_us_per_value": 1e6 * cpu["bridge"] / 100 * seconds / max(delivered, 1),
@@ -354,8 +352,18 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         "subscriber": "naive" if args.naive else "verify" if args.verify else "light",
         "sub_dropped": sub_dropped,
         "final": [f[0] for f in final if f],
-        "lags": lags[0][0] if lags[0] else {},
+        # the bridge's own (from its LAGS line; the first bridge's) and the subscriber's
+        "lags": {**(lags[0][0] if lags[0] else {}), **_tick_to_subscriber(w["sent_lats"])},
         "profile": workdir / "bridge1.prof" if args.profile else None,
+    }
+
+
+def _tick_to_subscriber(sent: list[float]) -> dict[str, float]:
+    """p50 and p99 of the DataSetMessages' times from writer tick to subscriber, in ms."""
+    if not sent:
+        return {}
+    return {
+        f"tick_to_subscriber_p{q}_ms": round(percentile(sent, q / 100) * 1000, 1) for q in (50, 99)
     }
 
 
@@ -432,7 +440,8 @@ def print_details(r: dict[str, Any]) -> None:
         " ms (first value of each response); arrival->writer tick p50/p99 "
         f"{r['lags'].get('tick_wait_p50_ms', '?')}/{r['lags'].get('tick_wait_p99_ms', '?')} ms "
         "(each value sent); writer tick->subscriber p50/p99 "
-        f"{r['sent_p50_ms']:.0f}/{r['sent_p99_ms']:.0f} ms (each DataSetMessage)."
+        f"{r['lags'].get('tick_to_subscriber_p50_ms', '?')}/"
+        f"{r['lags'].get('tick_to_subscriber_p99_ms', '?')} ms (each DataSetMessage)."
     )
     if r["cpu_limit"]:
         print(

@@ -298,7 +298,7 @@ def print_table(b: dict[str, dict[str, Any]], w: dict[int, Any]) -> None:
             f"notifications/s into the bridge; peak RSS {r['bridge_hwm_mib']:.0f} MiB; "
             f"source->bridge p50/p99 {_lag(r, 'arrival_lag')}, arrival->writer tick p50/p99 "
             f"{_lag(r, 'tick_wait')}, writer tick->subscriber p50/p99 "
-            f"{r['sent_p50_ms']:.0f}/{r['sent_p99_ms']:.0f} ms"
+            f"{_lag(r, 'tick_to_subscriber')}"
             + (f"; throttled {r['throttled_s']:.1f} s" if r["cpu_limit"] else "")
         )
     for nodes, batch in w.items():
