@@ -22,6 +22,7 @@ data-change callback, and subscriptions published at once (interval 0), take asy
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from asyncua.server.monitored_item_service import MonitoredItemService
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import create_list_serializer, struct_to_binary
 
+_logger = logging.getLogger("harness.churn_direct")
 _DATA_CHANGE = MonitoredItemService.datachange_callback
 _DISABLED = ua.MonitoringMode.Disabled
 _DATA_CHANGE_BINARY = ua.NodeId(ua.ObjectIds.DataChangeNotification_Encoding_DefaultBinary)
@@ -109,8 +111,11 @@ class DirectWriter:
             attribute.value = value
             attribute.value_callback = None
             for handle, callback in attribute.datachange_callbacks.items():
-                if not queue_data_change(callback, handle, value):
-                    await callback(handle, value)
+                try:
+                    if not queue_data_change(callback, handle, value):
+                        await callback(handle, value)
+                except Exception:  # as asyncua's write: one failing callback stops no other
+                    _logger.exception("data change callback %s of %s failed", handle, node)
 
 
 def encode_data_changes(notification: ua.DataChangeNotification) -> bytes:
