@@ -353,17 +353,8 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         "sub_dropped": sub_dropped,
         "final": [f[0] for f in final if f],
         # the bridge's own (from its LAGS line; the first bridge's) and the subscriber's
-        "lags": {**(lags[0][0] if lags[0] else {}), **_tick_to_subscriber(w["sent_lats"])},
+        "lags": {**(lags[0][0] if lags[0] else {}), **w["tick_to_subscriber"]},
         "profile": workdir / "bridge1.prof" if args.profile else None,
-    }
-
-
-def _tick_to_subscriber(sent: list[float]) -> dict[str, float]:
-    """p50 and p99 of the DataSetMessages' times from writer tick to subscriber, in ms."""
-    if not sent:
-        return {}
-    return {
-        f"tick_to_subscriber_p{q}_ms": round(percentile(sent, q / 100) * 1000, 1) for q in (50, 99)
     }
 
 
@@ -553,10 +544,9 @@ def parser() -> argparse.ArgumentParser:
         "--source",
         choices=list(SOURCES),
         default="asyncua-direct",
-        help="the churn servers' way of making changes: asyncua-direct (default; the same "
-        "notifications for the same monitored items, changes queued directly and each shared "
-        "DataValue encoded once: about a fifth of the server CPU per change) or asyncua "
-        "(write_attribute_value per change, the source of the figures before 2026-12-08)",
+        help="how the churn servers make changes: asyncua-direct (default; the same "
+        "notifications at about a quarter of the server CPU, harness/churn_direct.py) or "
+        "asyncua (write_attribute_value per change, as before 2026-12-08)",
     )
     p.add_argument(
         "--server-nice",

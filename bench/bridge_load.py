@@ -204,9 +204,7 @@ def make_env(workdir: Path) -> Env:
     return Env(workdir, generate_pki(workdir / "pki"), key, chain, ca.cert_pem(), mosquitto)
 
 
-#: The load sources (bench_bridge.py --source): asyncua churn servers, whose changes go to the
-#: monitored items either directly (harness/churn_direct.py: the same notifications, about a
-#: fifth of the server's CPU per change) or through asyncua's write_attribute_value.
+#: The load sources (bench_bridge.py --source), all asyncua churn servers.
 SOURCES = {
     "asyncua-direct": "asyncua churn servers, changes queued directly (--churn-direct)",
     "asyncua": "asyncua churn servers, write_attribute_value per change",

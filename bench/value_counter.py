@@ -18,6 +18,7 @@ from array import array
 from typing import Any
 
 import orjson
+from bridge_load import percentile
 
 from harness.mqtt import MqttProbe
 
@@ -137,7 +138,13 @@ class Receiver:
             lat for at, lat in zip(self.sent_at, self.sent_lat, strict=True) if t0 <= at < t1
         )
         return {
-            "sent_lats": sent,
+            # ms, as the bridge child's LAGS; none where the counting cannot tell
+            "tick_to_subscriber": {
+                f"tick_to_subscriber_p{q}_ms": round(percentile(sent, q / 100) * 1000, 1)
+                for q in (50, 99)
+            }
+            if sent
+            else {},
             "ticks": ticks,
             "expected": expected,
             "delivered": delivered,
