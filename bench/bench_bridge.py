@@ -3,16 +3,20 @@
 (TLS) -> subscriber, each in its own process.
 
     python bench/bench_bridge.py [--sizes 1000,10000] [--interval-ms 100] [--seconds 20]
-                                 [--warmup 5] [--servers 1] [--fields-per-writer 100] [--qos 1]
-                                 [--verify] [--bridge-cpu 0.3] [--shards 2] [--profile]
+                                 [--warmup 5] [--servers 1] [--source asyncua-direct]
+                                 [--fields-per-writer 100] [--qos 1] [--verify]
+                                 [--bridge-cpu 0.3] [--shards 2] [--profile]
 
 For each size N:
 
 * ``--servers`` K asyncua test servers (``python -m harness.opcua_server --churn N/K
   --churn-interval-ms I``), each in its own process, write the tick number, as a Double with a
   SourceTimestamp taken at write time, to their N/K variables every I ms (in blocks of 250);
-  each prints its own rate (CHURN lines), shown per server and summed: with one server the
-  load source, not the bridge, is the limit above ~25,000 changes/s;
+  each prints its own rate (CHURN lines), shown per server and summed. ``--source``: by default
+  ``asyncua-direct`` (``--churn-direct``: the changes are queued for the monitored items
+  directly and each shared DataValue is encoded once, harness/churn_direct.py; about 4 µs of
+  server CPU per change), or ``asyncua`` (``write_attribute_value`` per change, about 16 µs:
+  one such server is the limit above ~25,000 changes/s);
 * Mosquitto listens with TLS on a free loopback port (stock settings, see harness/);
 * the bridge runs in a child process (bridge_load.py with the configuration a user would write:
   one source and one writer group per server, publishing interval I, writers of F fields,
@@ -38,6 +42,10 @@ count is expected, so that ticks never seen count as lost too.
 at the subscriber minus the value's SourceTimestamp, same machine, same clock; with equal
 periods it includes up to one interval of waiting in the server and one in the bridge.
 Bridge CPU % is its user+system time over the window (100 % = one core); peak RSS is its VmHWM.
+Where the latency goes: the source->bridge lag (age of the first value of each Publish response
+when the bridge gets it) and the wait of each value sent from its arrival to the writer tick that
+took it into a DataSetMessage (the bridge ticks on its own publishing-interval clock), and (light
+subscriber) each DataSetMessage's time from that tick (its Timestamp) to the subscriber.
 The CPU of the servers, Mosquitto, this process and the whole machine is shown too: the figures
 are only as good as the machine was quiet.
 
@@ -76,6 +84,7 @@ from typing import Any
 
 import yaml
 from bridge_load import (
+    SOURCES,
     CgroupError,
     CpuLimit,
     Env,
@@ -162,7 +171,13 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         broker.start()
         stack.callback(broker.stop)
         servers = start_churn_servers(
-            workdir, args.servers, size, interval, session_timeout_s=15, nice=args.server_nice
+            workdir,
+            args.servers,
+            size,
+            interval,
+            session_timeout_s=15,
+            nice=args.server_nice,
+            source=args.source,
         )
         for server in servers:
             stack.callback(server.stop)
@@ -288,6 +303,7 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
     notifications = total("value_changes")
     return {
         "size": size,
+        "source": args.source,
         "servers": len(servers),
         "bridges": len(bridges),
         "seconds": seconds,
@@ -336,7 +352,8 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         "subscriber": "naive" if args.naive else "verify" if args.verify else "light",
         "sub_dropped": sub_dropped,
         "final": [f[0] for f in final if f],
-        "lags": lags[0][0] if lags[0] else {},
+        # the bridge's own (from its LAGS line; the first bridge's) and the subscriber's
+        "lags": {**(lags[0][0] if lags[0] else {}), **w["tick_to_subscriber"]},
         "profile": workdir / "bridge1.prof" if args.profile else None,
     }
 
@@ -411,7 +428,11 @@ def print_details(r: dict[str, Any]) -> None:
         f"{'(no such metric)' if shed is None else f'{shed:,.0f}/s'}; RSS now "
         f"{r['bridge_rss_mib']:.0f} MiB. Source->bridge lag p50/p99 "
         f"{r['lags'].get('arrival_lag_p50_ms', '?')}/{r['lags'].get('arrival_lag_p99_ms', '?')}"
-        " ms (first value of each response)."
+        " ms (first value of each response); arrival->writer tick p50/p99 "
+        f"{r['lags'].get('tick_wait_p50_ms', '?')}/{r['lags'].get('tick_wait_p99_ms', '?')} ms "
+        "(each value sent); writer tick->subscriber p50/p99 "
+        f"{r['lags'].get('tick_to_subscriber_p50_ms', '?')}/"
+        f"{r['lags'].get('tick_to_subscriber_p99_ms', '?')} ms (each DataSetMessage)."
     )
     if r["cpu_limit"]:
         print(
@@ -451,8 +472,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     publishing = args.publishing_interval_ms or args.interval_ms
     limit = f", CPU limit {args.bridge_cpu:g} core" if args.bridge_cpu else ""
     print(
-        f"# bridge end to end: {args.servers} server(s) (nice {args.server_nice}) --churn "
-        f"N/{args.servers} every "
+        f"# bridge end to end: source {args.source} ({SOURCES[args.source]}): {args.servers} "
+        f"server(s) (nice {args.server_nice}) --churn N/{args.servers} every "
         f"{args.interval_ms:g} ms -> {args.shards} bridge process(es) (publishing interval "
         f"{publishing:g} ms, {args.fields_per_writer} fields per writer, QoS {args.qos}, queue "
         f"size {args.queue_size or 'not set'}{limit}"
@@ -518,6 +539,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--servers", type=int, default=1, help="churn server processes sharing the items"
+    )
+    p.add_argument(
+        "--source",
+        choices=list(SOURCES),
+        default="asyncua-direct",
+        help="how the churn servers make changes: asyncua-direct (default; the same "
+        "notifications at about a quarter of the server CPU, harness/churn_direct.py) or "
+        "asyncua (write_attribute_value per change, as before 2026-12-08)",
     )
     p.add_argument(
         "--server-nice",

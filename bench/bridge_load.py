@@ -204,6 +204,13 @@ def make_env(workdir: Path) -> Env:
     return Env(workdir, generate_pki(workdir / "pki"), key, chain, ca.cert_pem(), mosquitto)
 
 
+#: The load sources (bench_bridge.py --source), all asyncua churn servers.
+SOURCES = {
+    "asyncua-direct": "asyncua churn servers, changes queued directly (--churn-direct)",
+    "asyncua": "asyncua churn servers, write_attribute_value per change",
+}
+
+
 def start_churn_servers(
     workdir: Path,
     servers: int,
@@ -212,9 +219,11 @@ def start_churn_servers(
     *,
     session_timeout_s: int = 60,
     nice: int = 0,
+    source: str = "asyncua",
 ) -> list[Any]:
     """``servers`` asyncua churn servers (``python -m harness.opcua_server --churn``), each a
-    process of its own writing ``items // servers`` variables every ``interval_ms``.
+    process of its own writing ``items // servers`` variables every ``interval_ms``, the
+    changes going the way ``source`` (a key of :data:`SOURCES`) says.
 
     ``nice`` > 0 lowers their scheduling priority (every thread): a server behind its schedule
     writes all the time, and on a small machine would take the CPU the bridge needs, where in a
@@ -238,6 +247,7 @@ def start_churn_servers(
                         f"{interval_ms:g}",
                         "--max-session-timeout",
                         str(session_timeout_s),
+                        *(["--churn-direct"] if source == "asyncua-direct" else []),
                     ],
                 )
             )
@@ -456,11 +466,14 @@ async def _bridge_main(config_path: Path, profiler: cProfile.Profile | None) -> 
 
     # Instrumentation only, about 1 µs per value: the intake's put, which the OPC UA sources call
     # once per Publish response (how many responses, how large, how old their first value is),
-    # and the writers' ticks, to count values replaced by a newer one before a tick sent them.
+    # and the writers' ticks, to count values replaced by a newer one before a tick sent them
+    # and how long a value waited from its arrival to the tick that took it into a frame.
     batches = {"count": 0, "values": 0, "max": 0, "repeated": 0, "superseded": 0}
     marks = {"n": 0}
     arrival_lag = array("f")
-    pending: set[tuple[int, str]] = set()  # (id(WriterState), field) updated, not yet sent
+    tick_wait = array("f")
+    # (id(WriterState), field) updated, not yet sent: when the newest value arrived
+    pending: dict[tuple[int, str], float] = {}
     put = bridge.intake.put  # the sink's end: the bridge's intake (bridge/intake.py)
     writers = bridge._writers
 
@@ -469,16 +482,16 @@ async def _bridge_main(config_path: Path, profiler: cProfile.Profile | None) -> 
         batches["values"] += len(batch)
         batches["max"] = max(batches["max"], len(batch))
         batches["repeated"] += len(batch) - len({key for key, _ in batch})
+        arrived = time.time()
         ts = batch[0][1].SourceTimestamp
         if ts is not None and marks["n"] == 1:  # inside the measurement window
-            arrival_lag.append(time.time() - ts.timestamp())
+            arrival_lag.append(arrived - ts.timestamp())
         superseded = 0
         for (gi, wi, name), _dv in batch:
             k = (id(writers[(gi, wi)].state), name)
             if k in pending:
                 superseded += 1
-            else:
-                pending.add(k)
+            pending[k] = arrived
         batches["superseded"] += superseded
         put(source, batch)
 
@@ -489,8 +502,11 @@ async def _bridge_main(config_path: Path, profiler: cProfile.Profile | None) -> 
         frame = plain_tick(self, now)
         if frame is not None:
             me = id(self)
+            sent = time.time()
             for name in frame.fields:
-                pending.discard((me, name))
+                arrived = pending.pop((me, name), None)
+                if arrived is not None and marks["n"] == 1:
+                    tick_wait.append(sent - arrived)
         return frame
 
     WriterState.tick = counting_tick  # type: ignore[method-assign]
@@ -543,12 +559,12 @@ async def _bridge_main(config_path: Path, profiler: cProfile.Profile | None) -> 
     if profiler is not None and marks["n"] == 1:
         profiler.disable()
     report("FINAL")
-    lags = sorted(arrival_lag)
-    if lags:
-        summary = {
-            "arrival_lag_p50_ms": round(lags[len(lags) // 2] * 1000, 1),
-            "arrival_lag_p99_ms": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000, 1),
-        }
+    summary = {}
+    for name, found in (("arrival_lag", arrival_lag), ("tick_wait", tick_wait)):
+        lags = sorted(found)
+        for q in (0.5, 0.99) if lags else ():
+            summary[f"{name}_p{round(q * 100)}_ms"] = round(percentile(lags, q) * 1000, 1)
+    if summary:
         print(f"LAGS {json.dumps(summary)}", flush=True)
 
 

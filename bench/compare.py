@@ -2,8 +2,8 @@
 """Issue 14's table in one run: our bridge and the naive one (naive_bridge.py) measured the
 same way, one after the other, on the same machine; overload, shards and write-back.
 
-    bench/run [--seconds 15] [--warmup 5] [--servers 3] [--server-nice 0] [--bridge-cpu 0.3]
-              [--requests 2000] [--with-100k [--minutes 10]]
+    bench/run [--seconds 15] [--warmup 5] [--servers 3] [--source asyncua-direct]
+              [--server-nice 0] [--bridge-cpu 0.3] [--requests 2000] [--with-100k [--minutes 10]]
 
 (``bench/run`` runs this file with the repository's .venv; about 10 minutes, 12 more with
 ``--with-100k``.) Every bridge figure comes from bench_bridge.py's ``measure`` (churn server
@@ -30,7 +30,10 @@ write-back from bench_write_back.py's. The runs:
 6. with ``--with-100k``: bench_many_sources.py (100,000 items over four servers, 10 s change
    interval) for ``--minutes``.
 
-The sources' own rate (what the servers wrote, by their own count) stands beside every figure.
+The sources' own rate (what the servers wrote, by their own count), which source
+(``--source``: by default asyncua-direct, the asyncua churn servers with their changes queued
+directly, harness/churn_direct.py; ``asyncua`` for write_attribute_value per change) and the
+servers' CPU stand beside every figure.
 Child processes are stopped by PID on the way out, also after Ctrl-C. Exit status 2 (one line)
 when the CPU limit cannot be set.
 """
@@ -71,7 +74,7 @@ def bridge_args(
             *("--seconds", str(args.seconds), "--warmup", str(args.warmup)),
             *("--drain-limit", str(args.drain_limit), "--qos", str(qos)),
             *("--servers", str(servers), "--shards", str(shards)),
-            *("--server-nice", str(args.server_nice)),
+            *("--server-nice", str(args.server_nice), "--source", args.source),
             *(["--bridge-cpu", str(cpu)] if cpu else []),
             *(["--naive"] if naive else []),
         ]
@@ -129,11 +132,15 @@ async def write_back_runs(args: argparse.Namespace, workdir: Path) -> dict[int, 
 
 
 def _source(r: dict[str, Any]) -> str:
+    """What the load source wrote by its own count, which source, and its CPU."""
     if "collapsed" in r:
         return "—"
     rates = r["server_rates"]
     each = f" ({' + '.join(f'{x:,.0f}' for x in rates)})" if len(rates) > 1 else ""
-    return f"{r['server'].get('values_per_s', float('nan')):,.0f}/s written{each}"
+    return (
+        f"{r['server'].get('values_per_s', float('nan')):,.0f}/s written{each} by "
+        f"{r['source']}, {r['cpu'].get('server', float('nan')):.0f} % CPU"
+    )
 
 
 def delivered(r: dict[str, Any]) -> float:
@@ -268,6 +275,11 @@ def table_rows(b: dict[str, dict[str, Any]], w: dict[int, Any]) -> list[tuple[st
     return rows
 
 
+def _lag(r: dict[str, Any], name: str) -> str:
+    lags = r["lags"]
+    return f"{lags.get(f'{name}_p50_ms', '?')}/{lags.get(f'{name}_p99_ms', '?')} ms"
+
+
 def print_table(b: dict[str, dict[str, Any]], w: dict[int, Any]) -> None:
     print("| measure | ours | naive bridge | source |")
     print("| --- | --- | --- | --- |")
@@ -283,7 +295,10 @@ def print_table(b: dict[str, dict[str, Any]], w: dict[int, Any]) -> None:
             f"#   {name}: bridge CPU {cpu.get('bridge', 0):.0f} %, servers "
             f"{cpu.get('server', 0):.0f} %, subscriber {cpu.get('subscriber', 0):.0f} %, other "
             f"work {bench_bridge.other_work(r):.0f} %; {r['bridge_in_per_s']:,.0f} "
-            f"notifications/s into the bridge; peak RSS {r['bridge_hwm_mib']:.0f} MiB"
+            f"notifications/s into the bridge; peak RSS {r['bridge_hwm_mib']:.0f} MiB; "
+            f"source->bridge p50/p99 {_lag(r, 'arrival_lag')}, arrival->writer tick p50/p99 "
+            f"{_lag(r, 'tick_wait')}, writer tick->subscriber p50/p99 "
+            f"{_lag(r, 'tick_to_subscriber')}"
             + (f"; throttled {r['throttled_s']:.1f} s" if r["cpu_limit"] else "")
         )
     for nodes, batch in w.items():
@@ -300,7 +315,8 @@ async def run(args: argparse.Namespace) -> None:
         f"# issue 14 comparison: {dt.date.today()}, Python {platform.python_version()}, asyncua "
         f"{version('asyncua')}, gmqtt {version('gmqtt')}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; window "
-        f"{args.seconds:g} s after {args.warmup:g} s"
+        f"{args.seconds:g} s after {args.warmup:g} s; load source {args.source} "
+        f"({bench_bridge.SOURCES[args.source]})"
     )
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         workdir = Path(tmp)
@@ -325,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--servers", type=int, default=3, help="churn server processes at 10,000 items (default 3)"
+    )
+    parser.add_argument(
+        "--source",
+        choices=list(bench_bridge.SOURCES),
+        default="asyncua-direct",
+        help="the churn servers' way of making changes (default asyncua-direct; see "
+        "bench_bridge.py --source)",
     )
     parser.add_argument(
         "--server-nice",

@@ -1,5 +1,6 @@
 """Counting what the bridge benchmarks deliver: per churn server and tick, the values that
-reached the subscriber first time, their latencies, and DataSetMessage sequence gaps.
+reached the subscriber first time, their latencies, DataSetMessage sequence gaps, and (light
+subscriber) each DataSetMessage's time from the bridge's writer tick (its Timestamp) to here.
 
 Two ways in: :class:`LightSubscriber`, a raw gmqtt client that reads the JSON with orjson and
 counts about 1-2 µs per value (so that the counting does not compete with the bridge for the
@@ -17,6 +18,7 @@ from array import array
 from typing import Any
 
 import orjson
+from bridge_load import percentile
 
 from harness.mqtt import MqttProbe
 
@@ -45,6 +47,10 @@ class Receiver:
         self.seq_gaps = 0
         self.unverified = 0
         self.dropped = 0  # the subscriber's queue drops (the product's Subscriber only)
+        # Per DataSetMessage with data (light subscriber only): its Timestamp (the bridge's
+        # writer tick) and how long after it the message arrived here.
+        self.sent_at = array("d")
+        self.sent_lat = array("f")
 
     def sequence(self, writer: tuple[Any, int], seq: int) -> None:
         """A data frame's SequenceNumber: a gap is a frame lost between bridge and here."""
@@ -53,6 +59,11 @@ class Receiver:
         if prev is not None and seq != (prev + 1) % 2**32:
             self.seq_gaps += 1
         self.last_seq[writer] = seq
+
+    def sent(self, at: float, recv: float) -> None:
+        """A DataSetMessage made at the writer tick ``at`` arrived at ``recv``."""
+        self.sent_at.append(at)
+        self.sent_lat.append(recv - at)
 
     def value(self, i: int, tick: int, src: float, recv: float) -> None:
         """Variable ``i`` had value ``tick`` written at ``src``, received at ``recv``."""
@@ -123,7 +134,17 @@ class Receiver:
             first, last = self.tick_first_src[(s, span[0])], self.tick_first_src[(s, span[-1])]
             offered += size * (len(span) - 1) / (last - first) if last > first else 0.0
         lats.sort()
+        sent = sorted(
+            lat for at, lat in zip(self.sent_at, self.sent_lat, strict=True) if t0 <= at < t1
+        )
         return {
+            # ms, as the bridge child's LAGS; none where the counting cannot tell
+            "tick_to_subscriber": {
+                f"tick_to_subscriber_p{q}_ms": round(percentile(sent, q / 100) * 1000, 1)
+                for q in (50, 99)
+            }
+            if sent
+            else {},
             "ticks": ticks,
             "expected": expected,
             "delivered": delivered,
@@ -169,6 +190,8 @@ class LightSubscriber:
             if m.get("MessageType") == "ua-keepalive":
                 continue
             self.receiver.sequence((publisher, m.get("DataSetWriterId")), m["SequenceNumber"])
+            if m.get("Timestamp") is not None:
+                self.receiver.sent(stamp(m["Timestamp"]), recv)
             for name, fv in (m.get("Payload") or {}).items():
                 value, ts = fv.get("Value"), fv.get("SourceTimestamp")
                 if value is not None and ts is not None:

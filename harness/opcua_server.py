@@ -4,7 +4,7 @@ Run the asyncua server by hand (from the repository root)::
 
     python -m harness.opcua_server --port 4840 --variables 10000 \
         [--cert-dir D] [--users operator:secret-pw] [--ready-file F] [--manifest M]
-        [--churn N --churn-interval-ms MS]
+        [--churn N --churn-interval-ms MS [--churn-direct]]
 
 It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
 ``urn:opcua-mqtt:test-server``) with
@@ -28,7 +28,10 @@ It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
   ``Plant.Churn.V<i>``, listed in the manifest under ``churn``) that all get a new value every
   ``--churn-interval-ms``: the tick number as a Double, SourceTimestamp taken just before each
   block is written. For load tests (bench/bench_bridge.py); it prints ``CHURN {json}`` once a
-  second on stdout so a caller can see whether the server keeps up.
+  second on stdout so a caller can see whether the server keeps up. ``--churn-direct`` makes
+  the same notifications at about a quarter of the server's CPU per change
+  (harness/churn_direct.py); without it the changes go through asyncua's
+  ``write_attribute_value``, as the tests use it.
 
 It prints ``READY <endpoint>`` on stdout (and writes ``--ready-file``, a JSON object) only once
 the address space is complete and the server listens. SIGTERM / SIGINT stop it cleanly, and it
@@ -195,25 +198,37 @@ async def _simulate(server: Any, model: Model, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), SIMULATION_PERIOD_S)
 
 
-async def _churn(server: Any, nodes: list[Any], period_s: float, stop: asyncio.Event) -> None:
+async def _churn(
+    server: Any, nodes: list[Any], period_s: float, stop: asyncio.Event, *, direct: bool
+) -> None:
     """Write the tick number to every churn variable every ``period_s``, block by block.
 
     Ticks run on a fixed schedule; a tick that starts late is counted, and a server more than one
     period behind skips ahead (counted too) rather than bursting. Once a second a ``CHURN`` line
-    on stdout gives the totals.
+    on stdout gives the totals. ``direct``: through harness/churn_direct.py (the same changes
+    for the same monitored items at a fraction of the server's CPU), else through asyncua's
+    ``write_attribute_value``.
     """
     from asyncua import ua
 
-    class SharedValue(ua.DataValue):  # type: ignore[misc]
-        """A DataValue nobody mutates: asyncua's server deep-copies every written DataValue once
-        per monitored item (about 40 µs each, measured), which would make this server, not its
-        client, the limit of a load test. One instance is shared by a block of variables."""
+    from harness.churn_direct import (
+        GOOD,
+        DirectWriter,
+        SharedValue,
+        encode_publish_responses_directly,
+    )
 
-        def __deepcopy__(self, memo: dict[int, Any]) -> SharedValue:
-            return self
+    if direct:
+        encode_publish_responses_directly()
+        write_block = DirectWriter(server.iserver.aspace, nodes).write
+    else:
+        write = server.iserver.aspace.write_attribute_value  # no per-call service overhead
+        value_attr = ua.AttributeIds.Value
 
-    write = server.iserver.aspace.write_attribute_value  # no per-call service overhead
-    value_attr = ua.AttributeIds.Value
+        async def write_block(block: list[Any], dv: Any) -> None:
+            for nodeid in block:
+                await write(nodeid, value_attr, dv)
+
     blocks = [nodes[i : i + CHURN_BLOCK] for i in range(0, len(nodes), CHURN_BLOCK)]
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -228,11 +243,11 @@ async def _churn(server: Any, nodes: list[Any], period_s: float, stop: asyncio.E
             now = dt.datetime.now(dt.UTC)
             dv = SharedValue(
                 ua.Variant(float(tick), ua.VariantType.Double),
+                StatusCode=GOOD,
                 SourceTimestamp=now,
                 ServerTimestamp=now,
             )
-            for nodeid in block:
-                await write(nodeid, value_attr, dv)
+            await write_block(block, dv)
             values += len(block)
             await asyncio.sleep(0)  # let Publish requests through between blocks
         spent = time.perf_counter() - t0
@@ -330,7 +345,13 @@ async def serve(args: argparse.Namespace) -> None:
         churn = None
         if churn_nodes:
             churn = asyncio.create_task(
-                _churn(server, churn_nodes, args.churn_interval_ms / 1000, stop)
+                _churn(
+                    server,
+                    churn_nodes,
+                    args.churn_interval_ms / 1000,
+                    stop,
+                    direct=args.churn_direct,
+                )
             )
         try:
             await _simulate(server, model, stop)
@@ -421,6 +442,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="MS",
         help="period of the --churn writes (default 1000)",
     )
+    parser.add_argument(
+        "--churn-direct",
+        action="store_true",
+        help="queue the --churn changes for the monitored items directly and encode Publish "
+        "responses with each shared DataValue encoded once (harness/churn_direct.py: the same "
+        "notifications at a fraction of the CPU; default: asyncua's write_attribute_value)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -433,7 +461,6 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     asyncio.run(serve(args))
-
 
 
 if __name__ == "__main__":

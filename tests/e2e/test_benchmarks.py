@@ -149,10 +149,10 @@ def test_many_sources_benchmark_values_every_field_of_every_server_and_prints_it
 
 def test_bridge_benchmark_counts_two_servers_through_two_shards_and_verifies_the_metadata() -> None:
     """The bridge bench end to end, tiny, in the modes of issue 14's table: two churn server
-    processes (one source each), the configuration split by `opcua-mqtt shard CONFIG 2` into
-    two bridge processes (each the one-bridge path), counted by the light subscriber, which
-    verifies every metadata signature. The CPU-limited mode (--bridge-cpu) needs root and a
-    cgroup v1 cpu controller and is not run here."""
+    processes (one source each, changes queued directly: --churn-direct), the configuration
+    split by `opcua-mqtt shard CONFIG 2` into two bridge processes (each the one-bridge path),
+    counted by the light subscriber, which verifies every metadata signature. The CPU-limited
+    mode (--bridge-cpu) needs root and a cgroup v1 cpu controller and is not run here."""
     run = subprocess.run(
         [
             sys.executable,
@@ -169,7 +169,9 @@ def test_bridge_benchmark_counts_two_servers_through_two_shards_and_verifies_the
     rows = [line.split("|")[1:-1] for line in run.stdout.splitlines() if line.startswith("| ")]
     assert [cell.strip() for cell in rows[2][:2]] == ["200", "2"], run.stdout
     assert rows[2][-1].strip() == "0", run.stdout  # sequence gaps
+    assert "source asyncua-direct" in run.stdout, run.stdout  # the default load source
     assert "2 server(s): nominal 2,000/s" in run.stdout, run.stdout
+    assert "arrival->writer tick p50/p99" in run.stdout, run.stdout
     assert "CPU %: bridge" in run.stdout and " + " in run.stdout, run.stdout  # per process
     assert "subscriber (light)" in run.stdout, run.stdout
     assert "unverified 0." in run.stdout, run.stdout
