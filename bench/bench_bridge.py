@@ -55,7 +55,9 @@ subscriber; DataSetMessage sequence gaps show MQTT-side loss.
 
 ``--bridge-cpu C`` runs the bridge in a cgroup v1 ``cpu`` group with a quota of C cores (needs
 root; exit status 2 with one line if the group cannot be made): the overload measure, where the
-sources offer more than the bridge can carry. The bridge's values-shed counter
+sources offer more than the bridge can carry. The quota's period is 10 ms
+(``--bridge-cpu-period-ms``): at the kernel's 100 ms the group stops for up to 70 ms of each
+period, and the loop lag measured would be those stops. The bridge's values-shed counter
 (``opcua_mqtt_values_shed_total``) is shown where its /metrics has one.
 
 ``--profile`` runs cProfile in the bridge during the window (slower: use it for the shape, not
@@ -194,7 +196,7 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
             qos=args.qos,
         )
         configs = shard_configs(config, args.shards)
-        limit = CpuLimit(args.bridge_cpu) if args.bridge_cpu else None
+        limit = CpuLimit(args.bridge_cpu, args.bridge_cpu_period_ms) if args.bridge_cpu else None
         if limit is not None:
             stack.callback(limit.close)
         receiver = Receiver([len(s.manifest["churn"]["nodeids"]) for s in servers])
@@ -470,7 +472,11 @@ def other_work(r: dict[str, Any]) -> float:
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     publishing = args.publishing_interval_ms or args.interval_ms
-    limit = f", CPU limit {args.bridge_cpu:g} core" if args.bridge_cpu else ""
+    limit = (
+        f", CPU limit {args.bridge_cpu:g} core per {args.bridge_cpu_period_ms:g} ms"
+        if args.bridge_cpu
+        else ""
+    )
     print(
         f"# bridge end to end: source {args.source} ({SOURCES[args.source]}): {args.servers} "
         f"server(s) (nice {args.server_nice}) --churn N/{args.servers} every "
@@ -575,6 +581,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         metavar="CORES",
         help="limit the bridge to CORES of CPU (cgroup v1 quota, e.g. 0.3; needs root)",
+    )
+    p.add_argument(
+        "--bridge-cpu-period-ms",
+        type=float,
+        default=10.0,
+        metavar="MS",
+        help="the quota's period (default 10; the kernel's 100 freezes the bridge up to 70 ms)",
     )
     p.add_argument(
         "--shards",

@@ -3,7 +3,8 @@
 same way, one after the other, on the same machine; overload, shards and write-back.
 
     bench/run [--seconds 15] [--warmup 5] [--servers 3] [--source asyncua-direct]
-              [--server-nice 0] [--bridge-cpu 0.3] [--requests 2000] [--with-100k [--minutes 10]]
+              [--server-nice 0] [--bridge-cpu 0.3] [--bridge-cpu-period-ms 10] [--requests 2000]
+              [--with-100k [--minutes 10]]
 
 (``bench/run`` runs this file with the repository's .venv; about 10 minutes, 12 more with
 ``--with-100k``.) Every bridge figure comes from bench_bridge.py's ``measure`` (churn server
@@ -76,6 +77,7 @@ def bridge_args(
             *("--servers", str(servers), "--shards", str(shards)),
             *("--server-nice", str(args.server_nice), "--source", args.source),
             *(["--bridge-cpu", str(cpu)] if cpu else []),
+            *("--bridge-cpu-period-ms", str(args.bridge_cpu_period_ms)),
             *(["--naive"] if naive else []),
         ]
     )
@@ -362,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.3,
         metavar="CORES",
         help="our bridge's CPU limit in the overload runs (default 0.3 core; cgroup v1, root)",
+    )
+    parser.add_argument(
+        "--bridge-cpu-period-ms",
+        type=float,
+        default=10.0,
+        metavar="MS",
+        help="the CPU limit's period (default 10 ms; see bench_bridge.py)",
     )
     parser.add_argument(
         "--requests", type=int, default=2000, help="write-back requests per run (default 2000)"
