@@ -186,10 +186,29 @@ _DIAGNOSTIC_INFOS: Callable[[Buffer], Any] = lambda buf: ua_binary.unpack_uatype
 )
 
 
+#: A ResponseHeader's end without ServiceDiagnostics, with an empty StringTable and without an
+#: AdditionalHeader: what servers send with a Good answer.
+_PLAIN_HEADER_END: Final = bytes(1) + _I32.pack(0) + bytes(3)
+_HANDLE_AND_RESULT = struct.Struct("<II")
+
+
+def _header(reader: _Reader, pos: int) -> tuple[Any, int]:
+    """The ResponseHeader at ``pos``: a plain one read here, any other by asyncua."""
+    if not reader.data.startswith(_PLAIN_HEADER_END, pos + 16):
+        return reader.asyncua(_RESPONSE_HEADER, pos)
+    timestamp, _ = reader.datetime_(pos)
+    handle, code = _HANDLE_AND_RESULT.unpack_from(reader.data, pos + 8)
+    result = reader.statuses.get(code) or reader.status_of(code)
+    header = ua.ResponseHeader(
+        timestamp, handle, result, ua.DiagnosticInfo(), [], ua.ExtensionObject()
+    )
+    return header, pos + 16 + len(_PLAIN_HEADER_END)
+
+
 def _frame(reader: _Reader) -> tuple[Any, Any, int, int]:
     """TypeId, ResponseHeader, the Results' count and where they start."""
     type_id, pos = reader.asyncua(ua_binary.nodeid_from_binary, 0)
-    header, pos = reader.asyncua(_RESPONSE_HEADER, pos)
+    header, pos = _header(reader, pos)
     (n,) = _I32.unpack_from(reader.data, pos)
     if n < -1:
         raise ValueError(f"{n} results")
