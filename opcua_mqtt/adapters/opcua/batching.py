@@ -183,8 +183,6 @@ class Batcher:
                 on_chunk(start, len(chunk))
             return result
 
-        if 0 < len(items) <= size:  # the usual case of write-back: no task for one chunk
-            return await one(0)
         parts = await asyncio.gather(*(one(s) for s in range(0, len(items), size)))
         return [r for part in parts for r in part]
 
