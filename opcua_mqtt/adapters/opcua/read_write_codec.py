@@ -2,9 +2,9 @@
 trips per batch).
 
 asyncua encodes a request through its generic dataclass serializer, field by field through
-closures: a Read of 48 attributes cost about 10 µs per ReadValueId to encode and as much per
-DataValue to decode, a Write about 20 µs per WriteValue; that was the largest part of the
-bridge's work per write-back request after the answer's signature (docs/benchmarks.md). Here:
+closures, and decodes a response the same way: two to three times the CPU of what follows, and
+after the answer's signature the largest part of the bridge's work per write-back request
+(docs/benchmarks.md, "Third round"). Here:
 
 * a ReadValueId's bytes, and a NodeId's, are asyncua's own, remembered by their content (a
   batch reads the same few attributes of the same nodes again and again);
