@@ -20,6 +20,7 @@ does so.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -110,7 +111,6 @@ class WriteBack:
         )
         self._rate_refused = RefusalTally()
         self._summary: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._targets = TargetWriter(
             allowed=settings.allowed, auth=settings.auth, fields=self._fields, session=session
         )
@@ -139,16 +139,14 @@ class WriteBack:
     def _on_message(self, _topic: str, payload: bytes, props: dict[str, Any]) -> None:
         """Called for every command, in the MQTT client's receive path, so that data
         publishing is never queued behind commands: a request over its requester's rate (or
-        the global cap) is dropped here, before it is parsed, logged or given a task."""
+        the global cap) is dropped here, before it is parsed or logged."""
         now = self._monotonic()
         reply: str | None = prop(props, "response_topic")
         claimed = claimed_identity(reply, self.settings.reply_prefixes)
         if self._rate.allow(f"reply:{reply}", now) is not None:
             self._refused_for_rate(claimed, reply, prop(props, "correlation_data"))
             return
-        task = asyncio.ensure_future(self._serve(payload, props, now))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._serve(payload, props, now)
 
     def _refused_for_rate(self, who: str, reply: str | None, correlation: Any) -> None:
         """Count a request refused for rate; the first of each summary interval is answered
@@ -173,7 +171,10 @@ class WriteBack:
         if line is not None:
             _log.warning("%s", line)
 
-    async def _serve(self, payload: bytes, props: Mapping[str, Any], arrived: float) -> None:
+    def _serve(self, payload: bytes, props: Mapping[str, Any], arrived: float) -> None:
+        """Check a request and queue it; it is answered when its batch is done (:meth:`_done`).
+        Runs in the receive path, without a task of its own: the request's one wait is for its
+        batch, and a callback on that costs less than a task per request."""
         reply: str | None = prop(props, "response_topic")  # MQTT 5: it wins over ReplyTo
         correlation = prop(props, "correlation_data")
         expiry = prop(props, "message_expiry_interval")  # what is left of it, from the broker
@@ -208,28 +209,55 @@ class WriteBack:
             claims = claims_of(request, who, self._fields)
             job = Job(request, who, key, digest, expires, reply, correlation, claims)
             self._queue.submit(job)
-            response = await job.done
-            if response is not None:
-                self._answer(reply, correlation, response)
-        except RequestError as e:
+        except Exception as e:  # noqa: BLE001 - see _settle
+            self._settle(e, payload, request_id, who, reply, correlation)
+            return
+        job.done.add_done_callback(functools.partial(self._done, job, payload))
+
+    def _done(self, job: Job, payload: bytes, done: asyncio.Future[bytes | None]) -> None:
+        """Send a carried out request's answer, or refuse it for what its batch raised."""
+        if done.cancelled():  # the bridge is stopping
+            return
+        error = done.exception()
+        if error is None:
+            response = done.result()
+            if response is not None:  # None: a copy's answer was repeated instead
+                self._answer(job.reply, job.correlation, response)
+        elif isinstance(error, Exception):
+            request = job.request
+            self._settle(error, payload, request.request_id, job.who, job.reply, job.correlation)
+
+    def _settle(
+        self,
+        e: Exception,
+        payload: bytes,
+        request_id: str | None,
+        who: Identity | None,
+        reply: str | None,
+        correlation: Any,
+    ) -> None:
+        """Refuse a request whole for ``e``: a RequestError says why; anything else is a bug or
+        a lost session, logged with its traceback and answered as failed."""
+        if isinstance(e, RequestError):
             self._count("refused")
             self._refuse_whole(payload, request_id, who, reply, correlation, e.status, e.message)
-        except Exception as e:  # noqa: BLE001 - a bug or a lost session: answered and logged
-            self._count("failed")
-            _log.exception(
-                "write request %s from %s failed",
-                request_id or "(no id)",
-                who or claimed_identity(reply, self.settings.reply_prefixes),
-            )
-            self._refuse_whole(
-                payload,
-                request_id,
-                who,
-                reply,
-                correlation,
-                failure_status(e),
-                f"failed ({type(e).__name__}); whether anything was written is unknown",
-            )
+            return
+        self._count("failed")
+        _log.error(
+            "write request %s from %s failed",
+            request_id or "(no id)",
+            who or claimed_identity(reply, self.settings.reply_prefixes),
+            exc_info=e,
+        )
+        self._refuse_whole(
+            payload,
+            request_id,
+            who,
+            reply,
+            correlation,
+            failure_status(e),
+            f"failed ({type(e).__name__}); whether anything was written is unknown",
+        )
 
     async def _run_batch(self, jobs: list[Job]) -> None:
         """Carry out a batch of requests whose turn has come; settles every job. Idempotency,
@@ -252,7 +280,7 @@ class WriteBack:
             return
         try:
             outcomes = await self._outcomes(live)
-        except Exception as e:  # noqa: BLE001 - each request answers it (see _serve)
+        except Exception as e:  # noqa: BLE001 - each request answers it (see _settle)
             for job in live:
                 job.done.set_exception(e)
             return

@@ -45,6 +45,10 @@ def canonicalize(value: Any) -> bytes:
     NaN/Infinity, an integer beyond ±2**53, or a string that is not valid Unicode (lone
     surrogate). The error message names the path of the offending value (``$/Fields/0/Name``).
     """
+    try:
+        return orjson.dumps(_prepared(value), option=orjson.OPT_SORT_KEYS)
+    except (_Exact, TypeError):
+        pass  # the exact path below decides: its bytes, or its error naming the path
     parts: list[str] = []
     try:
         _write(value, parts)
@@ -52,6 +56,43 @@ def canonicalize(value: Any) -> bytes:
         path = "/".join(["$", *map(str, reversed(refused.where))])
         raise refused.kind(f"canonical JSON: {path}: {refused.why}") from None
     return "".join(parts).encode("utf-8")
+
+
+class _Exact(Exception):
+    """A value :func:`_prepared` leaves to the exact path."""
+
+
+def _prepared(value: Any) -> Any:
+    """``value`` as orjson writes it canonically: each float as an ``orjson.Fragment`` of its
+    ECMAScript form, the rest as it is. Raises :class:`_Exact` for what orjson would write
+    otherwise than RFC 8785 or not refuse as it must (an object name that is not ASCII, sorted
+    by UTF-16 there; an integer beyond ±2**53; NaN, Infinity; a subclass or another type).
+
+    Why: a write-back answer's canonicalisation cost as much as its ECDSA signature written
+    out member by member; orjson sorts ASCII names as RFC 8785 does (by code unit), escapes
+    strings as it does (see :func:`_string`) and refuses lone surrogates (TypeError, which also
+    sends the value to the exact path, to be reported there)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -MAX_SAFE_INTEGER_MAGNITUDE <= value <= MAX_SAFE_INTEGER_MAGNITUDE:
+            return value
+        raise _Exact
+    if kind is float:
+        if math.isfinite(value):
+            return orjson.Fragment(_number(value))
+        raise _Exact
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                raise _Exact
+            out[key] = _prepared(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_prepared(item) for item in value]
+    raise _Exact
 
 
 class _Refused(Exception):

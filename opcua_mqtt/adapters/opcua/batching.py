@@ -5,7 +5,8 @@ through :class:`Batcher`: chunks no larger than the server's OperationLimits (or
 a bound on requests in flight, and a request the server finds too large
 (BadTooManyOperations, BadResponseTooLarge, BadEncodingLimitsExceeded) sent again in halves,
 later chunks no larger than a half. Requests go through ``client.uaclient`` directly:
-asyncua's ``Node`` helpers send one request per node.
+asyncua's ``Node`` helpers send one request per node. Read and Write are encoded and decoded by
+read_write_codec.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Final, TypeVar
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
+from opcua_mqtt.adapters.opcua import read_write_codec
 from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
 
 _log = logging.getLogger(__name__)
@@ -146,6 +148,7 @@ class Batcher:
 
     def __init__(self, client: Client, stats: BrowseStats, concurrency: int) -> None:
         self.uaclient = client.uaclient
+        read_write_codec.install(self.uaclient)
         self.stats = stats
         self.slots = asyncio.Semaphore(concurrency)
         self.limits = _Limits()
