@@ -59,9 +59,10 @@ def grace_period_s(publishing_interval_ms: float, sampling_interval_ms: float) -
 def describe_field(plan: BridgePlan, key: FieldKey) -> str:
     """``Group/Writer/Field (NodeId)``: how logs and reports name field ``key`` of ``plan``
     (made when needed: 100,000 such strings would be ~10 MB)."""
-    g = plan.groups[key.group]
-    w = g.writers[key.writer]
-    f = next(f for f in w.fields if f.name == key.field)
+    gi, wi, name = key
+    g = plan.groups[gi]
+    w = g.writers[wi]
+    f = next(f for f in w.fields if f.name == name)
     return f"{g.name}/{w.name}/{f.name} ({f.node_id})"
 
 
