@@ -27,8 +27,8 @@ Why a wrapper around gmqtt, in a few measured facts (gmqtt 0.8.0, Mosquitto 2.0.
 
 Retained state (metadata, status, connection) travels in the same FIFO as data, so a new
 metadata message is on the wire before the data it describes; the latest payload per retained
-topic is also kept and re-sent first after every reconnect (a broker may have lost it). Retained
-messages are never dropped from the spool.
+topic is also kept (compressed: :mod:`.mqtt_retained`) and re-sent first after every reconnect
+(a broker may have lost it). Retained messages are never dropped from the spool.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from opcua_mqtt.adapters.mqtt_config import (
 )
 from opcua_mqtt.adapters.mqtt_delivery import DeliveryTracker, reason_name
 from opcua_mqtt.adapters.mqtt_reconnect import watch_for_stalls
+from opcua_mqtt.adapters.mqtt_retained import RetainedState
 from opcua_mqtt.adapters.mqtt_spool import Entry, Spool
 from opcua_mqtt.adapters.mqtt_spool import Outgoing as Outgoing
 from opcua_mqtt.adapters.mqtt_stats import PublisherStats
@@ -112,7 +113,7 @@ class MqttSession:
                 self.spool.bytes,
             )
         self._sending: dict[int, Entry] = {}  # packet id -> spooled message in flight
-        self._retained: dict[str, Entry] = {}
+        self._retained = RetainedState()
         self._retained_dirty: set[str] = set()
         self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
         self._on_connection_change = on_connection_change
@@ -255,7 +256,7 @@ class MqttSession:
         """Queue a message. Retained ones replace the previous state of their topic."""
         _check_sendable(msg)
         if msg.retain:
-            self._retained[msg.topic] = Entry(0, msg, time.time())
+            self._retained.keep(msg, time.time())
         self.stats.dropped += self.spool.add(msg)
         self._wakeup.set()
 
@@ -302,7 +303,7 @@ class MqttSession:
         while self._client.is_connected and not self._write_buffer_full():
             replay = bool(self._retained_dirty)  # retained state re-sent after a reconnect
             if replay:
-                entry: Entry | None = self._retained[next(iter(self._retained_dirty))]
+                entry: Entry | None = self._retained.entry(next(iter(self._retained_dirty)))
             else:
                 entry = self.spool.head()
             if entry is None:
@@ -353,7 +354,7 @@ class MqttSession:
             if time.monotonic() < next_retry:
                 continue
             next_retry += REFUSED_RETRY_S
-            refused = {r.topic for r in self.delivery.refusals} & self._retained.keys()
+            refused = {r.topic for r in self.delivery.refusals} & self._retained.topics()
             if refused and self._connected.is_set():
                 self._retained_dirty.update(refused)
                 self._wakeup.set()
@@ -537,7 +538,7 @@ class MqttSession:
         for topic_filter, (qos, _handler) in self._subscriptions.items():
             self._client.subscribe(topic_filter, qos=qos)
         if self._ever_connected:  # the broker may have lost retained state while we were away
-            self._retained_dirty.update(self._retained)
+            self._retained_dirty.update(self._retained.topics())
         self._ever_connected = True
         self._set_connected(True)
         self._wakeup.set()

@@ -19,6 +19,7 @@ scrape) looks only at the fields that do not deliver, not at all of them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Container, Iterable
@@ -27,6 +28,7 @@ from enum import StrEnum
 
 from asyncua import ua
 
+from opcua_mqtt.bridge.plan import BridgePlan
 from opcua_mqtt.core.field_key import FieldKey
 
 _log = logging.getLogger(__name__)
@@ -54,9 +56,21 @@ def grace_period_s(publishing_interval_ms: float, sampling_interval_ms: float) -
     return (3 * publishing_interval_ms + sampling_interval_ms) / 1000 + GRACE_MARGIN_S
 
 
-@dataclass
+def describe_field(plan: BridgePlan, key: FieldKey) -> str:
+    """``Group/Writer/Field (NodeId)``: how logs and reports name field ``key`` of ``plan``
+    (made when needed: 100,000 such strings would be ~10 MB)."""
+    gi, wi, name = key
+    g = plan.groups[gi]
+    w = g.writers[wi]
+    f = next(f for f in w.fields if f.name == name)
+    return f"{g.name}/{w.name}/{f.name} ({f.node_id})"
+
+
+@dataclass(slots=True)
 class _Field:
-    name: str  # Group/Writer/Field (NodeId)
+    """One per configured field (100,000 in a large bridge): slots, and no name of its own
+    (:class:`FieldHealth` describes a field only when it logs or reports it)."""
+
     grace_s: float
     state: FieldState = FieldState.WAITING
     since: float | None = None  # monotonic time the field started waiting; None: not yet
@@ -89,17 +103,36 @@ class FieldHealth:
 
     def __init__(
         self,
-        fields: Iterable[tuple[FieldKey, str, float]],
+        fields: Iterable[tuple[FieldKey, float]],
+        describe: Callable[[FieldKey], str],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``fields``: (key, ``Group/Writer/Field (NodeId)``, grace period in seconds)."""
+        """``fields``: (key, grace period in seconds); ``describe(key)``: how logs and reports
+        name the field, ``Group/Writer/Field (NodeId)``."""
         self._clock = clock
-        self._fields = {key: _Field(name, grace) for key, name, grace in fields}
+        self._describe = describe
+        self._fields = {key: _Field(grace) for key, grace in fields}
         self._reasons: dict[FieldKey, str] = {}
         self._counts = dict.fromkeys(FieldState, 0)
         self._counts[FieldState.WAITING] = len(self._fields)
         # The fields waiting or refused, in the order they first stopped delivering.
         self._undelivering: dict[FieldKey, _Field] = dict(self._fields)
+
+    @classmethod
+    def of_plan(cls, plan: BridgePlan) -> FieldHealth:
+        """The health of every field of ``plan``, each waiting for its first value."""
+        return cls(
+            (
+                (
+                    FieldKey(gi, wi, f.name),
+                    grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),
+                )
+                for gi, g in enumerate(plan.groups)
+                for wi, w in enumerate(g.writers)
+                for f in w.fields
+            ),
+            functools.partial(describe_field, plan),
+        )
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -109,7 +142,7 @@ class FieldHealth:
 
     def name(self, key: FieldKey) -> str:
         """``Group/Writer/Field (NodeId)``."""
-        return self._fields[key].name
+        return self._describe(key)
 
     def monitoring(self, groups: Container[int] | None = None) -> None:
         """Monitored items are about to be created on a new session: every field (of the
@@ -149,7 +182,7 @@ class FieldHealth:
         if self._reasons.get(key) == reason:
             return  # the same episode: refused again on a new session
         self._reasons[key] = reason
-        _log.warning("field %s refused by the server: %s", f.name, reason)
+        _log.warning("field %s refused by the server: %s", self._describe(key), reason)
 
     def value(self, key: FieldKey, dv: ua.DataValue) -> bool:
         """A value (or a status) arrived for the field ``key``; whether the field stopped
@@ -170,7 +203,7 @@ class FieldHealth:
         self._reasons.pop(key, None)  # a refusal episode ends with a value
         if was is FieldState.WAITING:
             if f.reported:
-                _log.info("field %s delivers again", f.name)
+                _log.info("field %s delivers again", self._describe(key))
             return True
         return False
 
@@ -198,7 +231,7 @@ class FieldHealth:
         for key, f in self._undelivering.items():
             if f.state is FieldState.REFUSED:
                 if len(refused) < LISTED_NAMES:
-                    refused.append(f"{f.name}: {self._reasons[key]}")
+                    refused.append(f"{self._describe(key)}: {self._reasons[key]}")
             elif (
                 connected
                 and key.group not in away
@@ -211,9 +244,9 @@ class FieldHealth:
                     f.reported = True
                     _log.warning(
                         "field %s has had no value %.0f s after it was subscribed",
-                        f.name,
+                        self._describe(key),
                         now - f.since,
                     )
                 if len(late) < LISTED_NAMES:
-                    late.append(f.name)
+                    late.append(self._describe(key))
         return FieldReport(counts, overdue, refused, late)

@@ -19,6 +19,9 @@ from opcua_mqtt.core.uajson.codec import JsonCodec
 from opcua_mqtt.core.writer_state import FieldSpec, WriterState
 
 _BASE_DATA_TYPE = ua.NodeId(ua.ObjectIds.BaseDataType)
+#: One NodeId object per distinct DataType, shared by the fields of that type (100,000 fields,
+#: a handful of DataTypes; nothing changes a NodeId once made).
+_SHARED_DATA_TYPES: dict[ua.NodeId, ua.NodeId] = {}
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def field_spec(codec: JsonCodec, f: FieldConfig, read: tuple[int, ua.NodeId] | N
     return FieldSpec(
         f.name,
         builtin,
-        data_type,
+        _SHARED_DATA_TYPES.setdefault(data_type, data_type),
         f.value_rank,
         f.array_dimensions if f.value_rank > 0 else (),
     )

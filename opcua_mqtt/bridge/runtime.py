@@ -39,7 +39,7 @@ from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession
 from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
 from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
 from opcua_mqtt.bridge.events import EventWriters
-from opcua_mqtt.bridge.field_health import FieldHealth, FieldReport, FieldState, grace_period_s
+from opcua_mqtt.bridge.field_health import FieldHealth, FieldReport, FieldState
 from opcua_mqtt.bridge.intake import QUIET_S, Intake, Value
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
@@ -115,13 +115,7 @@ class Bridge:
         self._clock = clock
         self._writers: dict[tuple[int, int], Writer] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}  # publishing goes on across sessions
-        self.fields = FieldHealth(
-            (FieldKey(gi, wi, f.name), f"{g.name}/{w.name}/{f.name} ({f.node_id})", grace)
-            for gi, g in enumerate(plan.groups)
-            for wi, w in enumerate(g.writers)
-            for f in w.fields
-            for grace in (grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),)
-        )
+        self.fields = FieldHealth.of_plan(plan)
         quiet_s = max([QUIET_S] + [2 * g.publishing_interval_ms / 1000 for g in plan.groups])
         self._mqtt_backlog_limit = mqtt_backlog_limit(plan)
         self.intake = Intake(self._on_values, can_take=self._mqtt_keeps_up, quiet_s=quiet_s)

@@ -139,11 +139,24 @@ async def _run(bridge: Bridge, metrics: MetricsConfig | None, exit_on_fatal: flo
     return 0
 
 
+#: How often the bridge looks whether an OPC UA session was lost since the last freeze.
+RESETTLE_S = 30.0
+
+
 async def _settle_when_ready(bridge: Bridge) -> None:
     """Once every source's monitored items exist: what lives from then on is frozen for the
-    garbage collector (gc_tuning.py), and the start-up's garbage goes back to the OS."""
+    garbage collector (gc_tuning.py), and the start-up's garbage goes back to the OS. After a
+    lost OPC UA session, the same again (at most every :data:`RESETTLE_S`): the old session
+    is frozen garbage until then."""
     await gc_tuning.freeze_when_ready(bridge.ready)
     trim("creating the monitored items")
+    settled = bridge.stats.opcua_reconnects
+    while True:
+        await asyncio.sleep(RESETTLE_S)
+        if bridge.stats.opcua_reconnects != settled:
+            settled = bridge.stats.opcua_reconnects
+            gc_tuning.refreeze()
+            trim("a lost OPC UA session")
 
 
 async def _watch_fatal(bridge: Bridge, limit: float, stop: asyncio.Event, out: list[str]) -> None:

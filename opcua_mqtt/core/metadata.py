@@ -11,9 +11,10 @@ from asyncua import ua
 from opcua_mqtt.core.writer_state import ConfigurationVersion, FieldSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DataSetField:
-    """A field as the bridge publishes it: its shape, where it comes from, its stable id."""
+    """A field as the bridge publishes it: its shape, where it comes from, its stable id. One
+    per configured field (100,000 in a large bridge): slots."""
 
     spec: FieldSpec
     node_id: str

@@ -22,6 +22,7 @@ from harness.plant_manifest import parse_nodeid
 from harness.write_back import call_control
 from opcua_mqtt import devpki
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
+from opcua_mqtt.bridge import model_watch
 from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
 from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.core.config.model import BUILTIN_TYPES, FieldConfig
@@ -337,9 +338,15 @@ async def test_bridge_works_under_mutual_tls_and_an_acl_confining_it_to_its_pref
         await rogue.stop()
 
 
-async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(rig: Rig) -> None:
+async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check reads the nodes a chunk at a time (here one): the deleted node is in the
+    second chunk."""
+    monkeypatch.setattr(model_watch, "NODE_CHECK_CHUNK", 1)
     mutable = rig.server.nodeid("Plant.Dynamic.Mutable")
-    writer = WriterPlan("Dyn", 5, (_sampled("Mutable", mutable, 6),), key_frame_count=2)
+    counter = _sampled("Counter", rig.server.manifest["simulation"]["Counter"], 7)
+    writer = WriterPlan("Dyn", 5, (counter, _sampled("Mutable", mutable, 6)), key_frame_count=2)
     plan = _plan("bridge-gone", writer, node_check_interval_s=0.3)
     async with rig.subscribed(plan, "sub-gone") as sub:
         # A key frame may go out before the first value arrives (BadWaitingForInitialData).

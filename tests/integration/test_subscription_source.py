@@ -129,3 +129,44 @@ def test_warning_about_another_subscription_is_passed_on(caplog: pytest.LogCaptu
     finally:
         logger.removeFilter(keep_alives)
     assert [(r.levelno, r.args) for r in caplog.records] == [(logging.WARNING, (78, [77]))]
+
+
+async def test_recreated_subscription_monitors_every_item_again(
+    constant_server: tuple[str, dict[str, Any]],
+) -> None:
+    """asyncua's stale-subscription watchdog calls ``recreate``: the source keeps no asyncua
+    item records (``_monitored_items`` stays empty: memory at 100,000 items), so it creates
+    the items again from its routes; a refused field stays refused and is not asked for again.
+    Each new monitored item reports its value again as its initial notification."""
+    endpoint, values = constant_server
+    node_ids = list(values)[: len(CONSTANTS)]
+    missing = f"nsu={NAMESPACE};s=NoSuchNode"
+    seen: dict[str, list[Any]] = {}
+    again = asyncio.Event()
+
+    def sink(batch: list[tuple[FieldKey, ua.DataValue]]) -> None:
+        for key, dv in batch:
+            seen.setdefault(key.field, []).append(dv.Value.Value)
+        if all(len(seen.get(n, ())) >= 2 for n in node_ids):
+            again.set()
+
+    client = Client(endpoint, timeout=10)
+    client.session_timeout = 30_000
+    async with client:
+        source = SubscriptionSource(client, sink)
+        try:
+            fields = [
+                MonitoredField(FieldKey(0, 0, n), n, n, 50.0) for n in [*node_ids, missing]
+            ]
+            refused = await source.monitor(50.0, fields)
+            assert set(refused) == {FieldKey(0, 0, missing)}
+            (sub,) = client._subscriptions
+            assert sub._monitored_items == {}
+            old_id = sub.subscription_id
+            await asyncio.sleep(0.3)  # the initial values
+            await sub.recreate()
+            assert sub.subscription_id != old_id
+            await asyncio.wait_for(again.wait(), 10)
+        finally:
+            await source.close()
+    assert {n: v[:2] for n, v in seen.items()} == {n: [values[n]] * 2 for n in node_ids}

@@ -220,6 +220,25 @@ def test_defaults_fill_a_minimal_file() -> None:
     assert (field.value_rank, field.array_dimensions, field.builtin_type) == (-1, (), None)
 
 
+def test_fields_share_the_objects_they_repeat() -> None:
+    """The configuration lives as long as the bridge: at 100,000 fields a copy per field of
+    what they repeat (type names, sampling intervals, deadbands, no overrides) is tens of MB.
+    Parsed from YAML, as a file is, each field has its own copy of every string."""
+    doc = base()
+    for f in doc["writer_groups"][0]["writers"][0]["fields"]:
+        f.update(builtin_type="Double", data_type="i=11")
+    doc["defaults"] = {"sampling_interval_ms": 250.5}
+    result = check_config(yaml.safe_dump(doc), "bridge.yaml")
+    assert result.config is not None
+    temp, level, torque = (f for _, _, f in result.config.fields())
+    assert temp.builtin_type == "Double" and temp.builtin_type is level.builtin_type
+    assert temp.data_type == "i=11" and temp.data_type is level.data_type
+    assert temp.sampling_interval_ms == 250.5
+    assert temp.sampling_interval_ms is level.sampling_interval_ms is torque.sampling_interval_ms
+    assert temp.deadband is level.deadband is torque.deadband
+    assert temp.overrides is torque.overrides
+
+
 def test_an_unset_queue_size_is_one_where_sampling_is_no_faster_than_publishing() -> None:
     """OPC 10000-4 §5.13.1.5: a queue of one always holds the newest value, all the writer
     sends per publishing interval; a field sampled faster keeps 10; a set size is kept."""

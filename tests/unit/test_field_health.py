@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 from asyncua import ua
@@ -10,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldState, grace_period_s
+from opcua_mqtt.bridge.plan import BridgePlan, GroupPlan, WriterPlan
+from opcua_mqtt.core.config.model import FieldConfig
 from opcua_mqtt.core.field_key import FieldKey
 
 A, B, C = FieldKey(0, 0, "A"), FieldKey(0, 0, "B"), FieldKey(0, 1, "C")
@@ -34,10 +37,8 @@ def clock() -> Clock:
 
 
 def _health(clock: Clock) -> FieldHealth:
-    health = FieldHealth(
-        [(A, "G/W/A (ns=1;i=1)", 10.0), (B, "G/W/B (ns=1;i=2)", 10.0), (C, "G/V/C (i=3)", 10.0)],
-        clock,
-    )
+    names = {A: "G/W/A (ns=1;i=1)", B: "G/W/B (ns=1;i=2)", C: "G/V/C (i=3)"}
+    health = FieldHealth([(key, 10.0) for key in names], names.__getitem__, clock)
     health.subscribed()
     return health
 
@@ -127,7 +128,8 @@ def test_the_fields_of_one_source_wait_and_count_by_themselves(clock: Clock) -> 
     """Group 1 (field D) reads from another source than group 0: its session's events touch
     only its fields, and while its source is away its fields are not overdue."""
     d = FieldKey(1, 0, "D")
-    health = FieldHealth([(A, "G/W/A (i=1)", 10.0), (d, "H/W/D (i=4)", 10.0)], clock)
+    names = {A: "G/W/A (i=1)", d: "H/W/D (i=4)"}
+    health = FieldHealth([(key, 10.0) for key in names], names.__getitem__, clock)
     health.monitoring()
     health.value(A, GOOD)
     health.value(d, GOOD)
@@ -195,3 +197,37 @@ def test_the_counts_kept_on_the_way_match_a_count_of_every_field(
         assert sorted(report.overdue_names) == sorted(health.name(k) for k in overdue)
         refused = [k for k in (A, B, C) if states[k] is FieldState.REFUSED]
         assert len(report.refused_names) == len(refused)
+
+
+def test_a_plans_fields_are_named_group_writer_field_and_node_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The names are made when a field is logged or listed, from the plan (none is kept)."""
+    plan = BridgePlan(
+        "p",
+        (
+            GroupPlan("G", (WriterPlan("W", 1, (FieldConfig("A", "i=1", uuid.uuid4()),)),)),
+            GroupPlan(
+                "H",
+                (
+                    WriterPlan("X", 2, ()),
+                    WriterPlan(
+                        "Y",
+                        3,
+                        (
+                            FieldConfig("B", "ns=1;s=b", uuid.uuid4()),
+                            FieldConfig("C", "ns=1;s=c", uuid.uuid4()),
+                        ),
+                    ),
+                ),
+                publishing_interval_ms=100,
+            ),
+        ),
+    )
+    health = FieldHealth.of_plan(plan)
+    assert len(health) == 3
+    assert health.name(FieldKey(1, 1, "C")) == "H/Y/C (ns=1;s=c)"
+    with caplog.at_level(logging.WARNING):
+        health.refused(FieldKey(0, 0, "A"), ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
+    assert caplog.messages == ["field G/W/A (i=1) refused by the server: BadNodeIdUnknown"]
+    assert health.report().refused_names == ["G/W/A (i=1): BadNodeIdUnknown"]

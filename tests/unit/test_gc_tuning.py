@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -40,3 +41,24 @@ async def test_what_lives_when_the_bridge_is_ready_is_frozen_then() -> None:
     await task
     assert gc.get_freeze_count() > 0
     assert not any(survivor is o for o in gc.get_objects())  # frozen: no longer scanned
+
+
+class _Node:
+    """An object in a reference cycle (as a lost session's client and protocol are)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_refreeze_frees_a_cycle_that_became_garbage_while_frozen() -> None:
+    gc.unfreeze()
+    cycle = _Node()
+    gone = weakref.ref(cycle)
+    gc.freeze()
+    del cycle
+    gc.collect()
+    assert gone() is not None  # frozen: never collected
+    gc_tuning.refreeze()
+    assert gone() is None
+    assert gc.get_freeze_count() > 0  # what lives is frozen again

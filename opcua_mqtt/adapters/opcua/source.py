@@ -28,13 +28,14 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.subscription import Subscription
+from asyncua.common.utils import ServiceError
 from asyncua.observer import SubscriptionEvent
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
@@ -55,7 +56,7 @@ Sink = Callable[[list[tuple[FieldKey, ua.DataValue]]], None]
 Drained = Callable[[], Awaitable[None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MonitoredField:
     """One node to monitor; ``key`` is how its values are routed back to their field."""
 
@@ -116,25 +117,77 @@ _early_keep_alives = _EarlyKeepAlives()
 
 @dataclass(slots=True)
 class _Route:
-    """Where a monitored item's values go, and whether its last value was undecodable. One per
-    monitored item (100,000 in a large bridge): slots, and the field's own strings."""
+    """Where a monitored item's values go, whether its last value was undecodable, and the
+    field it was created from (to create it again). One per monitored item (100,000 in a large
+    bridge): slots, and the field's own objects, nothing copied."""
 
     key: FieldKey
-    label: str
-    node_id: str
+    field: MonitoredField
     undecodable: bool = False
 
 
+#: Creates the monitored items of these client handles (anew) in a subscription; returns
+#: per item its MonitoredItemId or the StatusCode the server refused it with.
+ItemCreator = Callable[["_BatchSubscription", Sequence[int]], Awaitable[list[object]]]
+
+
 class _BatchSubscription(Subscription):  # type: ignore[misc]
-    """A Subscription that delivers each DataChangeNotification as one list."""
+    """A Subscription that delivers each DataChangeNotification as one list.
+
+    asyncua keeps a SubscriptionItemData with a Node per monitored item (about 450 B each,
+    45 MB at 100,000 items) only to route notifications, which the routes do here, and to
+    re-create the items in :meth:`recreate`: this subscription keeps its client handles
+    instead and creates the items again from their routes.
+    """
 
     def __init__(
-        self, *args: Any, sink: Sink, routes: dict[int, _Route], drained: Drained | None, **kw: Any
+        self,
+        *args: Any,
+        sink: Sink,
+        routes: dict[int, _Route],
+        drained: Drained | None,
+        create_items: ItemCreator,
+        **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self._sink = sink
         self._routes = routes
         self._drained = drained
+        self._create_items = create_items
+        self.handles = range(0)  # client handles of this subscription's monitored items
+
+    async def create_monitored_items(
+        self, monitored_items: Iterable[ua.MonitoredItemCreateRequest]
+    ) -> list[object]:
+        """asyncua's CreateMonitoredItems without its per-item records (the class docstring):
+        a MonitoredItemId per item created, the StatusCode of each one refused."""
+        params = ua.CreateMonitoredItemsParameters(
+            SubscriptionId=self.subscription_id,
+            ItemsToCreate=list(monitored_items),
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+        )
+        try:
+            results = await self.server.create_monitored_items(params)
+        except ServiceError as e:  # as asyncua's: the batcher halves on BadTooManyOperations
+            raise ua.UaStatusCodeError(e.code) from None
+        return [r.MonitoredItemId if r.StatusCode.is_good() else r.StatusCode for r in results]
+
+    async def recreate(self) -> None:
+        """asyncua's stale-subscription watchdog: a new subscription (asyncua's recreate, which
+        finds no items of its own), then every monitored item of this one again."""
+        await super().recreate()
+        if self._deleted or not self.handles:
+            return
+        results = await self._create_items(self, self.handles)
+        refused = sum(isinstance(r, ua.StatusCode) for r in results)
+        if refused:
+            _log.warning(
+                "OPC UA subscription %s re-created: the server refused %d of its %d monitored "
+                "items",
+                self.subscription_id,
+                refused,
+                len(results),
+            )
 
     async def _create(self, event: SubscriptionEvent) -> ua.CreateSubscriptionResult:
         # asyncua's one CreateSubscription call, for init() and for recreate() on reconnect.
@@ -196,8 +249,8 @@ def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
         route.undecodable = True
         _log.warning(
             "%s (%s): value cannot be decoded (%s): BadDecodingError",
-            route.label,
-            route.node_id,
+            route.field.label,
+            route.field.node_id,
             reason,
         )
     return checked(dv)
@@ -271,6 +324,7 @@ class SubscriptionSource:
             sink=self._sink,
             routes=self._routes,
             drained=self._drained,
+            create_items=self._create_items,
         )
         sub.set_overflow_disconnect_handler(self.client.uaclient.notify_transport_lost)
         await sub.init()
@@ -280,7 +334,7 @@ class SubscriptionSource:
 
         refused: dict[FieldKey, ua.StatusCode] = {}
         requests: list[ua.MonitoredItemCreateRequest] = []
-        keys: list[FieldKey] = []
+        first = self._next_handle
         for f in fields:
             try:
                 node_id = codec.decode_node_id(f.node_id)
@@ -292,21 +346,41 @@ class SubscriptionSource:
                 # The server does not know the namespace URI: the node cannot exist there.
                 refused[f.key] = ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
                 continue
-            requests.append(self._request(f, node_id))
-            keys.append(f.key)
-        batcher = await self._sized_batcher()
-        results: list[object] = await batcher.each(
-            batcher.limits.monitored_items, requests, sub.create_monitored_items
-        )
-        for key, result in zip(keys, results, strict=True):
+            handle = self._next_handle
+            self._next_handle += 1
+            self._routes[handle] = _Route(f.key, f)
+            requests.append(self._request(handle, f, node_id))
+        sub.handles = range(first, self._next_handle)
+        results = await self._send(sub, requests)
+        for request, result in zip(requests, results, strict=True):
             if isinstance(result, ua.StatusCode):
-                refused[key] = result
+                refused[self._routes.pop(request.RequestedParameters.ClientHandle).key] = result
         return refused
 
-    def _request(self, f: MonitoredField, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:
-        handle = self._next_handle
-        self._next_handle += 1
-        self._routes[handle] = _Route(f.key, f.label, f.node_id)
+    async def _create_items(self, sub: _BatchSubscription, handles: Sequence[int]) -> list[object]:
+        """Create the monitored items of ``handles`` in ``sub`` again (see
+        :meth:`_BatchSubscription.recreate`); handles no longer routed (refused) are skipped."""
+        codec = await self._namespace_codec()
+        requests = [
+            self._request(h, route.field, codec.decode_node_id(route.field.node_id))
+            for h in handles
+            if (route := self._routes.get(h)) is not None
+        ]
+        return await self._send(sub, requests)
+
+    async def _send(
+        self, sub: _BatchSubscription, requests: list[ua.MonitoredItemCreateRequest]
+    ) -> list[object]:
+        """CreateMonitoredItems in batches within the server's MaxMonitoredItemsPerCall."""
+        batcher = await self._sized_batcher()
+        return await batcher.each(
+            batcher.limits.monitored_items, requests, sub.create_monitored_items
+        )
+
+    @staticmethod
+    def _request(
+        handle: int, f: MonitoredField, node_id: ua.NodeId
+    ) -> ua.MonitoredItemCreateRequest:
         params = ua.MonitoringParameters(
             ClientHandle=handle,
             SamplingInterval=f.sampling_interval_ms,

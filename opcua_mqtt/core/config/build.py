@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -60,11 +61,13 @@ def build_config(data: Mapping[str, Any]) -> Config:
                         dataset_field_id=uuid.UUID(explicit)
                         if explicit
                         else derive_field_id(identity, node),
-                        builtin_type=fraw.get("builtin_type"),
-                        data_type=fraw.get("data_type"),
+                        builtin_type=_shared_str(fraw.get("builtin_type")),
+                        data_type=_shared_str(fraw.get("data_type")),
                         value_rank=int(fraw.get("value_rank", -1)),
                         array_dimensions=tuple(int(d) for d in fraw.get("array_dimensions", [])),
-                        sampling_interval_ms=float(resolver.get("sampling_interval_ms", fl)[0]),
+                        sampling_interval_ms=_shared_float(
+                            resolver.get("sampling_interval_ms", fl)[0]
+                        ),
                         queue_size=_optional_int(resolver.get("queue_size", fl)[0]),
                         deadband=_deadband(resolver.get("deadband", fl)[0]),
                         overrides=_overrides(fraw, _FIELD_OPTIONS),
@@ -204,6 +207,18 @@ def _overrides(raw: Mapping[str, Any], names: Sequence[str]) -> Mapping[str, Any
             value = num(value)
         out[name] = value
     return out or _NO_OVERRIDES
+
+
+def _shared_str(value: str | None) -> str | None:
+    """The one copy of a string many fields repeat (a built-in type's name, a DataType): the
+    YAML parser makes a new one for each of 100,000 fields."""
+    return None if value is None else sys.intern(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_float(value: float) -> float:
+    """One float object per distinct sampling interval (as :func:`_shared_deadband`)."""
+    return float(value)
 
 
 def _deadband(raw: Mapping[str, Any]) -> Deadband:
