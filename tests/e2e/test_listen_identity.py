@@ -167,11 +167,11 @@ def _assert_each_stream_stayed_itself(lines: list[dict[str, Any]]) -> None:
 async def test_listen_refuses_each_forgery_and_keeps_plant1_verified_as_plant1(
     tmp_path: Path,
     pki: Pki,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    signing = _start_bridges(tmp_path, pki, small_opcua_server, mosquitto_tls, bridges)
+    signing = _start_bridges(tmp_path, pki, shared_small_opcua_server, mosquitto_tls, bridges)
     listen = Listen(mosquitto_tls, pki.ca_cert, tmp_path)
     try:
         await listen.until(
@@ -206,7 +206,7 @@ async def test_listen_refuses_each_forgery_and_keeps_plant1_verified_as_plant1(
 async def test_under_the_example_acl_the_broker_and_listen_refuse_the_other_bridges_forgeries(
     tmp_path: Path,
     pki: Pki,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_mtls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
@@ -222,7 +222,7 @@ async def test_under_the_example_acl_the_broker_and_listen_refuse_the_other_brid
     )
     await broker.astop()
     await broker.astart()
-    signing = _start_bridges(tmp_path, pki, small_opcua_server, broker, bridges)
+    signing = _start_bridges(tmp_path, pki, shared_small_opcua_server, broker, bridges)
     listen = Listen(broker, pki.ca_cert, tmp_path)
     try:
         await listen.until(

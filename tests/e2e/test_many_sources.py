@@ -102,7 +102,7 @@ def _values(seen: Seen, writer: int, since: float, until: float) -> list[Any]:
 
 async def test_one_of_two_servers_stopped_only_its_group_goes_bad(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     second_server: list[ServerProcess],
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
@@ -111,7 +111,7 @@ async def test_one_of_two_servers_stopped_only_its_group_goes_bad(
     assert isinstance(two, OpcUaTestServer)
     config = _two_sources(
         tmp_path / "bridge.yaml",
-        small_opcua_server,
+        shared_small_opcua_server,
         two,
         broker=mosquitto_tls,
         signing_dir=make_certs(tmp_path / "certs"),
@@ -173,7 +173,7 @@ async def test_one_of_two_servers_stopped_only_its_group_goes_bad(
 
 async def test_a_write_goes_to_the_server_of_its_field(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     second_server: list[ServerProcess],
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
@@ -183,11 +183,11 @@ async def test_a_write_goes_to_the_server_of_its_field(
     write is refused BadServerNotConnected while the other server's field is still written."""
     two = second_server[0]
     assert isinstance(two, OpcUaTestServer)
-    node = writable_scalars(small_opcua_server)["Double"]["nodeid"]
+    node = writable_scalars(shared_small_opcua_server)["Double"]["nodeid"]
     assert writable_scalars(two)["Double"]["nodeid"] == node
     config = _two_sources(
         tmp_path / "bridge.yaml",
-        small_opcua_server,
+        shared_small_opcua_server,
         two,
         lambda _s: [{"name": "Double", "node_id": node, "builtin_type": "Double"}],
         broker=mosquitto_tls,
@@ -208,9 +208,9 @@ async def test_a_write_goes_to_the_server_of_its_field(
             await asyncio.sleep(0.2)
         assert (await requester.ask(write("W2", 42.5)))["Result"]["Code"] == 0
         assert (await read_variant(two.endpoint, node)).Value == 42.5
-        assert (await read_variant(small_opcua_server.endpoint, node)).Value == 0.5
+        assert (await read_variant(shared_small_opcua_server.endpoint, node)).Value == 0.5
         assert (await requester.ask(write("W1", 17.5)))["Result"]["Code"] == 0
-        assert (await read_variant(small_opcua_server.endpoint, node)).Value == 17.5
+        assert (await read_variant(shared_small_opcua_server.endpoint, node)).Value == 17.5
         assert (await read_variant(two.endpoint, node)).Value == 42.5
 
         await asyncio.to_thread(two.stop)
@@ -221,4 +221,4 @@ async def test_a_write_goes_to_the_server_of_its_field(
             await asyncio.sleep(0.2)
         assert refused["Targets"][0]["Status"]["Symbol"] == "BadServerNotConnected", refused
         assert (await requester.ask(write("W1", 18.5)))["Result"]["Code"] == 0
-        assert (await read_variant(small_opcua_server.endpoint, node)).Value == 18.5
+        assert (await read_variant(shared_small_opcua_server.endpoint, node)).Value == 18.5

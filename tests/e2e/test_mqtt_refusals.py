@@ -54,7 +54,7 @@ def _refusal_warnings(bridge: BridgeProcess, topic: str) -> list[str]:
 @pytest.mark.slow
 async def test_a_bridge_whose_topics_the_acl_denies_is_not_ready_until_the_acl_allows_them(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
@@ -64,7 +64,7 @@ async def test_a_bridge_whose_topics_the_acl_denies_is_not_ready_until_the_acl_a
     await broker.astop()
     await broker.astart()
     port = free_port()
-    config = simulation_config(tmp_path, small_opcua_server, broker)
+    config = simulation_config(tmp_path, shared_small_opcua_server, broker)
     bridge = bridges.start(config, "--metrics-port", str(port))
 
     await _readyz(port, 503, 30)
@@ -175,11 +175,11 @@ def test_one_shot_commands_fail_with_one_line_and_exit_3(
 
 async def test_a_broker_certificate_run_does_not_trust_is_an_error_in_readyz_and_exits_3(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
-    config = simulation_config(tmp_path, small_opcua_server, mosquitto_tls)
+    config = simulation_config(tmp_path, shared_small_opcua_server, mosquitto_tls)
     doc = yaml.safe_load(config.read_text())
     doc["mqtt"]["tls"]["ca"] = str(mosquitto_tls.rogue_ca_cert)  # not the broker's issuer
     config.write_text(yaml.safe_dump(doc))

@@ -2,7 +2,8 @@
 OPC UA test server, `opcua-mqtt run` with a disk spool (mqtt.spool.directory), Mosquitto over
 TLS, and a subscriber connected to the broker directly. The bridge reaches the broker through
 a proxy that is cut for the outage, so the broker (and the subscriber's session) stays up: what
-the subscriber misses can only be the bridge's doing.
+the subscriber misses can only be the bridge's doing. The tests share the OPC UA server (none
+stops it or changes its model); each has its own broker.
 
 What must show (issue 13): a bridge SIGKILLed 30 s into the outage and restarted with the same
 spool sends everything it had produced, sequence numbers continue without a reset or a gap,
@@ -139,13 +140,13 @@ async def _outage_then_restart(
 @pytest.mark.slow
 async def test_a_bridge_killed_during_a_broker_outage_sends_everything_after_its_restart(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     stream, _first, second = await _outage_then_restart(
         tmp_path,
-        small_opcua_server,
+        shared_small_opcua_server,
         mosquitto_tls,
         bridges,
         outage_s=30,
@@ -161,13 +162,13 @@ async def test_a_bridge_killed_during_a_broker_outage_sends_everything_after_its
 @pytest.mark.slow
 async def test_a_bridge_stopped_during_a_broker_outage_keeps_its_spool_and_says_so(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     stream, first, _second = await _outage_then_restart(
         tmp_path,
-        small_opcua_server,
+        shared_small_opcua_server,
         mosquitto_tls,
         bridges,
         outage_s=5,
@@ -180,9 +181,9 @@ async def test_a_bridge_stopped_during_a_broker_outage_keeps_its_spool_and_says_
 
 
 def test_a_spool_directory_in_use_by_another_bridge_is_refused_at_start(
-    tmp_path: Path, small_opcua_server: OpcUaTestServer, mosquitto_tls: MosquittoBroker
+    tmp_path: Path, shared_small_opcua_server: OpcUaTestServer, mosquitto_tls: MosquittoBroker
 ) -> None:
-    config = _config(tmp_path, small_opcua_server, mosquitto_tls)
+    config = _config(tmp_path, shared_small_opcua_server, mosquitto_tls)
     holder = SpoolStore(tmp_path / "spool")  # as a running bridge holds it
     try:
         refused = run_cli("run", str(config))

@@ -154,12 +154,12 @@ async def test_live_bridge_refreshes_its_status_and_reports_error_while_the_serv
 @pytest.mark.slow
 async def test_status_of_a_bridge_killed_while_the_broker_is_down_expires(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_autosaving: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     broker = mosquitto_autosaving
-    bridge = bridges.start(_config(tmp_path, small_opcua_server, broker, interval_s=5))
+    bridge = bridges.start(_config(tmp_path, shared_small_opcua_server, broker, interval_s=5))
     for _ in range(60):
         seen = await asyncio.to_thread(_bridges_json, broker)
         if seen.get(PUBLISHER, {}).get("operational"):
@@ -205,16 +205,17 @@ async def test_status_of_a_bridge_killed_while_the_broker_is_down_expires(
 @pytest.mark.slow
 async def test_the_last_will_expires_too(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     """A bridge killed while the broker is up: the broker publishes its last will (Error, not
     cyclic) with the same Message Expiry, so the Error does not outlive it either."""
+    config = _config(tmp_path, shared_small_opcua_server, mosquitto_tls, interval_s=1)
     async with MqttProbe() as probe:
         await probe.connect(mosquitto_tls.host, mosquitto_tls.port, mosquitto_tls.ssl_context())
         await probe.subscribe(f"opcua/json/status/{PUBLISHER}")
-        bridge = bridges.start(_config(tmp_path, small_opcua_server, mosquitto_tls, interval_s=1))
+        bridge = bridges.start(config)
         await _collect(probe, "status", lambda m: len(_cyclic_operational(m)) >= 1)
         bridge.send_signal(signal.SIGKILL)
         bridge.wait(10)

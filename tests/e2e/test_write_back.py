@@ -62,18 +62,20 @@ def _write_cli(broker: MosquittoBroker, *args: str) -> list[str]:
 @pytest.fixture
 def setup(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
+    shared_small_opcua_server: OpcUaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> Iterator[dict[str, Any]]:
-    nodes = WriteBackNodes.of(small_opcua_server)
-    config = write_back_config(
-        tmp_path, small_opcua_server.endpoint, mosquitto_tls, nodes.fields(), nodes.ALLOW
-    )
+    """A bridge of the test's own, on the module's server and broker: every test here compares
+    values with what it read before, counts Write calls as a difference, and puts back what it
+    changes in the model (a data type, a stopped server)."""
+    server, broker = shared_small_opcua_server, shared_mosquitto_tls
+    nodes = WriteBackNodes.of(server)
+    config = write_back_config(tmp_path, server.endpoint, broker, nodes.fields(), nodes.ALLOW)
     proc = bridges.start(config)
     yield {
-        "server": small_opcua_server,
-        "broker": mosquitto_tls,
+        "server": server,
+        "broker": broker,
         "writable": nodes.writable,
         "read_only": nodes.read_only,
         "not_allowed": nodes.not_allowed,
@@ -191,13 +193,13 @@ async def test_refusals_are_answered_and_nothing_is_written(
 
 async def test_strings_longer_than_the_node_or_the_server_allows_are_refused_unwritten(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
+    shared_small_opcua_server: OpcUaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
     """MaxStringLength / MaxByteStringLength: the node's Property (Plant/Limits), else the
     server's ServerCapabilities value (the Parameters ByteString); counted in UTF-8 bytes."""
-    server = small_opcua_server
+    server, mosquitto_tls = shared_small_opcua_server, shared_mosquitto_tls
     nodes = WriteBackNodes.of(server)
     short_string, short_bytes = (server.nodeid(path) for path in LIMITED)
     assert [n for *_, n in LIMITED.values()] == [8, 4]  # what the values below are made for

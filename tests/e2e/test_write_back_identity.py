@@ -57,13 +57,15 @@ def _request(value: float, field: str = "Double", **members: Any) -> dict[str, A
 @pytest.fixture
 async def signed_bridge(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
+    shared_small_opcua_server: OpcUaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
     pki: Pki,
 ) -> AsyncIterator[dict[str, Any]]:
     """A bridge that takes only commands signed by the test CA, and lets operators (by URI SAN)
-    write W/Double only."""
+    write W/Double only; the test's own, on the module's server and broker (the tests compare
+    values with what they read before)."""
+    small_opcua_server, mosquitto_tls = shared_small_opcua_server, shared_mosquitto_tls
     nodes = WriteBackNodes.of(small_opcua_server)
     config = write_back_config(
         tmp_path,
@@ -208,10 +210,11 @@ async def test_answers_never_go_to_the_part14_tree(signed_bridge: dict[str, Any]
 
 async def test_one_commanders_flood_does_not_refuse_another(
     tmp_path: Path,
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
+    shared_small_opcua_server: OpcUaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
     bridges: BridgeProcesses,
 ) -> None:
+    small_opcua_server, mosquitto_tls = shared_small_opcua_server, shared_mosquitto_tls
     nodes = WriteBackNodes.of(small_opcua_server)
     config = write_back_config(
         tmp_path,

@@ -123,11 +123,23 @@ def make_rig(
 
 @pytest.fixture
 def rig(
-    small_opcua_server: OpcUaTestServer,
-    mosquitto_tls: MosquittoBroker,
+    shared_small_opcua_server: OpcUaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
     signing: tuple[Signer, TrustStore],
 ) -> Rig:
-    return make_rig(small_opcua_server, mosquitto_tls, signing)
+    """The server and broker of the module: each test's bridge has its own PublisherId, so
+    nothing one leaves retained is what another reads."""
+    return make_rig(shared_small_opcua_server, shared_mosquitto_tls, signing)
+
+
+@pytest.fixture
+def own_server_rig(
+    small_opcua_server: OpcUaTestServer,
+    shared_mosquitto_tls: MosquittoBroker,
+    signing: tuple[Signer, TrustStore],
+) -> Rig:
+    """A rig with a server of its own, for a test that changes the server's model."""
+    return make_rig(small_opcua_server, shared_mosquitto_tls, signing)
 
 
 def _plan(
@@ -287,8 +299,9 @@ async def test_a_layout_that_cannot_carry_a_keep_alive_sends_none(rig: Rig) -> N
 
 
 async def test_a_data_type_change_on_the_server_bumps_major_version_and_republishes_metadata(
-    rig: Rig,
+    own_server_rig: Rig,
 ) -> None:
+    rig = own_server_rig
     mutable = rig.server.nodeid("Plant.Dynamic.Mutable")
     plan = _plan("bridge-dtype", WriterPlan("Dyn", 9, (_sampled("Mutable", mutable, 6),)))
     async with rig.subscribed(plan, "sub-dtype") as sub:
@@ -318,12 +331,12 @@ async def test_a_data_type_change_on_the_server_bumps_major_version_and_republis
 
 
 async def test_bridge_works_under_mutual_tls_and_an_acl_confining_it_to_its_prefix(
-    small_opcua_server: OpcUaTestServer,
+    shared_small_opcua_server: OpcUaTestServer,
     mosquitto_mtls_acl: MosquittoBroker,
     signing: tuple[Signer, TrustStore],
 ) -> None:
     broker = mosquitto_mtls_acl
-    rig = make_rig(small_opcua_server, broker, signing, client_cert=True)
+    rig = make_rig(shared_small_opcua_server, broker, signing, client_cert=True)
     sim = rig.server.manifest["simulation"]
     plan = _plan("bridge-acl", WriterPlan("Sim", 3, (_sampled("Counter", sim["Counter"], 7),)))
     # As a plant runs it: the bridge first, a subscriber joining later (metadata is retained).
@@ -339,10 +352,11 @@ async def test_bridge_works_under_mutual_tls_and_an_acl_confining_it_to_its_pref
 
 
 async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    own_server_rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The check reads the nodes a chunk at a time (here one): the deleted node is in the
     second chunk."""
+    rig = own_server_rig
     monkeypatch.setattr(model_watch, "NODE_CHECK_CHUNK", 1)
     mutable = rig.server.nodeid("Plant.Dynamic.Mutable")
     counter = _sampled("Counter", rig.server.manifest["simulation"]["Counter"], 7)

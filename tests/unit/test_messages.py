@@ -1471,7 +1471,7 @@ def test_random_json_raises_only_decode_error(value: Any, use_types: bool) -> No
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@settings(max_examples=1500, deadline=2000, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, deadline=2000, suppress_health_check=list(HealthCheck))
 @given(mutated_documents(), st.booleans())
 def test_mutated_messages_raise_only_decode_error(value: Any, use_types: bool) -> None:
     """Valid messages of every kind with members deleted, replaced by random JSON or added: the

@@ -138,7 +138,7 @@ def asyncua_decodes(body: bytes) -> ua.PublishResponse:
 
 
 @settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

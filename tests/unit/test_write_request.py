@@ -1274,7 +1274,7 @@ def near_requests(draw: st.DrawFn) -> dict[str, Any]:
     return obj
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(obj=st.one_of(near_requests(), mutated_requests().map(json.loads)))
 def test_the_fast_schema_check_accepts_nothing_the_schema_refuses(obj: Any) -> None:
     if isinstance(obj, dict) and fast_valid(obj):
