@@ -84,12 +84,20 @@ async def test_a_lost_session_says_why_and_the_next_one_asks_the_restarted_serve
     assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncua.client")] == []
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ua.UaStatusCodeError(ua.StatusCodes.BadSessionClosed),  # the server closed its sessions
+        ConnectionError("connection lost"),  # the socket closed: asyncua fails what is pending
+    ],
+    ids=["session-closed", "socket-closed"],
+)
 async def test_the_second_publish_failing_after_the_loss_ends_its_loop_without_a_traceback(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, failure: Exception
 ) -> None:
-    """Two Publish requests are in flight; a server closing its sessions fails both. The first
-    loses the connection; the second, answered before the cancellation reaches its loop, must
-    end that loop quietly, not log asyncua's "Publish iteration crashed" and retry."""
+    """Two Publish requests are in flight and the connection goes: both fail. The first loses
+    the connection; the second, resumed before the cancellation reaches its loop, must end that
+    loop quietly, not log asyncua's "Publish iteration crashed" and retry."""
     caplog.set_level(logging.WARNING, logger="asyncua")
     session = OpcUaSession(Client(f"opc.tcp://{LOOPBACK}:{free_port()}/never-connected"))
     calls = 0
@@ -97,7 +105,7 @@ async def test_the_second_publish_failing_after_the_loss_ends_its_loop_without_a
     async def session_closed(acks: list[ua.SubscriptionAcknowledgement]) -> object:
         nonlocal calls
         calls += 1
-        raise ua.UaStatusCodeError(ua.StatusCodes.BadSessionClosed)
+        raise failure
 
     session._publish = session_closed
     session.state = "disconnected"  # the first failure's loss has been handled

@@ -96,14 +96,15 @@ class OpcUaSession:
         of feeding the publish loop a traceback a second until the socket closes too."""
         try:
             return await self._publish(acks)
-        except UaStatusCodeError as e:
-            if e.code not in CONNECTION_LOST:
-                raise
+        except Exception as e:
             if self.state != "connected":
-                # The other Publish in flight failed with this one and its loss is handled: end
-                # this loop as the session's cancellation would, not with asyncua's "Publish
-                # iteration crashed" traceback one turn before that cancellation arrives.
+                # The connection is lost (the socket closed, failing every request in flight, or
+                # the other Publish in flight failed first): end this loop as the cancellation
+                # of the session's publishing does, not with asyncua's "Publish iteration
+                # crashed" traceback a loop turn before that cancellation arrives.
                 raise asyncio.CancelledError from e
+            if not isinstance(e, UaStatusCodeError) or e.code not in CONNECTION_LOST:
+                raise
             self.lost_cause = f"the server ended the session ({status_name(e.code)})"
             self._client.uaclient.notify_transport_lost()  # cancels this task (_state_changed)
             await asyncio.sleep(0)
