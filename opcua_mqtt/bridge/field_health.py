@@ -11,7 +11,9 @@ A field is in one of four states:
 * ``good``: its last value is Good or Uncertain.
 
 Each episode of a field not delivering (refused, or waiting past its grace period) is logged
-once, naming the field as ``Group/Writer/Field (NodeId)``. The state only changes on events,
+once, naming the field as ``Group/Writer/Field (NodeId)``; the fields that become overdue in
+one report, and those that deliver again between two, share one line (a slow server can leave
+100,000 fields without a value at once). The state only changes on events,
 so the hot path (:meth:`FieldHealth.value`) is one dictionary lookup and a comparison, and the
 counts per state are kept as the states change: the report (every second, and for each
 scrape) looks only at the fields that do not deliver, not at all of them.
@@ -117,6 +119,7 @@ class FieldHealth:
         self._counts[FieldState.WAITING] = len(self._fields)
         # The fields waiting or refused, in the order they first stopped delivering.
         self._undelivering: dict[FieldKey, _Field] = dict(self._fields)
+        self._back: list[FieldKey] = []  # reported overdue, delivering since the last report
 
     @classmethod
     def of_plan(cls, plan: BridgePlan) -> FieldHealth:
@@ -203,7 +206,7 @@ class FieldHealth:
         self._reasons.pop(key, None)  # a refusal episode ends with a value
         if was is FieldState.WAITING:
             if f.reported:
-                _log.info("field %s delivers again", self._describe(key))
+                self._back.append(key)  # told by the next report
             return True
         return False
 
@@ -228,6 +231,8 @@ class FieldHealth:
         overdue = 0
         refused: list[str] = []
         late: list[str] = []
+        newly: list[FieldKey] = []  # overdue since this report
+        longest = 0.0
         for key, f in self._undelivering.items():
             if f.state is FieldState.REFUSED:
                 if len(refused) < LISTED_NAMES:
@@ -242,11 +247,27 @@ class FieldHealth:
                 overdue += 1
                 if not f.reported:
                     f.reported = True
-                    _log.warning(
-                        "field %s has had no value %.0f s after it was subscribed",
-                        self._describe(key),
-                        now - f.since,
-                    )
+                    newly.append(key)
+                    longest = max(longest, now - f.since)
                 if len(late) < LISTED_NAMES:
                     late.append(self._describe(key))
+        if self._back:
+            self._log_fields(logging.INFO, self._back, "delivers again", "deliver again")
+            self._back = []
+        if newly:
+            self._log_fields(
+                logging.WARNING,
+                newly,
+                f"has had no value {longest:.0f} s after it was subscribed",
+                f"have had no value for up to {longest:.0f} s after they were subscribed",
+            )
         return FieldReport(counts, overdue, refused, late)
+
+    def _log_fields(self, level: int, keys: list[FieldKey], one: str, many: str) -> None:
+        """One line for ``keys``: the field's name, or their number and the first few names."""
+        if len(keys) == 1:
+            _log.log(level, "field %s %s", self._describe(keys[0]), one)
+            return
+        names = ", ".join(self._describe(k) for k in keys[:LISTED_NAMES])
+        more = f" and {len(keys) - LISTED_NAMES} more" if len(keys) > LISTED_NAMES else ""
+        _log.log(level, "%d fields %s: %s%s", len(keys), many, names, more)

@@ -231,3 +231,28 @@ def test_a_plans_fields_are_named_group_writer_field_and_node_id(
         health.refused(FieldKey(0, 0, "A"), ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
     assert caplog.messages == ["field G/W/A (i=1) refused by the server: BadNodeIdUnknown"]
     assert health.report().refused_names == ["G/W/A (i=1): BadNodeIdUnknown"]
+
+
+def test_fields_overdue_in_one_report_or_back_between_two_share_one_line(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = [FieldKey(0, 0, f"F{i}") for i in range(8)]
+    health = FieldHealth([(k, 10.0) for k in keys], lambda k: f"G/W/{k[2]}", clock)
+    health.subscribed()
+    clock.now += 4
+    health.value(keys[0], GOOD)  # in time: never overdue
+    clock.now += 7
+    with caplog.at_level(logging.INFO, "opcua_mqtt.bridge.field_health"):
+        assert health.report().overdue == 7
+        assert health.report().overdue == 7  # the same episode: no second line
+        for key in keys[1:]:
+            health.value(key, GOOD)
+        assert health.report().delivering
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "7 fields have had no value for up to 11 s after they were subscribed: G/W/F1, "
+            "G/W/F2, G/W/F3, G/W/F4, G/W/F5 and 2 more",
+        ),
+        ("INFO", "7 fields deliver again: G/W/F1, G/W/F2, G/W/F3, G/W/F4, G/W/F5 and 2 more"),
+    ]
