@@ -160,7 +160,10 @@ async def _listen(
         iterator = sub.__aiter__()
         while count is None or seen < count:
             try:
-                ds = await asyncio.wait_for(iterator.__anext__(), timeout)
+                # not wait_for: on Python 3.11 it swallows the cancellation Ctrl-C brings when
+                # a message arrives in the same loop turn, and listen ran on until --timeout
+                async with asyncio.timeout(timeout):
+                    ds = await iterator.__anext__()
             except TimeoutError:
                 click.echo(f"nothing received for {timeout:g} s", err=True)
                 return 4

@@ -77,8 +77,14 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str
         await asyncio.sleep(0.2)
 
 
-async def _readyz(port: int, expected: int, timeout: float) -> dict[str, Any]:
-    """Poll /readyz until it answers ``expected``; its JSON report."""
+async def _readyz(
+    port: int,
+    expected: int,
+    timeout: float,
+    where: Callable[[dict[str, Any]], bool] = lambda report: True,
+) -> dict[str, Any]:
+    """Poll /readyz until it answers ``expected`` with a report ``where`` accepts (e.g. one that
+    names a cause found after a first attempt); its JSON report."""
     answer: list[tuple[int, bytes]] = []
 
     async def answered() -> bool:
@@ -86,7 +92,7 @@ async def _readyz(port: int, expected: int, timeout: float) -> dict[str, Any]:
             answer[:] = [await _get(port, "/readyz")]
         except OSError:
             return False  # not listening yet
-        return answer[0][0] == expected
+        return answer[0][0] == expected and where(json.loads(answer[0][1]))
 
     await _until(answered, timeout, f"/readyz {expected}")
     report: dict[str, Any] = json.loads(answer[0][1])
