@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,7 +98,7 @@ def listen(
       opcua-mqtt listen broker:8883 --topic 'acme/site1/#' --topic 'opcua/json/#' --ca ca.pem
       opcua-mqtt listen broker:8883 --alarms --ca ca.pem --trust ca.pem
     \b
-    Exit codes: 0 done (--count reached or Ctrl-C), 2 bad usage (e.g. a malformed
+    Exit codes: 0 done (--count reached, Ctrl-C or SIGTERM), 2 bad usage (e.g. a malformed
     TOPIC_FILTER), 3 broker unreachable, or it refused the connection (untrusted
     certificate, client certificate or credentials refused), 4 nothing received within
     --timeout.
@@ -130,7 +131,7 @@ def listen(
     except MqttError as e:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(EXIT_BROKER) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGINT or SIGTERM
         code = 0
     raise SystemExit(code)
 
@@ -146,6 +147,13 @@ async def _listen(
     timeout: float | None,
     alarms: AlarmList | None = None,
 ) -> int:
+    # SIGINT and SIGTERM stop listen cleanly, also where it started with SIGINT ignored (as
+    # every command of a background job does, `listen ... &` in a script): Python then leaves
+    # Ctrl-C ignored, and only `kill -9` would have stopped it.
+    task = asyncio.current_task()
+    if task is not None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
     seen = 0
     table: LiveTable | None = None
     if mode == "table":
