@@ -26,10 +26,10 @@ def test_listen_started_with_sigint_ignored_stops_cleanly_on_a_signal(
 ) -> None:
     broker = shared_mosquitto_tls
     err = tmp_path / "listen.err"
+    cmd = [EXE, "listen", f"{broker.host}:{broker.port}", "--ca", str(broker.ca_cert)]
     with err.open("w") as stderr:
         listen = subprocess.Popen(
-            [EXE, "listen", f"{broker.host}:{broker.port}", "--ca", str(broker.ca_cert)]
-            + ["--format", "json", "--timeout", "120"],
+            [*cmd, "--format", "json", "--timeout", "120"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
