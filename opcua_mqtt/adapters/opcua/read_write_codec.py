@@ -271,22 +271,26 @@ def decode_write_response(data: Buffer) -> ua.WriteResponse:
 
 async def read(session: UaSession, parameters: ua.ReadParameters) -> list[ua.DataValue]:
     """asyncua's ``UaSession.read`` (asyncua 2.1) with this module's codec."""
-    request = ua.ReadRequest()
-    request.Parameters = parameters
-    response = decode_read_response(await session._send_request(request))
-    response.ResponseHeader.ServiceResult.check()
-    results: list[ua.DataValue] = response.Results
+    results: list[ua.DataValue] = await _call(
+        session, ua.ReadRequest(Parameters=parameters), decode_read_response
+    )
     return results
 
 
 async def write(session: UaSession, parameters: ua.WriteParameters) -> list[ua.StatusCode]:
     """asyncua's ``UaSession.write`` (asyncua 2.1) with this module's codec."""
-    request = ua.WriteRequest()
-    request.Parameters = parameters
-    response = decode_write_response(await session._send_request(request))
-    response.ResponseHeader.ServiceResult.check()
-    results: list[ua.StatusCode] = response.Results
+    results: list[ua.StatusCode] = await _call(
+        session, ua.WriteRequest(Parameters=parameters), decode_write_response
+    )
     return results
+
+
+async def _call(session: UaSession, request: Any, decode: Callable[[Buffer], Any]) -> Any:
+    """Send ``request``, decode its response with ``decode``, raise its ServiceResult if Bad;
+    the Results."""
+    response = decode(await session._send_request(request))
+    response.ResponseHeader.ServiceResult.check()
+    return response.Results
 
 
 def install(uaclient: Any) -> None:
