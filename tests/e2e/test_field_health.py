@@ -5,15 +5,14 @@ the same subscription spoils none of the other values."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 from pathlib import Path
 
-import pytest
 from asyncua import ua
 
 from harness.bridge import BridgeProcesses, make_certs, run_cli, simulated_fields, write_config
+from harness.datasets import first_good
 from harness.mosquitto import MosquittoBroker
 from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer
 from harness.processes import free_port
@@ -53,15 +52,7 @@ async def test_a_refused_field_is_counted_named_once_and_keeps_the_bridge_unread
 
     # Every other value arrives, the empty matrix as an empty array.
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
-        it = sub.__aiter__()
-        # A key frame may go out before the first values arrive (BadWaitingForInitialData).
-        valued = ("Counter", "Plain", "EmptyMatrix")
-        for _ in range(50):
-            ds = await asyncio.wait_for(it.__anext__(), 20)
-            if all(n in ds.fields and ds.fields[n].status.is_good() for n in valued):
-                break
-        else:
-            pytest.fail(f"{valued} never all had Good values: {ds.fields}")
+        ds = await first_good(sub, "Counter", "Plain", "EmptyMatrix", attempts=50, timeout=20)
     assert ds.fields["Plain"].value == 7.25 and ds.fields["EmptyMatrix"].value == []
     assert ds.fields["EmptyMatrix"].status.is_good()
     assert ds.fields["Missing"].status.value == ua.StatusCodes.BadNodeIdUnknown

@@ -17,6 +17,7 @@ import yaml
 from asyncua import ua
 
 from harness.bridge import EXE, BridgeProcesses, simulated_fields, simulation_config
+from harness.datasets import first_good
 from harness.mosquitto import MosquittoBroker
 from harness.mqtt import MqttProbe, adapter_options
 from harness.opcua_servers import OpcUaTestServer
@@ -156,13 +157,7 @@ async def test_run_over_basic256sha256_with_a_user_name_and_password(
     )
     proc = bridges.start(config, E2E_OPCUA_PW=shared_small_opcua_server.password)
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
-        # A key frame may go out before the first value arrives (BadWaitingForInitialData).
-        for _ in range(40):
-            ds = await asyncio.wait_for(sub.__aiter__().__anext__(), 30)
-            if ds.fields["Counter"].status.is_good():
-                break
-        else:
-            pytest.fail(f"Counter never had a Good value: {ds.fields}")
+        await first_good(sub, "Counter")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     logs = proc.text()
@@ -251,10 +246,4 @@ async def test_the_hint_for_an_untrusted_server_names_a_command_that_trusts_it(
     assert trust.returncode == 0, trust.stderr
     assert list(trusted.iterdir())
     async with _subscriber(mosquitto_tls, tmp_path / "certs" / "ca.pem") as sub:
-        # A key frame may go out before the first value arrives (BadWaitingForInitialData).
-        for _ in range(40):
-            ds = await asyncio.wait_for(sub.__aiter__().__anext__(), 30)
-            if ds.fields["Counter"].status.is_good():
-                break
-        else:
-            pytest.fail(f"Counter never had a Good value: {ds.fields}")
+        await first_good(sub, "Counter")

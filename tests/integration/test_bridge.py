@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
+from harness.datasets import first_where
 from harness.mosquitto import MosquittoBroker
 from harness.mqtt import MqttProbe, adapter_options
 from harness.opcua_servers import OpcUaTestServer
@@ -168,17 +169,6 @@ async def _next(sub: Subscriber, timeout: float = 10) -> ReceivedDataSet:
     return await asyncio.wait_for(sub.__aiter__().__anext__(), timeout)
 
 
-async def _first_where(
-    sub: Subscriber, wanted: Callable[[ReceivedDataSet], bool], attempts: int, failure: str
-) -> ReceivedDataSet:
-    """The first of the next ``attempts`` data sets that is ``wanted``; else the test fails."""
-    for _ in range(attempts):
-        ds = await _next(sub)
-        if wanted(ds):
-            return ds
-    pytest.fail(f"{failure}; last: {ds.fields}")
-
-
 def _scalar_per_type(server: OpcUaTestServer) -> Iterator[tuple[str, dict[str, Any]]]:
     """One writable-or-not, non-simulated scalar and one array per built-in type."""
     changing = set(server.manifest["simulation"].values())
@@ -306,7 +296,7 @@ async def test_a_data_type_change_on_the_server_bumps_major_version_and_republis
     plan = _plan("bridge-dtype", WriterPlan("Dyn", 9, (_sampled("Mutable", mutable, 6),)))
     async with rig.subscribed(plan, "sub-dtype") as sub:
         # A key frame may go out before the first value arrives (BadWaitingForInitialData).
-        first = await _first_where(
+        first = await first_where(
             sub,
             lambda ds: ds.fields["Mutable"].status.is_good(),
             attempts=40,
@@ -314,7 +304,7 @@ async def test_a_data_type_change_on_the_server_bumps_major_version_and_republis
         )
         assert first.fields["Mutable"].variant_type == ua.VariantType.Int32
         await call_control(rig.server, "ChangeDataType", mutable)
-        ds = await _first_where(
+        ds = await first_where(
             sub,
             lambda ds: (
                 bool(ds.fields.get("Mutable"))
@@ -342,7 +332,7 @@ async def test_bridge_works_under_mutual_tls_and_an_acl_confining_it_to_its_pref
     # As a plant runs it: the bridge first, a subscriber joining later (metadata is retained).
     async with rig.bridge(plan), Subscriber(rig.mqtt("sub-acl"), trust=rig.trust) as sub:
         # A key frame may go out before the first value arrives (BadWaitingForInitialData).
-        ds = await _first_where(
+        ds = await first_where(
             sub,
             lambda ds: ds.fields["Counter"].status.is_good(),
             attempts=40,
@@ -370,14 +360,14 @@ async def test_a_node_deleted_on_the_server_turns_its_field_bad_not_silent(
     plan = _plan("bridge-gone", writer, node_check_interval_s=0.3)
     async with rig.subscribed(plan, "sub-gone") as sub:
         # A key frame may go out before the first value arrives (BadWaitingForInitialData).
-        await _first_where(
+        await first_where(
             sub,
             lambda ds: ds.fields["Mutable"].status.is_good(),
             attempts=40,
             failure="the node's value never arrived",
         )
         await call_control(rig.server, "DeleteVariable", mutable)
-        ds = await _first_where(
+        ds = await first_where(
             sub,
             lambda ds: "Mutable" in ds.fields and ds.fields["Mutable"].status.is_bad(),
             attempts=40,
