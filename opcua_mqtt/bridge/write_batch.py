@@ -172,6 +172,8 @@ class WriteQueue:
         )
 
     async def _fly(self, flight: _Flight) -> None:
+        """Carry out one batch; whatever happens, each of its requests is settled and the
+        queue hears that the batch is gone."""
         batch = flight.jobs
         try:
             await self._run(batch, functools.partial(self._checked, flight))

@@ -167,10 +167,10 @@ async def rig(broker: MosquittoBroker) -> AsyncIterator[Rig]:
 
 
 async def test_writes_to_one_node_keep_their_order_while_batches_overlap(
-    mosquitto_tls: MosquittoBroker, caplog: pytest.LogCaptureFixture
+    shared_mosquitto_tls: MosquittoBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="opcua_mqtt.bridge.write_back")
-    async with rig(mosquitto_tls) as r:
+    async with rig(shared_mosquitto_tls) as r:
         w = r.watched
         w.hold_next_write()
         first = r.ask(A, 1.5)
@@ -197,9 +197,9 @@ async def test_writes_to_one_node_keep_their_order_while_batches_overlap(
 
 
 async def test_a_batch_whose_read_fails_leaves_the_batch_in_flight_be(
-    mosquitto_tls: MosquittoBroker,
+    shared_mosquitto_tls: MosquittoBroker,
 ) -> None:
-    async with rig(mosquitto_tls) as r:
+    async with rig(shared_mosquitto_tls) as r:
         w = r.watched
         w.hold_next_write()
         first = r.ask(A, 5.5)
