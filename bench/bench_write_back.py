@@ -3,7 +3,7 @@
 process.
 
     python bench/bench_write_back.py [--requests 1000] [--concurrency 1,4,16] [--warmup 50]
-                                     [--nodes 16] [--profile]
+                                     [--nodes 16] [--opcua-delay-ms 0] [--profile]
 
 * the asyncua test server (``python -m harness.opcua_server --variables 200``, more when
   ``--nodes`` needs more writable Doubles), started as the tests start it, in its own process;
@@ -27,6 +27,10 @@ Write per batch), but never two writes to one node in a batch (docs/write-back.m
 ``--nodes 1`` it is one Write per request. Above the broker's Receive Maximum (20 for stock
 Mosquitto) requests wait in the requester's own send window and that wait is latency too.
 
+With ``--opcua-delay-ms D`` the bridge reaches the server through ``bench/delay_proxy.py``,
+which holds every chunk D ms each way (a network with a round trip of 2 D more): the figures
+then depend on round trips more than on CPU, which a shared machine disturbs less.
+
 Every answer must be Good, name the request's RequestId and carry its Correlation Data, and the
 server must hold the last value answered in each node at the end (an independent read):
 otherwise the bench exits with status 1. CPU is per process from /proc, as in bench_bridge.py,
@@ -42,10 +46,12 @@ import datetime as dt
 import logging
 import os
 import platform
+import socket
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -68,7 +74,7 @@ from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker  # noqa: E4
 from harness.opcua_servers import OpcUaTestServer, start_opcua_server  # noqa: E402
 from harness.pki import generate_pki  # noqa: E402
 from harness.plant_model import VARIABLES_PER_MACHINE  # noqa: E402
-from harness.processes import Process, find_mosquitto, spawn  # noqa: E402
+from harness.processes import LOOPBACK, Process, find_mosquitto, free_port, spawn  # noqa: E402
 from harness.write_back import (  # noqa: E402
     Requester,
     read_variant,
@@ -165,14 +171,45 @@ def start_broker(stack: contextlib.ExitStack, workdir: Path) -> MosquittoBroker:
     return broker
 
 
+def start_delay_proxy(
+    stack: contextlib.ExitStack, workdir: Path, server: OpcUaTestServer, delay_ms: float
+) -> tuple[str, Process]:
+    """``server``'s endpoint through bench/delay_proxy.py holding each chunk ``delay_ms`` each
+    way, once it listens; the proxy is stopped by ``stack``."""
+    listen = free_port()
+    script = Path(__file__).with_name("delay_proxy.py")
+    command = [sys.executable, str(script), str(listen), str(server.port), f"{delay_ms:g}"]
+    proxy = spawn(command, workdir, "delay-proxy", REPO_ROOT, die_with_parent=True)
+    stack.callback(proxy.stop)
+    for _ in range(200):
+        try:
+            socket.create_connection((LOOPBACK, listen), timeout=1).close()
+            break
+        except OSError:
+            if not proxy.running:
+                raise SystemExit(
+                    f"the delay proxy exited: {proxy.stderr_path.read_text()}"
+                ) from None
+            time.sleep(0.05)
+    else:
+        raise SystemExit(f"the delay proxy does not listen on {listen}")
+    return server.endpoint.replace(f":{server.port}", f":{listen}", 1), proxy
+
+
 def start_rig(
-    stack: contextlib.ExitStack, workdir: Path, *simulated: str, nodes: int = 1, **limits: Any
+    stack: contextlib.ExitStack,
+    workdir: Path,
+    *simulated: str,
+    nodes: int = 1,
+    endpoint: Callable[[OpcUaTestServer], str] = lambda server: server.endpoint,
+    **limits: Any,
 ) -> tuple[MosquittoBroker, OpcUaTestServer, list[str], Path]:
     """What the write-back benchmarks stand on, stopped by ``stack``: a TLS broker, the asyncua
     test server (200 variables, more when ``nodes`` needs them) and a configuration (not
     started) whose writer W holds the ``simulated`` variables and ``nodes`` writable Doubles of
     the server (fields ``Double``, ``Double1``, ...), and accepts writes to those within the
-    write-back ``limits``. Returns (broker, server, the Doubles' NodeIds, path)."""
+    write-back ``limits``; the bridge reaches the server at ``endpoint(server)``. Returns
+    (broker, server, the Doubles' NodeIds, path)."""
     broker = start_broker(stack, workdir)
     # Blocking on purpose: nothing else runs yet, and a Ctrl-C cannot orphan the server.
     # Each machine of the test plant has a writable Double among its Parameters.
@@ -199,7 +236,7 @@ def start_rig(
     ]
     fields = [*simulated_fields(server, *simulated), *doubles]
     allow = [f"G/W/{name}" for name in names]
-    config = write_back_config(workdir, server.endpoint, broker, fields, allow, **limits)
+    config = write_back_config(workdir, endpoint(server), broker, fields, allow, **limits)
     return broker, server, node_ids, config
 
 
@@ -210,10 +247,20 @@ def double_field(i: int) -> str:
 
 async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch], dict[str, Any]]:
     with contextlib.ExitStack() as stack:
+        proxies: list[Process] = []
+
+        def endpoint(server: OpcUaTestServer) -> str:
+            if not args.opcua_delay_ms:
+                return server.endpoint
+            via, proxy = start_delay_proxy(stack, workdir, server, args.opcua_delay_ms)
+            proxies.append(proxy)
+            return via
+
         broker, server, node_ids, config = start_rig(
             stack,
             workdir,
             nodes=args.nodes,
+            endpoint=endpoint,
             rate_per_s=100_000,
             burst=100_000,
             total_rate_per_s=100_000,
@@ -229,6 +276,8 @@ async def measure(workdir: Path, args: argparse.Namespace) -> tuple[list[Batch],
                 "mosquitto": broker.pid or 0,
                 "requester": os.getpid(),
             }
+            for proxy in proxies:
+                pids["delay proxy"] = proxy.pid
             warmup = await load.batch(args.warmup, 1, pids)
             batches = [await load.batch(args.requests, k, pids) for k in args.concurrency]
             held = {
@@ -265,7 +314,9 @@ def print_report(batches: list[Batch], info: dict[str, Any]) -> None:
         print(
             f"#   {b.in_flight} in flight: {b.seconds:.2f} s; CPU %: bridge "
             f"{b.cpu.get('bridge', 0):.0f}, server {b.cpu.get('server', 0):.0f}, mosquitto "
-            f"{b.cpu.get('mosquitto', 0):.0f}, requester {b.cpu.get('requester', 0):.0f} "
+            f"{b.cpu.get('mosquitto', 0):.0f}, requester {b.cpu.get('requester', 0):.0f}"
+            + (f", delay proxy {b.cpu['delay proxy']:.0f}" if "delay proxy" in b.cpu else "")
+            + " "
             f"(sum {ours:.0f}; machine {machine:.0f} of {100 * (os.cpu_count() or 1)}, so "
             f"{machine - ours:.0f} % other work); {len(b.failures)} failed"
         )
@@ -290,6 +341,11 @@ async def run(args: argparse.Namespace) -> int:
         f"{', '.join(map(str, args.concurrency))}, to {args.nodes} nodes in turn, after "
         f"{args.warmup} sequential warm-up requests; MQTT 5 requester -> Mosquitto TLS -> "
         "`opcua-mqtt run` -> asyncua test server"
+        + (
+            f" through a proxy holding each chunk {args.opcua_delay_ms:g} ms each way"
+            if args.opcua_delay_ms
+            else ""
+        )
     )
     print(
         f"# {dt.date.today()}, Python {platform.python_version()}, asyncua {version('asyncua')}, "
@@ -348,6 +404,13 @@ def main(argv: list[str] | None = None) -> int:
         default=16,
         help="writable Doubles the requests write in turn (default 16; 1 = every request the "
         "same node, which the bridge writes one request per Write, in request order)",
+    )
+    parser.add_argument(
+        "--opcua-delay-ms",
+        type=float,
+        default=0.0,
+        help="hold every chunk between the bridge and the OPC UA server this long, each way "
+        "(bench/delay_proxy.py; default 0: no proxy)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="run the bridge under cProfile; print its top"

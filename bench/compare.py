@@ -121,7 +121,12 @@ async def write_back_runs(args: argparse.Namespace, workdir: Path) -> dict[int, 
     for nodes in (16, 1):
         print(f"# measuring write-back, 16 in flight, {nodes} node(s) ...", flush=True)
         wb_args = argparse.Namespace(
-            requests=args.requests, concurrency=[16], warmup=50, nodes=nodes, profile=False
+            requests=args.requests,
+            concurrency=[16],
+            warmup=50,
+            nodes=nodes,
+            opcua_delay_ms=0.0,
+            profile=False,
         )
         directory = workdir / f"write-back-{nodes}"
         directory.mkdir()

@@ -259,8 +259,9 @@ class WriteBack:
             f"failed ({type(e).__name__}); whether anything was written is unknown",
         )
 
-    async def _run_batch(self, jobs: list[Job]) -> None:
-        """Carry out a batch of requests whose turn has come; settles every job. Idempotency,
+    async def _run_batch(self, jobs: list[Job], checked: Callable[[], None]) -> None:
+        """Carry out a batch of requests whose turn has come; settles every job (and calls
+        ``checked()`` once only its Writes are left, see WriteQueue). Idempotency,
         deadline and expiry are checked again, as a request may have waited: a copy answered
         meanwhile must not write twice, and a stale request not at all."""
         live: list[Job] = []
@@ -279,7 +280,7 @@ class WriteBack:
         if not live:
             return
         try:
-            outcomes = await self._outcomes(live)
+            outcomes = await self._outcomes(live, checked)
         except Exception as e:  # noqa: BLE001 - each request answers it (see _settle)
             for job in live:
                 job.done.set_exception(e)
@@ -291,15 +292,17 @@ class WriteBack:
                 self._seen.put(job.key, sealed, self._monotonic(), job.digest)
             job.done.set_result(sealed)
 
-    async def _outcomes(self, jobs: list[Job]) -> list[tuple[dict[str, Any], bool]]:
+    async def _outcomes(
+        self, jobs: list[Job], checked: Callable[[], None]
+    ) -> list[tuple[dict[str, Any], bool]]:
         """The answers to ``jobs`` in their order: the writes in one batch, the commands
         (Acknowledge, Call, ...: targets that are all commands, bridge/commands.py) one by one."""
-        writes = [job for job in jobs if job.request.targets[0].command is None]
-        written = iter(await self._targets.execute(writes) if writes else [])
+        writes = [job for job in jobs if not job.exclusive]
+        written = iter(await self._targets.execute(writes, checked) if writes else [])
         session = self._session(None, None)  # commands go to the first source
         out = []
         for job in jobs:
-            if job.request.targets[0].command is None:
+            if not job.exclusive:
                 out.append(next(written))
             else:
                 out.append(await self._commands.execute(job.request, job.who, session))

@@ -7,16 +7,25 @@ cost two OPC UA round trips instead of 32. The Read asks for what may change bet
 writes (AccessLevel, UserAccessLevel, the value replaced); a node's DataType, ValueRank and
 ArrayDimensions are read once per session (see :class:`_Shape`).
 
+Batches overlap, two at most: the next one starts (its Read goes out) once the previous one's
+Read is answered and only its Write is left, so that a Read and a Write share each round trip
+to the server instead of following each other, and requests arriving meanwhile wait one round
+trip, not two.
+
 Arrival order is kept where it matters: a batch is taken from the head of the queue and ends
-before the first request that writes a node a request already in it writes (or repeats a
-RequestId of its requester), so that writes to one node are carried out in request order, each
-Write after the previous one is answered, and the value before the write in the audit line is
-the one the request replaced.
+before the first request that writes a node a request already in it, or in the batch still in
+flight, writes (or repeats a RequestId of its requester); a request whose node the batch in
+flight writes waits until that batch is done, and so does everything behind it. So writes to
+one node are carried out in request order, each Read and Write after the previous Write to it
+is answered, and the value before the write in the audit line is the one the request replaced.
+A batch with a command (Acknowledge, Call, ...) overlaps no other: what a command changes is
+not known beforehand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from collections import deque
@@ -63,6 +72,9 @@ _UNTYPED = frozenset({0, int(ua.VariantType.Variant)})  # abstract DataTypes tak
 #: Requests per batch at most: bounds the Read and Write (at most this × max_targets
 #: operations, split further by the server's OperationLimits) and the wait of the last one.
 MAX_BATCH = 64
+#: Batches carried out at once: the next one's Read goes out while the previous one's Write
+#: is at the server.
+DEPTH = 2
 
 
 @dataclass(eq=False)
@@ -83,6 +95,12 @@ class Job:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
+    @property
+    def exclusive(self) -> bool:
+        """A command (Acknowledge, Call, ...): its effects on nodes are not known beforehand,
+        so its batch overlaps no other."""
+        return self.request.targets[0].command is not None
+
 
 def claims_of(
     request: WriteRequest, who: Identity, fields: Mapping[tuple[str, str], str]
@@ -99,15 +117,25 @@ def claims_of(
 
 
 class WriteQueue:
-    """Requests in arrival order, handed to ``run`` in batches (see the module docstring);
-    ``run`` must settle every job's ``done``."""
+    """Requests in arrival order, handed to ``run`` in batches (see the module docstring),
+    at most ``depth`` batches at once; ``run(batch, checked)`` must settle every job's
+    ``done`` and call ``checked()`` once the batch's Reads are answered and only its Writes
+    are left (the next batch may start then; a batch that ends counts as checked)."""
 
-    def __init__(self, run: Callable[[list[Job]], Awaitable[None]], max_batch: int = MAX_BATCH):
+    def __init__(
+        self,
+        run: Callable[[list[Job], Callable[[], None]], Awaitable[None]],
+        max_batch: int = MAX_BATCH,
+        depth: int = DEPTH,
+    ):
         self._run = run
         self._max = max_batch
+        self._depth = depth
         self._waiting: deque[Job] = deque()
+        self._flights: list[_Flight] = []  # batches carried out now, oldest first
+        self._moved = asyncio.Event()  # a batch in flight was checked or ended
         self._drainer: asyncio.Task[None] | None = None
-        self.batches = 0  # batches carried out so far
+        self.batches = 0  # batches started so far
 
     def submit(self, job: Job) -> None:
         self._waiting.append(job)
@@ -115,34 +143,86 @@ class WriteQueue:
             self._drainer = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
+        """Start batches while requests wait; the flights own themselves (each ends by
+        settling its jobs), so this ends as soon as nothing waits."""
         try:
             while self._waiting:
                 await asyncio.sleep(0)  # requests arriving in this turn of the loop join
-                batch = self._take()
+                batch = self._take() if self._room() else []
+                if not batch:  # wait for a batch in flight to move on
+                    self._moved.clear()
+                    await self._moved.wait()
+                    continue
+                flight = _Flight(batch)
+                self._flights.append(flight)
                 self.batches += 1
-                try:
-                    await self._run(batch)
-                except Exception as e:  # noqa: BLE001 - a bug: each request answers it (failed)
-                    for job in batch:
-                        if not job.done.done():
-                            job.done.set_exception(e)
-                finally:
-                    for job in batch:
-                        if not job.done.done():  # cancelled while at the server
-                            job.done.cancel()
+                flight.task = asyncio.ensure_future(self._fly(flight))
         finally:
             self._drainer = None
 
+    def _room(self) -> bool:
+        """Whether a batch may start now: fewer than ``depth`` in flight, the newest past its
+        Reads (so that requests keep gathering while a Read is at the server) and none that
+        holds a command (they overlap nothing)."""
+        flights = self._flights
+        return not flights or (
+            len(flights) < self._depth
+            and flights[-1].checked
+            and not any(f.exclusive for f in flights)
+        )
+
+    async def _fly(self, flight: _Flight) -> None:
+        """Carry out one batch; whatever happens, each of its requests is settled and the
+        queue hears that the batch is gone."""
+        batch = flight.jobs
+        try:
+            await self._run(batch, functools.partial(self._checked, flight))
+        except Exception as e:  # noqa: BLE001 - a bug: each request answers it (failed)
+            for job in batch:
+                if not job.done.done():
+                    job.done.set_exception(e)
+        finally:
+            for job in batch:
+                if not job.done.done():  # cancelled while at the server
+                    job.done.cancel()
+            self._flights.remove(flight)
+            self._moved.set()
+
+    def _checked(self, flight: _Flight) -> None:
+        flight.checked = True
+        self._moved.set()
+
     def _take(self) -> list[Job]:
-        batch = [self._waiting.popleft()]
-        claimed = set(batch[0].claims)
+        """From the head of the queue, up to the first request that shares a claim with the
+        batch or a batch in flight (or, with one in flight, holds a command); empty when the
+        head itself does: it waits for that batch to end, and so does everything behind it."""
+        claimed: set[object] = set()
+        for flight in self._flights:
+            claimed |= flight.claims
+        overlapping = bool(self._flights)
+        batch: list[Job] = []
         while self._waiting and len(batch) < self._max:
             job = self._waiting[0]
-            if not claimed.isdisjoint(job.claims):
-                break  # it waits for the next batch, and so does everything behind it
+            if not claimed.isdisjoint(job.claims) or (overlapping and job.exclusive):
+                break
             claimed |= job.claims
             batch.append(self._waiting.popleft())
         return batch
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A batch being carried out: what it claims, and whether it is past its Reads."""
+
+    jobs: list[Job]
+    checked: bool = False
+    task: asyncio.Task[None] | None = None
+    claims: frozenset[object] = field(init=False)
+    exclusive: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claims = frozenset().union(*(j.claims for j in self.jobs))
+        self.exclusive = any(j.exclusive for j in self.jobs)
 
 
 @dataclass(frozen=True)
@@ -183,6 +263,10 @@ class _Pending:
     node_id: ua.NodeId
 
 
+#: A target to write: the value converted, and the value it replaces (for the audit line).
+_Write = tuple[_Pending, ua.Variant, Any]
+
+
 class TargetWriter:
     """Checks and writes the targets of a batch of requests: the requester's allow-list, the
     server's AccessLevel and UserAccessLevel, exact conversion; one Read, one Write."""
@@ -205,14 +289,23 @@ class TargetWriter:
             weakref.WeakKeyDictionary()
         )
 
-    async def execute(self, jobs: Sequence[Job]) -> list[tuple[dict[str, Any], bool]]:
+    async def execute(
+        self, jobs: Sequence[Job], checked: Callable[[], None]
+    ) -> list[tuple[dict[str, Any], bool]]:
         """Each job's answer (unsealed) and whether every one of its targets was written:
-        one Read and one Write per server (source) the batch writes to."""
+        one Read and one Write per server (source) the batch writes to; ``checked()`` when
+        the Reads are answered and only the Writes are left."""
         servers: dict[int, tuple[OpcUaSession, JsonCodec, list[_Pending]]] = {}
         all_results = [await self._resolve(job, servers) for job in jobs]
-        for session, server_codec, pending in servers.values():
-            if pending:
-                await self._write(session, server_codec, pending)
+        writes = [
+            (session, await self._check(session, server_codec, pending))
+            for session, server_codec, pending in servers.values()
+            if pending
+        ]
+        checked()
+        for session, passed in writes:
+            if passed:
+                await self._write(session, passed)
         # the answers' NodeIds in the namespaces of the first server written to, if any
         codec = next(iter(servers.values()))[1] if servers else JsonCodec()
         out: list[tuple[dict[str, Any], bool]] = []
@@ -309,9 +402,11 @@ class TargetWriter:
             unreadable |= _remember(known, stale, again)
         return fresh, unreadable
 
-    async def _write(
+    async def _check(
         self, session: OpcUaSession, codec: JsonCodec, pending: list[_Pending]
-    ) -> None:
+    ) -> list[_Write]:
+        """The server's checks of ``pending`` (one Read) and the conversion; the targets
+        refused get their results, those that passed are returned to be written."""
         fresh, unreadable = await self._read(session, pending)
         known = self._shapes[session]
         shapes = [known.get(p.node_id) for p in pending]
@@ -319,7 +414,7 @@ class TargetWriter:
         limits = await session.string_limits(
             {p.node_id: builtins[s.data_type] for p, s in zip(pending, shapes, strict=True) if s}
         )
-        writes: list[tuple[_Pending, ua.Variant, Any]] = []
+        writes: list[_Write] = []
         n = len(_FRESH)
         for k, (p, shape) in enumerate(zip(pending, shapes, strict=True)):
             access, user_access, old = fresh[k * n : (k + 1) * n]
@@ -358,8 +453,11 @@ class TargetWriter:
                 p.results[p.slot] = refusal(p.job, p.target, e.status, p.text, e.message)
                 continue
             writes.append((p, variant, old.Value.Value if old.Value else None))
-        if not writes:
-            return
+        return writes
+
+    async def _write(self, session: OpcUaSession, writes: list[_Write]) -> None:
+        """One Write (split by the server's limits) of ``writes``; an audit line and a result
+        for each."""
         statuses = await session.write(
             [
                 ua.WriteValue(

@@ -21,6 +21,8 @@ def test_write_back_benchmark_answers_every_request_good_and_prints_its_table() 
             "1,3",
             "--warmup",
             "2",
+            "--opcua-delay-ms",  # through bench/delay_proxy.py
+            "1",
         ],
         capture_output=True,
         text=True,
@@ -31,6 +33,7 @@ def test_write_back_benchmark_answers_every_request_good_and_prints_its_table() 
     rows = [line.split("|")[1:3] for line in run.stdout.splitlines() if line.startswith("| ")]
     assert [[cell.strip() for cell in row] for row in rows[2:]] == [["1", "6"], ["3", "6"]]
     assert "0 failed" in run.stdout
+    assert "delay proxy" in run.stdout  # its CPU, apart from the other work
 
 
 def test_write_flood_benchmark_serves_the_other_commander_and_sums_up_the_refusals() -> None:
