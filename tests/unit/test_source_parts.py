@@ -1,8 +1,9 @@
 """A large Publish response reaches the sink in parts (adapters/opcua/source.py,
 ``_BatchSubscription.publish_callback``): each part at most ``PART`` values, the event loop
-runs between parts, the newest value per monitored item only (so the intake does not count
-the server's own queue as shed values), and the parts of two responses never interleave.
-The responses are built here and handed to the callback as asyncua's publish loop would."""
+runs between parts, the newest value per monitored item only where items have queues above 1
+(so the intake does not count the server's own queue as shed values), and the parts of two
+responses never interleave. The responses are built here and handed to the callback as
+asyncua's publish loop would."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def _values(batch: Batch) -> list[tuple[str, float]]:
 async def test_a_large_response_arrives_in_parts_the_newest_value_per_item() -> None:
     batches: list[Batch] = []
     sub = _subscription(batches, range(10))
-    # items 0-9, then 0-4 again (a queue size above 1): 15 values, 10 items
+    sub.queued = True  # monitored with a queue size above 1 (SubscriptionSource.monitor)
+    # items 0-9, then 0-4 again: 15 values, 10 items
     values = [(h, float(h)) for h in range(10)] + [(h, 100.0 + h) for h in range(5)]
     await sub.publish_callback(_result(1, values))
     assert [len(b) for b in batches] == [4, 4, 2]
@@ -101,5 +103,16 @@ async def test_the_parts_of_two_responses_do_not_interleave() -> None:
 async def test_a_small_response_is_one_batch_as_sent() -> None:
     batches: list[Batch] = []
     sub = _subscription(batches, range(10))
+    sub.queued = True
     await sub.publish_callback(_result(1, [(1, 1.0), (2, 2.0), (1, 3.0)]))
     assert [_values(b) for b in batches] == [[("F1", 1.0), ("F2", 2.0), ("F1", 3.0)]]
+
+
+async def test_items_without_queues_are_delivered_as_sent() -> None:
+    """Queue size 1 (where sampling equals publishing): one value per item and response, so
+    nothing to reduce (no dictionary of a response's items on the hot path)."""
+    batches: list[Batch] = []
+    sub = _subscription(batches, range(10))
+    values = [(h, float(h)) for h in range(6)] + [(1, 9.0)]  # as a server would never send
+    await sub.publish_callback(_result(1, values))
+    assert [v for b in batches for v in _values(b)] == [(f"F{h}", v) for h, v in values]

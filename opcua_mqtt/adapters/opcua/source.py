@@ -158,6 +158,8 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         self._drained = drained
         self._create_items = create_items
         self._delivering = asyncio.Lock()  # one response's parts at a time (publish_callback)
+        # Whether an item may have several values in one response (a queue size above 1).
+        self.queued = False
         self.handles = range(0)  # client handles of this subscription's monitored items
 
     async def create_monitored_items(
@@ -223,14 +225,15 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         The sink keeps the newest value per field and counts a value replaced by a later
         batch as shed (overload), one replaced within its batch as the server's queue (a queue
         size above 1). So that the parts of one response do not turn the latter into the
-        former, a response split into parts has its items reduced to the newest per monitored
-        item first (in the place of the first: the sink's order is first-pending anyway)."""
+        former, a response split into parts of a subscription with such queues has its items
+        reduced to the newest per monitored item first (in the place of the first: the sink's
+        order is first-pending anyway)."""
         delivered = False
         routes = self._routes
         for notification in notifications:
             if isinstance(notification, ua.DataChangeNotification):
                 items = notification.MonitoredItems
-                if len(items) > PART:
+                if self.queued and len(items) > PART:
                     items = list({item.ClientHandle: item for item in items}.values())
                 for start in range(0, len(items), PART):
                     if delivered:
@@ -378,6 +381,7 @@ class SubscriptionSource:
             self._routes[handle] = _Route(f.key, f)
             requests.append(self._request(handle, f, node_id))
         sub.handles = range(first, self._next_handle)
+        sub.queued = any(f.queue_size > 1 for f in fields)
         results = await self._send(sub, requests)
         for request, result in zip(requests, results, strict=True):
             if isinstance(result, ua.StatusCode):
