@@ -87,9 +87,9 @@ Steps = Generator[None, None, T]
 
 #: Data change items decoded per part when a response is decoded in the event loop (about 1 µs
 #: each): between parts the loop runs what else is ready, so that a large response does not
-#: hold it for one long callback (the event-loop lag at a CPU limit, docs/benchmarks.md); not
-#: smaller, as each pause costs a turn of the loop (CPU per notification).
-PART = 1000
+#: hold it for one long callback (the event-loop lag at a CPU limit, docs/benchmarks.md). Parts
+#: of 1,000 measured no better: more values shed under overload, the loop lag the same.
+PART = 400
 
 
 class _Abandon(ValueError):
