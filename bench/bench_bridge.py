@@ -60,6 +60,9 @@ sources offer more than the bridge can carry. The quota's period is 10 ms
 period, and the loop lag measured would be those stops. The bridge's values-shed counter
 (``opcua_mqtt_values_shed_total``) is shown where its /metrics has one.
 
+``OPCUA_MQTT_BENCH_STEP_CPU=1`` in the environment prints the CPU time of the bridge's longest
+task steps and garbage-collector passes in the window (bench/step_cpu.py).
+
 ``--profile`` runs cProfile in the bridge during the window (slower: use it for the shape, not
 for the figures) and prints where the bridge's time goes, grouped by package.
 
