@@ -60,6 +60,9 @@ sources offer more than the bridge can carry. The quota's period is 10 ms
 period, and the loop lag measured would be those stops. The bridge's values-shed counter
 (``opcua_mqtt_values_shed_total``) is shown where its /metrics has one.
 
+``OPCUA_MQTT_BENCH_STEP_CPU=1`` in the environment prints the CPU time of the bridge's longest
+task steps and garbage-collector passes in the window (bench/step_cpu.py).
+
 ``--profile`` runs cProfile in the bridge during the window (slower: use it for the shape, not
 for the figures) and prints where the bridge's time goes, grouped by package.
 
@@ -342,6 +345,8 @@ async def measure(env: Env, size: int, args: argparse.Namespace) -> dict[str, An
         "spool": sum(m1["spool"] for _m0, m1 in marks),
         "max_spool": max(m1["max_spool"] for _m0, m1 in marks),
         "max_loop_lag_ms": max(m1["max_loop_lag_s"] for _m0, m1 in marks) * 1000,
+        "window_loop_lag_ms": max(m1["max_loop_lag_window_s"] for _m0, m1 in marks) * 1000,
+        "steps": [s[0] for b in bridges if (s := lines(b, "STEPS")[-1:])],
         "values_shed_per_s": (
             (shed1 - shed0) / seconds if shed0 is not None and shed1 is not None else None
         ),
@@ -424,7 +429,8 @@ def print_details(r: dict[str, Any]) -> None:
         f"#     bridge: {r['bridge_in_per_s']:,.0f} notifications/s in "
         f"{r['responses_per_s']:.1f} Publish responses/s (largest {r['max_response']:,}), "
         f"{r['messages_per_s']:,.0f} MQTT messages/s, {r['mbytes_per_s']:.1f} MB/s JSON, "
-        f"loop lag max {r['max_loop_lag_ms']:.0f} ms, MQTT spool {r['spool']} at the end "
+        f"loop lag max {r['max_loop_lag_ms']:.0f} ms (window {r['window_loop_lag_ms']:.0f}), "
+        f"MQTT spool {r['spool']} at the end "
         f"(max {r['max_spool']}), spool drops {r['mqtt_dropped']}, MQTT reconnects "
         f"{r['mqtt_reconnects']}; values shed "
         f"{'(no such metric)' if shed is None else f'{shed:,.0f}/s'}; RSS now "
@@ -436,6 +442,8 @@ def print_details(r: dict[str, Any]) -> None:
         f"{r['lags'].get('tick_to_subscriber_p50_ms', '?')}/"
         f"{r['lags'].get('tick_to_subscriber_p99_ms', '?')} ms (each DataSetMessage)."
     )
+    for steps in r["steps"]:  # OPCUA_MQTT_BENCH_STEP_CPU=1 (bench/step_cpu.py)
+        print(f"#     task steps' CPU in the window (longest first): {steps}")
     if r["cpu_limit"]:
         print(
             f"#     CPU limit {r['cpu_limit']:g} core (cgroup): throttled {r['throttled_s']:.1f} s "

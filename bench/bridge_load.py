@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import time
-from array import array
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # harness
+
+from bridge_probes import Probes  # noqa: E402
+from step_cpu import from_env as step_cpu_from_env  # noqa: E402
 
 from harness.processes import LOOPBACK, Process, spawn  # noqa: E402
 from opcua_mqtt import event_loop, gc_tuning  # noqa: E402
@@ -466,61 +468,20 @@ async def _bridge_main(config_path: Path, profiler: cProfile.Profile | None) -> 
     from opcua_mqtt.bridge.from_config import bridge_setup, build_bridge
     from opcua_mqtt.bridge.metrics import serve_metrics
     from opcua_mqtt.core.config.check import load_config
-    from opcua_mqtt.core.writer_state import WriterState
 
+    steps = step_cpu_from_env()  # CPU per task step (bench/step_cpu.py), before any task
+    if steps is not None:
+        steps.install(asyncio.get_running_loop())
     config = load_config(config_path.read_text(), str(config_path))
     bridge = build_bridge(bridge_setup(config, config_path))
 
-    # Instrumentation only, about 1 µs per value: the intake's put, which the OPC UA sources call
-    # once per Publish response (how many responses, how large, how old their first value is),
-    # and the writers' ticks, to count values replaced by a newer one before a tick sent them
-    # and how long a value waited from its arrival to the tick that took it into a frame.
-    batches = {"count": 0, "values": 0, "max": 0, "repeated": 0, "superseded": 0}
+    probes = Probes(bridge)  # responses, values superseded, lags (bench/bridge_probes.py)
+    batches = probes.counts
     marks = {"n": 0}
-    arrival_lag = array("f")
-    tick_wait = array("f")
-    # (id(WriterState), field) updated, not yet sent: when the newest value arrived
-    pending: dict[tuple[int, str], float] = {}
-    put = bridge.intake.put  # the sink's end: the bridge's intake (bridge/intake.py)
-    writers = bridge._writers
-
-    def counting_sink(source: str, batch: list[Any]) -> None:
-        batches["count"] += 1
-        batches["values"] += len(batch)
-        batches["max"] = max(batches["max"], len(batch))
-        batches["repeated"] += len(batch) - len({key for key, _ in batch})
-        arrived = time.time()
-        ts = batch[0][1].SourceTimestamp
-        if ts is not None and marks["n"] == 1:  # inside the measurement window
-            arrival_lag.append(arrived - ts.timestamp())
-        superseded = 0
-        for (gi, wi, name), _dv in batch:
-            k = (id(writers[(gi, wi)].state), name)
-            if k in pending:
-                superseded += 1
-            pending[k] = arrived
-        batches["superseded"] += superseded
-        put(source, batch)
-
-    bridge.intake.put = counting_sink  # type: ignore[method-assign]
-    plain_tick = WriterState.tick
-
-    def counting_tick(self: WriterState, now: dt.datetime) -> Any:
-        frame = plain_tick(self, now)
-        if frame is not None:
-            me = id(self)
-            sent = time.time()
-            for name in frame.fields:
-                arrived = pending.pop((me, name), None)
-                if arrived is not None and marks["n"] == 1:
-                    tick_wait.append(sent - arrived)
-        return frame
-
-    WriterState.tick = counting_tick  # type: ignore[method-assign]
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    lag = {"max": 0.0, "spool": 0}
+    lag = {"max": 0.0, "window": 0.0, "spool": 0}
 
     def report(kind: str) -> None:
         s = bridge.stats
@@ -541,14 +502,23 @@ async def _bridge_main(config_path: Path, profiler: cProfile.Profile | None) -> 
             "max_response": batches["max"],
             "repeated_in_response": batches["repeated"],
             "superseded": batches["superseded"],
-            "arrival_lags": len(arrival_lag),
+            "arrival_lags": len(probes.arrival_lag),
             "max_loop_lag_s": round(lag["max"], 4),
+            "max_loop_lag_window_s": round(lag["window"], 4),  # since the first MARK
             "vm_hwm_kib": proc_status_kib(os.getpid(), "VmHWM"),
         }
         print(f"{kind} {json.dumps(line)}", flush=True)
 
     def mark() -> None:
         marks["n"] += 1
+        probes.window = marks["n"] == 1
+        if marks["n"] == 1:
+            lag["window"] = 0.0
+        if steps is not None:
+            if marks["n"] == 1:
+                steps.reset()
+            elif marks["n"] == 2:
+                print(f"STEPS {json.dumps(steps.summary())}", flush=True)
         if profiler is not None:
             if marks["n"] == 1:
                 profiler.enable()
@@ -567,7 +537,7 @@ async def _bridge_main(config_path: Path, profiler: cProfile.Profile | None) -> 
         profiler.disable()
     report("FINAL")
     summary = {}
-    for name, found in (("arrival_lag", arrival_lag), ("tick_wait", tick_wait)):
+    for name, found in (("arrival_lag", probes.arrival_lag), ("tick_wait", probes.tick_wait)):
         lags = sorted(found)
         for q in (0.5, 0.99) if lags else ():
             summary[f"{name}_p{round(q * 100)}_ms"] = round(percentile(lags, q) * 1000, 1)
@@ -596,7 +566,9 @@ async def _bridge_loop(
         # The event loop's lag: how late a 0.1 s sleep wakes up (a blocked loop wakes late).
         before = loop.time()
         await asyncio.sleep(0.1)
-        lag["max"] = max(lag["max"], loop.time() - before - 0.1)
+        late = loop.time() - before - 0.1
+        lag["max"] = max(lag["max"], late)
+        lag["window"] = max(lag["window"], late)
         lag["spool"] = max(lag["spool"], bridge.mqtt.spool_depth)
         if loop.time() >= next_stats:
             next_stats = max(next_stats + 1.0, loop.time())

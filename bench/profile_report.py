@@ -13,7 +13,7 @@ PROFILE_ENTRIES = (
     (
         "decode Publish responses (publish_decoder)",
         "opcua_mqtt/adapters/opcua/publish_decoder.py",
-        "decode_publish_response",
+        "publish_response",
         False,
     ),
     (
@@ -25,7 +25,7 @@ PROFILE_ENTRIES = (
     ("bridge: notifications -> writers", "opcua_mqtt/bridge/runtime.py", "_on_values", False),
     ("type check (_type_changed)", "opcua_mqtt/bridge/model_watch.py", "_type_changed", True),
     ("WriterState.update", "opcua_mqtt/core/writer_state.py", "update", True),
-    ("bridge: ticks (_tick_group)", "opcua_mqtt/bridge/runtime.py", "_tick_group", False),
+    ("bridge: ticks (GroupTicks._tick)", "opcua_mqtt/bridge/group_ticks.py", "_tick", False),
     ("JSON encoding", "opcua_mqtt/core/messages/data.py", "encode_network_message", True),
     ("MQTT session: send", "opcua_mqtt/adapters/mqtt.py", "_send_ready", False),
 )

@@ -1,18 +1,19 @@
 """The bridge's intake: value changes wait here, the newest per field, until the bridge takes
 them, so that overload degrades instead of collapsing.
 
-A Publish response carries up to some 100,000 notifications, decoded and handed over in one
-synchronous call. Running the bridge's per-value work inside that call blocked the event loop
-for hundreds of ms, and everything behind it (the next responses, MQTT acks, the writer groups'
-ticks) got older and older. Now the source's call only files each value under its field
-(:class:`Pending`: FieldKey -> newest DataValue, in the order the fields became pending); a
-consumer task takes them in slices of :data:`SLICE` and yields to the event loop between
-slices. Under normal load the values of a response are taken in the loop turn after it and
-nothing is lost. When more changes arrive than the bridge can carry, a value that replaces one
-still pending is shed: the bridge keeps the newest value per field (what the writer sends at
-its next tick anyway), stays within about a publishing interval of real time, and its memory
-stays bounded by the number of fields. Several values of one field in one response (a queue
-size above 1) are the server's queue, not overload: only the newest is taken, none is counted.
+A Publish response carries up to some 100,000 notifications, decoded and handed over in
+synchronous calls (parts of a few hundred values). Running the bridge's per-value work inside
+those calls blocked the event loop for hundreds of ms, and everything behind it (the next
+responses, MQTT acks, the writer groups' ticks) got older and older. Now the source's calls
+only file each value under its field (:class:`Pending`: FieldKey -> newest DataValue, in the
+order the fields became pending); a consumer task takes them in slices of :data:`SLICE` and
+yields to the event loop between slices. Under normal load the values of a response are taken
+in the loop turns after it and nothing is lost. When more changes arrive than the bridge can
+carry, a value that replaces one still pending is shed: the bridge keeps the newest value per
+field (what the writer sends at its next tick anyway), stays within about a publishing interval
+of real time, and its memory stays bounded by the number of fields. Several values of one field
+in one response (a queue size above 1) are the server's queue, not overload: only the newest is
+taken, none is counted.
 
 The MQTT side can be the narrower one (a broker's Receive Maximum of 20 messages in flight,
 acknowledged over a busy loop): while more messages wait for the broker than a few rounds of
@@ -41,10 +42,11 @@ _log = logging.getLogger(__name__)
 
 Value = tuple[FieldKey, ua.DataValue]
 
-#: Values per slice: at a few µs of bridge work per value a slice holds the loop for a few ms,
-#: far below a publishing interval, while the cost of the yields between slices stays small
-#: (docs/benchmarks.md, "Issue 14: intake").
-SLICE = 2000
+#: Values per slice: at about 1 µs of bridge work per value a slice holds the loop for about
+#: half a ms of CPU, while the cost of the yields between slices stays small (docs/benchmarks.md,
+#: "Issue 14: intake"). Under a CPU limit every ms of CPU in one callback is several ms of
+#: event-loop lag for everything else ready in that turn ("Issue 14: event-loop lag, round 3").
+SLICE = 500
 #: How long the consumer waits before it asks ``can_take`` again.
 HOLD_S = 0.005
 #: How often a WARNING repeats, with the current rate, while an episode lasts.
@@ -63,8 +65,9 @@ class Pending:
         return len(self._values)
 
     def add(self, batch: Iterable[Value]) -> int:
-        """File ``batch`` (one Publish response); return how many pending values it replaced
-        (shed). A field keeps its place in the order; within ``batch`` the last value wins."""
+        """File ``batch`` (a Publish response or a part of one); return how many pending values
+        it replaced (shed). A field keeps its place in the order; within ``batch`` the last
+        value wins."""
         values = self._values
         if not values:  # normal load: everything was taken since the last response
             values.update(batch)
@@ -206,7 +209,8 @@ class Intake:
         return self.overload.active
 
     def put(self, source: str, batch: list[Value]) -> None:
-        """File one Publish response's values from ``source``; called synchronously."""
+        """File the values of a Publish response (or of a part of one) from ``source``; called
+        synchronously."""
         shed = self.pending.add(batch)
         if shed:
             self.shed[source] = self.shed.get(source, 0) + shed

@@ -4,8 +4,8 @@ Wiring only; the format lives in the core, the protocols in the adapters. One ev
 notifications wait in the intake, the newest per field (bridge/intake.py: overload sheds older
 values instead of blocking the loop), a task hands them to the writer states in slices, one
 task per writer group ticks on its publishing interval, shortly after its values arrive
-(bridge/tick_phase.py), and hands encoded messages to the MQTT session's spool, which never
-blocks.
+(bridge/group_ticks.py, bridge/tick_phase.py), and hands encoded messages to the MQTT session's
+spool, which never blocks.
 
 Order on the wire per writer: its signed ua-metadata (retained) before its first data message,
 and again before the first data message of every new ConfigurationVersion. ua-status (retained)
@@ -37,27 +37,24 @@ from asyncua import ua
 from opcua_mqtt.adapters.mqtt import MqttOptions, MqttSession, Outgoing
 from opcua_mqtt.adapters.opcua.session import Connector, OpcUaSession
 from opcua_mqtt.adapters.opcua.source import MonitoredField, SubscriptionSource
-from opcua_mqtt.bridge.continuity import Resumption, fingerprint, writers_checkpoint
+from opcua_mqtt.bridge.continuity import Resumption, fingerprint
 from opcua_mqtt.bridge.events import EventWriters
 from opcua_mqtt.bridge.field_health import FieldHealth, FieldReport, FieldState
+from opcua_mqtt.bridge.group_ticks import GroupTicks
 from opcua_mqtt.bridge.intake import QUIET_S, Intake, Value
 from opcua_mqtt.bridge.model_watch import ModelWatch
 from opcua_mqtt.bridge.plan import (
     BridgePlan,
-    GroupPlan,
     Writer,
     connection_data,
-    data_topic,
     field_spec,
     metadata_topic,
     mqtt_backlog_limit,
 )
 from opcua_mqtt.bridge.sources import Source, make_sources, server_types
-from opcua_mqtt.bridge.tick_phase import TickPhase
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.bridge.write_back_support import canonical_or_none
 from opcua_mqtt.core.field_key import FieldKey
-from opcua_mqtt.core.messages.data import DataSetMessage, NetworkMessage, encode_network_message
 from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.messages.metadata import (
     ConnectionMessage,
@@ -68,14 +65,12 @@ from opcua_mqtt.core.messages.metadata import (
     encode_status_message,
     status_expiry_s,
 )
-from opcua_mqtt.core.messages.settings import DataSetMessageType, JsonMessageSettings
 from opcua_mqtt.core.metadata import DataSetField, build_metadata
 from opcua_mqtt.core.signing import Signer, sign_message
 from opcua_mqtt.core.topics import command_topic
 from opcua_mqtt.core.uajson.codec import JsonCodec
-from opcua_mqtt.core.uajson.forms import FieldEncoding
 from opcua_mqtt.core.uajson.node_ids import NamespaceTable
-from opcua_mqtt.core.writer_state import Frame, FrameKind, WriterState
+from opcua_mqtt.core.writer_state import WriterState
 
 _log = logging.getLogger(__name__)
 
@@ -339,7 +334,8 @@ class Bridge:
         return not self.mqtt.stats.connected or self.mqtt.spool_depth <= self._mqtt_backlog_limit
 
     def _received(self, source: str, batch: list[Value]) -> None:
-        """The sink of ``source``'s subscriptions: once per Publish response, synchronously.
+        """The sink of ``source``'s subscriptions: once per Publish response (per part of a large
+        one), synchronously.
         The values wait in the intake (bridge/intake.py) for :meth:`_on_values`."""
         self.stats.value_changes += len(batch)
         self.intake.put(source, batch)
@@ -367,95 +363,21 @@ class Bridge:
 
     async def _tick_group(self, gi: int) -> None:
         group = self.plan.groups[gi]
-        loop = asyncio.get_running_loop()
-        interval = group.publishing_interval_ms / 1000
-        table = NamespaceTable(self._source_of[group.name].namespaces)
-        codecs = {
-            enc: JsonCodec(enc, table)
-            for enc in {group.writer_settings(w).field_encoding for w in group.writers}
-        }
-        writers = [(wi, self._writers[(gi, wi)]) for wi in range(len(group.writers))]
-        phase = TickPhase(interval)  # ticks move to just after the values arrive
-        due = loop.time()
-        while True:
-            due += interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            if loop.time() - due > interval:
-                due = loop.time()  # fell behind (e.g. a long GC): do not burst to catch up
-            waits = [time.monotonic() - w.pending_since for _, w in writers if w.pending_since]
-            due -= phase.shift(max(waits, default=None))
-            now = self._clock()
-            dsms = []
-            for _wi, writer in writers:
-                frame = writer.state.tick(now)
-                if frame is None:
-                    continue
-                if writer.version_published != (
-                    frame.metadata_version.major,
-                    frame.metadata_version.minor,
-                ):
-                    self._publish_metadata(writer)
-                if (
-                    frame.kind is FrameKind.KEEPALIVE
-                    and not group.writer_settings(writer.plan).sends_keep_alives
-                ):
-                    continue  # its layout cannot carry a keep-alive (docs/interop.md)
-                origin, writer.pending_since = writer.pending_since, None
-                dsms.append((writer, self._dataset_message(writer, frame), origin))
-            if not dsms:
-                continue
-            if group.bundle_writers:
-                topic = data_topic(self.plan, group)
-                origin = min((o for _, _, o in dsms if o is not None), default=None)
-                self._send(
-                    group, group.settings, codecs, [(w, m) for w, m, _ in dsms], topic, origin
-                )
-            else:
-                for writer, m, origin in dsms:
-                    topic = data_topic(self.plan, group, writer.plan)
-                    settings = group.writer_settings(writer.plan)
-                    self._send(group, settings, codecs, [(writer, m)], topic, origin)
+        ticks = GroupTicks(
+            self.plan,
+            gi,
+            [self._writers[(gi, wi)] for wi in range(len(group.writers))],
+            self._source_of[group.name].namespaces,
+            mqtt=self.mqtt,
+            clock=self._clock,
+            publish_metadata=self._publish_metadata,
+            count=self._count_message,
+        )
+        await ticks.run()
 
-    def _dataset_message(self, writer: Writer, frame: Frame) -> DataSetMessage:
-        v = frame.metadata_version
-        return DataSetMessage(
-            dataset_writer_id=writer.plan.dataset_writer_id,
-            dataset_writer_name=writer.plan.name,
-            publisher_id=self.plan.publisher_id,
-            writer_group_name=writer.group.name,
-            sequence_number=frame.sequence_number,
-            metadata_version=ua.ConfigurationVersionDataType(v.major, v.minor),
-            timestamp=frame.timestamp,
-            message_type=DataSetMessageType(frame.kind.value),
-            payload=dict(frame.fields) if frame.kind.value != "ua-keepalive" else None,
-        )
-
-    def _send(
-        self,
-        group: GroupPlan,
-        settings: JsonMessageSettings,
-        codecs: dict[FieldEncoding, JsonCodec],
-        messages: list[tuple[Writer, DataSetMessage]],
-        topic: str,
-        origin: float | None,
-    ) -> None:
-        nm = NetworkMessage(
-            messages=[m for _, m in messages],
-            publisher_id=self.plan.publisher_id,
-            writer_group_name=group.name,
-        )
-        codec = codecs[settings.field_encoding]
-        payload = dumps(encode_network_message(nm, settings, codec))
-        # with a disk spool, the writers' state goes with the message (bridge/continuity.py)
-        durable = self.mqtt.spool.store is not None
-        checkpoint = writers_checkpoint(
-            self.plan.publisher_id, [w for w, _ in messages] if durable else []
-        )
-        self.mqtt.publish(
-            Outgoing(topic, payload, qos=group.qos, origin=origin, checkpoint=checkpoint)
-        )
-        self.stats.messages[group.name] = self.stats.messages.get(group.name, 0) + 1
-        self.stats.bytes[group.name] = self.stats.bytes.get(group.name, 0) + len(payload)
+    def _count_message(self, group: str, size: int) -> None:
+        self.stats.messages[group] = self.stats.messages.get(group, 0) + 1
+        self.stats.bytes[group] = self.stats.bytes.get(group, 0) + size
 
     def _publish_metadata(self, writer: Writer) -> None:
         version = writer.state.version

@@ -23,18 +23,22 @@ out of asyncua with a garbage ServerTimestamp. Everywhere else the result equals
 
 Matrices are nested by :func:`opcua_mqtt.adapters.opcua.decoding.reshape`, the same repair the
 asyncua path uses, so an undecodable matrix is one Bad value, not a lost response.
-:func:`install` routes one session's Publish responses through :func:`decode_publish_response`.
+:func:`install` routes one session's Publish responses through :func:`decode_in_parts`: the
+same decoding, pausing for the event loop after every :data:`PART` data change items, so that a
+response of thousands of values is not one long callback; the session's responses are still
+decoded one at a time, in the order they arrived.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncua import ua
 from asyncua.client.ua_session import UaSession
@@ -77,6 +81,15 @@ _GOOD = ua.StatusCode()
 _STATUS_CACHE_LIMIT = 1024
 
 Decoded = tuple[Any, int]  # a value and the position after it
+T = TypeVar("T")
+# A decoding in parts: each ``yield`` is a pause, the return value the result.
+Steps = Generator[None, None, T]
+
+#: Data change items decoded per part when a response is decoded in the event loop (about 1 µs
+#: each): between parts the loop runs what else is ready, so that a large response does not
+#: hold it for one long callback (the event-loop lag at a CPU limit, docs/benchmarks.md). Parts
+#: of 1,000 measured no better: more values shed under overload, the loop lag the same.
+PART = 400
 
 
 class _Abandon(ValueError):
@@ -265,8 +278,9 @@ class _Reader:
 
     # ---------------------------------------------------------------- notifications
 
-    def data_change(self, pos: int) -> ua.DataChangeNotification:
-        """The body of a DataChangeNotification; it must end within this reader's bytes."""
+    def data_change(self, pos: int, part: int) -> Steps[ua.DataChangeNotification]:
+        """The body of a DataChangeNotification; it must end within this reader's bytes.
+        Pauses (yields) after every ``part`` items but the last."""
         (n,) = _I32.unpack_from(self.data, pos)
         pos += 4
         items: list[ua.MonitoredItemNotification] = []
@@ -274,21 +288,26 @@ class _Reader:
         unpack_handle = _U32.unpack_from
         data = self.data
         data_value = self.data_value
-        for _ in range(n):  # asyncua reads a length of -1 here as no items
-            (handle,) = unpack_handle(data, pos)
-            dv, pos = data_value(pos + 4)
-            item = _new(_MonitoredItemNotification)
-            item.ClientHandle = handle
-            item.Value = dv
-            append(item)
+        done = 0
+        while done < n:  # asyncua reads a length of -1 here as no items
+            if done:
+                yield
+            for _ in range(min(part, n - done)):
+                (handle,) = unpack_handle(data, pos)
+                dv, pos = data_value(pos + 4)
+                item = _new(_MonitoredItemNotification)
+                item.ClientHandle = handle
+                item.Value = dv
+                append(item)
+            done += part
         diagnostics, pos = self.asyncua(_DIAGNOSTIC_INFOS, pos)
         if pos > self.end:
             raise _Abandon("DataChangeNotification longer than its body")
         return ua.DataChangeNotification(items, diagnostics)
 
-    def notification(self, pos: int) -> Decoded:
-        """One NotificationData ExtensionObject: a DataChangeNotification decoded here,
-        anything else by asyncua."""
+    def notification(self, pos: int, part: int) -> Steps[Decoded]:
+        """One NotificationData ExtensionObject: a DataChangeNotification decoded here (in
+        parts of ``part`` items), anything else by asyncua."""
         data = self.data
         for type_id in _DATA_CHANGE_TYPE_IDS:
             if data.startswith(type_id, pos):
@@ -300,10 +319,11 @@ class _Reader:
                         raise _Abandon(f"DataChangeNotification body of length {length}")
                     body = _Reader(data[start : start + length], self.statuses)
                     body.datetimes = self.datetimes
-                    return body.data_change(0), start + length
+                    return (yield from body.data_change(0, part)), start + length
         return self.asyncua(ua_binary.extensionobject_from_binary, pos)
 
-    def publish_response(self) -> ua.PublishResponse:
+    def publish_response(self, part: int) -> Steps[ua.PublishResponse]:
+        """The response, pausing (yielding) after every ``part`` data change items."""
         type_id, pos = self.asyncua(ua_binary.nodeid_from_binary, 0)
         header, pos = self.asyncua(_RESPONSE_HEADER, pos)
         (subscription_id,) = _U32.unpack_from(self.data, pos)
@@ -318,7 +338,7 @@ class _Reader:
                 raise _Abandon(f"{n} NotificationData")
             notification_data = []
             for _ in range(n):
-                item, pos = self.notification(pos)
+                item, pos = yield from self.notification(pos, part)
                 notification_data.append(item)
         results, pos = self.asyncua(_STATUS_CODES, pos)
         diagnostics, pos = self.asyncua(_DIAGNOSTIC_INFOS, pos)
@@ -345,9 +365,27 @@ _statuses: dict[int, ua.StatusCode] = {}
 _LEFT_TO_ASYNCUA = (struct.error, IndexError, ValueError, TypeError, OverflowError)
 
 
-def decode_fast(body: bytes) -> ua.PublishResponse:
-    """The fast path alone: raises where :func:`decode_publish_response` falls back."""
-    return _Reader(body, _statuses).publish_response()
+def _finish(steps: Steps[T]) -> T:
+    """Run a decoding in parts to its end without pausing."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+
+def decode_fast(body: bytes, part: int = 2**31) -> ua.PublishResponse:
+    """The fast path alone: raises where :func:`decode_publish_response` falls back. ``part``
+    only changes where the decoding may pause, never its result."""
+    return _finish(_Reader(body, _statuses).publish_response(part))
+
+
+def _fall_back(data: Buffer, e: Exception) -> ua.PublishResponse:
+    # Rare by construction (a malformed or unusual response): asyncua decides.
+    _log.debug("Publish response left to asyncua's decoder: %r", e)
+    response: ua.PublishResponse = ua_binary.struct_from_binary(ua.PublishResponse, data.copy())
+    return response
 
 
 def decode_publish_response(data: Buffer) -> ua.PublishResponse:
@@ -355,25 +393,46 @@ def decode_publish_response(data: Buffer) -> ua.PublishResponse:
     try:
         return decode_fast(bytes(data))
     except (*_LEFT_TO_ASYNCUA, ua.UaError) as e:
-        # Rare by construction (a malformed or unusual response): asyncua decides.
-        _log.debug("Publish response left to asyncua's decoder: %r", e)
-        return ua_binary.struct_from_binary(ua.PublishResponse, data.copy())
+        return _fall_back(data, e)
+
+
+async def decode_in_parts(data: Buffer, part: int = PART) -> ua.PublishResponse:
+    """:func:`decode_publish_response`, yielding to the event loop after every ``part`` data
+    change items."""
+    steps = _Reader(bytes(data), _statuses).publish_response(part)
+    try:
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                response: ua.PublishResponse = done.value
+                return response
+            await asyncio.sleep(0)
+    except (*_LEFT_TO_ASYNCUA, ua.UaError) as e:
+        return _fall_back(data, e)
 
 
 async def _publish(self: UaSession, acks: list[ua.SubscriptionAcknowledgement]) -> Any:
-    """asyncua's ``UaSession.publish`` (asyncua 2.1) with this module's decoder."""
+    """asyncua's ``UaSession.publish`` (asyncua 2.1) with this module's decoder, in parts.
+
+    With several Publish requests in flight (publish_pipeline.py) the responses must reach the
+    subscriptions in the order they arrived, or an older value of a field could follow a newer
+    one: the session's lock (FIFO) lets one response at a time be decoded, and asyncua's loop
+    hands it to the subscription's callback before it yields again (the lock is released at
+    the return, the next decoding starts in a later turn of the loop)."""
     request = ua.PublishRequest()
     request.Parameters.SubscriptionAcknowledgements = acks if acks else []
     data = await self._send_request(request, timeout=0)
     try:
-        return decode_publish_response(data)
+        async with self._opcua_mqtt_order:
+            return await decode_in_parts(data, PART)
     except Exception as ex:
         self.logger.exception("Error parsing notification from server")
         raise UaStructParsingError from ex
 
 
 def install(session: UaSession) -> None:
-    """Decode this session's Publish responses with :func:`decode_publish_response`.
+    """Decode this session's Publish responses with :func:`decode_in_parts`, in order.
 
     Only ``publish`` of this one session object changes (asyncua keeps the object across its
     reconnects); its publish loop, acknowledgements and error handling stay asyncua's.
@@ -383,4 +442,5 @@ def install(session: UaSession) -> None:
     if getattr(session, "_opcua_mqtt_decoder", False):
         return
     session.publish = types.MethodType(_publish, session)
+    session._opcua_mqtt_order = asyncio.Lock()
     session._opcua_mqtt_decoder = True

@@ -4,8 +4,9 @@ Measured pitfalls of asyncua 2.1 this module is shaped by (see shared/DESIGN.md)
 
 * the handler style starts one asyncio task per notification (about 10 µs each) and the
   iterator style drops the oldest entries past 1,000: neither fits a gateway. A Subscription
-  subclass hands each Publish response's DataChangeNotification to the sink in one synchronous
-  call, so nothing is queued or dropped between asyncua and the writer groups;
+  subclass hands each Publish response's DataChangeNotification to the sink in synchronous
+  calls (one per part of a few hundred values, in order), so nothing is queued or dropped
+  between asyncua and the writer groups;
 * the server turns a requested queue size of 0 into 10,000: the configured size is always sent;
 * decoding Publish responses was most of the bridge's CPU: publish_decoder.py decodes them;
 * monitored items are created in batches within the server's MaxMonitoredItemsPerCall (the
@@ -40,6 +41,7 @@ from asyncua.observer import SubscriptionEvent
 
 from opcua_mqtt.adapters.opcua.batching import DEFAULT_CONCURRENCY, Batcher, BrowseStats
 from opcua_mqtt.adapters.opcua.decoding import checked, undecodable_reason
+from opcua_mqtt.adapters.opcua.publish_decoder import PART
 from opcua_mqtt.adapters.opcua.publish_decoder import install as install_publish_decoder
 from opcua_mqtt.adapters.opcua.publish_pipeline import install as install_publish_pipeline
 from opcua_mqtt.core.errors import DecodeError
@@ -49,7 +51,8 @@ from opcua_mqtt.core.uajson.node_ids import NamespaceTable
 
 _log = logging.getLogger(__name__)
 
-# (key, DataValue) pairs from one Publish response, in the order the server sent them.
+# (key, DataValue) pairs from one Publish response (or one part of a large one), in the order the
+# server sent them.
 Sink = Callable[[list[tuple[FieldKey, ua.DataValue]]], None]
 # Returns once the sink's consumer has taken what it was given: only then is the next Publish
 # request sent (see _BatchSubscription.publish_callback).
@@ -154,6 +157,9 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         self._routes = routes
         self._drained = drained
         self._create_items = create_items
+        self._delivering = asyncio.Lock()  # one response's parts at a time (publish_callback)
+        # Whether an item may have several values in one response (a queue size above 1).
+        self.queued = False
         self.handles = range(0)  # client handles of this subscription's monitored items
 
     async def create_monitored_items(
@@ -204,17 +210,42 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         if message.NotificationData is None:
             return
         self.last_sequence_number = int(message.SequenceNumber)
+        # Acquired before the first pause: responses decoded one after the other (in the order
+        # they arrived, publish_decoder.py) are delivered one after the other too.
+        async with self._delivering:
+            delivered = await self._deliver(message.NotificationData)
+        if delivered and self._drained is not None:  # every part delivered, in order
+            await _wait_drained(self._drained)
+
+    async def _deliver(self, notifications: list[Any]) -> bool:
+        """Hand the data changes to the sink in parts of :data:`PART` values, pausing for the
+        event loop between parts (a response of thousands of values is not one long callback);
+        return whether anything was delivered.
+
+        The sink keeps the newest value per field and counts a value replaced by a later
+        batch as shed (overload), one replaced within its batch as the server's queue (a queue
+        size above 1). So that the parts of one response do not turn the latter into the
+        former, a response split into parts of a subscription with such queues has its items
+        reduced to the newest per monitored item first (in the place of the first: the sink's
+        order is first-pending anyway)."""
         delivered = False
-        for notification in message.NotificationData:
+        routes = self._routes
+        for notification in notifications:
             if isinstance(notification, ua.DataChangeNotification):
-                batch = []
-                for item in notification.MonitoredItems:
-                    route = self._routes.get(item.ClientHandle)
-                    if route is not None:
-                        batch.append((route.key, _decoded(route, item.Value)))
-                if batch:
-                    self._sink(batch)
-                    delivered = True
+                items = notification.MonitoredItems
+                if self.queued and len(items) > PART:
+                    items = list({item.ClientHandle: item for item in items}.values())
+                for start in range(0, len(items), PART):
+                    if delivered:
+                        await asyncio.sleep(0)
+                    batch = []
+                    for item in items[start : start + PART]:
+                        route = routes.get(item.ClientHandle)
+                        if route is not None:
+                            batch.append((route.key, _decoded(route, item.Value)))
+                    if batch:
+                        self._sink(batch)
+                        delivered = True
             elif isinstance(notification, ua.StatusChangeNotification):
                 # BadShutdown: the connection is gone, which the bridge reports once itself.
                 shutdown = notification.Status.value == ua.StatusCodes.BadShutdown
@@ -224,8 +255,7 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
                     self.subscription_id,
                     notification.Status.name,
                 )
-        if delivered and self._drained is not None:  # every part delivered, in order
-            await _wait_drained(self._drained)
+        return delivered
 
 
 async def _wait_drained(drained: Drained) -> None:
@@ -351,6 +381,7 @@ class SubscriptionSource:
             self._routes[handle] = _Route(f.key, f)
             requests.append(self._request(handle, f, node_id))
         sub.handles = range(first, self._next_handle)
+        sub.queued = any(f.queue_size > 1 for f in fields)
         results = await self._send(sub, requests)
         for request, result in zip(requests, results, strict=True):
             if isinstance(result, ua.StatusCode):
