@@ -30,13 +30,21 @@ async def first_where(
 
 
 async def first_good(
-    sub: Subscriber, *names: str, attempts: int = 40, timeout: float = 30
+    sub: Subscriber,
+    *names: str,
+    present: tuple[str, ...] = (),
+    attempts: int = 40,
+    timeout: float = 30,
 ) -> ReceivedDataSet:
-    """The first data set in which every field of ``names`` has a Good value."""
+    """The first data set in which every field of ``names`` has a Good value and every field
+    of ``present`` is there (Good or not: a field whose status never changes is in key frames
+    only)."""
     return await first_where(
         sub,
-        lambda ds: all(n in ds.fields and ds.fields[n].status.is_good() for n in names),
+        lambda ds: all(n in ds.fields for n in present)
+        and all(n in ds.fields and ds.fields[n].status.is_good() for n in names),
         attempts,
-        f"{', '.join(names)} never all had Good values",
+        f"{', '.join(names)} never all had Good values"
+        + (f" with {', '.join(present)} in the same data set" if present else ""),
         timeout,
     )
