@@ -222,10 +222,7 @@ class Bridge:
         for gi in source.groups:
             group = self.plan.groups[gi]
             labelled = [
-                (label, f)
-                for w in group.writers
-                for label in (f"{group.name}/{w.name}",)
-                for f in w.fields
+                (n, f) for w in group.writers for n in (f"{group.name}/{w.name}",) for f in w.fields
             ]
             monitored = [  # keys and writer labels shared, not one per field (100,000 fields)
                 MonitoredField(

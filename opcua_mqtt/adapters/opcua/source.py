@@ -135,14 +135,14 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         self,
         *args: Any,
         sink: Sink,
-        routes: dict[int, MonitoredField],
+        routes: list[MonitoredField | None],
         drained: Drained | None,
         create_items: ItemCreator,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self._sink = sink
-        self._routes = routes  # client handle -> field: where the item's values go
+        self._routes = routes  # by client handle: the field its values go to (None: refused)
         # client handles whose last value was undecodable (each run is logged once)
         self._undecodable: set[int] = set()
         self._drained = drained
@@ -202,7 +202,10 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
             if isinstance(notification, ua.DataChangeNotification):
                 batch = []
                 for item in notification.MonitoredItems:
-                    route = self._routes.get(item.ClientHandle)
+                    try:
+                        route = self._routes[item.ClientHandle]
+                    except IndexError:  # not a handle of ours
+                        continue
                     if route is not None:
                         batch.append((route.key, _decoded(self._undecodable, item, route)))
                 # asyncua's publish loop holds the response until the next one arrives: without
@@ -281,8 +284,9 @@ class SubscriptionSource:
         self._keep_alive_ms = max(10_000.0, 2_000 * keep_alive_s)
         self._sink = sink
         self._subscriptions: list[_BatchSubscription] = []
-        self._routes: dict[int, MonitoredField] = {}
-        self._next_handle = 1
+        # Client handles count from 1 and index this list (not a dict: 100,000 handles cost
+        # ~8 MiB as int keys); a refused item's entry is None.
+        self._routes: list[MonitoredField | None] = [None]
         self._max_notifications = max_notifications_per_publish
         self._batcher = batcher
         self._codec = codec
@@ -336,7 +340,7 @@ class SubscriptionSource:
 
         refused: dict[FieldKey, ua.StatusCode] = {}
         requests: list[ua.MonitoredItemCreateRequest] = []
-        first = self._next_handle
+        first = len(self._routes)
         for f in fields:
             try:
                 node_id = codec.decode_node_id(f.node_id)
@@ -348,15 +352,17 @@ class SubscriptionSource:
                 # The server does not know the namespace URI: the node cannot exist there.
                 refused[f.key] = ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
                 continue
-            handle = self._next_handle
-            self._next_handle += 1
-            self._routes[handle] = f
+            handle = len(self._routes)
+            self._routes.append(f)
             requests.append(self._request(handle, f, node_id))
-        sub.handles = range(first, self._next_handle)
+        sub.handles = range(first, len(self._routes))
         results = await self._send(sub, requests)
         for request, result in zip(requests, results, strict=True):
             if isinstance(result, ua.StatusCode):
-                refused[self._routes.pop(request.RequestedParameters.ClientHandle).key] = result
+                handle = request.RequestedParameters.ClientHandle
+                route, self._routes[handle] = self._routes[handle], None
+                assert route is not None  # routed when its request was made
+                refused[route.key] = result
         return refused
 
     async def _create_items(self, sub: _BatchSubscription, handles: Sequence[int]) -> list[object]:
@@ -366,7 +372,7 @@ class SubscriptionSource:
         requests = [
             self._request(h, route, codec.decode_node_id(route.node_id))
             for h in handles
-            if (route := self._routes.get(h)) is not None
+            if (route := self._routes[h]) is not None
         ]
         return await self._send(sub, requests)
 
