@@ -124,11 +124,15 @@ class FieldHealth:
     @classmethod
     def of_plan(cls, plan: BridgePlan) -> FieldHealth:
         """The health of every field of ``plan``, each waiting for its first value."""
+        graces: dict[float, float] = {}  # one float per distinct grace period, not per field
         return cls(
             (
                 (
                     FieldKey(gi, wi, f.name),
-                    grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),
+                    graces.setdefault(
+                        grace := grace_period_s(g.publishing_interval_ms, f.sampling_interval_ms),
+                        grace,
+                    ),
                 )
                 for gi, g in enumerate(plan.groups)
                 for wi, w in enumerate(g.writers)
@@ -139,6 +143,11 @@ class FieldHealth:
 
     def __len__(self) -> int:
         return len(self._fields)
+
+    def keys(self, group: int) -> list[FieldKey]:
+        """The keys of writer group ``group``'s fields, in the plan's order: the objects this
+        health holds, for the source's routes to share (one FieldKey per field, not two)."""
+        return [key for key in self._fields if key.group == group]
 
     def state(self, key: FieldKey) -> FieldState:
         return self._fields[key].state
@@ -217,8 +226,10 @@ class FieldHealth:
         f.state = state
         if state is FieldState.WAITING or state is FieldState.REFUSED:
             self._undelivering[key] = f
-        else:
-            self._undelivering.pop(key, None)
+        elif self._undelivering.pop(key, None) is not None and not self._undelivering:
+            # A dict keeps the table of its largest size (every field, at the start: ~5 MiB
+            # at 100,000): start afresh once the last field delivers.
+            self._undelivering = {}
 
     def report(self, *, connected: bool = True, away: Container[int] = ()) -> FieldReport:
         """Counts per state, and the names of the fields that do not deliver; logs each field

@@ -5,6 +5,7 @@ configuration leaves to be resolved (the JSON message settings of their encoding
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from asyncua import ua
@@ -99,8 +100,9 @@ class Writer:
     # time.monotonic() when the oldest value not yet in a message arrived: the message's origin
     # for the publish latency histogram
     pending_since: float | None = None
-    # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU)
-    builtin_types: dict[str, int] = field(default_factory=dict)
+    # name -> built-in type, for the per-value type check (a linear search cost 10 % of CPU);
+    # the state's own table, not a copy (100,000 fields)
+    builtin_types: Mapping[str, int] = field(default_factory=dict)
     # of the DataSet's description as last published (bridge/continuity.py)
     fingerprint: str = ""
 
@@ -108,7 +110,8 @@ class Writer:
         self.index_types()
 
     def index_types(self) -> None:
-        self.builtin_types = {f.spec.name: f.spec.builtin_type for f in self.fields}
+        """The state's table of built-in types (shared, kept current by its reconfigure)."""
+        self.builtin_types = self.state.builtin_types
 
 
 def field_spec(codec: JsonCodec, f: FieldConfig, read: tuple[int, ua.NodeId] | None) -> FieldSpec:

@@ -54,7 +54,6 @@ from opcua_mqtt.bridge.plan import (
 from opcua_mqtt.bridge.sources import Source, make_sources, server_types
 from opcua_mqtt.bridge.write_back import WriteBack, WriteBackSettings
 from opcua_mqtt.bridge.write_back_support import canonical_or_none
-from opcua_mqtt.core.field_key import FieldKey
 from opcua_mqtt.core.messages.members import dumps
 from opcua_mqtt.core.messages.metadata import (
     ConnectionMessage,
@@ -217,18 +216,20 @@ class Bridge:
         refused_count = 0
         for gi in source.groups:
             group = self.plan.groups[gi]
-            monitored = [
+            labelled = [
+                (n, f) for w in group.writers for n in (f"{group.name}/{w.name}",) for f in w.fields
+            ]
+            monitored = [  # keys and writer labels shared, not one per field (100,000 fields)
                 MonitoredField(
-                    key=FieldKey(gi, wi, f.name),
+                    key=key,
                     node_id=f.node_id,
-                    label=f"{group.name}/{w.name}/{f.name}",
+                    label=label,
                     sampling_interval_ms=f.sampling_interval_ms,
                     queue_size=f.monitored_queue_size(group.publishing_interval_ms),
                     deadband_type=f.deadband.type,
                     deadband_value=f.deadband.value,
                 )
-                for wi, w in enumerate(group.writers)
-                for f in w.fields
+                for key, (label, f) in zip(self.fields.keys(gi), labelled, strict=True)
             ]
             refused = await subscriptions.monitor(group.publishing_interval_ms, monitored)
             refused_count += len(refused)

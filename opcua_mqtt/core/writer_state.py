@@ -305,7 +305,7 @@ class WriterState:
         self._key_frame_count = key_frame_count
         self._keep_alive_time = keep_alive_time
         self._fields: tuple[FieldSpec, ...] = ()
-        self._names: frozenset[str] = frozenset()
+        self._types: dict[str, int] = {}
         self._set_fields(fields)
         self._version = version if version is not None else ConfigurationVersion.initial(now)
         self._next_sequence = first_sequence_number
@@ -324,6 +324,13 @@ class WriterState:
     def fields(self) -> tuple[FieldSpec, ...]:
         """The configured fields, in DataSet order."""
         return self._fields
+
+    @property
+    def builtin_types(self) -> Mapping[str, int]:
+        """Field name -> built-in type id of the configured fields; the same table for the
+        state's life (:meth:`reconfigure` updates it), which the bridge's per-value type check
+        shares (100,000 fields: a second table per writer cost ~8 MiB)."""
+        return self._types
 
     @property
     def version(self) -> ConfigurationVersion:
@@ -346,7 +353,7 @@ class WriterState:
         """
         previous = self._latest.get(name)
         if previous is None:
-            if name not in self._names:  # a field with a value is known
+            if name not in self._types:  # a field with a value is known
                 raise UnknownFieldError(name, (f.name for f in self._fields))
         elif same_data_value(previous, value):
             return False
@@ -409,7 +416,8 @@ class WriterState:
         if duplicates:
             raise ValueError(f"duplicate DataSet field names: {', '.join(duplicates)}")
         self._fields = specs
-        self._names = frozenset(names)
+        self._types.clear()  # in place: the bridge holds this table (builtin_types)
+        self._types.update((f.name, f.builtin_type) for f in specs)
 
     def _key_frame(self, now: datetime) -> Frame:
         values: dict[str, ua.DataValue] = {}

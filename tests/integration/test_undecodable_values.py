@@ -44,7 +44,7 @@ async def test_an_empty_matrix_and_a_bad_shape_spoil_nothing_else_in_the_respons
                 MonitoredField(
                     key=FieldKey(0, 0, name),
                     node_id=n,
-                    label=f"G/W/{name}",
+                    label="G/W",
                     sampling_interval_ms=50,
                 )
                 for name, n in nodes.items()

@@ -13,7 +13,7 @@ import pytest
 from asyncua import ua
 
 from opcua_mqtt.adapters.opcua import source
-from opcua_mqtt.adapters.opcua.source import MonitoredField, _BatchSubscription, _Route
+from opcua_mqtt.adapters.opcua.source import MonitoredField, _BatchSubscription
 from opcua_mqtt.core.field_key import FieldKey
 
 PART = 4
@@ -30,10 +30,9 @@ def _key(handle: int) -> FieldKey:
 
 
 def _subscription(batches: list[Batch], handles: range) -> _BatchSubscription:
-    routes = {
-        h: _Route(_key(h), MonitoredField(_key(h), f"ns=1;i={h}", f"W/F{h}", 100.0))
-        for h in handles
-    }
+    routes: list[MonitoredField | None] = [
+        MonitoredField(_key(h), f"ns=1;i={h}", "G/W", 100.0) for h in handles
+    ]
 
     async def create_items(_sub: _BatchSubscription, _handles: object) -> list[object]:
         raise AssertionError("no monitored items are created here")

@@ -61,11 +61,13 @@ Drained = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class MonitoredField:
-    """One node to monitor; ``key`` is how its values are routed back to their field."""
+    """One node to monitor; ``key`` is how its values are routed back to their field. The
+    source keeps it as the monitored item's route (100,000 in a large bridge: slots, and no
+    string of its own: ``label`` is its writer's, shared by the writer's fields)."""
 
     key: FieldKey
     node_id: str  # 1.05 string form, namespace URI (``nsu=``) preferred
-    label: str  # how logs name the field, e.g. ``Group/Writer/Field``
+    label: str  # how logs name the field's writer, e.g. ``Group/Writer`` (the field's name follows)
     sampling_interval_ms: float
     queue_size: int = 10
     deadband_type: str = "none"  # none | absolute | percent
@@ -118,17 +120,6 @@ class _EarlyKeepAlives(logging.Filter):
 _early_keep_alives = _EarlyKeepAlives()
 
 
-@dataclass(slots=True)
-class _Route:
-    """Where a monitored item's values go, whether its last value was undecodable, and the
-    field it was created from (to create it again). One per monitored item (100,000 in a large
-    bridge): slots, and the field's own objects, nothing copied."""
-
-    key: FieldKey
-    field: MonitoredField
-    undecodable: bool = False
-
-
 #: Creates the monitored items of these client handles (anew) in a subscription; returns
 #: per item its MonitoredItemId or the StatusCode the server refused it with.
 ItemCreator = Callable[["_BatchSubscription", Sequence[int]], Awaitable[list[object]]]
@@ -147,14 +138,16 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         self,
         *args: Any,
         sink: Sink,
-        routes: dict[int, _Route],
+        routes: list[MonitoredField | None],
         drained: Drained | None,
         create_items: ItemCreator,
         **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self._sink = sink
-        self._routes = routes
+        self._routes = routes  # by client handle: the field its values go to (None: refused)
+        # client handles whose last value was undecodable (each run is logged once)
+        self._undecodable: set[int] = set()
         self._drained = drained
         self._create_items = create_items
         self._delivering = asyncio.Lock()  # one response's parts at a time (publish_callback)
@@ -235,14 +228,20 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
                 items = notification.MonitoredItems
                 if self.queued and len(items) > PART:
                     items = list({item.ClientHandle: item for item in items}.values())
+                # asyncua's publish loop holds the response until the next one arrives: without
+                # its items (only the values go on), ~25,000 of them per source at 100,000 fields
+                notification.MonitoredItems = []
                 for start in range(0, len(items), PART):
                     if delivered:
                         await asyncio.sleep(0)
                     batch = []
                     for item in items[start : start + PART]:
-                        route = routes.get(item.ClientHandle)
+                        try:
+                            route = routes[item.ClientHandle]
+                        except IndexError:  # not a handle of ours
+                            continue
                         if route is not None:
-                            batch.append((route.key, _decoded(route, item.Value)))
+                            batch.append((route.key, _decoded(self._undecodable, item, route)))
                     if batch:
                         self._sink(batch)
                         delivered = True
@@ -258,6 +257,30 @@ class _BatchSubscription(Subscription):  # type: ignore[misc]
         return delivered
 
 
+def _decoded(
+    undecodable: set[int], item: ua.MonitoredItemNotification, route: MonitoredField
+) -> ua.DataValue:
+    """The item's value, or BadDecodingError for a value asyncua could not decode
+    (decoding.py); the first of a run of such values is logged, naming the field.
+    ``undecodable``: the client handles whose last value was undecodable."""
+    dv = item.Value
+    reason = undecodable_reason(dv)
+    if reason is None:
+        if undecodable:
+            undecodable.discard(item.ClientHandle)
+        return dv
+    if item.ClientHandle not in undecodable:
+        undecodable.add(item.ClientHandle)
+        _log.warning(
+            "%s/%s (%s): value cannot be decoded (%s): BadDecodingError",
+            route.label,
+            route.key.field,
+            route.node_id,
+            reason,
+        )
+    return checked(dv)
+
+
 async def _wait_drained(drained: Drained) -> None:
     """asyncua's publish loop sends its next Publish request when the callback returns:
     while the sink's consumer is behind, the server keeps the newest value per item (queue
@@ -266,24 +289,6 @@ async def _wait_drained(drained: Drained) -> None:
     subscription silent for 1.5 keep-alive periods)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(drained(), DRAIN_WAIT_S)
-
-
-def _decoded(route: _Route, dv: ua.DataValue) -> ua.DataValue:
-    """``dv``, or BadDecodingError for a value asyncua could not decode (decoding.py); the
-    first of a run of such values is logged, naming the field."""
-    reason = undecodable_reason(dv)
-    if reason is None:
-        route.undecodable = False
-        return dv
-    if not route.undecodable:
-        route.undecodable = True
-        _log.warning(
-            "%s (%s): value cannot be decoded (%s): BadDecodingError",
-            route.field.label,
-            route.field.node_id,
-            reason,
-        )
-    return checked(dv)
 
 
 class SubscriptionSource:
@@ -309,8 +314,9 @@ class SubscriptionSource:
         self._keep_alive_ms = max(10_000.0, 2_000 * keep_alive_s)
         self._sink = sink
         self._subscriptions: list[_BatchSubscription] = []
-        self._routes: dict[int, _Route] = {}
-        self._next_handle = 1
+        # Client handles count from 1 and index this list (not a dict: 100,000 handles cost
+        # ~8 MiB as int keys); a refused item's entry is None.
+        self._routes: list[MonitoredField | None] = [None]
         self._max_notifications = max_notifications_per_publish
         self._batcher = batcher
         self._codec = codec
@@ -364,28 +370,30 @@ class SubscriptionSource:
 
         refused: dict[FieldKey, ua.StatusCode] = {}
         requests: list[ua.MonitoredItemCreateRequest] = []
-        first = self._next_handle
+        first = len(self._routes)
         for f in fields:
             try:
                 node_id = codec.decode_node_id(f.node_id)
             except DecodeError as e:
                 refused[f.key] = ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)
-                _log.debug("%s: node id %r: %s", f.label, f.node_id, e)
+                _log.debug("%s/%s: node id %r: %s", f.label, f.key.field, f.node_id, e)
                 continue
             if node_id.NamespaceIndex == 0 and f.node_id.startswith("nsu="):
                 # The server does not know the namespace URI: the node cannot exist there.
                 refused[f.key] = ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
                 continue
-            handle = self._next_handle
-            self._next_handle += 1
-            self._routes[handle] = _Route(f.key, f)
+            handle = len(self._routes)
+            self._routes.append(f)
             requests.append(self._request(handle, f, node_id))
-        sub.handles = range(first, self._next_handle)
+        sub.handles = range(first, len(self._routes))
         sub.queued = any(f.queue_size > 1 for f in fields)
         results = await self._send(sub, requests)
         for request, result in zip(requests, results, strict=True):
             if isinstance(result, ua.StatusCode):
-                refused[self._routes.pop(request.RequestedParameters.ClientHandle).key] = result
+                handle = request.RequestedParameters.ClientHandle
+                route, self._routes[handle] = self._routes[handle], None
+                assert route is not None  # routed when its request was made
+                refused[route.key] = result
         return refused
 
     async def _create_items(self, sub: _BatchSubscription, handles: Sequence[int]) -> list[object]:
@@ -393,9 +401,9 @@ class SubscriptionSource:
         :meth:`_BatchSubscription.recreate`); handles no longer routed (refused) are skipped."""
         codec = await self._namespace_codec()
         requests = [
-            self._request(h, route.field, codec.decode_node_id(route.field.node_id))
+            self._request(h, route, codec.decode_node_id(route.node_id))
             for h in handles
-            if (route := self._routes.get(h)) is not None
+            if (route := self._routes[h]) is not None
         ]
         return await self._send(sub, requests)
 
