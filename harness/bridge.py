@@ -4,6 +4,7 @@ started as a user would start it, and stopped (or killed) by PID."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -27,6 +28,39 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     """`opcua-mqtt ARGS` as a user runs it, to its end (bounded), its output captured."""
     return subprocess.run(
         [EXE, *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd
+    )
+
+
+def run_cli_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`opcua-mqtt ARGS` run in this process (click's CliRunner), for tests of what a command
+    works out rather than of the process around it (exit codes and output of the real process
+    are :func:`run_cli`'s): the same exit code, stdout and stderr without the interpreter start
+    and imports a process pays (most of a second of CPU). An exception the command does not
+    handle is raised here, where a process would print a traceback. The working directory and
+    the logging the command sets up (root handlers and level, asyncua's and gmqtt's levels)
+    are put back afterwards."""
+    from click.testing import CliRunner
+
+    from opcua_mqtt.cli import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in ("asyncua", "gmqtt")}
+    here = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(main, list(args), prog_name="opcua-mqtt")
+    finally:
+        os.chdir(here)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, old in quieted.items():
+            logging.getLogger(name).setLevel(old)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(
+        ["opcua-mqtt", *args], result.exit_code, result.stdout, result.stderr
     )
 
 

@@ -4,6 +4,7 @@ Run the asyncua server by hand (from the repository root)::
 
     python -m harness.opcua_server --port 4840 --variables 10000 \
         [--cert-dir D] [--users operator:secret-pw] [--ready-file F] [--manifest M]
+        [--aspace-cache PATH]
         [--churn N --churn-interval-ms MS [--churn-direct]]
 
 It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
@@ -32,6 +33,11 @@ It serves ``opc.tcp://127.0.0.1:<port>/opcua-mqtt/test`` (application URI
   the same notifications at about a quarter of the server's CPU per change
   (harness/churn_direct.py); without it the changes go through asyncua's
   ``write_attribute_value``, as the tests use it.
+
+With ``--aspace-cache PATH`` the server keeps asyncua's standard address space (namespace 0,
+some thousands of nodes) in a shelf at PATH: the first server to start with it builds the nodes
+and writes the shelf, the next ones load nodes from it as they are used (asyncua's own start-up
+cache), about 0.9 s of CPU less per start. The test fixtures share one per test session.
 
 It prints ``READY <endpoint>`` on stdout (and writes ``--ready-file``, a JSON object) only once
 the address space is complete and the server listens. SIGTERM / SIGINT stop it cleanly, and it
@@ -113,6 +119,40 @@ def ensure_server_certificate(cert_dir: Path) -> tuple[Path, Path]:
                 cert_path, key_path, APPLICATION_URI, common_name="opcua-mqtt test server"
             )
     return cert_path, key_path
+
+
+async def init_server(server: Any, shelf: Path | None) -> None:
+    """``server.init()``, with the standard address space from the shelf ``shelf`` once one is
+    complete (``shelf.ready`` exists), else building it; the first server to get there also
+    writes the shelf, and a server that finds another one writing it builds without it.
+
+    asyncua takes a shelf as present when a file ``shelf`` (or ``shelf.db``) exists, but
+    ``dbm.dumb`` (the only dbm some Pythons have) writes ``shelf.dat`` and ``shelf.dir``: an
+    empty file ``shelf`` makes asyncua look (a real dbm file there is only touched).
+    """
+    if shelf is None:
+        await server.init()
+        return
+    ready = shelf.with_name(shelf.name + ".ready")
+    if ready.exists():
+        await server.init(shelf)
+        return
+    shelf.parent.mkdir(parents=True, exist_ok=True)
+    with open(shelf.with_name(shelf.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await server.init()  # another server is writing the shelf
+            return
+        if ready.exists():  # written between the first look and the lock
+            await server.init(shelf)
+            return
+        # Left by a writer that died: asyncua would load it rather than write it anew.
+        for stale in (shelf, shelf.with_suffix(".db")):
+            stale.unlink(missing_ok=True)
+        await server.init(shelf)  # builds the nodes, then writes the shelf
+        shelf.touch()
+        ready.touch()
 
 
 class _UserManager:
@@ -295,7 +335,7 @@ async def serve(args: argparse.Namespace) -> None:
     cert_path, key_path = ensure_server_certificate(cert_dir)
 
     server = Server(user_manager=_UserManager(users))
-    await server.init()
+    await init_server(server, Path(args.aspace_cache) if args.aspace_cache else None)
     endpoint = f"opc.tcp://{LOOPBACK}:{args.port}{RESOURCE_PATH}"
     server.set_endpoint(endpoint)
     server.set_server_name("opcua-mqtt test server")
@@ -415,6 +455,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="name:password[,name:password...] (default operator:secret-pw)",
     )
     parser.add_argument("--ready-file", help="written (JSON) once the server is ready")
+    parser.add_argument(
+        "--aspace-cache",
+        metavar="PATH",
+        help="shelf of the standard address space: written at the first start, loaded after",
+    )
     parser.add_argument(
         "--manifest", help="where to write the manifest (default: next to --ready-file)"
     )

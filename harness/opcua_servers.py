@@ -1,10 +1,15 @@
 """Start the test OPC UA servers (harness/opcua_server.py, interop/plant-server.mjs)
 on free loopback ports, wait for them (bounded) and stop them by PID.
+
+With ``OPCUA_MQTT_TEST_ASPACE_CACHE`` set (tests/conftest.py sets it for a test run), every
+asyncua test server started here, also by a benchmark the tests run, shares that start-up cache
+(``--aspace-cache``): about 0.9 s of CPU less per start after the first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -20,6 +25,7 @@ INTEROP_DIR = REPO_ROOT / "interop"
 NODE_PLANT_SERVER = INTEROP_DIR / "plant-server.mjs"
 NODE_OPCUA_PACKAGE = INTEROP_DIR / "node_modules" / "node-opcua"
 NODE_NAMESPACE_URI = "urn:opcua-mqtt:interop:plant"
+ASPACE_CACHE_ENV = "OPCUA_MQTT_TEST_ASPACE_CACHE"
 
 
 @dataclass
@@ -112,6 +118,8 @@ def start_opcua_server(
         ]
         if trusted_client_certs is not None:
             cmd += ["--trusted-client-certs", str(trusted_client_certs)]
+        if os.environ.get(ASPACE_CACHE_ENV):
+            cmd += ["--aspace-cache", os.environ[ASPACE_CACHE_ENV]]
         cmd += list(extra_args)
         process = spawn(cmd, workdir, f"opcua-server-{attempt}", REPO_ROOT)
         try:

@@ -4,6 +4,7 @@ Fixtures only one suite uses live in its own conftest.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ import pytest
 from harness.bridge import BridgeProcesses, bridge_processes
 from harness.mosquitto import NOT_INSTALLED_MESSAGE, MosquittoBroker, run_broker
 from harness.opcua_servers import (
+    ASPACE_CACHE_ENV,
     NodeOpcuaTestServer,
     OpcUaTestServer,
     ServerProcess,
@@ -106,6 +108,20 @@ def _serve(start: Callable[..., S], workdir: Path, **options: Any) -> Iterator[S
         server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def opcua_aspace_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every asyncua test server of the run (also those a benchmark under test starts) shares
+    one start-up cache (harness/opcua_servers.py); xdist workers' temporary folders are
+    folders of the run's own, which holds it."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    cache = base / "opcua-aspace-cache" / "standard"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ASPACE_CACHE_ENV, str(cache))
+        yield cache
+
+
 @pytest.fixture(scope="session")
 def opcua_server_cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder with the asyncua test servers' certificate and key, shared by all of them (the
@@ -145,7 +161,7 @@ def shared_small_opcua_server(
     tmp_path_factory: pytest.TempPathFactory, opcua_server_cert_dir: Path
 ) -> Iterator[OpcUaTestServer]:
     """``small_opcua_server`` shared by the tests of a module, for tests that neither change
-    its model nor stop it (a start costs a process and about 2 s)."""
+    its model nor stop it (a start costs a process and about 0.5 s of CPU)."""
     yield from _small_server(tmp_path_factory.mktemp("opcua-server"), opcua_server_cert_dir)
 
 

@@ -18,17 +18,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, unquote
 
 from cryptography import x509
 
-from opcua_mqtt.core.messages.data import NetworkMessage
-from opcua_mqtt.core.messages.decode import AnyMessage
-from opcua_mqtt.core.messages.metadata import ConnectionMessage, MetaDataMessage, StatusMessage
 from opcua_mqtt.core.signing import thumbprint_s256
 from opcua_mqtt.core.topics import MessageType, TopicInfo
 from opcua_mqtt.core.x509_trust import CERT_ERRORS, subject_name
+
+if TYPE_CHECKING:
+    from opcua_mqtt.core.messages.decode import AnyMessage
 
 __all__ = [
     "PUBLISHER_URI_PREFIX",
@@ -129,6 +129,15 @@ def check_signer(
 def topic_disagreement(info: TopicInfo, message: AnyMessage) -> str | None:
     """What ``message`` says against the topic ``info`` it came on (see
     :meth:`TopicInfo.disagreement`), checking every DataSetMessage of a ua-data message."""
+    # Imported here: the message classes bring the OPC UA type model (asyncua, about a third
+    # of a second), which `opcua-mqtt certs` needs nothing of (it imports publisher_uri).
+    from opcua_mqtt.core.messages.data import NetworkMessage
+    from opcua_mqtt.core.messages.metadata import (
+        ConnectionMessage,
+        MetaDataMessage,
+        StatusMessage,
+    )
+
     if isinstance(message, NetworkMessage):
         problem = info.disagreement(
             MessageType.DATA, message.publisher_id, message.writer_group_name

@@ -1,5 +1,7 @@
 """``opcua-mqtt map`` as a user runs it: a browse file (or an endpoint) in, a bridge
-configuration, messages and exit codes out."""
+configuration, messages and exit codes out. Tests of what the mapping works out from its
+options run the command in this process (``here``); exit codes, messages and the flows a user
+follows run the real process (``run``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 import yaml
 
 from harness.bridge import run_cli as run
+from harness.bridge import run_cli_here as here
 from opcua_mqtt.core.config.check import load_config
 
 NS = "urn:plant"
@@ -108,18 +111,18 @@ def test_map_writes_a_configuration_that_validates(tmp_path: Path) -> None:
 def test_map_twice_gives_identical_files_and_json_by_suffix(tmp_path: Path) -> None:
     source = browse_file(tmp_path)
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    assert run("map", str(source), "-o", str(first)).returncode == 0
-    assert run("map", str(source), "-o", str(second)).returncode == 0
+    assert here("map", str(source), "-o", str(first)).returncode == 0
+    assert here("map", str(source), "-o", str(second)).returncode == 0
     assert first.read_text().replace("a.yaml", "b.yaml") == second.read_text()
     as_json = tmp_path / "c.json"
-    assert run("map", str(source), "-o", str(as_json)).returncode == 0
+    assert here("map", str(source), "-o", str(as_json)).returncode == 0
     assert json.loads(as_json.read_text()) == yaml.safe_load(first.read_text())
-    stdout = run("map", str(source), "--format", "json")
+    stdout = here("map", str(source), "--format", "json")
     assert stdout.returncode == 0 and stdout.stdout == as_json.read_text()
 
 
 def test_map_reads_a_yaml_browse_file_to_stdout(tmp_path: Path) -> None:
-    result = run("map", str(browse_file(tmp_path, ".yaml")), "--publishing-interval", "250")
+    result = here("map", str(browse_file(tmp_path, ".yaml")), "--publishing-interval", "250")
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["defaults"]["publishing_interval_ms"] == 250
 
@@ -127,14 +130,14 @@ def test_map_reads_a_yaml_browse_file_to_stdout(tmp_path: Path) -> None:
 def test_map_writes_a_queue_size_only_when_given(tmp_path: Path) -> None:
     """Not set, the bridge picks it per field (1 where sampling is no faster than publishing)."""
     source = str(browse_file(tmp_path))
-    assert "queue_size" not in yaml.safe_load(run("map", source).stdout)["defaults"]
-    given = run("map", source, "--queue-size", "5")
+    assert "queue_size" not in yaml.safe_load(here("map", source).stdout)["defaults"]
+    given = here("map", source, "--queue-size", "5")
     assert given.returncode == 0, given.stderr
     assert yaml.safe_load(given.stdout)["defaults"]["queue_size"] == 5
 
 
 def test_map_options_shape_the_result(tmp_path: Path) -> None:
-    result = run(
+    result = here(
         "map",
         str(browse_file(tmp_path)),
         "--include",
@@ -195,7 +198,7 @@ def test_map_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 def test_remap_with_force_keeps_hand_edits_and_adds_new_nodes(tmp_path: Path) -> None:
     source = browse_file(tmp_path)
     out = tmp_path / "bridge.yaml"
-    assert run("map", str(source), "-o", str(out)).returncode == 0
+    assert here("map", str(source), "-o", str(out)).returncode == 0
     first = yaml.safe_load(out.read_text())
     edited = yaml.safe_load(out.read_text())
     edited["publisher_id"] = "hall2"
@@ -220,7 +223,7 @@ def test_remap_with_force_keeps_hand_edits_and_adds_new_nodes(tmp_path: Path) ->
     grown["nodes"].append(_var("Line1/Filler/Level", "Line1.Filler"))
     source.write_text(json.dumps(grown))
 
-    result = run("map", str(source), "-o", str(out), "--force", "--sampling-interval", "100")
+    result = here("map", str(source), "-o", str(out), "--force", "--sampling-interval", "100")
     assert result.returncode == 0, result.stderr
     assert "(1 writable; write-back enabled)" in result.stderr
     again = yaml.safe_load(out.read_text())
@@ -253,9 +256,9 @@ def test_remap_with_force_keeps_hand_edits_and_adds_new_nodes(tmp_path: Path) ->
             for f in w["fields"]
         }.items()
     )
-    assert run("validate", str(out)).returncode == 0
+    assert here("validate", str(out)).returncode == 0
 
-    moved = run("map", str(source), "-o", str(out), "--force", "--broker", "mqtt.new")
+    moved = here("map", str(source), "-o", str(out), "--force", "--broker", "mqtt.new")
     assert moved.returncode == 0, moved.stderr
     mqtt = yaml.safe_load(out.read_text())["mqtt"]
     assert (mqtt["host"], mqtt["port"], mqtt["tls"]["ca"]) == (
@@ -387,7 +390,7 @@ def test_map_topic_template_fills_in_uns_queue_names(tmp_path: Path) -> None:
     """{path} becomes the browse path of each writer's object; the uns variables and the
     names are left for the loader, which expands them (docs/uns.md)."""
     out = tmp_path / "bridge.yaml"
-    result = run(
+    result = here(
         "map", str(browse_file(tmp_path)), "-o", str(out), "--uns", "enterprise=acme",
         "--uns", "site=site1", "--topic-template", "{enterprise}/{site}/{path}",
     )  # fmt: skip
@@ -404,7 +407,7 @@ def test_map_topic_template_fills_in_uns_queue_names(tmp_path: Path) -> None:
 
 
 def test_map_topic_template_without_path_goes_on_the_groups(tmp_path: Path) -> None:
-    result = run(
+    result = here(
         "map", str(browse_file(tmp_path)), "--topic-template", "plant/{group}/{writer}",
         "--metadata-topic-template", "plant/meta/{group}/{writer}",
     )  # fmt: skip
@@ -445,12 +448,12 @@ def test_remap_with_a_new_topic_template_replaces_the_queue_names(tmp_path: Path
     uns values replace the old ones; without them the old ones stay."""
     source, out = str(browse_file(tmp_path)), tmp_path / "bridge.yaml"
     first = ["--uns", "enterprise=a", "--topic-template", "{enterprise}/{path}"]
-    assert run("map", source, "-o", str(out), *first).returncode == 0
+    assert here("map", source, "-o", str(out), *first).returncode == 0
     second = ["--uns", "enterprise=b", "--topic-template", "q/{enterprise}/{path}"]
-    assert run("map", source, "-o", str(out), "--force", *second).returncode == 0
+    assert here("map", source, "-o", str(out), "--force", *second).returncode == 0
     doc = yaml.safe_load(out.read_text(encoding="utf-8"))
     assert doc["uns"] == {"enterprise": "b"}
     filler = doc["writer_groups"][0]["writers"][1]
     assert filler["queue_name"] == "q/{enterprise}/Line1/Filler"
-    assert run("map", source, "-o", str(out), "--force").returncode == 0
+    assert here("map", source, "-o", str(out), "--force").returncode == 0
     assert yaml.safe_load(out.read_text(encoding="utf-8")) == doc

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import Client, Server, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
+from harness.opcua_server import init_server
 from harness.opcua_servers import NodeOpcuaTestServer, OpcUaTestServer, start_opcua_server
 from harness.pki import make_application_certificate
 from harness.plant_manifest import parse_nodeid
@@ -327,6 +328,38 @@ async def test_trusted_client_certificate_folder(
             assert NAMESPACE_URI in await client.get_namespace_array()
     finally:
         await asyncio.to_thread(server.stop)
+
+
+def _standard_nodes(server: Server) -> dict[int, Any]:
+    """BrowseName, NodeClass and references of every node ``ua.ObjectIds`` names."""
+    aspace = server.iserver.aspace
+    nodes = {}
+    for ident in {v for k, v in vars(ua.ObjectIds).items() if not k.startswith("_")}:
+        data = aspace.get(ua.NodeId(ident, 0))
+        if data is not None:
+            attributes = data.attributes
+            nodes[ident] = (
+                attributes[ua.AttributeIds.BrowseName].value.Value.Value,
+                attributes[ua.AttributeIds.NodeClass].value.Value.Value,
+                [(r.ReferenceTypeId, r.NodeId, r.IsForward) for r in data.references],
+            )
+    return nodes
+
+
+async def test_the_start_up_cache_serves_the_standard_address_space_as_built(
+    tmp_path: Path,
+) -> None:
+    """--aspace-cache: the first server builds the standard nodes and writes the shelf, the
+    next one loads them from it, and both hold the same nodes."""
+    shelf = tmp_path / "aspace"
+    writer, reader = Server(), Server()
+    await init_server(writer, shelf)
+    assert shelf.with_name("aspace.ready").exists()
+    await init_server(reader, shelf)
+    assert not isinstance(reader.iserver.aspace._nodes, dict)  # asyncua's shelf-backed mapping
+    built = _standard_nodes(writer)
+    assert len(built) > 5_000
+    assert _standard_nodes(reader) == built
 
 
 # -- node-opcua's plant server ---------------------------------------------------------------
