@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import logging.handlers
@@ -39,7 +40,9 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value if isinstance(value, str | int | float | bool) else repr(value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False).translate(_LINE_SAFE)
+        line = json.dumps(out, ensure_ascii=False)
+        # translate() looks every character up: a tenth of a write-back audit line's cost
+        return line if line.isascii() else line.translate(_LINE_SAFE)
 
 
 class TextFormatter(logging.Formatter):
@@ -62,6 +65,11 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Neither format shows where a record was made, nor its thread or process: not looking
+    # them up for every record (the logging HOWTO's "Optimization") takes a fifth off the
+    # event loop's cost of a write-back audit line (docs/benchmarks.md, write-back round 5).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     if level.lower() != "debug":
         logging.getLogger("asyncua").setLevel(logging.WARNING)
         logging.getLogger("gmqtt").setLevel(logging.WARNING)
@@ -78,7 +86,9 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # Only the message is fixed now (its arguments may change later); exc_info stays for
         # the formatter, as the writer thread lives in the same process.
-        record = logging.makeLogRecord(vars(record))
+        # copy.copy, not makeLogRecord: that makes a whole new record first, only to
+        # overwrite every attribute of it
+        record = copy.copy(record)
         record.msg, record.args = record.getMessage(), None
         return record
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+import orjson
 from asyncua import ua
 from cryptography import x509
 
@@ -226,10 +227,15 @@ def _alt_names(certificate: x509.Certificate) -> tuple[str, ...]:
 def request_digest(request: WriteRequest) -> str:
     """What a RequestId stands for: the SHA-256 of its Targets (sorted keys), so that a retry
     with a new Deadline or a new signature is the same request, and other Targets are not."""
-    text = json.dumps(
-        request.document.get("Targets"), sort_keys=True, ensure_ascii=False, allow_nan=False
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    targets = request.document.get("Targets")
+    try:
+        # a fifth of the standard library's cost (docs/benchmarks.md, write-back round 5)
+        text = orjson.dumps(targets, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits; marked, so it never equals orjson's text
+        text = b"json:" + json.dumps(
+            targets, sort_keys=True, ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()
 
 
 class IdempotencyCache:

@@ -13,6 +13,8 @@ import pytest
 from asyncua import ua
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given
+from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import ECKey
 from joserfc.jws import JWSRegistry
@@ -37,7 +39,7 @@ from opcua_mqtt.core.signing import (
     TrustStore,
     sign_message,
 )
-from opcua_mqtt.core.write_request.request import RequestError, parse_request
+from opcua_mqtt.core.write_request.request import RequestError, WriteRequest, parse_request
 
 S = ua.StatusCodes
 #: The instant every check here is made at. Certificates are issued when a test runs, valid from
@@ -280,3 +282,33 @@ def test_request_digest_is_of_the_targets_only() -> None:
     later = _parsed(_request(Deadline=(NOW + timedelta(seconds=30)).isoformat()))
     other = _parsed(_request(Targets=[{"NodeId": NODE_A, "Value": 2.5}]))
     assert request_digest(a) == request_digest(later) != request_digest(other)
+
+
+#: JSON values as parse_request leaves them: unicode without lone surrogates, finite floats,
+#: integers of any size (those beyond 64 bits take request_digest's other path).
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**64 - 2, max_value=2**64 + 2)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=["Cs"]), max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"]), max_size=3), inner)
+    ),
+    max_leaves=10,
+)
+
+
+def _digest_of(targets: Any) -> str:
+    return request_digest(WriteRequest(targets=(), document={"Targets": targets}))
+
+
+@given(a=_JSON, b=_JSON)
+def test_request_digest_tells_targets_apart_as_their_sorted_json_does(a: Any, b: Any) -> None:
+    """The same Targets (in any member order) have the same digest, any others another."""
+    same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert (_digest_of(a) == _digest_of(b)) is same
+    reordered = json.loads(json.dumps(a), object_pairs_hook=lambda pairs: dict(pairs[::-1]))
+    assert _digest_of(reordered) == _digest_of(a)
