@@ -95,7 +95,9 @@ class _Pickler(pickle.Pickler):
 
 
 _MODEL = "opcua_mqtt.core.config."
-_FIELD_ID = [f.name for f in dataclasses.fields(FieldConfig)].index("dataset_field_id")
+_NAMES = [f.name for f in dataclasses.fields(FieldConfig)]
+_FIELD_ID = _NAMES.index("dataset_field_id")
+_SAMPLING = _NAMES.index("sampling_interval_ms")
 
 
 def _uuid(number: int) -> uuid.UUID:
@@ -111,8 +113,11 @@ def _columns(fields: tuple[FieldConfig, ...]) -> list[tuple[Any, ...]]:
 
 def _writer(writer: WriterConfig, columns: list[tuple[Any, ...]]) -> WriterConfig:
     """``writer`` with the fields of :func:`_columns`: each built from its arguments with no
-    tuple of its own (``map`` passes them straight to the constructor)."""
+    tuple of its own (``map`` passes them straight to the constructor). Pickle makes a float
+    per field: a writer's fields share one per sampling interval."""
     columns[_FIELD_ID] = tuple(map(_uuid, columns[_FIELD_ID]))
+    intervals: dict[float, float] = {}
+    columns[_SAMPLING] = tuple(intervals.setdefault(x, x) for x in columns[_SAMPLING])
     return dataclasses.replace(writer, fields=tuple(map(FieldConfig, *columns)))
 
 

@@ -94,6 +94,9 @@ def test_fields_travel_as_columns_with_no_tuple_of_their_own() -> None:
     assert len(fields) == 1000
     shared = {id(f.deadband) for _, _, f in result.config.fields()}
     assert len({id(f.deadband) for f in fields}) == len(shared) < 1000  # still shared
+    intervals = {f.sampling_interval_ms for f in fields}
+    assert len(intervals) == 2
+    assert len({id(f.sampling_interval_ms) for f in fields}) == 2 * 4  # one per writer
 
 
 def test_the_example_checks_the_same_in_a_child() -> None:
