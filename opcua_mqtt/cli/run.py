@@ -83,10 +83,14 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
         fail(str(e), 1)
     for issue in result.issues:
         click.echo(str(issue), err=True)
-    if result.config is None:
+    checked = result.config
+    # The warnings (one per field for a plant of ns=<index> NodeIds: tens of MiB at 100,000)
+    # must not live as long as the bridge: this frame does.
+    del result
+    if checked is None:
         raise SystemExit(1)
     try:
-        setup = bridge_setup(result.config, config)
+        setup = bridge_setup(checked, config)
     except SetupError as e:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
@@ -95,7 +99,7 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
     except SetupError as e:  # the spool directory
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
-    metrics = result.config.metrics
+    metrics = checked.metrics
     if metrics_port is not None:
         metrics = replace(metrics, port=metrics_port) if metrics else MetricsConfig(metrics_port)
     trim("loading the configuration")

@@ -13,11 +13,11 @@ import re
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# jsonschema ships no type information (types-jsonschema is not a dependency).
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.protocols import Validator  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    # jsonschema ships no type information (types-jsonschema is not a dependency).
+    from jsonschema.protocols import Validator  # type: ignore[import-untyped]
 
 __all__ = ["SCHEMA_NAMES", "load_schema", "schema_path", "validator"]
 
@@ -55,7 +55,12 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> Validator:
-    """A cached draft 2020-12 validator, with format checking, for the schema ``name``."""
+    """A cached draft 2020-12 validator, with format checking, for the schema ``name``.
+
+    jsonschema (~6 MiB) is imported on the first call: the bridge needs it only for a doubtful
+    write request, and checks its configuration in a child process."""
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     v: Validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

@@ -4,7 +4,10 @@ in-process, the same findings for a bad file, and one clear error when the child
 from __future__ import annotations
 
 import os
+import pickle
+import pickletools
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,26 @@ def test_a_large_configuration_checked_in_a_child_equals_the_one_checked_in_proc
     assert here.config.event_writers and here.config.write_back.enabled and here.config.metrics
     assert there == here  # the whole Config, field by field, and the same warnings
     assert there.warnings == here.warnings
+
+
+def test_fields_travel_as_columns_with_no_tuple_of_their_own() -> None:
+    """One argument tuple per field would stay in the unpickler's memo until the end, between
+    the fields kept (fragmenting the heap): a writer's fields go as one tuple per argument."""
+    text = large(groups=1, writers=4, fields=250)
+    result = check_config(text, "plant.yaml")
+    assert result.config is not None
+    payload = bytes(config_child.dumps(result))
+    ops = Counter(op.name for op, _, _ in pickletools.genops(payload))
+    assert ops["REDUCE"] + ops["NEWOBJ"] < 100  # 1,000 fields (and their UUIDs)
+    there = pickle.loads(payload)
+    assert there == result
+    fields = [f for w in there.config.writer_groups[0].writers for f in w.fields]
+    assert len(fields) == 1000
+    shared = {id(f.deadband) for _, _, f in result.config.fields()}
+    assert len({id(f.deadband) for f in fields}) == len(shared) < 1000  # still shared
+    intervals = {f.sampling_interval_ms for f in fields}
+    assert len(intervals) == 2
+    assert len({id(f.sampling_interval_ms) for f in fields}) == 2 * 4  # one per writer
 
 
 def test_the_example_checks_the_same_in_a_child() -> None:

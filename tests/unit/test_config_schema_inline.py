@@ -9,9 +9,10 @@ import json
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from opcua_mqtt.core.config.schema_messages import _ANNOTATIONS, inline_refs
-from opcua_mqtt.core.schema_validation import Draft202012Validator, load_schema, validator
+from opcua_mqtt.core.schema_validation import load_schema, validator
 from tests.unit.test_config import base
 from tests.unit.test_event_config import with_events
 

@@ -73,6 +73,19 @@ def test_importing_the_package_loads_no_protocol_library() -> None:
     assert not {"asyncua", "gmqtt", "opcua_mqtt.subscriber"} & loaded
 
 
+def test_the_bridge_loads_no_jsonschema_until_a_check_needs_it() -> None:
+    """``run`` checks its configuration in a child, and write-back validates with jsonschema
+    only a request its fast check doubts: the bridge process carries no jsonschema (~6 MiB)."""
+    loaded = _loaded_after("import opcua_mqtt.cli.run")
+    assert {"opcua_mqtt.cli.run", "opcua_mqtt.bridge.write_back"} <= loaded
+    assert "jsonschema" not in loaded
+    checked = _loaded_after(
+        "from opcua_mqtt.core.write_request.request import valid_request_id\n"
+        "assert not valid_request_id('')"
+    )
+    assert "jsonschema" in checked
+
+
 def test_every_command_module_is_in_the_lazy_table() -> None:
     defined = {
         cmd.name: f"{module.__name__}.{attribute}"

@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-
 from opcua_mqtt.core.config.model import SCHEMA, Path
 from opcua_mqtt.core.config.report import Report, show
 from opcua_mqtt.core.schema_validation import load_schema, validator
@@ -120,7 +118,12 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    """The configuration schema's validator, references inlined (the same findings)."""
+    """The configuration schema's validator, references inlined (the same findings).
+
+    jsonschema is imported here, not at the top: ``run`` checks its configuration in a forked
+    child, so the bridge itself never loads it (~6 MiB) for that."""
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
     validator(SCHEMA)  # checks the schema as written
     return Draft202012Validator(
         inline_refs(load_schema(SCHEMA)), format_checker=Draft202012Validator.FORMAT_CHECKER

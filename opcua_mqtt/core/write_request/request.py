@@ -15,10 +15,6 @@ from typing import Any, Final
 
 from asyncua import ua
 
-# jsonschema ships no type information (types-jsonschema is not a dependency).
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
-
 from opcua_mqtt.core.canonical_json import unique_members
 from opcua_mqtt.core.errors import OpcUaMqttError
 from opcua_mqtt.core.schema_validation import load_schema, validator
@@ -362,6 +358,10 @@ def _iso_datetime(text: str) -> bool:
 def _validate(obj: dict[str, Any]) -> None:
     if fast_valid(obj):
         return
+    # jsonschema only for a request the fast check doubts: a bridge that is never sent a bad
+    # one never loads it (~6 MiB).
+    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+
     try:
         error = best_match(validator(REQUEST_SCHEMA).iter_errors(obj))
     except RecursionError:  # jsonschema renders the instance into its messages
@@ -412,6 +412,8 @@ def _schema_message(error: Any) -> str:
 
 @cache
 def _request_id_rule() -> Any:
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
     schema = load_schema(REQUEST_SCHEMA)["properties"]["RequestId"]
     return Draft202012Validator(schema)
 
