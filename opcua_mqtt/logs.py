@@ -124,11 +124,56 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
         return True
 
 
+#: Records the writer takes from the queue at most before it writes them out.
+_BATCH = 256
+
+
 def _write(q: queue.Queue[logging.LogRecord | None], handlers: list[logging.Handler]) -> None:
-    while (record := q.get()) is not None:
+    """Write what the queue holds in batches: a stream handler gets one write and one flush
+    per batch, not per record (a burst of write-back audit lines is one system call, and the
+    writer holds up the event loop's thread less often)."""
+    while True:
+        batch: list[logging.LogRecord] = []
+        record = q.get()
+        while record is not None:
+            batch.append(record)
+            if len(batch) >= _BATCH:
+                break
+            try:
+                record = q.get_nowait()
+            except queue.Empty:
+                break
         for handler in handlers:
-            if record.levelno >= handler.level:
-                handler.handle(record)
+            _emit(handler, [r for r in batch if r.levelno >= handler.level])
+        if record is None:
+            return
+
+
+def _emit(handler: logging.Handler, records: list[logging.LogRecord]) -> None:
+    """``records`` through ``handler``: one write for a plain stream handler, else each."""
+    if (
+        not isinstance(handler, logging.StreamHandler)
+        or type(handler).emit is not logging.StreamHandler.emit  # pytest's capture, say
+        or handler.stream is None
+    ):
+        for r in records:
+            handler.handle(r)
+        return
+    lines = []
+    for r in records:
+        if handler.filter(r):
+            try:
+                lines.append(handler.format(r) + handler.terminator)
+            except Exception:  # noqa: BLE001 - as StreamHandler.emit: reported, not raised
+                handler.handleError(r)
+    if not lines:
+        return
+    with handler.lock:  # type: ignore[union-attr]
+        try:
+            handler.stream.write("".join(lines))
+            handler.flush()
+        except Exception:  # noqa: BLE001 - as StreamHandler.emit: reported, not raised
+            handler.handleError(records[-1])
 
 
 @contextlib.contextmanager

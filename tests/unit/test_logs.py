@@ -86,6 +86,51 @@ def test_non_blocking_restores_the_handlers_and_keeps_exception_text(
     assert "ValueError: boom" in record["exception"]
 
 
+class _HeldStream(io.StringIO):
+    """A stream whose first write waits until the test lets it go, and that keeps each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def write(self, s: str) -> int:
+        self.writes.append(s)
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().write(s)
+
+
+class _Refusing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "refused" not in record.getMessage()
+
+
+def test_records_queued_meanwhile_go_out_in_one_write_in_order_filtered_and_formatted(
+    root_handler: list[logging.Handler],
+) -> None:
+    stream = _HeldStream()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.setLevel(logging.INFO)
+    handler.addFilter(_Refusing())
+    root_handler[:] = [handler]
+    logging.getLogger().setLevel(logging.DEBUG)
+    log = logging.getLogger("test.burst")
+    with non_blocking():
+        log.info("first")
+        assert stream.entered.wait(10)  # the writer is inside the first write
+        for i in range(50):
+            log.info("burst %d", i)
+        log.debug("below the handler's level")
+        log.info("refused by the handler's filter")
+        stream.release.set()
+    assert len(stream.writes) == 2
+    assert stream.writes[0].endswith("test.burst: first\n")
+    lines = stream.writes[1].splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [f"burst {i}" for i in range(50)]
+
+
 HOSTILE = "value \x85forged\u2028line\u2029 \x9b31m \x1b[2J\r"
 
 
