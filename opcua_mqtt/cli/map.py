@@ -35,6 +35,7 @@ from opcua_mqtt.cli.opcua_options import opcua_connection_options
 from opcua_mqtt.core.address_space import BrowseResult, NodeClass
 from opcua_mqtt.core.config.check import check_config_data
 from opcua_mqtt.core.config.model import Config, PublishingDefaults
+from opcua_mqtt.core.config.report import folded
 from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.map_sources import merge_plans
 from opcua_mqtt.core.mapping import GroupBy, MappingPlan, MappingRules, MapSettings, plan_mapping
@@ -431,8 +432,8 @@ def _browse(endpoint: str, params: dict[str, Any], start: str, depth: int | None
 def _checked(plan: MappingPlan) -> Config:
     """Validate before writing; an invalid configuration is reported and never written."""
     result = check_config_data(plan.document, "<map>")
-    for issue in result.issues:
-        click.echo(str(issue), err=True)
+    for line in folded(result.issues):
+        click.echo(line, err=True)
     if result.config is None:
         common.fail("refusing to write an invalid configuration (see above)", EXIT_INVALID)
     return result.config

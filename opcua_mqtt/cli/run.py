@@ -21,6 +21,7 @@ from opcua_mqtt.bridge.runtime import Bridge
 from opcua_mqtt.cli.common import fail, loop_option, read_text
 from opcua_mqtt.cli.config_child import CheckFailed, check_in_child
 from opcua_mqtt.core.config.model import MetricsConfig
+from opcua_mqtt.core.config.report import folded
 from opcua_mqtt.event_loop import LoopUnavailableError, loop_factory
 from opcua_mqtt.event_loop import run as run_loop
 from opcua_mqtt.logs import non_blocking
@@ -81,8 +82,8 @@ def run(config: Path, metrics_port: int | None, exit_on_fatal: float | None, loo
         result = check_in_child(read_text(config, 2), str(config))
     except CheckFailed as e:
         fail(str(e), 1)
-    for issue in result.issues:
-        click.echo(str(issue), err=True)
+    for line in folded(result.issues):
+        click.echo(line, err=True)
     checked = result.config
     # The warnings (one per field for a plant of ns=<index> NodeIds: tens of MiB at 100,000)
     # must not live as long as the bridge: this frame does.

@@ -8,6 +8,7 @@ import click
 
 from opcua_mqtt.cli.common import read_text
 from opcua_mqtt.core.config.check import CheckResult, check_config
+from opcua_mqtt.core.config.report import folded
 
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
@@ -40,10 +41,9 @@ def validate(config: Path, strict: bool, quiet: bool) -> None:
     """
     text = read_text(config, EXIT_UNREADABLE)
     result = check_config(text, str(config))
-    for issue in result.issues:
-        if quiet and issue.severity == "warning":
-            continue
-        click.echo(str(issue))
+    shown = [i for i in result.issues if not (quiet and i.severity == "warning")]
+    for line in folded(shown):
+        click.echo(line)
     failed = not result.ok or (strict and bool(result.warnings))
     if not quiet:
         click.echo(summary(str(config), result, failed))

@@ -38,6 +38,7 @@ from opcua_mqtt.core.config.model import (
     WriteBackConfig,
     derive_field_id,
 )
+from opcua_mqtt.core.config.report import folded
 from opcua_mqtt.core.config.text import dump_json, dump_yaml
 from opcua_mqtt.core.schema_validation import load_schema, validator
 from opcua_mqtt.core.uajson.node_ids import canonical_node_id
@@ -781,6 +782,30 @@ def test_namespace_index_form_is_a_warning() -> None:
     assert messages(doc) == {}
     warning = messages(doc, "warning")["writer_groups/0/writers/0/fields/0/node_id"]
     assert warning.startswith("namespace index 2 can change")
+
+
+def test_warnings_of_one_message_fold_after_three_into_a_count_with_their_lines() -> None:
+    doc = base()
+    fields = doc["writer_groups"][0]["writers"][0]["fields"]
+    fields[:] = [{**fields[0], "name": f"F{i}", "node_id": f"ns=2;s=F{i}"} for i in range(8)]
+    fields.append({**fields[0], "name": "Other", "node_id": "ns=3;s=Other"})
+    issues = check_config(dump_yaml(doc), "plant.yaml").issues
+    ns2 = [i for i in issues if i.message.startswith("namespace index 2")]
+    assert len(ns2) == 8
+    lines = folded(issues)
+    assert lines[:3] == [str(i) for i in ns2[:3]]  # the first three as they are, in order
+    assert sum("namespace index 2" in line for line in lines) == 4
+    assert sum("namespace index 3" in line for line in lines) == 1  # another message
+    rest = ns2[3:]
+    assert lines[-1] == (
+        f"plant.yaml: warning: 5 more like this (lines {rest[0].line}-{rest[-1].line}): "
+        f"{ns2[0].message}"
+    )
+
+
+def test_errors_are_never_folded() -> None:
+    errors = [ConfigIssue("a.yaml", f"x/{i}", i, "expected a number") for i in range(6)]
+    assert folded(errors) == [str(e) for e in errors]
 
 
 def test_sampling_slower_than_publishing_warns_once_where_it_is_set() -> None:

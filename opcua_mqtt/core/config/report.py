@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
 
 import yaml
 
@@ -99,6 +100,31 @@ class Report:
     @property
     def failed(self) -> bool:
         return any(i.severity == "error" for i in self.issues)
+
+
+#: Warnings of one message shown one by one; the rest are one line with their number.
+FOLD_AFTER: Final = 3
+
+
+def folded(issues: Sequence[ConfigIssue], keep: int = FOLD_AFTER) -> list[str]:
+    """The issues as lines, in order, but of the warnings that share a message only the first
+    ``keep``; the others are counted in one line at the end (a plant mapped with ``ns=<index>``
+    NodeIds has one such warning per field: 100,000 identical lines hide everything else)."""
+    same: dict[tuple[str, str], list[ConfigIssue]] = {}
+    out = []
+    for issue in issues:
+        if issue.severity == "warning":
+            group = same.setdefault((issue.source, issue.message), [])
+            group.append(issue)
+            if len(group) > keep:
+                continue
+        out.append(str(issue))
+    for (source, message), group in same.items():
+        if rest := group[keep:]:
+            lines = [i.line for i in rest if i.line is not None]
+            where = f" (lines {min(lines):,}-{max(lines):,})" if lines else ""
+            out.append(f"{source}: warning: {len(rest):,} more like this{where}: {message}")
+    return out
 
 
 def show(value: Any) -> str:
