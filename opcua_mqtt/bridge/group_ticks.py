@@ -136,7 +136,7 @@ class GroupTicks:
             metadata_version=ua.ConfigurationVersionDataType(v.major, v.minor),
             timestamp=frame.timestamp,
             message_type=DataSetMessageType(frame.kind.value),
-            payload=dict(frame.fields) if frame.kind.value != "ua-keepalive" else None,
+            payload=dict(frame.fields) if frame.kind is not FrameKind.KEEPALIVE else None,
         )
 
     def _send(
